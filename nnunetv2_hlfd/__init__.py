@@ -1,0 +1,1 @@
+"""HLFD knowledge distillation for nnU-Net v2."""

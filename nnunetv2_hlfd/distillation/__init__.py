@@ -1,0 +1,1 @@
+"""Distillation terms, their configuration and the engine that combines them."""

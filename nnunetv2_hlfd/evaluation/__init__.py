@@ -1,0 +1,1 @@
+"""Fold-wise evaluation: metrics, statistics and reports."""

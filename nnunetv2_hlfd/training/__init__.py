@@ -1,0 +1,1 @@
+"""The trainer machinery shared by every distillation trainer in trainers/."""
