@@ -1,0 +1,35 @@
+"""The plain-data description of a distillation method: which terms, at which weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+# HLFD_SPEC.md: L = L_seg + beta * (0.5 UFD + 0.5 IFD) + lambda * (0.5 UPD + 0.5 IPD)
+HLFD_FEATURE_WEIGHT = 0.9  # beta
+HLFD_PIXEL_WEIGHT = 0.1  # lambda
+FEATURE_TERMS = ("UFD", "IFD")
+PIXEL_TERMS = ("UPD", "IPD")
+
+
+@dataclass(frozen=True)
+class DistillationConfig:
+    """`weights` maps a registered term name to its weight in the total loss."""
+    weights: Mapping[str, float] = field(default_factory=dict)
+    attention_p: float = 4.0
+    temperature: float = 4.0
+
+    def __post_init__(self):
+        for name, weight in self.weights.items():
+            if weight < 0:
+                raise ValueError(f"Distillation term {name} has negative weight {weight}; weights must be >= 0.")
+
+
+def hlfd_config(terms: tuple[str, ...] = FEATURE_TERMS + PIXEL_TERMS,
+                feature_weight: float = HLFD_FEATURE_WEIGHT, pixel_weight: float = HLFD_PIXEL_WEIGHT,
+                **options) -> DistillationConfig:
+    """HLFD or one of its ablations: each term keeps its 0.5 share of its level's weight."""
+    level_weight = {**{t: feature_weight for t in FEATURE_TERMS}, **{t: pixel_weight for t in PIXEL_TERMS}}
+    unknown = set(terms) - set(level_weight)
+    if unknown:
+        raise ValueError(f"Unknown HLFD terms {sorted(unknown)}; HLFD has {sorted(level_weight)}.")
+    return DistillationConfig(weights={t: 0.5 * level_weight[t] for t in terms}, **options)

@@ -1,0 +1,47 @@
+"""The one distillation engine: builds a method's terms and computes them each step."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.terms import TERMS
+
+
+class DistillationEngine(nn.Module):
+    """Holds the applicable terms (and so their adapters) of one method.
+
+    Terms a network is too shallow for are left out and reported once through `log`.
+    """
+
+    def __init__(self, config: DistillationConfig, geometry: DistillationGeometry,
+                 log: Callable[[str], None] = print):
+        super().__init__()
+        self.config = config
+        self.geometry = geometry
+        self.terms = nn.ModuleDict()
+        self.weights: dict[str, float] = {}
+        for name, weight in config.weights.items():
+            if name not in TERMS:
+                raise KeyError(f"Unknown distillation term {name!r}; registered terms: {sorted(TERMS)}.")
+            reason = TERMS[name].skip_reason(geometry)
+            if reason:
+                log(f"Distillation term {name} skipped: {reason}.")
+                continue
+            self.terms[name] = TERMS[name](geometry, config)
+            self.weights[name] = weight
+
+    @property
+    def term_names(self) -> list[str]:
+        return list(self.terms.keys())
+
+    def forward(self, student: UNetMaps, teacher: UNetMaps) -> dict[str, Tensor]:
+        """Unweighted value of every term, in float32 whatever autocast the step runs in."""
+        with torch.autocast(device_type=student.outputs[0].device.type, enabled=False):
+            return {name: term(student, teacher) for name, term in self.terms.items()}
+
+    def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
+        return sum(self.weights[name] * value for name, value in values.items())

@@ -1,0 +1,88 @@
+"""The tensor operations every distillation term is built from, written once for 2D and 3D.
+
+Each function takes maps shaped (B, C, *spatial) and works for any spatial rank; the
+interpolation mode follows from the rank, never from a 2D/3D branch in the caller.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_INTERPOLATION_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+# Channels resized at a time when an attention map is taken of an upsampled stack:
+# bounds the memory of resizing hundreds of teacher channels to full resolution.
+_ATTENTION_CHUNK_CHANNELS = 32
+
+
+def spatial_size(x: Tensor) -> tuple[int, ...]:
+    return tuple(x.shape[2:])
+
+
+def resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """(Bi|tri)linear resize with align_corners=False, chosen by the spatial rank."""
+    size = tuple(int(s) for s in size)
+    if spatial_size(x) == size:
+        return x
+    return F.interpolate(x, size=size, mode=_INTERPOLATION_MODES[x.ndim - 2], align_corners=False)
+
+
+def smallest_spatial_size(maps: Sequence[Tensor]) -> tuple[int, ...]:
+    return min((spatial_size(m) for m in maps), key=lambda s: torch.Size(s).numel())
+
+
+def attention_map(x: Tensor, p: float = 4.0, size: Sequence[int] | None = None) -> Tensor:
+    """a(x): channel mean of x**p, flattened over positions, L2-normalised per sample.
+
+    With `size`, x is first resized to it; that is done a few channels at a time so a
+    wide teacher stack never exists at full resolution all at once (the result is
+    identical to resizing the whole stack, because resizing acts per channel).
+    """
+    x = x.float()
+    if size is None or spatial_size(x) == tuple(size):
+        powered_sum = x.pow(p).sum(dim=1)
+    else:
+        powered_sum = sum(resize(chunk, size).pow(p).sum(dim=1)
+                          for chunk in x.split(_ATTENTION_CHUNK_CHANNELS, dim=1))
+    attention = (powered_sum / x.shape[1]).flatten(1)
+    # F.normalize clamps the norm, so an all-zero map gives zeros, never NaN.
+    return F.normalize(attention, p=2, dim=1)
+
+
+def attention_transfer(student: Tensor, target_attention: Tensor, p: float = 4.0,
+                       target_size: Sequence[int] | None = None) -> Tensor:
+    """AT: batch mean of the summed squared difference of attention maps.
+
+    The student map is resized to the target's spatial size before its attention is
+    taken; `target_attention` is an attention map already (see `attention_map`).
+    """
+    student_attention = attention_map(resize(student.float(), target_size) if target_size else student.float(), p)
+    return (student_attention - target_attention).pow(2).sum(dim=1).mean()
+
+
+def softmax_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """T**2 * KL(softmax(t/T) || softmax(s/T)) over the class channel, averaged over voxels."""
+    student_log_probs = F.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher_log_probs = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    kl_per_voxel = (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum(dim=1)
+    return temperature ** 2 * kl_per_voxel.mean()
+
+
+def bernoulli_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Per-region Bernoulli KL for sigmoid (region) heads, summed over regions, averaged over voxels."""
+    s = student_logits.float() / temperature
+    t = teacher_logits.float() / temperature
+    # log-sigmoid forms stay finite for saturated logits, where log(sigmoid) would not.
+    t_pos, t_neg = F.logsigmoid(t), F.logsigmoid(-t)
+    s_pos, s_neg = F.logsigmoid(s), F.logsigmoid(-s)
+    kl_per_voxel = (t_pos.exp() * (t_pos - s_pos) + t_neg.exp() * (t_neg - s_neg)).sum(dim=1)
+    return temperature ** 2 * kl_per_voxel.mean()
+
+
+def prediction_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, regions: bool) -> Tensor:
+    """KL_T between segmentation logits: softmax KL for labels, Bernoulli KL for regions."""
+    kl = bernoulli_kl if regions else softmax_kl
+    return kl(student_logits, teacher_logits, temperature)

@@ -1,0 +1,154 @@
+"""The distillation terms, each a module registered by its paper name.
+
+A term is built from the teacher/student geometry and the method's configuration; its
+trainable adapters (if any) are submodules, so they are optimised, saved and restored
+with the engine. `skip_reason` says when a network is too shallow for the term.
+"""
+from __future__ import annotations
+
+import torch
+from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
+from torch import Tensor, nn
+
+from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, prediction_kl, resize,
+                                                   smallest_spatial_size, spatial_size)
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
+
+TERMS: dict[str, type["DistillationTerm"]] = {}
+
+
+def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
+    TERMS[cls.name] = cls
+    return cls
+
+
+class DistillationTerm(nn.Module):
+    name: str = ""
+
+    def __init__(self, geometry: DistillationGeometry, config: DistillationConfig):
+        super().__init__()
+        self.geometry = geometry
+        self.config = config
+
+    @classmethod
+    def skip_reason(cls, geometry: DistillationGeometry) -> str | None:
+        """Why this term cannot apply to these networks, or None when it can."""
+        return None
+
+    def forward(self, student: UNetMaps, teacher: UNetMaps) -> Tensor:
+        raise NotImplementedError
+
+
+# Stage ranges of HLFD_SPEC.md, as functions of a network's number of stages N.
+def middle_encoder_stages(num_stages: int) -> range:
+    return range(1, num_stages - 1)  # E1 .. E(N-2)
+
+
+def teacher_middle_outputs(num_stages: int) -> range:
+    return range(1, num_stages - 2)  # O(1) .. O(N-3); O(N-2) is too coarse to be a prediction
+
+
+def student_middle_outputs(num_stages: int) -> range:
+    return range(1, num_stages - 1)  # O(1) .. O(N-2)
+
+
+def _empty_range_reason(stage_range: range, what: str, num_stages: int) -> str | None:
+    return None if len(stage_range) else f"the {what} has {num_stages} stages, too few for this term"
+
+
+@register_term
+class UFD(DistillationTerm):
+    """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
+    name = "UFD"
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        n = geometry.teacher.num_stages
+        return _empty_range_reason(middle_encoder_stages(n), "teacher", n)
+
+    def forward(self, student, teacher):
+        middle = [teacher.encoder[k] for k in middle_encoder_stages(teacher.num_stages)]
+        common = smallest_spatial_size(middle)
+        unified = torch.cat([resize(m.float(), common) for m in middle], dim=1)
+        target_size = spatial_size(student.encoder[0])
+        target = attention_map(unified, self.config.attention_p, size=target_size)
+        return attention_transfer(student.encoder[0], target, self.config.attention_p)
+
+
+@register_term
+class IFD(DistillationTerm):
+    """Individual feature distillation: teacher bottleneck -> every student middle encoder stage."""
+    name = "IFD"
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        n = geometry.student.num_stages
+        return _empty_range_reason(middle_encoder_stages(n), "student", n)
+
+    def forward(self, student, teacher):
+        bottleneck = teacher.encoder[-1]
+        target = attention_map(bottleneck, self.config.attention_p)
+        p, size = self.config.attention_p, spatial_size(bottleneck)
+        return sum(attention_transfer(student.encoder[k], target, p, target_size=size)
+                   for k in middle_encoder_stages(student.num_stages))
+
+
+def _one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
+    return convert_dim_to_conv_op(spatial_dims)(in_channels, out_channels, kernel_size=1)
+
+
+@register_term
+class UPD(DistillationTerm):
+    """Unified pixel distillation: fused teacher middle-scale predictions -> projected student E0.
+
+    Both sides are mapped to the class count by trained 1x1 convolutions; the teacher's
+    fusion starts as the plain average of its stacked predictions.
+    """
+    name = "UPD"
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        dims, classes = geometry.student.spatial_dims, geometry.num_classes
+        num_scales = len(teacher_middle_outputs(geometry.teacher.num_stages))
+        self.teacher_fusion = _one_by_one_conv(dims, classes * num_scales, classes)
+        self.student_projection = _one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
+        self._init_fusion_as_average(num_scales, classes)
+
+    @torch.no_grad()
+    def _init_fusion_as_average(self, num_scales: int, classes: int) -> None:
+        weight = self.teacher_fusion.weight.view(classes, num_scales, classes, -1)
+        weight.zero_()
+        for c in range(classes):
+            weight[c, :, c] = 1.0 / num_scales
+        self.teacher_fusion.bias.zero_()
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        n = geometry.teacher.num_stages
+        return _empty_range_reason(teacher_middle_outputs(n), "teacher", n)
+
+    def forward(self, student, teacher):
+        full = spatial_size(teacher.outputs[0])
+        stacked = torch.cat([resize(teacher.outputs[k].float(), full)
+                             for k in teacher_middle_outputs(teacher.num_stages)], dim=1)
+        teacher_map = self.teacher_fusion(stacked)
+        student_map = self.student_projection(resize(student.encoder[0].float(), full))
+        return prediction_kl(student_map, teacher_map, self.config.temperature, self.geometry.regions)
+
+
+@register_term
+class IPD(DistillationTerm):
+    """Individual pixel distillation: teacher final output -> every student middle-scale head."""
+    name = "IPD"
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        n = geometry.student.num_stages
+        return _empty_range_reason(student_middle_outputs(n), "student", n)
+
+    def forward(self, student, teacher):
+        final = teacher.outputs[0]
+        full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
+        return sum(prediction_kl(resize(student.outputs[k].float(), full), final, t, regions)
+                   for k in student_middle_outputs(student.num_stages))

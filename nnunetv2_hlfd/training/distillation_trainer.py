@@ -1,0 +1,171 @@
+"""nnUNetTrainerDistillation: the one training loop every distillation method runs on.
+
+A method is a subclass that sets `distillation` to a DistillationConfig; everything else
+(teacher, terms, adapters, logging, checkpoints) happens here, inside nnU-Net's own
+training step, data pipeline and cross-validation.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
+from nnunetv2.utilities.helpers import dummy_context
+
+from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.engine import DistillationEngine
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps, teacher_maps
+from nnunetv2_hlfd.training import teacher as teachers
+from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
+from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
+
+GRADIENT_CLIP_NORM = 12  # nnU-Net's value, applied to the student and the adapters together
+
+
+class nnUNetTrainerDistillation(nnUNetTrainerStudent):
+    distillation: DistillationConfig | None = None  # each method declares its own
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.distillation is None:
+            raise TypeError(f"{type(self).__name__} declares no `distillation` configuration.")
+        self.teacher: teachers.Teacher | None = None
+        self.distiller: DistillationEngine | None = None
+        self._resumed_distillation: dict | None = None  # the checkpoint entry while resuming
+        self.logger.local_logger = DistillationLocalLogger()
+
+    # ---- set-up -----------------------------------------------------------------------
+    def initialize(self):
+        super().initialize()
+        self.distiller = DistillationEngine(self.distillation, self._geometry(), log=self.print_to_log_file)
+        self.distiller.to(self.device)
+        adapters = list(self.distiller.parameters())
+        if adapters:
+            self.optimizer.add_param_group({"params": adapters})
+        self.logger.local_logger.add_terms(self.distiller.term_names)
+        self.print_to_log_file(f"Distillation terms and weights: {self.distiller.weights}, "
+                               f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}")
+
+    def _geometry(self) -> DistillationGeometry:
+        """From the checkpoint when resuming (so --val needs no teacher), else from the teacher."""
+        if self._resumed_distillation is not None:
+            return DistillationGeometry.from_dict(self._resumed_distillation["geometry"])
+        self._load_teacher()
+        return self._geometry_from_networks()
+
+    def _geometry_from_networks(self) -> DistillationGeometry:
+        return DistillationGeometry(NetworkGeometry.of(self.teacher.network),
+                                    NetworkGeometry.of(self.unwrapped_network),
+                                    self.label_manager.num_segmentation_heads, self.label_manager.has_regions)
+
+    def _load_teacher(self) -> None:
+        source = teachers.locate_teacher(nnUNet_results.get(), self.plans_manager.dataset_name,
+                                         self.plans_manager.plans_name, self.configuration_name, self.fold)
+        teacher = teachers.load_teacher(source, self.device)
+        self._refuse_incompatible(teacher)
+        self.teacher = teacher
+        self.print_to_log_file(f"Teacher: {source.checkpoint} (trainer {teacher.trainer_name}), frozen.")
+
+    def _refuse_incompatible(self, teacher: teachers.Teacher) -> None:
+        problems = (teachers.label_problems(teacher, self.dataset_json)
+                    + teachers.channel_problems(teacher, self.dataset_json)
+                    + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
+                    + teachers.patch_problems(teacher, self.configuration_manager.patch_size))
+        preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
+        leaks = teachers.leak_problems(teachers.teacher_training_cases(teacher, preprocessed),
+                                       set(self.do_split()[1]))
+        if leaks and teachers.leak_allowed():
+            self.print_to_log_file("WARNING: " + leaks[0] + f" ({teachers.ALLOW_LEAK_ENV} is set).")
+        else:
+            problems += leaks
+        if problems:
+            raise teachers.TeacherError(f"The teacher {teacher.source.fold_folder} cannot teach this student:\n- "
+                                        + "\n- ".join(problems))
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.teacher is None:  # resuming: the geometry came from the checkpoint
+            self._load_teacher()
+            if self._geometry_from_networks() != self.distiller.geometry:
+                raise teachers.TeacherError(
+                    f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
+                    f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+
+    def _cost_line(self) -> str:
+        return f"Reference: the teacher ({self.teacher.trainer_name}). " + self._cost_line_against(
+            self.teacher.build_architecture)
+
+    # ---- the step ---------------------------------------------------------------------
+    def train_step(self, batch: dict) -> dict:
+        data, target = self._to_device(batch["data"]), self._to_device(batch["target"])
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            outputs, encoder_maps = self.network(data, return_encoder_maps=True)
+            segmentation_loss = self.loss(outputs, target)
+            with torch.no_grad():
+                teacher = teacher_maps(self.teacher.network, data)
+            terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher)
+            loss = segmentation_loss + self.distiller.weighted_sum(terms)
+        self._backward_and_step(loss)
+        # Term values stay on the device until the epoch ends: no host sync per step.
+        return {"loss": segmentation_loss.detach().cpu().numpy(),
+                "distillation_terms": torch.stack([v.detach() for v in terms.values()]) if terms else None}
+
+    def _to_device(self, x):
+        if isinstance(x, list):
+            return [i.to(self.device, non_blocking=True) for i in x]
+        return x.to(self.device, non_blocking=True)
+
+    def _autocast(self):
+        # nnU-Net autocasts on CUDA only; CPU autocast is slow and MPS unsupported.
+        return torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context()
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
+            self.optimizer.step()
+
+    # ---- logging ----------------------------------------------------------------------
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        term_values = [o.pop("distillation_terms") for o in train_outputs]
+        super().on_train_epoch_end(train_outputs)
+        if not self.distiller.term_names:
+            return
+        means = torch.stack(term_values).float().mean(0)
+        if self.is_ddp:
+            dist.all_reduce(means)
+            means /= dist.get_world_size()
+        for name, value in zip(self.distiller.term_names, means.tolist()):
+            self.logger.log(TERM_KEY_PREFIX + name, value, self.current_epoch)
+        self.print_to_log_file("distillation terms (epoch mean): " + ", ".join(
+            f"{name} {value:.4f}" for name, value in zip(self.distiller.term_names, means.tolist())))
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def _checkpoint_entries(self) -> dict:
+        # Adapters are saved beside, never inside, network_weights: the checkpoint predicts as a plain student.
+        return {**super()._checkpoint_entries(),
+                "distillation": {"geometry": self.distiller.geometry.to_dict(),
+                                 "state_dict": self.distiller.state_dict(),
+                                 "teacher_checkpoint": str(self.teacher.source.checkpoint) if self.teacher else None}}
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
+            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        entry = checkpoint.get("distillation")
+        if entry is None:
+            raise RuntimeError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); it was "
+                               f"not written by a distillation trainer. Start a new run instead of --c.")
+        if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
+            raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
+                                        "current one; resume with the original teacher.")
+        self._resumed_distillation = entry
+        super().load_checkpoint(filename_or_checkpoint)
+        self.distiller.load_state_dict(entry["state_dict"])

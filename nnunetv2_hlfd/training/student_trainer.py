@@ -1,0 +1,73 @@
+"""nnUNetTrainerStudent: the ResNet18-style student trained by nnU-Net without distillation."""
+from __future__ import annotations
+
+import os
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from torch import nn
+from torch._dynamo import OptimizedModule
+
+from nnunetv2_hlfd.cost import cost_ratio_line, model_cost
+from nnunetv2_hlfd.training.student import build_student
+
+
+class nnUNetTrainerStudent(nnUNetTrainer):
+    """The 'w/o KD' baseline: the student of HLFD_SPEC.md with nnU-Net's own loss and schedule."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_student(configuration_manager, num_input_channels, num_output_channels,
+                             enable_deep_supervision)
+
+    def on_train_start(self):
+        super().on_train_start()
+        self.print_to_log_file(self._cost_line())
+
+    def _cost_line(self) -> str:
+        """Student versus the network the plans define (the default nnU-Net teacher)."""
+        cm = self.configuration_manager
+        return "Reference: this plan's nnU-Net network. " + self._cost_line_against(
+            lambda: get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                           cm.network_arch_init_kwargs_req_import, self.num_input_channels,
+                                           self.label_manager.num_segmentation_heads, deep_supervision=True))
+
+    def _cost_line_against(self, build_reference) -> str:
+        heads = self.label_manager.num_segmentation_heads
+        shape = (1, self.num_input_channels, *self.configuration_manager.patch_size)
+        student = model_cost(lambda: self.build_network_architecture(
+            self.plans_manager, self.configuration_manager, self.num_input_channels, heads, True), shape)
+        return cost_ratio_line(student, model_cost(build_reference, shape))
+
+    @property
+    def unwrapped_network(self) -> nn.Module:
+        network = self.network.module if self.is_ddp else self.network
+        return network._orig_mod if isinstance(network, OptimizedModule) else network
+
+    def _checkpoint_entries(self) -> dict:
+        """What nnU-Net's save_checkpoint writes; subclasses add their own entries beside it."""
+        return {
+            "network_weights": self.unwrapped_network.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "logging": self.logger.get_checkpoint(),
+            "_best_ema": self._best_ema,
+            "current_epoch": self.current_epoch + 1,
+            "init_args": self.my_init_kwargs,
+            "trainer_name": self.__class__.__name__,
+            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
+        }
+
+    def save_checkpoint(self, filename: str) -> None:
+        """As nnU-Net's, but written to a temporary file and renamed, so a crash mid-write
+        never replaces the last good checkpoint."""
+        if self.local_rank != 0:
+            return
+        if self.disable_checkpointing:
+            self.print_to_log_file("No checkpoint written, checkpointing is disabled")
+            return
+        partial = f"{filename}.partial"
+        torch.save(self._checkpoint_entries(), partial)
+        os.replace(partial, filename)
