@@ -40,6 +40,8 @@ class DistillationEngine(nn.Module):
 
     def forward(self, student: UNetMaps, teacher: UNetMaps) -> dict[str, Tensor]:
         """Unweighted value of every term, in float32 whatever autocast the step runs in."""
+        # Detached here, so no term can ever send a gradient into the teacher.
+        teacher = UNetMaps([m.detach() for m in teacher.encoder], [m.detach() for m in teacher.outputs])
         with torch.autocast(device_type=student.outputs[0].device.type, enabled=False):
             return {name: term(student, teacher) for name, term in self.terms.items()}
 

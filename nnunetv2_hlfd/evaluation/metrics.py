@@ -288,15 +288,17 @@ def label_lesions(mask: np.ndarray, connectivity: int | None = None) -> tuple[np
 
 def _lesion_match_matrix(ref_labels: np.ndarray, n_ref: int, pred_labels: np.ndarray,
                          n_pred: int, iou_threshold: float | None) -> np.ndarray:
-    """Boolean (n_ref, n_pred) matrix: does reference lesion i match predicted lesion j?"""
-    # Joint histogram of (reference label, predicted label) over all voxels.
-    joint = np.bincount(ref_labels.ravel().astype(np.int64) * (n_pred + 1) + pred_labels.ravel(),
-                        minlength=(n_ref + 1) * (n_pred + 1)).reshape(n_ref + 1, n_pred + 1)
-    intersection = joint[1:, 1:]
+    """Boolean (n_ref, n_pred) matrix: does reference lesion i match predicted lesion j?
+
+    Only foreground voxels are histogrammed, so a whole CT costs no full-size copies.
+    """
+    in_both = (ref_labels > 0) & (pred_labels > 0)
+    pair_codes = (ref_labels[in_both].astype(np.int64) - 1) * n_pred + (pred_labels[in_both] - 1)
+    intersection = np.bincount(pair_codes, minlength=n_ref * n_pred).reshape(n_ref, n_pred)
     if iou_threshold is None:
         return intersection > 0
-    ref_sizes = joint[1:, :].sum(axis=1)[:, None]
-    pred_sizes = joint[:, 1:].sum(axis=0)[None, :]
+    ref_sizes = np.bincount(ref_labels[ref_labels > 0], minlength=n_ref + 1)[1:, None]
+    pred_sizes = np.bincount(pred_labels[pred_labels > 0], minlength=n_pred + 1)[None, 1:]
     iou = intersection / (ref_sizes + pred_sizes - intersection)
     return (intersection > 0) & (iou >= iou_threshold)
 

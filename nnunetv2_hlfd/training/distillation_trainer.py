@@ -61,8 +61,9 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _load_teacher(self) -> None:
         source = teachers.locate_teacher(nnUNet_results.get(), self.plans_manager.dataset_name,
                                          self.plans_manager.plans_name, self.configuration_name, self.fold)
-        teacher = teachers.load_teacher(source, self.device)
+        teacher = teachers.open_teacher(source)
         self._refuse_incompatible(teacher)
+        teacher.load_network(self.device)
         self.teacher = teacher
         self.print_to_log_file(f"Teacher: {source.checkpoint} (trainer {teacher.trainer_name}), frozen.")
 
@@ -83,13 +84,15 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                                         + "\n- ".join(problems))
 
     def on_train_start(self):
-        super().on_train_start()
+        if not self.was_initialized:
+            self.initialize()
         if self.teacher is None:  # resuming: the geometry came from the checkpoint
             self._load_teacher()
             if self._geometry_from_networks() != self.distiller.geometry:
                 raise teachers.TeacherError(
                     f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
                     f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+        super().on_train_start()
 
     def _cost_line(self) -> str:
         return f"Reference: the teacher ({self.teacher.trainer_name}). " + self._cost_line_against(

@@ -11,7 +11,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -45,13 +44,33 @@ class TeacherSource:
 
 @dataclass
 class Teacher:
-    network: nn.Module
+    """A trained model folder, read (plans, labels, weights) before its network is built,
+    so an incompatible teacher is refused with a reason rather than a shape error."""
     source: TeacherSource
     plans_manager: PlansManager
     configuration_manager: ConfigurationManager
     dataset_json: dict
     trainer_name: str
-    build_architecture: Callable[[], nn.Module]  # the same network, untrained (e.g. on the meta device)
+    weights: dict
+    network: nn.Module | None = None
+
+    def build_architecture(self) -> nn.Module:
+        """The teacher's network, untrained, as its own trainer class builds it."""
+        trainer_class = recursive_find_trainer_class_by_name(self.trainer_name)
+        pm, cm = self.plans_manager, self.configuration_manager
+        return trainer_class.build_network_architecture(
+            pm, cm, determine_num_input_channels(pm, cm, self.dataset_json),
+            pm.get_label_manager(self.dataset_json).num_segmentation_heads, True)
+
+    def load_network(self, device: torch.device) -> nn.Module:
+        """Build, load and freeze the network; it stays in eval mode and out of every optimizer."""
+        network = self.build_architecture()
+        network.load_state_dict(self.weights)
+        network.decoder.deep_supervision = True  # UPD reads the teacher's middle-scale predictions
+        network.requires_grad_(False)
+        self.network = network.to(device).eval()
+        self.weights = {}  # the network holds them now
+        return self.network
 
 
 def locate_teacher(results_root: str, dataset_name: str, plans_name: str, configuration: str,
@@ -86,30 +105,16 @@ def _teacher_checkpoint(fold_folder: Path, dataset_name: str, plans_name: str, c
         f"or set {TEACHER_ENV} to the folder of another trained nnU-Net model.")
 
 
-def load_teacher(source: TeacherSource, device: torch.device) -> Teacher:
-    """Rebuild the teacher's network with its own trainer class and freeze it."""
+def open_teacher(source: TeacherSource) -> Teacher:
     for required in ("plans.json", "dataset.json"):
         if not (source.model_folder / required).is_file():
             raise TeacherError(f"Teacher folder {source.model_folder} has no {required}; it is not a trained "
                                f"nnU-Net model folder. Point {TEACHER_ENV} to one (the folder holding fold_X/).")
     plans_manager = PlansManager(load_json(str(source.model_folder / "plans.json")))
-    dataset_json = load_json(str(source.model_folder / "dataset.json"))
     checkpoint = load_checkpoint_weights_only(source.checkpoint)
-    configuration_manager = plans_manager.get_configuration(checkpoint["init_args"]["configuration"])
-    trainer_class = recursive_find_trainer_class_by_name(checkpoint["trainer_name"])
-
-    def build_architecture() -> nn.Module:
-        return trainer_class.build_network_architecture(
-            plans_manager, configuration_manager,
-            determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
-            plans_manager.get_label_manager(dataset_json).num_segmentation_heads, True)
-
-    network = build_architecture()
-    network.load_state_dict(checkpoint["network_weights"])
-    network.decoder.deep_supervision = True  # UPD reads the teacher's middle-scale predictions
-    network.requires_grad_(False)
-    return Teacher(network.to(device).eval(), source, plans_manager, configuration_manager, dataset_json,
-                   checkpoint["trainer_name"], build_architecture)
+    return Teacher(source, plans_manager, plans_manager.get_configuration(checkpoint["init_args"]["configuration"]),
+                   load_json(str(source.model_folder / "dataset.json")), checkpoint["trainer_name"],
+                   checkpoint["network_weights"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,10 +140,9 @@ def channel_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
 
 def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
                            student_configuration: ConfigurationManager) -> list[str]:
-    """Different data identifiers are fine if what they stand for (spacing, normalisation) agrees."""
+    """Compares what preprocessing does, not its name: equal data identifiers from two datasets
+    can still differ, and ResEnc plans name identical preprocessing differently."""
     tc, sc = teacher.configuration_manager, student_configuration
-    if tc.data_identifier == sc.data_identifier and teacher.plans_manager.plans_name == student_plans.plans_name:
-        return []
     pairs = {
         "spacing": (tc.spacing, sc.spacing),
         "normalization_schemes": (tc.normalization_schemes, sc.normalization_schemes),

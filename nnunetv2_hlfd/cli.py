@@ -1,0 +1,47 @@
+"""`nnunetv2_hlfd`: the project's command line. Training and prediction are nnU-Net's own
+commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no command for."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_demo(subparsers) -> None:
+    demo = subparsers.add_parser("demo", help="generate a synthetic kidney CT dataset and run teacher, "
+                                              "student w/o KD and HLFD end to end")
+    demo.add_argument("--workdir", type=Path, default=Path("hlfd_demo"),
+                      help="folder for the demo's own nnUNet_raw/preprocessed/results (default: ./hlfd_demo)")
+    demo.add_argument("--cases", type=int, default=16, help="training cases to generate (default 16)")
+    demo.add_argument("--shape", type=int, nargs=3, default=(16, 64, 64), metavar=("Z", "Y", "X"),
+                      help="voxels per case (default 16 64 64); larger for a GPU, e.g. 48 256 256")
+    demo.add_argument("--configuration", default="2d", choices=("2d", "3d_fullres"))
+    demo.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
+    demo.add_argument("--iterations", type=int, default=20, help="training iterations per epoch (default 20)")
+    demo.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    demo.add_argument("--overwrite", action="store_true", help="delete an existing --workdir first")
+
+
+def _run_demo(args) -> None:
+    from nnunetv2_hlfd.demo import DemoSettings, run_demo
+    run_demo(DemoSettings(workdir=args.workdir, num_cases=args.cases, shape=tuple(args.shape),
+                          configuration=args.configuration, epochs=args.epochs,
+                          iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
+
+
+COMMANDS = {"demo": (_add_demo, _run_demo)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="nnunetv2_hlfd", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command][1](args)
+    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
+        parser.exit(2, f"nnunetv2_hlfd {args.command}: error: {error}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Shared fixtures: one tiny generated dataset, planned and preprocessed once per session,
+and one briefly trained teacher per configuration."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXT_TRAINERS = os.pathsep.join([str(REPO / "tests" / "ext_trainers"), str(REPO / "trainers")])
+DATASET_ID = 991
+DATASET_NAME = "Dataset991_SyntheticKidney"
+
+# Before nnU-Net is imported: one export worker (each spawned worker re-imports torch,
+# which costs far more than tiny cases) and no compile.
+os.environ.setdefault("nnUNet_def_n_proc", "1")
+os.environ["nnUNet_compile"] = "0"
+os.environ["nnUNet_extTrainer"] = EXT_TRAINERS
+
+
+def run_command(args: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run an installed console command; fail the test with its output if it fails."""
+    result = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def run_command_expecting_failure(args: list[str], env: dict | None = None) -> str:
+    result = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=900)
+    assert result.returncode != 0, f"{' '.join(args)} unexpectedly succeeded"
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
+    """nnU-Net's three folders for this session, with the tiny dataset planned for 2d and 3d_fullres."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                      preprocess)
+
+    from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
+
+    root = tmp_path_factory.mktemp("nnunet")
+    dirs = {name: root / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for name, path in dirs.items():
+        path.mkdir()
+        os.environ[name] = str(path)
+    generate_synthetic_kidney_dataset(dirs["nnUNet_raw"], dataset_id=DATASET_ID, num_training_cases=10,
+                                      shape=(16, 48, 48), seed=0)
+    extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=True)
+    plan_experiments([DATASET_ID])
+    preprocess([DATASET_ID], configurations=("2d", "3d_fullres"), num_processes=(1, 1))
+    # Augment in the training process itself: worker processes cost more than tiny batches.
+    # (Set only now: the planner uses this variable as a thread count and rejects 0.)
+    os.environ["nnUNet_n_proc_DA"] = "0"
+    return dirs
+
+
+def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1):
+    """Train briefly through nnU-Net's own Python API (used for teachers)."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    trainer = get_trainer_from_args(str(DATASET_ID), configuration, fold, trainer_name, "nnUNetPlans",
+                                    device=torch.device("cpu"))
+    trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = epochs, 2, 1
+    trainer.run_training()
+    return trainer
+
+
+@pytest.fixture(scope="session")
+def teacher_2d(nnunet_dirs) -> Path:
+    trainer = train_in_process("nnUNetTrainer", "2d")
+    return Path(trainer.output_folder)
+
+
+@pytest.fixture(scope="session")
+def teacher_3d(nnunet_dirs) -> Path:
+    trainer = train_in_process("nnUNetTrainer", "3d_fullres")
+    return Path(trainer.output_folder)
+
+
+@pytest.fixture
+def python_executable() -> str:
+    return sys.executable

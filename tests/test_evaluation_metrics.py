@@ -1,0 +1,369 @@
+"""Per-case metrics against values counted by hand on small synthetic masks."""
+import math
+
+import numpy as np
+import pytest
+
+from nnunetv2_hlfd.evaluation.metrics import (
+    EmptyConvention,
+    absolute_relative_volume_difference,
+    dice,
+    dsc_by_volume_tercile,
+    evaluate_case,
+    hd95,
+    lesion_detection,
+    mask_volume_ml,
+    paper_protocol_scores,
+    paper_protocol_scores_from_probabilities,
+    relative_volume_difference,
+    surface_dice,
+    volumetric_overlap_error,
+)
+
+
+def empty(shape=(6, 6, 6)):
+    return np.zeros(shape, dtype=bool)
+
+
+def box(shape, *slices):
+    mask = np.zeros(shape, dtype=bool)
+    mask[slices] = True
+    return mask
+
+
+def row_mask(indices, length=10):
+    """A 1 x 1 x length volume with the given voxels set: counts are easy to read off."""
+    mask = np.zeros((1, 1, length), dtype=bool)
+    mask[0, 0, list(indices)] = True
+    return mask
+
+
+# Reference voxels 0-3, prediction voxels 2-5: |G| = 4, |P| = 4, |P∩G| = 2, |P∪G| = 6.
+REF_ROW = row_mask(range(0, 4))
+PRED_ROW = row_mask(range(2, 6))
+
+
+# --- overlap metrics ----------------------------------------------------------------
+
+def test_dice_of_half_overlapping_masks_is_twice_intersection_over_sizes():
+    assert dice(PRED_ROW, REF_ROW) == pytest.approx(2 * 2 / (4 + 4))
+
+
+def test_voe_of_half_overlapping_masks_is_one_minus_intersection_over_union():
+    assert volumetric_overlap_error(PRED_ROW, REF_ROW) == pytest.approx(1 - 2 / 6)
+
+
+def test_rvd_is_positive_when_prediction_is_larger():
+    assert relative_volume_difference(row_mask(range(6)), REF_ROW) == pytest.approx(6 / 4 - 1)
+
+
+def test_rvd_is_negative_when_prediction_is_smaller():
+    assert relative_volume_difference(row_mask(range(2)), REF_ROW) == pytest.approx(2 / 4 - 1)
+
+
+def test_absolute_rvd_drops_the_sign():
+    assert absolute_relative_volume_difference(row_mask(range(2)), REF_ROW) == pytest.approx(0.5)
+
+
+def test_mask_volume_is_voxel_count_times_voxel_volume_in_millilitres():
+    mask = row_mask(range(10))
+    assert mask_volume_ml(mask, (2.0, 1.0, 0.5)) == pytest.approx(10 * 1.0 / 1000)
+
+
+# --- empty masks --------------------------------------------------------------------
+
+def test_dice_of_two_empty_masks_is_nan_by_nnunet_convention():
+    assert math.isnan(dice(empty(), empty()))
+
+
+def test_dice_of_two_empty_masks_is_one_by_kits_convention():
+    assert dice(empty(), empty(), EmptyConvention.KITS) == 1.0
+
+
+def test_dice_with_empty_reference_but_a_prediction_is_zero():
+    assert dice(REF_ROW, np.zeros_like(REF_ROW)) == 0.0
+
+
+def test_dice_with_empty_prediction_is_zero_even_by_kits_convention():
+    assert dice(np.zeros_like(REF_ROW), REF_ROW, "kits") == 0.0
+
+
+def test_voe_of_two_empty_masks_is_zero_by_kits_convention():
+    assert volumetric_overlap_error(empty(), empty(), EmptyConvention.KITS) == 0.0
+
+
+def test_voe_with_empty_prediction_is_one():
+    assert volumetric_overlap_error(np.zeros_like(REF_ROW), REF_ROW) == 1.0
+
+
+def test_rvd_with_empty_reference_is_nan():
+    assert math.isnan(relative_volume_difference(REF_ROW, np.zeros_like(REF_ROW)))
+
+
+def test_rvd_of_two_empty_masks_is_nan_even_by_kits_convention():
+    assert math.isnan(relative_volume_difference(empty(), empty()))
+
+
+def test_rvd_with_empty_prediction_is_minus_one():
+    assert relative_volume_difference(np.zeros_like(REF_ROW), REF_ROW) == -1.0
+
+
+def test_hd95_with_empty_prediction_is_the_image_diagonal_in_mm():
+    shape, spacing = (4, 5, 6), (3.0, 2.0, 1.0)
+    ref = box(shape, slice(1, 3), slice(1, 3), slice(1, 3))
+    expected = math.sqrt((4 * 3.0) ** 2 + (5 * 2.0) ** 2 + (6 * 1.0) ** 2)
+    assert hd95(empty(shape), ref, spacing) == pytest.approx(expected)
+
+
+def test_hd95_of_two_empty_masks_is_nan_by_nnunet_and_zero_by_kits_convention():
+    spacing = (1.0, 1.0, 1.0)
+    assert math.isnan(hd95(empty(), empty(), spacing))
+    assert hd95(empty(), empty(), spacing, EmptyConvention.KITS) == 0.0
+
+
+def test_surface_dice_with_empty_reference_but_a_prediction_is_zero():
+    pred = box((6, 6, 6), slice(1, 3), slice(1, 3), slice(1, 3))
+    assert surface_dice(pred, empty(), (1.0, 1.0, 1.0), tolerance_mm=100.0) == 0.0
+
+
+def test_surface_dice_of_two_empty_masks_is_one_by_kits_convention():
+    assert surface_dice(empty(), empty(), (1.0, 1.0, 1.0), convention="kits") == 1.0
+
+
+# --- HD95 and surface Dice in mm ----------------------------------------------------
+
+SHAPE = (10, 10, 10)
+CUBE = box(SHAPE, slice(3, 7), slice(3, 7), slice(3, 7))
+
+
+@pytest.mark.parametrize("z_spacing", [1.0, 2.5, 3.0])
+def test_hd95_of_a_one_voxel_shift_along_z_is_the_z_spacing(z_spacing):
+    shifted = np.roll(CUBE, 1, axis=0)
+    assert hd95(shifted, CUBE, (z_spacing, 0.8, 0.8)) == pytest.approx(z_spacing)
+
+
+def test_hd95_of_a_one_voxel_shift_along_x_ignores_the_z_spacing():
+    shifted = np.roll(CUBE, 1, axis=2)
+    assert hd95(shifted, CUBE, (3.0, 1.0, 0.7)) == pytest.approx(0.7)
+
+
+def test_hd95_of_identical_masks_is_zero():
+    assert hd95(CUBE, CUBE, (3.0, 1.0, 1.0)) == 0.0
+
+
+def test_hd95_does_not_depend_on_background_around_the_masks():
+    # One mask touches the image border, where cropping must keep it a surface.
+    small_ref = box((6, 6, 6), slice(0, 3), slice(1, 4), slice(1, 4))
+    small_pred = box((6, 6, 6), slice(0, 4), slice(1, 4), slice(1, 5))
+    padded = [np.pad(m, ((0, 8), (5, 5), (5, 5))) for m in (small_pred, small_ref)]
+    spacing = (2.0, 1.0, 0.5)
+    assert hd95(*padded, spacing) == pytest.approx(hd95(small_pred, small_ref, spacing))
+
+
+def test_hd95_of_a_two_pixel_shift_in_2d_scales_with_the_pixel_width():
+    square = box((12, 12), slice(3, 7), slice(3, 7))
+    assert hd95(np.roll(square, 2, axis=1), square, (1.0, 2.0)) == pytest.approx(4.0)
+
+
+def test_hd95_rejects_a_spacing_of_the_wrong_length():
+    with pytest.raises(ValueError, match="spacing"):
+        hd95(CUBE, CUBE, (1.0, 1.0))
+
+
+def test_surface_dice_of_identical_masks_is_one_at_zero_tolerance():
+    assert surface_dice(CUBE, CUBE, (3.0, 1.0, 1.0), tolerance_mm=0.0) == pytest.approx(1.0)
+
+
+def test_surface_dice_counts_a_shift_within_the_tolerance_as_agreement():
+    shifted = np.roll(CUBE, 1, axis=0)
+    assert surface_dice(shifted, CUBE, (3.0, 1.0, 1.0), tolerance_mm=3.0) == pytest.approx(1.0)
+
+
+def test_surface_dice_tolerance_is_in_mm_not_voxels():
+    shifted = np.roll(CUBE, 1, axis=0)
+    at_1mm = surface_dice(shifted, CUBE, (1.0, 1.0, 1.0), tolerance_mm=2.0)
+    at_3mm = surface_dice(shifted, CUBE, (3.0, 1.0, 1.0), tolerance_mm=2.0)
+    assert at_1mm == pytest.approx(1.0)
+    assert 0.0 < at_3mm < 1.0
+
+
+def test_surface_dice_of_masks_further_apart_than_the_tolerance_is_zero():
+    near = box((20, 8, 8), slice(1, 4), slice(2, 5), slice(2, 5))
+    far = box((20, 8, 8), slice(14, 17), slice(2, 5), slice(2, 5))
+    assert surface_dice(near, far, (1.0, 1.0, 1.0), tolerance_mm=2.0) == 0.0
+
+
+# --- lesion detection ---------------------------------------------------------------
+
+LESION_SHAPE = (8, 20, 20)
+
+
+def lesions(*corners, size=2):
+    mask = np.zeros(LESION_SHAPE, dtype=bool)
+    for z, y, x in corners:
+        mask[z:z + size, y:y + size, x:x + size] = True
+    return mask
+
+
+def test_lesion_detection_counts_detected_and_false_positive_lesions():
+    ref = lesions((1, 1, 1), (1, 8, 8), (1, 15, 15))
+    # Overlaps the first two reference lesions; two more lesions hit nothing.
+    pred = lesions((1, 2, 2), (1, 8, 9), (5, 1, 15), (5, 15, 1))
+    result = lesion_detection(pred, ref)
+    assert (result.n_reference, result.n_reference_detected) == (3, 2)
+    assert (result.n_predicted, result.n_predicted_matched) == (4, 2)
+    assert result.sensitivity == pytest.approx(2 / 3)
+    assert result.precision == pytest.approx(2 / 4)
+    assert result.f1 == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+
+
+def test_one_predicted_lesion_bridging_two_reference_lesions_detects_both():
+    ref = lesions((1, 1, 1), (1, 1, 5))
+    pred = box(LESION_SHAPE, slice(1, 3), slice(1, 3), slice(1, 7))
+    result = lesion_detection(pred, ref)
+    assert (result.n_reference_detected, result.n_predicted_matched) == (2, 1)
+
+
+def test_iou_threshold_rejects_a_lesion_touched_by_a_single_voxel():
+    ref = lesions((1, 1, 1), size=3)
+    pred = lesions((3, 3, 3), size=3)  # shares the single voxel (3, 3, 3): IoU 1/53
+    assert lesion_detection(pred, ref).sensitivity == 1.0
+    assert lesion_detection(pred, ref, iou_threshold=0.5).sensitivity == 0.0
+
+
+def test_lesions_touching_at_a_corner_are_one_lesion_by_default_in_3d():
+    corner_touching = lesions((1, 1, 1), (3, 3, 3))
+    assert lesion_detection(corner_touching, corner_touching).n_reference == 1
+    assert lesion_detection(corner_touching, corner_touching, connectivity=6).n_reference == 2
+
+
+def test_pixels_touching_at_a_corner_are_one_lesion_by_default_in_2d():
+    diagonal = np.eye(4, dtype=bool)
+    assert lesion_detection(diagonal, diagonal).n_reference == 1
+
+
+def test_lesion_detection_with_empty_prediction_has_zero_sensitivity_and_no_precision():
+    result = lesion_detection(np.zeros(LESION_SHAPE, bool), lesions((1, 1, 1)))
+    assert result.sensitivity == 0.0
+    assert math.isnan(result.precision)
+    assert result.f1 == 0.0
+
+
+def test_lesion_detection_with_empty_reference_has_zero_precision_and_no_sensitivity():
+    result = lesion_detection(lesions((1, 1, 1)), np.zeros(LESION_SHAPE, bool))
+    assert math.isnan(result.sensitivity)
+    assert result.precision == 0.0
+
+
+def test_lesion_detection_of_two_empty_masks_is_perfect_by_kits_convention():
+    nothing = np.zeros(LESION_SHAPE, bool)
+    result = lesion_detection(nothing, nothing, convention=EmptyConvention.KITS)
+    assert (result.sensitivity, result.precision, result.f1) == (1.0, 1.0, 1.0)
+
+
+# --- paper protocol -----------------------------------------------------------------
+
+def paper_case():
+    """Reference tumour on slices 1 and 2 only; the prediction also fires on slice 4."""
+    ref = np.zeros((5, 4, 4), dtype=bool)
+    ref[1, 0, 0:4] = True        # 4 voxels
+    ref[2, 1, 0:2] = True        # 2 voxels
+    pred = np.zeros_like(ref)
+    pred[1, 0, 0:3] = True       # 3 voxels, all inside the reference
+    pred[2, 1, 0:4] = True       # 4 voxels, 2 inside the reference
+    pred[4, 3, 3] = True         # outside the tumour slices: ignored
+    return pred, ref
+
+
+def test_paper_protocol_pools_tumour_slices_with_plus_one_smoothing():
+    pred, ref = paper_case()
+    # Slices 1-2: P = 3 + 4 = 7, G = 4 + 2 = 6, I = 3 + 2 = 5.
+    scores = paper_protocol_scores(pred, ref)
+    assert scores.dsc == pytest.approx((2 * 5 + 1) / (7 + 6 + 1))
+    assert scores.rvd == pytest.approx(7 / 6 - 1)
+    assert scores.n_slices == 2
+
+
+def test_paper_protocol_without_reference_tumour_is_nan():
+    pred, ref = paper_case()
+    scores = paper_protocol_scores(pred, np.zeros_like(ref))
+    assert math.isnan(scores.dsc) and math.isnan(scores.rvd)
+
+
+def test_paper_protocol_counts_probabilities_strictly_above_0_4_as_tumour():
+    _, ref = paper_case()
+    probability = np.full(ref.shape, 0.1)
+    probability[1, 0, 0:4] = 0.41     # above the threshold: 4 voxels, all tumour
+    probability[2, 1, 0:4] = 0.4      # at the threshold: not tumour
+    scores = paper_protocol_scores_from_probabilities(probability, ref)
+    # P = 4, G = 6, I = 4.
+    assert scores.dsc == pytest.approx((2 * 4 + 1) / (4 + 6 + 1))
+    assert scores.rvd == pytest.approx(4 / 6 - 1)
+
+
+# --- DSC by tumour size -------------------------------------------------------------
+
+def test_terciles_average_dsc_over_the_thirds_sorted_by_volume():
+    volumes = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0]
+    dsc_values = [0.55, 0.1, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6]  # DSC = volume / 10 +- 0.05
+    table = dsc_by_volume_tercile(volumes, dsc_values).set_index("tercile")
+    assert table.loc["small", "mean_dsc"] == pytest.approx((0.1 + 0.2 + 0.3) / 3)
+    assert table.loc["medium", "mean_dsc"] == pytest.approx((0.4 + 0.55 + 0.6) / 3)
+    assert table.loc["large", "mean_dsc"] == pytest.approx((0.7 + 0.8 + 0.9) / 3)
+    assert table.loc["medium", ["volume_min_ml", "volume_max_ml"]].tolist() == [4.0, 6.0]
+
+
+def test_terciles_leave_out_cases_without_reference_tumour():
+    table = dsc_by_volume_tercile([0.0, 1.0, 2.0, 3.0], [float("nan"), 0.1, 0.2, 0.3])
+    assert table["n_cases"].tolist() == [1, 1, 1]
+
+
+def test_terciles_of_an_uneven_count_give_the_extra_case_to_the_smaller_volumes():
+    table = dsc_by_volume_tercile([1, 2, 3, 4, 5, 6, 7], [0.5] * 7)
+    assert table["n_cases"].tolist() == [3, 2, 2]
+
+
+def test_terciles_average_dsc_without_the_nan_cases():
+    table = dsc_by_volume_tercile([1, 2, 3, 4, 5, 6], [0.2, float("nan"), 0.5, 0.5, 0.7, 0.9])
+    assert table.loc[0, "mean_dsc"] == pytest.approx(0.2)
+    assert table.loc[0, "n_valid"] == 1
+
+
+# --- evaluate_case ------------------------------------------------------------------
+
+def labelmaps():
+    """Kidney (1) voxels 0-5 with tumour (2) in 4-5; the prediction calls 4-6 tumour."""
+    ref = np.zeros((1, 1, 10), dtype=np.uint8)
+    ref[0, 0, 0:4], ref[0, 0, 4:6] = 1, 2
+    pred = np.zeros_like(ref)
+    pred[0, 0, 0:4], pred[0, 0, 4:7] = 1, 2
+    return pred, ref
+
+
+def test_evaluate_case_scores_labels_and_regions_separately():
+    pred, ref = labelmaps()
+    result = evaluate_case(pred, ref, (1.0, 1.0, 1.0), [2, (1, 2)])
+    assert result[2]["dsc"] == pytest.approx(2 * 2 / (3 + 2))
+    # The region (1, 2) is kidney or tumour: P = 7 voxels, G = 6, all of G inside P.
+    assert result[(1, 2)]["dsc"] == pytest.approx(2 * 6 / (7 + 6))
+    assert result[(1, 2)]["rvd"] == pytest.approx(7 / 6 - 1)
+
+
+def test_evaluate_case_reports_reference_volume_for_size_terciles():
+    pred, ref = labelmaps()
+    result = evaluate_case(pred, ref, (2.0, 1.0, 1.0), [2])
+    assert result[2]["reference_volume_ml"] == pytest.approx(2 * 2.0 / 1000)
+
+
+def test_evaluate_case_gives_a_flat_dict_of_numbers_per_region():
+    pred, ref = labelmaps()
+    values = evaluate_case(pred, ref, (1.0, 1.0, 1.0), [1])[1]
+    assert {"dsc", "rvd", "abs_rvd", "voe", "hd95", "surface_dice",
+            "lesion_sensitivity", "lesion_precision", "lesion_f1"} <= set(values)
+    assert all(isinstance(v, (int, float)) for v in values.values())
+
+
+def test_evaluate_case_rejects_labelmaps_of_different_shape():
+    pred, ref = labelmaps()
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_case(pred[..., :5], ref, (1.0, 1.0, 1.0), [1])

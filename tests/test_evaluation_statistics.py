@@ -1,0 +1,238 @@
+"""Aggregates, paired tests and reports on constructed per-case tables."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnunetv2_hlfd.evaluation.statistics import (
+    TableColumn,
+    UnpairedCasesError,
+    across_fold_summary,
+    compare_to_reference,
+    format_p_value,
+    holm_adjust,
+    paired_wilcoxon,
+    per_case_rows,
+    per_case_table,
+    per_fold_summary,
+    rank_biserial,
+    render_markdown_table,
+    write_per_case_csv,
+    write_per_case_json,
+)
+
+
+def table_of(values_by_trainer, folds=None, metric="dsc", class_name="tumour"):
+    """Per-case table: case i of every trainer gets values[i], in fold folds[i]."""
+    n_cases = len(next(iter(values_by_trainer.values())))
+    folds = folds if folds is not None else [0] * n_cases
+    return pd.DataFrame([{"trainer": trainer, "fold": folds[i], "case": f"case_{i:03d}",
+                          "class": class_name, metric: value}
+                         for trainer, values in values_by_trainer.items()
+                         for i, value in enumerate(values)])
+
+
+def summary_row(frame, **keys):
+    selected = frame
+    for column, value in keys.items():
+        selected = selected[selected[column] == value]
+    assert len(selected) == 1
+    return selected.iloc[0]
+
+
+# --- aggregates ---------------------------------------------------------------------
+
+def test_per_fold_summary_skips_nan_and_counts_valid_cases():
+    table = table_of({"A": [0.6, 0.8, float("nan"), 0.5]}, folds=[0, 0, 0, 1])
+    fold0 = summary_row(per_fold_summary(table), fold=0)
+    assert fold0["mean"] == pytest.approx(0.7)
+    assert fold0["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert (fold0["n_valid"], fold0["n_cases"]) == (2, 3)
+
+
+def test_across_fold_summary_gives_mean_and_std_of_fold_means():
+    table = table_of({"A": [0.9, 0.7, 0.6, 0.6]}, folds=[0, 0, 1, 1])
+    row = summary_row(across_fold_summary(table), trainer="A")
+    assert row["fold_mean"] == pytest.approx((0.8 + 0.6) / 2)
+    assert row["fold_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert row["n_folds"] == 2
+
+
+def test_across_fold_case_mean_weights_every_case_not_every_fold():
+    table = table_of({"A": [1.0, 1.0, 1.0, 0.0]}, folds=[0, 0, 0, 1])
+    row = summary_row(across_fold_summary(table), trainer="A")
+    assert row["case_mean"] == pytest.approx(3 / 4)
+    assert row["fold_mean"] == pytest.approx((1.0 + 0.0) / 2)
+
+
+def test_summary_covers_every_numeric_metric_column():
+    table = table_of({"A": [0.5, 0.7]})
+    table["hd95"] = [2.0, 4.0]
+    summary = across_fold_summary(table)
+    assert summary_row(summary, metric="hd95")["case_mean"] == pytest.approx(3.0)
+
+
+# --- paired tests -------------------------------------------------------------------
+
+REFERENCE_DSC = [0.62, 0.71, 0.55, 0.80, 0.67, 0.74, 0.59, 0.83, 0.69, 0.77]
+
+
+def test_uniformly_better_trainer_has_the_exact_smallest_two_sided_p():
+    better = [v + 0.03 + 0.001 * i for i, v in enumerate(REFERENCE_DSC)]
+    result = compare_to_reference(table_of({"ref": REFERENCE_DSC, "hlfd": better}), "ref")
+    # All 10 differences positive: the exact two-sided p is 2 / 2**10.
+    assert result.loc[0, "p_value"] == pytest.approx(2 / 2 ** 10)
+
+
+def test_identical_trainers_have_p_one_and_no_effect():
+    result = compare_to_reference(table_of({"ref": REFERENCE_DSC, "copy": REFERENCE_DSC}), "ref")
+    row = result.iloc[0]
+    assert (row["p_value"], row["rank_biserial"], row["median_difference"]) == (1.0, 0.0, 0.0)
+
+
+def test_rank_biserial_is_the_signed_rank_sum_share():
+    # |d| ranks 1, 2, 3, 4; positive ranks 1 + 2 + 4 = 7, negative 3: (7 - 3) / 10.
+    assert rank_biserial(np.array([0.1, 0.2, -0.3, 0.4])) == pytest.approx(0.4)
+
+
+def test_rank_biserial_ignores_zero_differences():
+    assert rank_biserial(np.array([0.0, 0.0, -0.1, -0.2])) == pytest.approx(-1.0)
+
+
+def test_median_difference_is_the_median_of_trainer_minus_reference():
+    assert paired_wilcoxon([0.1, 0.2, -0.3, 0.4]).median_difference == pytest.approx(0.15)
+
+
+def test_worse_trainer_has_negative_effect_sizes():
+    worse = [v - 0.05 for v in REFERENCE_DSC]
+    row = compare_to_reference(table_of({"ref": REFERENCE_DSC, "kd": worse}), "ref").iloc[0]
+    assert row["rank_biserial"] == pytest.approx(-1.0)
+    assert row["median_difference"] == pytest.approx(-0.05)
+
+
+def test_pairs_with_a_nan_value_are_left_out():
+    with_nan = list(REFERENCE_DSC)
+    with_nan[3] = float("nan")
+    row = compare_to_reference(table_of({"ref": REFERENCE_DSC, "kd": with_nan}), "ref").iloc[0]
+    assert row["n_pairs"] == len(REFERENCE_DSC) - 1
+
+
+def test_a_comparison_without_valid_pairs_has_nan_p():
+    assert math.isnan(paired_wilcoxon([float("nan")] * 3).p_value)
+
+
+def test_values_pair_by_fold_and_case_not_by_row_order():
+    shifted = [v + 0.1 for v in REFERENCE_DSC]
+    table = table_of({"ref": REFERENCE_DSC, "kd": shifted})
+    shuffled = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    row = compare_to_reference(shuffled, "ref").iloc[0]
+    assert row["median_difference"] == pytest.approx(0.1)
+    assert row["rank_biserial"] == pytest.approx(1.0)
+
+
+def test_holm_adjusts_known_p_values():
+    # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 -> raised to 0.06.
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_leaves_nan_out_of_the_family():
+    # Two valid p-values: 0.5 * 2 = 1.0, then 0.6 * 1 raised to 1.0.
+    adjusted = holm_adjust([0.5, float("nan"), 0.6])
+    assert adjusted[0] == 1.0 and adjusted[2] == 1.0
+    assert math.isnan(adjusted[1])
+
+
+def test_holm_correction_spans_every_trainer_compared():
+    better = [v + 0.02 * (i + 1) for i, v in enumerate(REFERENCE_DSC)]
+    table = table_of({"ref": REFERENCE_DSC, "hlfd": better, "copy": REFERENCE_DSC})
+    result = compare_to_reference(table, "ref").set_index("trainer")
+    # Family of two: p = 2/1024 and 1 -> 2 * 2/1024 and max(that, 1 * 1).
+    assert result.loc["hlfd", "p_holm"] == pytest.approx(2 * 2 / 2 ** 10)
+    assert result.loc["copy", "p_holm"] == 1.0
+
+
+def test_compare_names_the_cases_that_do_not_pair_up():
+    table = table_of({"ref": REFERENCE_DSC, "kd": REFERENCE_DSC})
+    table = table[~((table["trainer"] == "kd") & (table["case"] == "case_003"))]
+    with pytest.raises(UnpairedCasesError, match="case_003"):
+        compare_to_reference(table, "ref")
+
+
+def test_compare_rejects_an_absent_reference_trainer():
+    with pytest.raises(ValueError, match="'teacher' is not in the table"):
+        compare_to_reference(table_of({"A": REFERENCE_DSC}), "teacher")
+
+
+def test_duplicate_rows_of_one_case_are_rejected():
+    table = table_of({"ref": REFERENCE_DSC, "kd": REFERENCE_DSC})
+    doubled = pd.concat([table, table.iloc[[0]]])
+    with pytest.raises(ValueError, match="several rows"):
+        compare_to_reference(doubled, "ref")
+
+
+# --- per-case rows and reports ------------------------------------------------------
+
+def test_per_case_rows_name_regions_like_nnunet():
+    rows = per_case_rows("kd", 0, "case_000", {1: {"dsc": 0.9}, (1, 2): {"dsc": 0.8}})
+    assert [row["class"] for row in rows] == ["1", "(1, 2)"]
+
+
+def test_per_case_rows_use_given_class_names():
+    rows = per_case_rows("kd", 0, "case_000", {2: {"dsc": 0.5}}, {2: "tumour"})
+    assert rows[0]["class"] == "tumour"
+
+
+SUMMARY = pd.DataFrame([
+    {"trainer": "teacher", "class": "tumour", "metric": "dsc", "case_mean": 0.8123,
+     "case_std": 0.1049, "fold_mean": 0.81, "fold_std": 0.02},
+    {"trainer": "hlfd", "class": "tumour", "metric": "dsc", "case_mean": 0.7751,
+     "case_std": 0.1203, "fold_mean": 0.77, "fold_std": float("nan")},
+])
+COMPARISONS = pd.DataFrame([{"trainer": "hlfd", "reference": "teacher", "class": "tumour",
+                             "metric": "dsc", "p_holm": 0.0004}])
+TUMOUR_DSC = TableColumn("Tumour DSC", "tumour", "dsc")
+
+
+def test_markdown_table_shows_mean_and_std_over_cases():
+    lines = render_markdown_table(SUMMARY, [TUMOUR_DSC]).splitlines()
+    assert lines[0] == "| Trainer | Tumour DSC |"
+    assert lines[2] == "| teacher | 0.812 ± 0.105 |"
+
+
+def test_markdown_table_can_show_fold_spread_and_scale_to_percent():
+    column = TableColumn("Tumour DSC (%)", "tumour", "dsc", decimals=1, scale=100)
+    lines = render_markdown_table(SUMMARY, [column], spread="folds").splitlines()
+    assert lines[2] == "| teacher | 81.0 ± 2.0 |"
+    assert lines[3] == "| hlfd | 77.0 ± n/a |"
+
+
+def test_markdown_table_adds_holm_p_values_and_marks_the_reference():
+    lines = render_markdown_table(SUMMARY, [TUMOUR_DSC], COMPARISONS).splitlines()
+    assert lines[0].endswith("| p (Tumour DSC) |")
+    assert lines[2].endswith("| ref |")
+    assert lines[3] == "| hlfd | 0.775 ± 0.120 | <0.001 |"
+
+
+def test_p_values_print_with_three_decimals():
+    assert format_p_value(0.04321) == "0.043"
+
+
+def test_json_writer_keeps_every_value_and_writes_nan_as_null(tmp_path):
+    table = table_of({"A": [0.5, float("nan")]})
+    records = json.loads(write_per_case_json(table, tmp_path / "cases.json").read_text())
+    assert [r["dsc"] for r in records] == [0.5, None]
+    assert records[0]["case"] == "case_000"
+
+
+def test_csv_writer_round_trips_the_table(tmp_path):
+    table = table_of({"A": [0.5, float("nan")], "B": [0.25, 0.75]})
+    path = write_per_case_csv(table, tmp_path / "cases.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(path), table)
+
+
+def test_per_case_table_rejects_rows_without_identifiers():
+    with pytest.raises(ValueError, match="lacks the columns"):
+        per_case_table([{"trainer": "A", "dsc": 0.5}])

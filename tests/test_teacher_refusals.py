@@ -1,0 +1,114 @@
+"""Each way a teacher can be unfit is refused before training, with a message naming the fix."""
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATASET_ID
+
+from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
+from nnunetv2_hlfd.training.teacher import TeacherError
+
+pytestmark = pytest.mark.integration
+
+
+def hlfd_trainer():
+    from nnunetv2.run.run_training import get_trainer_from_args
+    return get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerHLFD_tiny", device=torch.device("cpu"))
+
+
+@pytest.fixture
+def teacher_copy(teacher_2d: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the trained teacher's model folder, used through HLFD_TEACHER."""
+    copy = tmp_path / "nnUNetTrainer__nnUNetPlans__2d"
+    (copy / "fold_0").mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        shutil.copy(teacher_2d.parent / name, copy / name)
+    shutil.copy(teacher_2d / "checkpoint_final.pth", copy / "fold_0" / "checkpoint_final.pth")
+    monkeypatch.setenv("HLFD_TEACHER", str(copy))
+    return copy
+
+
+def edit_json(path: Path, edit) -> None:
+    content = json.loads(path.read_text())
+    edit(content)
+    path.write_text(json.dumps(content))
+
+
+def refusal(match: str) -> str:
+    with pytest.raises(TeacherError, match=match) as error:
+        hlfd_trainer().initialize()
+    return str(error.value)
+
+
+def test_missing_teacher_checkpoint_is_refused_with_the_training_command(nnunet_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HLFD_TEACHER", str(tmp_path / "no_such_model"))
+    message = refusal("No teacher checkpoint")
+    assert "nnUNetv2_train Dataset991_SyntheticKidney 2d 0" in message and "HLFD_TEACHER" in message
+
+
+def test_teacher_with_another_label_set_is_refused(teacher_copy):
+    edit_json(teacher_copy / "dataset.json", lambda d: d["labels"].update({"cyst": 3}))
+    assert "retrain it on this dataset" in refusal("label set differs")
+
+
+def test_teacher_with_other_input_channels_is_refused(teacher_copy):
+    edit_json(teacher_copy / "dataset.json", lambda d: d["channel_names"].update({"1": "PET"}))
+    refusal("takes 2 input channel\\(s\\), the student's dataset has 1")
+
+
+def test_teacher_with_other_preprocessing_is_refused_naming_the_field(teacher_copy):
+    def other_spacing(plans):
+        plans["configurations"]["2d"]["spacing"] = [1.5, 1.5]
+    edit_json(teacher_copy / "plans.json", other_spacing)
+    assert "spacing (teacher [1.5, 1.5]" in refusal("preprocessing differs")
+
+
+def test_patch_the_teacher_strides_cannot_divide_is_refused(teacher_copy):
+    def coarser_strides(plans):
+        plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["strides"][-1] = [5, 5]
+    edit_json(teacher_copy / "plans.json", coarser_strides)
+    refusal("not divisible by the teacher's total stride \\[20, 20\\]")
+
+
+def test_teacher_trained_on_student_validation_cases_is_refused(teacher_copy, monkeypatch):
+    # fold 1's training cases include fold 0's validation cases
+    (teacher_copy / "fold_0").rename(teacher_copy / "fold_1")
+    monkeypatch.setenv("HLFD_TEACHER", str(teacher_copy / "fold_1"))
+    assert "HLFD_ALLOW_TEACHER_LEAK=1" in refusal("trained on 2 of the student's validation cases")
+
+
+def test_leak_override_trains_with_a_logged_warning(teacher_copy, monkeypatch):
+    (teacher_copy / "fold_0").rename(teacher_copy / "fold_1")
+    monkeypatch.setenv("HLFD_TEACHER", str(teacher_copy / "fold_1"))
+    monkeypatch.setenv("HLFD_ALLOW_TEACHER_LEAK", "1")
+    trainer = hlfd_trainer()
+    trainer.initialize()
+    assert trainer.teacher is not None
+    assert "WARNING: the teacher was trained on 2 of the student's validation cases" in Path(trainer.log_file).read_text()
+
+
+class _RunsCodeWhenUnpickled:
+    marker: Path = Path()
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_whose_unpickling_runs_code_is_refused_and_the_code_does_not_run(tmp_path):
+    marker = tmp_path / "code_ran"
+    payload = _RunsCodeWhenUnpickled()
+    payload.marker = marker
+    crafted = tmp_path / "checkpoint_final.pth"
+    torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainer", "payload": payload}, crafted,
+               pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(UntrustedCheckpointError, match="HLFD_TRUST_TEACHER_CHECKPOINT=1"):
+        load_checkpoint_weights_only(crafted)
+    assert not marker.exists()
+
+
+def test_real_nnunet_checkpoint_loads_weights_only(teacher_2d):
+    checkpoint = load_checkpoint_weights_only(teacher_2d / "checkpoint_final.pth")
+    assert checkpoint["trainer_name"] == "nnUNetTrainer" and checkpoint["network_weights"]

@@ -1,0 +1,165 @@
+"""The HLFD terms on synthetic 2D and 3D maps: zero on agreement, positive otherwise,
+channel-agnostic where the spec says so, gradients to the student and adapters only."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.distillation.engine import DistillationEngine
+from nnunetv2_hlfd.distillation.functional import attention_map, bernoulli_kl, resize, softmax_kl
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.terms import IFD, IPD, UFD, UPD
+
+CLASSES = 3
+SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
+TEACHER_CHANNELS = (8, 16, 32, 64, 64)
+STUDENT_CHANNELS = (4, 8, 16, 32, 32)
+
+
+def random_maps(channels, size, requires_grad=False, classes=CLASSES, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    encoder, outputs = [], []
+    for k, c in enumerate(channels):
+        stage_size = [s // 2 ** k for s in size]
+        encoder.append(torch.randn(batch, c, *stage_size, generator=generator).requires_grad_(requires_grad))
+        if k < len(channels) - 1:
+            outputs.append(torch.randn(batch, classes, *stage_size, generator=generator).requires_grad_(requires_grad))
+    return UNetMaps(encoder, outputs)
+
+
+def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=False):
+    return DistillationGeometry(NetworkGeometry(teacher, dims), NetworkGeometry(student, dims), CLASSES, regions)
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def dims(request):
+    return request.param
+
+
+@pytest.mark.parametrize("term", [UFD, IFD, UPD, IPD])
+def test_term_is_positive_when_student_and_teacher_disagree(term, dims):
+    value = term(geometry(dims), hlfd_config())(random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
+                                                random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2))
+    assert value.ndim == 0 and value.item() > 1e-4
+
+
+def test_ufd_is_zero_when_student_e0_carries_the_unified_teacher_map(dims):
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    middle = teacher.encoder[1:-1]
+    smallest = middle[-1].shape[2:]
+    unified = torch.cat([resize(m, smallest) for m in middle], dim=1)
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    student.encoder[0] = resize(unified, SIZES[dims])
+    assert UFD(geometry(dims), hlfd_config())(student, teacher).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_ifd_is_zero_when_every_student_middle_stage_equals_the_teacher_bottleneck(dims):
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    for k in range(1, len(STUDENT_CHANNELS) - 1):
+        student.encoder[k] = teacher.encoder[-1].clone()
+    assert IFD(geometry(dims), hlfd_config())(student, teacher).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_upd_is_zero_when_projected_student_equals_the_fused_teacher(dims):
+    geo = geometry(dims, student=(CLASSES,) + STUDENT_CHANNELS[1:])
+    term = UPD(geo, hlfd_config())
+    with torch.no_grad():  # make the student projection the identity
+        term.student_projection.weight.copy_(torch.eye(CLASSES).view(CLASSES, CLASSES, *[1] * dims))
+        term.student_projection.bias.zero_()
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    student = random_maps(geo.student.encoder_channels, SIZES[dims])
+    middle = [resize(teacher.outputs[k], SIZES[dims]) for k in range(1, len(TEACHER_CHANNELS) - 2)]
+    student.encoder[0] = torch.stack(middle).mean(0)  # what the fusion computes at initialisation
+    assert term(student, teacher).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_ipd_is_zero_when_every_student_head_predicts_the_teacher_output(dims):
+    # Spatially constant logits survive any resize unchanged.
+    class_logits = torch.randn(2, CLASSES, *[1] * dims)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    teacher.outputs[0] = class_logits.expand(-1, -1, *SIZES[dims])
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    student.outputs = [class_logits.expand(-1, -1, *o.shape[2:]) for o in student.outputs]
+    assert IPD(geometry(dims), hlfd_config())(student, teacher).item() == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("term", [UFD, IFD])
+def test_feature_terms_do_not_depend_on_the_student_channel_count(term, dims):
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims], seed=3)
+    doubled = UNetMaps([torch.cat([m, m], dim=1) for m in student.encoder], student.outputs)
+    config = hlfd_config()
+    narrow = term(geometry(dims), config)(student, teacher)
+    wide = term(geometry(dims, student=tuple(2 * c for c in STUDENT_CHANNELS)), config)(doubled, teacher)
+    assert narrow.item() == pytest.approx(wide.item(), rel=1e-5)
+
+
+def test_gradients_reach_student_and_adapters_but_never_the_teacher(dims):
+    engine = DistillationEngine(hlfd_config(), geometry(dims))
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims], requires_grad=True, seed=1)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], requires_grad=True, seed=2)
+    engine.weighted_sum(engine(student, teacher)).backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in [student.encoder[0], *student.outputs[1:]])
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in engine.parameters())
+    assert all(m.grad is None for m in [*teacher.encoder, *teacher.outputs])
+
+
+def test_shallow_networks_skip_terms_and_say_so_once():
+    messages = []
+    two_stage = geometry(2, teacher=(8, 16), student=(4, 8))
+    engine = DistillationEngine(hlfd_config(), two_stage, log=messages.append)
+    assert engine.term_names == []
+    assert sorted(m.split()[2] for m in messages) == ["IFD", "IPD", "UFD", "UPD"]
+    values = engine(random_maps((4, 8), (16, 16)), random_maps((8, 16), (16, 16)))
+    assert values == {} and engine.weighted_sum(values) == 0
+
+
+def test_upd_needs_four_teacher_stages_while_the_others_need_three():
+    engine = DistillationEngine(hlfd_config(), geometry(2, teacher=(8, 16, 32), student=(4, 8, 16)), log=lambda m: None)
+    assert engine.term_names == ["UFD", "IFD", "IPD"]
+
+
+def test_hlfd_weights_are_the_papers():
+    assert hlfd_config().weights == {"UFD": 0.45, "IFD": 0.45, "UPD": 0.05, "IPD": 0.05}
+    assert hlfd_config(("UPD",)).weights == {"UPD": 0.05}
+
+
+def test_softmax_kl_matches_torch_kl_div_scaled_by_t_squared():
+    s, t = torch.randn(2, 4, 5, 6), torch.randn(2, 4, 5, 6)
+    reference = F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True,
+                         reduction="sum") / (2 * 5 * 6) * 16
+    assert softmax_kl(s, t, 4.0).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_bernoulli_kl_is_zero_on_agreement_positive_otherwise_and_finite_when_saturated():
+    t = torch.randn(2, 3, 8, 8)
+    assert bernoulli_kl(t, t, 4.0).item() == pytest.approx(0, abs=1e-6)
+    assert bernoulli_kl(torch.randn(2, 3, 8, 8), t, 4.0).item() > 0
+    assert torch.isfinite(bernoulli_kl(torch.full_like(t, -1e4), torch.full_like(t, 1e4), 1.0))
+
+
+def test_upd_uses_bernoulli_kl_for_region_outputs():
+    teacher, student = random_maps(TEACHER_CHANNELS, (32, 32), seed=2), random_maps(STUDENT_CHANNELS, (32, 32))
+    softmax_value = UPD(geometry(2), hlfd_config())(student, teacher)
+    region_value = UPD(geometry(2, regions=True), hlfd_config())(student, teacher)
+    assert region_value.item() != pytest.approx(softmax_value.item())
+
+
+def test_attention_of_an_all_zero_map_is_finite():
+    assert torch.equal(attention_map(torch.zeros(2, 4, 8, 8)), torch.zeros(2, 64))
+
+
+def test_chunked_resize_in_attention_equals_resizing_everything_at_once():
+    x = torch.randn(2, 80, 8, 8)  # more channels than one chunk
+    assert torch.allclose(attention_map(x, size=(32, 32)), attention_map(resize(x, (32, 32))), atol=1e-6)
+
+
+def test_terms_are_float32_under_autocast():
+    engine = DistillationEngine(hlfd_config(), geometry(2))
+    student = random_maps(STUDENT_CHANNELS, (32, 32))
+    teacher = random_maps(TEACHER_CHANNELS, (32, 32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values = engine(UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
+                        UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]))
+    assert {v.dtype for v in values.values()} == {torch.float32}
