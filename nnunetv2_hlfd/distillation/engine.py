@@ -38,12 +38,12 @@ class DistillationEngine(nn.Module):
     def term_names(self) -> list[str]:
         return list(self.terms.keys())
 
-    def forward(self, student: UNetMaps, teacher: UNetMaps) -> dict[str, Tensor]:
+    def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> dict[str, Tensor]:
         """Unweighted value of every term, in float32 whatever autocast the step runs in."""
         # Detached here, so no term can ever send a gradient into the teacher.
         teacher = UNetMaps([m.detach() for m in teacher.encoder], [m.detach() for m in teacher.outputs])
         with torch.autocast(device_type=student.outputs[0].device.type, enabled=False):
-            return {name: term(student, teacher) for name, term in self.terms.items()}
+            return {name: term(student, teacher, target) for name, term in self.terms.items()}
 
     def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
         return sum(self.weights[name] * value for name, value in values.items())

@@ -36,7 +36,9 @@ class DistillationTerm(nn.Module):
         """Why this term cannot apply to these networks, or None when it can."""
         return None
 
-    def forward(self, student: UNetMaps, teacher: UNetMaps) -> Tensor:
+    def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> Tensor:
+        """`target` is nnU-Net's full-resolution training target: a label map (B, 1, *spatial), or
+        region masks (B, R, *spatial) for region datasets. Terms that do not use labels ignore it."""
         raise NotImplementedError
 
 
@@ -67,7 +69,7 @@ class UFD(DistillationTerm):
         n = geometry.teacher.num_stages
         return _empty_range_reason(middle_encoder_stages(n), "teacher", n)
 
-    def forward(self, student, teacher):
+    def forward(self, student, teacher, target=None):
         middle = [teacher.encoder[k] for k in middle_encoder_stages(teacher.num_stages)]
         common = smallest_spatial_size(middle)
         unified = torch.cat([resize(m.float(), common) for m in middle], dim=1)
@@ -86,7 +88,7 @@ class IFD(DistillationTerm):
         n = geometry.student.num_stages
         return _empty_range_reason(middle_encoder_stages(n), "student", n)
 
-    def forward(self, student, teacher):
+    def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
         target = attention_map(bottleneck, self.config.attention_p)
         p, size = self.config.attention_p, spatial_size(bottleneck)
@@ -128,7 +130,7 @@ class UPD(DistillationTerm):
         n = geometry.teacher.num_stages
         return _empty_range_reason(teacher_middle_outputs(n), "teacher", n)
 
-    def forward(self, student, teacher):
+    def forward(self, student, teacher, target=None):
         full = spatial_size(teacher.outputs[0])
         stacked = torch.cat([resize(teacher.outputs[k].float(), full)
                              for k in teacher_middle_outputs(teacher.num_stages)], dim=1)
@@ -147,7 +149,7 @@ class IPD(DistillationTerm):
         n = geometry.student.num_stages
         return _empty_range_reason(student_middle_outputs(n), "student", n)
 
-    def forward(self, student, teacher):
+    def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
         full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
         return sum(prediction_kl(resize(student.outputs[k].float(), full), final, t, regions)

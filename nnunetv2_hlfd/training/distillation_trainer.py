@@ -107,7 +107,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             segmentation_loss = self.loss(outputs, target)
             with torch.no_grad():
                 teacher = teacher_maps(self.teacher.network, data)
-            terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher)
+            full_resolution_target = target[0] if isinstance(target, list) else target
+            terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
             loss = segmentation_loss + self.distiller.weighted_sum(terms)
         self._backward_and_step(loss)
         # Term values stay on the device until the epoch ends: no host sync per step.
