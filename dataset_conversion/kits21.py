@@ -1,0 +1,52 @@
+"""Convert KiTS21 into an nnU-Net raw dataset.
+
+Input: the ``data/`` folder of https://github.com/neheller/kits21 (imaging fetched by its get_imaging script)::
+
+    case_00000 .. case_00299/imaging.nii.gz + aggregated_MAJ_seg.nii.gz
+        (majority vote of the raters: 0 background, 1 kidney, 2 tumour, 3 cyst)
+
+The per-rater files in ``segmentations/`` and the OR/AND aggregates are not used. With ``--labels full`` the
+cysts must be chosen explicitly (``--cysts keep|kidney|drop``); with ``--labels tumour`` they are background
+unless ``--cysts keep`` (then label 2).
+
+Example::
+
+    hlfd_convert_kits21 kits21/kits21/data --labels tumour -d 136 -n KiTS2021Tumour
+"""
+from __future__ import annotations
+
+import os
+import sys
+from functools import partial
+from pathlib import Path
+
+from nnunetv2.configuration import default_num_processes
+
+from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, cli_main, convert, discover_case_folders
+
+SPEC = DatasetSpec(
+    name="KiTS2021", dataset_id=135, organ="kidney", has_cysts=True,
+    discover=partial(discover_case_folders, label_stem="aggregated_MAJ_seg"),
+    layout="case_XXXXX/imaging.nii.gz + aggregated_MAJ_seg.nii.gz folders",
+    reference="https://kits-challenge.org/kits21/; Heller et al., arXiv:2307.01984",
+    licence="CC BY-NC-SA (data); https://github.com/neheller/kits21",
+)
+
+
+def convert_kits21(input_folder: str | os.PathLike, nnunet_raw: str | os.PathLike | None = None,
+                   dataset_id: int = SPEC.dataset_id, dataset_name: str = SPEC.name, *, labels: str = "full",
+                   cysts: str | None = None, overwrite: bool = False, check: bool = False,
+                   num_processes: int = default_num_processes) -> Path | list[str]:
+    """Convert KiTS21; returns the dataset folder, or with ``check=True`` the list of problems (see
+    :func:`common.convert`). ``labels``: 'full' or 'tumour'; ``cysts``: 'keep', 'kidney' or 'drop'
+    (required with labels='full', see :func:`common.label_layout`)."""
+    return convert(SPEC, input_folder, nnunet_raw, dataset_id, dataset_name, labels=labels, cysts=cysts,
+                   overwrite=overwrite, check=check, num_processes=num_processes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(SPEC, argv, prog="hlfd_convert_kits21", description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
