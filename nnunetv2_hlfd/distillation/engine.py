@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
@@ -47,3 +48,22 @@ class DistillationEngine(nn.Module):
 
     def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
         return sum(self.weights[name] * value for name, value in values.items())
+
+    @staticmethod
+    def finite_only(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+        """The finite terms, and the names of those that were not: a non-finite term is left out
+        of the loss so it can never write NaN into the weights. One host sync for all terms."""
+        if not values:
+            return values, []
+        finite = torch.isfinite(torch.stack([v.detach() for v in values.values()])).tolist()
+        kept = {name: v for (name, v), ok in zip(values.items(), finite) if ok}
+        return kept, [name for name, ok in zip(values, finite) if not ok]
+
+    def average_gradients_across_ranks(self) -> None:
+        """DDP averages the student's gradients; the adapters live outside it and get the same here,
+        so every rank's adapters stay identical."""
+        world_size = dist.get_world_size()
+        for parameter in self.parameters():
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad)
+                parameter.grad /= world_size

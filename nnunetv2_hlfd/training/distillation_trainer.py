@@ -6,6 +6,8 @@ training step, data pipeline and cross-validation.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 import torch.distributed as dist
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
@@ -32,6 +34,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self.teacher: teachers.Teacher | None = None
         self.distiller: DistillationEngine | None = None
         self._resumed_distillation: dict | None = None  # the checkpoint entry while resuming
+        self._non_finite_term_counts: Counter[str] = Counter()
         self.logger.local_logger = DistillationLocalLogger()
 
     # ---- set-up -----------------------------------------------------------------------
@@ -109,9 +112,11 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 teacher = teacher_maps(self.teacher.network, data)
             full_resolution_target = target[0] if isinstance(target, list) else target
             terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
-            loss = segmentation_loss + self.distiller.weighted_sum(terms)
+            finite_terms, non_finite = self.distiller.finite_only(terms)
+            loss = segmentation_loss + self.distiller.weighted_sum(finite_terms)
         self._backward_and_step(loss)
-        # Term values stay on the device until the epoch ends: no host sync per step.
+        self._non_finite_term_counts.update(non_finite)
+        # Term values stay on the device until the epoch ends (NaN marks a skipped one).
         return {"loss": segmentation_loss.detach().cpu().numpy(),
                 "distillation_terms": torch.stack([v.detach() for v in terms.values()]) if terms else None}
 
@@ -128,14 +133,20 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
+            self._sync_adapter_gradients()
             self.grad_scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             loss.backward()
+            self._sync_adapter_gradients()
             torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
             self.optimizer.step()
+
+    def _sync_adapter_gradients(self) -> None:
+        if self.is_ddp:
+            self.distiller.average_gradients_across_ranks()
 
     # ---- logging ----------------------------------------------------------------------
     def on_train_epoch_end(self, train_outputs: list[dict]):
@@ -143,7 +154,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         super().on_train_epoch_end(train_outputs)
         if not self.distiller.term_names:
             return
-        means = torch.stack(term_values).float().mean(0)
+        means = torch.stack(term_values).float().nanmean(0)
+        self._log_non_finite_terms()
         if self.is_ddp:
             dist.all_reduce(means)
             means /= dist.get_world_size()
@@ -151,6 +163,13 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             self.logger.log(TERM_KEY_PREFIX + name, value, self.current_epoch)
         self.print_to_log_file("distillation terms (epoch mean): " + ", ".join(
             f"{name} {value:.4f}" for name, value in zip(self.distiller.term_names, means.tolist())))
+
+    def _log_non_finite_terms(self) -> None:
+        if self._non_finite_term_counts:
+            self.print_to_log_file("WARNING: non-finite distillation terms were left out of the loss this epoch: "
+                                   + ", ".join(f"{name} in {n} step(s)"
+                                               for name, n in sorted(self._non_finite_term_counts.items())))
+            self._non_finite_term_counts.clear()
 
     # ---- checkpoints ------------------------------------------------------------------
     def _checkpoint_entries(self) -> dict:
