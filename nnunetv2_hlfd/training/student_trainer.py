@@ -68,6 +68,16 @@ class nnUNetTrainerStudent(nnUNetTrainer):
         if self.disable_checkpointing:
             self.print_to_log_file("No checkpoint written, checkpointing is disabled")
             return
-        partial = f"{filename}.partial"
-        torch.save(self._checkpoint_entries(), partial)
+        atomic_torch_save(self._checkpoint_entries(), filename)
+
+
+def atomic_torch_save(obj, filename) -> None:
+    """torch.save to a temporary file renamed over the target: a process that dies while
+    writing leaves the previous checkpoint in place."""
+    partial = f"{filename}.partial"
+    try:
+        torch.save(obj, partial)
         os.replace(partial, filename)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)

@@ -19,6 +19,7 @@ def _tiny(base_name: str) -> type:
         self.num_epochs = int(os.environ.get("HLFD_TEST_EPOCHS", "2"))
         self.num_iterations_per_epoch = 2
         self.num_val_iterations_per_epoch = 1
+        self.save_every = int(os.environ.get("HLFD_TEST_SAVE_EVERY", "50"))
 
     return type(f"{base_name}_tiny", (base,), {"__init__": __init__})
 

@@ -1,0 +1,56 @@
+"""A run killed at any moment resumes with --c from its last good checkpoint, adapters and
+term logs intact; a checkpoint write that dies midway never replaces the last good one."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATASET_ID, run_command
+
+from nnunetv2_hlfd.training.student_trainer import atomic_torch_save
+
+pytestmark = pytest.mark.integration
+EPOCHS = 6
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(nnunet_dirs, teacher_2d, tmp_path):
+    env = {**os.environ, "nnUNet_results": str(tmp_path), "HLFD_TEACHER": str(teacher_2d.parent),
+           "HLFD_TEST_EPOCHS": str(EPOCHS), "HLFD_TEST_SAVE_EVERY": "1"}
+    command = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerHLFD_tiny", "-device", "cpu"]
+    fold = tmp_path / f"Dataset{DATASET_ID}_SyntheticKidney" / "nnUNetTrainerHLFD_tiny__nnUNetPlans__2d" / "fold_0"
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (fold / "checkpoint_latest.pth").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (fold / "checkpoint_final.pth").exists(), "the run finished before it could be killed"
+    interrupted = torch.load(fold / "checkpoint_latest.pth", weights_only=False)
+
+    resumed = run_command(command + ["--c"], env={k: env[k] for k in ("nnUNet_results", "HLFD_TEACHER",
+                                                                      "HLFD_TEST_EPOCHS", "HLFD_TEST_SAVE_EVERY")})
+    first_resumed_epoch = interrupted["current_epoch"]
+    assert f"Epoch {first_resumed_epoch}\n" in resumed.stdout and "Epoch 0\n" not in resumed.stdout
+    final = torch.load(fold / "checkpoint_final.pth", weights_only=False)
+    for term in ("UFD", "IFD", "UPD", "IPD"):
+        curve = final["logging"][f"distill_{term}"]
+        assert len(curve) == EPOCHS
+        assert curve[:first_resumed_epoch] == interrupted["logging"][f"distill_{term}"][:first_resumed_epoch]
+    assert final["distillation"]["geometry"] == interrupted["distillation"]["geometry"]
+
+
+class _FailsWhilePickled:
+    def __reduce__(self):
+        raise OSError("disk full")
+
+
+def test_failed_checkpoint_write_keeps_the_last_good_checkpoint(tmp_path):
+    target = tmp_path / "checkpoint_latest.pth"
+    atomic_torch_save({"epoch": 1}, target)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"epoch": 2, "payload": _FailsWhilePickled()}, target)
+    assert torch.load(target) == {"epoch": 1}
+    assert list(tmp_path.iterdir()) == [target]
