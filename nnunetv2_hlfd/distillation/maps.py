@@ -44,16 +44,18 @@ class DistillationGeometry:
     student: NetworkGeometry
     num_classes: int  # segmentation heads: classes, or regions for sigmoid outputs
     regions: bool
+    ignore_label: int | None = None  # nnU-Net's ignore label (sparse annotations), if the dataset has one
 
     def to_dict(self) -> dict:
         return {"teacher": list(self.teacher.encoder_channels), "student": list(self.student.encoder_channels),
-                "spatial_dims": self.student.spatial_dims, "num_classes": self.num_classes, "regions": self.regions}
+                "spatial_dims": self.student.spatial_dims, "num_classes": self.num_classes, "regions": self.regions,
+                "ignore_label": self.ignore_label}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DistillationGeometry":
         dims = d["spatial_dims"]
         return cls(NetworkGeometry(tuple(d["teacher"]), dims), NetworkGeometry(tuple(d["student"]), dims),
-                   d["num_classes"], d["regions"])
+                   d["num_classes"], d["regions"], d.get("ignore_label"))
 
 
 def teacher_maps(teacher: nn.Module, data: Tensor) -> UNetMaps:

@@ -59,7 +59,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _geometry_from_networks(self) -> DistillationGeometry:
         return DistillationGeometry(NetworkGeometry.of(self.teacher.network),
                                     NetworkGeometry.of(self.unwrapped_network),
-                                    self.label_manager.num_segmentation_heads, self.label_manager.has_regions)
+                                    self.label_manager.num_segmentation_heads, self.label_manager.has_regions,
+                                    self.label_manager.ignore_label)
 
     def _load_teacher(self) -> None:
         source = teachers.locate_teacher(nnUNet_results.get(), self.plans_manager.dataset_name,
