@@ -36,9 +36,6 @@ def run_command_expecting_failure(args: list[str], env: dict | None = None) -> s
 @pytest.fixture(scope="session")
 def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
     """nnU-Net's three folders for this session, with the tiny dataset planned for 2d and 3d_fullres."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                      preprocess)
-
     from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
 
     root = tmp_path_factory.mktemp("nnunet")
@@ -48,21 +45,30 @@ def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
         os.environ[name] = str(path)
     generate_synthetic_kidney_dataset(dirs["nnUNet_raw"], dataset_id=DATASET_ID, num_training_cases=10,
                                       shape=(16, 48, 48), seed=0)
-    extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=True)
-    plan_experiments([DATASET_ID])
-    preprocess([DATASET_ID], configurations=("2d", "3d_fullres"), num_processes=(1, 1))
-    # Augment in the training process itself: worker processes cost more than tiny batches.
-    # (Set only now: the planner uses this variable as a thread count and rejects 0.)
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    plan_and_preprocess(DATASET_ID, ("2d", "3d_fullres"))
     return dirs
 
 
-def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1):
+def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...]) -> None:
+    """nnU-Net's fingerprint, default plans and preprocessing, one process each."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                      preprocess)
+
+    # The planner reads nnUNet_n_proc_DA as a thread count and rejects 0, so it is set to 0
+    # (augment in the training process itself: workers cost more than tiny batches) only after.
+    os.environ.pop("nnUNet_n_proc_DA", None)
+    extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True)
+    plan_experiments([dataset_id])
+    preprocess([dataset_id], configurations=configurations, num_processes=(1,) * len(configurations))
+    os.environ["nnUNet_n_proc_DA"] = "0"
+
+
+def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1, dataset_id: int = DATASET_ID):
     """Train briefly through nnU-Net's own Python API (used for teachers)."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args(str(DATASET_ID), configuration, fold, trainer_name, "nnUNetPlans",
+    trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer_name, "nnUNetPlans",
                                     device=torch.device("cpu"))
     trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = epochs, 2, 1
     trainer.run_training()
