@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 # HLFD_SPEC.md: L = L_seg + beta * (0.5 UFD + 0.5 IFD) + lambda * (0.5 UPD + 0.5 IPD)
 HLFD_FEATURE_WEIGHT = 0.9  # beta
@@ -13,15 +13,24 @@ PIXEL_TERMS = ("UPD", "IPD")
 
 @dataclass(frozen=True)
 class DistillationConfig:
-    """`weights` maps a registered term name to its weight in the total loss."""
+    """`weights` maps a registered term name to its weight in the total loss; `options` maps a
+    term name to that term's own settings (e.g. {"KD": {"temperature": 1.0}}), read by `option`."""
     weights: Mapping[str, float] = field(default_factory=dict)
     attention_p: float = 4.0
     temperature: float = 4.0
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         for name, weight in self.weights.items():
             if weight < 0:
                 raise ValueError(f"Distillation term {name} has negative weight {weight}; weights must be >= 0.")
+        stray = set(self.options) - set(self.weights)
+        if stray:  # most likely a misspelt term name, which would otherwise be silently ignored
+            raise ValueError(f"Options for {sorted(stray)}, which are not among the terms {sorted(self.weights)}.")
+
+    def option(self, term: str, key: str, default: Any) -> Any:
+        """A term's setting: its own option if the method declares one, else `default`."""
+        return self.options.get(term, {}).get(key, default)
 
 
 def hlfd_config(terms: tuple[str, ...] = FEATURE_TERMS + PIXEL_TERMS,

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from nnunetv2_hlfd.distillation import peer_terms  # noqa: F401  (registers the peer methods' terms)
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
 from nnunetv2_hlfd.distillation.terms import TERMS
@@ -45,6 +46,10 @@ class DistillationEngine(nn.Module):
         teacher = UNetMaps([m.detach() for m in teacher.encoder], [m.detach() for m in teacher.outputs])
         with torch.autocast(device_type=student.outputs[0].device.type, enabled=False):
             return {name: term(student, teacher, target) for name, term in self.terms.items()}
+
+    def teacher_needs(self) -> frozenset[str]:
+        """The teacher maps any term reads (maps.TEACHER_ENCODER / TEACHER_OUTPUTS)."""
+        return frozenset().union(*(term.teacher_reads for term in self.terms.values()))
 
     def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
         return sum(self.weights[name] * value for name, value in values.items())

@@ -86,3 +86,18 @@ def prediction_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: f
     """KL_T between segmentation logits: softmax KL for labels, Bernoulli KL for regions."""
     kl = bernoulli_kl if regions else softmax_kl
     return kl(student_logits, teacher_logits, temperature)
+
+
+def region_fractions(masks: Tensor, size: Sequence[int]) -> Tensor:
+    """Masks (B, K, *spatial) resized to `size` by area averaging: each output voxel holds the
+    fraction of it that each mask covers, so downsampling a label mask by 32 never aliases."""
+    size = tuple(int(s) for s in size)
+    return masks if spatial_size(masks) == size else F.interpolate(masks.float(), size=size, mode="area")
+
+
+def masked_means(features: Tensor, masks: Tensor, eps: float = 1e-6) -> Tensor:
+    """Mean feature vector of each mask: features (B, C, *spatial), masks (B, K, *spatial) of the
+    same spatial size -> (B, K, C). An empty mask gives the zero vector, never NaN."""
+    flat_masks = masks.float().flatten(2)
+    sums = torch.einsum("bkp,bcp->bkc", flat_masks, features.float().flatten(2))
+    return sums / (flat_masks.sum(dim=2, keepdim=True) + eps)

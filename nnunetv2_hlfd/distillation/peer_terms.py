@@ -1,0 +1,286 @@
+"""The distillation methods HLFD is compared with, as registered terms (see docs/METHODS.md).
+
+Each docstring cites the paper, states the published defaults and, where a default does
+not carry over to nnU-Net's loss scale (Dice + CE, about 1 early in training), what the
+method's trainer uses instead. Weights and temperatures live in the trainers' declarations
+(trainers/nnUNetTrainerPeerMethods.py); per-term settings are `DistillationConfig.options`.
+
+Stages are matched by index (E(k) of the student with E(k) of the teacher, over the stages
+both have) and the student map is resized to the teacher's spatial size; "bottleneck" is
+each network's own deepest stage. Label-based terms read the target through `class_masks`
+only, so region datasets and ignored voxels are handled in one place.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, masked_means,
+                                                   prediction_kl, region_fractions, resize, softmax_kl,
+                                                   spatial_size)
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.targets import class_masks
+from nnunetv2_hlfd.distillation.terms import (DistillationTerm, _empty_range_reason, _one_by_one_conv,
+                                              middle_encoder_stages, register_term)
+
+_MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
+def shared_stages(geometry: DistillationGeometry) -> range:
+    """E0 .. the last stage both networks have."""
+    return range(min(geometry.teacher.num_stages, geometry.student.num_stages))
+
+
+def _require_target(target: Tensor | None, term: str) -> Tensor:
+    if target is None:
+        raise ValueError(f"The distillation term {term} reads the labels; pass nnU-Net's training target.")
+    return target
+
+
+class _TermWithOptions(DistillationTerm):
+    def option(self, key: str, default):
+        return self.config.option(self.name, key, default)
+
+
+# ---- prediction maps -------------------------------------------------------------------
+@register_term
+class KD(_TermWithOptions):
+    """Hinton, Vinyals & Dean 2015, "Distilling the knowledge in a neural network" (arXiv 1503.02531).
+
+    KL_T between the teacher's and the student's final outputs O(0), T**2-scaled, averaged
+    over voxels (Bernoulli KL per region for sigmoid heads). Options: `temperature`
+    (default: the config's T), `all_scales` (default False): average the KL over every
+    deep-supervision scale O(k) both networks have, each student head resized to the teacher's.
+    """
+    name = "KD"
+
+    def forward(self, student, teacher, target=None):
+        temperature = self.option("temperature", self.config.temperature)
+        num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales", False) else 1
+        return sum(prediction_kl(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
+                                 teacher.outputs[k], temperature, self.geometry.regions)
+                   for k in range(num_scales)) / num_scales
+
+
+@register_term
+class SKD_pixel(KD):
+    """Liu et al. 2019, "Structured knowledge distillation for semantic segmentation" (CVPR), pixel-wise
+    term: KL at T = 1 on the final output, i.e. KD; registered under its own name so logs say SKD."""
+    name = "SKD_pixel"
+
+
+@register_term
+class EMKD_PMD(KD):
+    """Qin et al. 2021, "Efficient medical image segmentation based on knowledge distillation" (IEEE TMI),
+    prediction-map distillation: KL at T = 4 on the final output, i.e. KD under EMKD's name."""
+    name = "EMKD_PMD"
+
+
+# ---- attention (importance) maps -------------------------------------------------------
+@register_term
+class AT(DistillationTerm):
+    """Zagoruyko & Komodakis 2017, "Paying more attention to attention" (ICLR).
+
+    Attention transfer between every pair of encoder stages E(k) both networks have, averaged
+    over the stages, with the config's p (the AT trainer uses the paper's p = 2; HLFD uses 4).
+    The paper weights beta/2 * (mean over positions) of the squared difference with beta = 1e3,
+    i.e. 500 / (number of positions) times the sum over positions used here; that factor depends
+    on the map size, so the trainer weights the size-free sum (bounded by 2 per stage) by 1.
+    Channel-agnostic: no adapter.
+    """
+    name = "AT"
+
+    def stages(self) -> list[int]:
+        return list(shared_stages(self.geometry))
+
+    def forward(self, student, teacher, target=None):
+        p, stages = self.config.attention_p, self.stages()
+        return sum(attention_transfer(student.encoder[k], attention_map(teacher.encoder[k], p), p,
+                                      target_size=spatial_size(teacher.encoder[k])) for k in stages) / len(stages)
+
+
+def low_and_high_stages(geometry: DistillationGeometry) -> list[int]:
+    """EMKD's low-level (E1) and high-level (bottleneck) encoder features, of the shared stages."""
+    last = len(shared_stages(geometry)) - 1
+    return sorted({min(1, last), last})
+
+
+@register_term
+class EMKD_IMD(AT):
+    """Qin et al. 2021 (EMKD), importance-map distillation: attention transfer with p = 4 on the
+    encoder's low-level and high-level features (here E1 and the bottleneck), averaged.
+
+    EMKD takes these features from its encoders; the maps a U-Net exposes here are encoder
+    stages and heads, so decoder features are not used.
+    """
+    name = "EMKD_IMD"
+
+    def stages(self) -> list[int]:
+        return low_and_high_stages(self.geometry)
+
+
+# ---- features through a trained adapter ------------------------------------------------
+@register_term
+class FitNets(_TermWithOptions):
+    """Romero et al. 2015, "FitNets: hints for thin deep nets" (ICLR).
+
+    The teacher's middle encoder stage E(k), k = N // 2 over the shared stages (option `stage`),
+    is the hint; the student's E(k) is regressed onto it through a trained 1x1 convolution.
+    The paper trains the hint alone first (loss 1/2 ||hint - r(guided)||^2), then KD; here the
+    hint is one term of a single training run, as an element-wise mean so it does not grow with
+    the patch, and the trainer's weight 0.5 is the paper's 1/2.
+    """
+    name = "FitNets"
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        self.stage = self.option("stage", len(shared_stages(geometry)) // 2)
+        if self.stage not in shared_stages(geometry):
+            raise ValueError(f"FitNets stage {self.stage} is not a stage both networks have "
+                             f"({list(shared_stages(geometry))}).")
+        self.regressor = _one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[self.stage],
+                                          geometry.teacher.encoder_channels[self.stage])
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        n = len(shared_stages(geometry))
+        return _empty_range_reason(middle_encoder_stages(n), "shallower network", n)
+
+    def forward(self, student, teacher, target=None):
+        hint = teacher.encoder[self.stage].float()
+        guided = self.regressor(resize(student.encoder[self.stage].float(), spatial_size(hint)))
+        return F.mse_loss(guided, hint)
+
+
+@register_term
+class CWD(_TermWithOptions):
+    """Shu et al. 2021, "Channel-wise knowledge distillation for dense prediction" (ICCV).
+
+    Each channel is turned into a distribution over positions by a softmax at temperature T;
+    loss = T**2 * KL(teacher || student) summed over positions, averaged over channels and batch.
+    Default on the final logits O(0), which works alike for softmax and sigmoid heads (the
+    distribution is over positions, not classes). Option `features` (default False): on the
+    bottleneck instead, the student's mapped to the teacher's channels by a trained 1x1 conv.
+    Options `temperature`. The reference segmentation configurations (mmrazor, CIRKD) use T = 1
+    with weight 3 on logits and weight 50 on features; the mean over channels keeps the logits
+    term of the order of nnU-Net's loss, so the trainer keeps 3 and T = 1.
+    """
+    name = "CWD"
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        self.on_features = bool(self.option("features", False))
+        if self.on_features:
+            self.adapter = _one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[-1],
+                                            geometry.teacher.encoder_channels[-1])
+
+    def forward(self, student, teacher, target=None):
+        if self.on_features:
+            teacher_map = teacher.encoder[-1].float()
+            student_map = self.adapter(resize(student.encoder[-1].float(), spatial_size(teacher_map)))
+        else:
+            teacher_map = teacher.outputs[0].float()
+            student_map = resize(student.outputs[0].float(), spatial_size(teacher_map))
+        # Positions moved to dim 1 make softmax_kl's class-channel KL the per-channel spatial KL.
+        return softmax_kl(student_map.flatten(2).transpose(1, 2), teacher_map.flatten(2).transpose(1, 2),
+                          self.option("temperature", self.config.temperature))
+
+
+# ---- structure -------------------------------------------------------------------------
+def pairwise_similarity(x: Tensor) -> Tensor:
+    """Cosine similarity of every pair of positions' feature vectors: (B, C, *spatial) -> (B, P, P)."""
+    unit = F.normalize(x.float().flatten(2), dim=1)
+    return unit.transpose(1, 2) @ unit
+
+
+@register_term
+class SKD_pair(_TermWithOptions):
+    """Liu et al. 2019 (SKD, CVPR), pair-wise term: squared difference of the pair-wise cosine
+    similarity matrices of the max-pooled bottleneck features, averaged over pairs and batch.
+    The pooling window is `pool_scale` (default 0.5, the authors' code) of the map per axis.
+    Channel-agnostic: no adapter. SKD's third, holistic term (an adversarial discriminator on
+    the outputs) is off in this project and not implemented.
+    """
+    name = "SKD_pair"
+
+    def _pool(self, x: Tensor) -> Tensor:
+        window = [max(1, math.ceil(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
+        return _MAX_POOLS[x.ndim - 2](x, kernel_size=window, stride=window, ceil_mode=True)
+
+    def forward(self, student, teacher, target=None):
+        teacher_map = teacher.encoder[-1].float()
+        student_map = resize(student.encoder[-1].float(), spatial_size(teacher_map))
+        return (pairwise_similarity(self._pool(student_map))
+                - pairwise_similarity(self._pool(teacher_map))).pow(2).mean()
+
+
+def prototype_similarity(features: Tensor, masks: Tensor) -> Tensor:
+    """Cosine similarity of every voxel's feature vector to each class prototype (the class's
+    mean feature): features (B, C, *spatial), masks (B, K, *spatial) -> (B, K, *spatial)."""
+    prototypes = F.normalize(masked_means(features, masks), dim=2)
+    unit_features = F.normalize(features.float().flatten(2), dim=1)
+    return torch.einsum("bkc,bcp->bkp", prototypes, unit_features).view(masks.shape)
+
+
+@register_term
+class IFVD(DistillationTerm):
+    """Wang et al. 2020, "Intra-class feature variation distillation for semantic segmentation" (ECCV).
+
+    On the bottleneck features: each class's prototype is its mean feature under the label
+    masks (area-resized to the feature map); each voxel's cosine similarity to its class's
+    prototype forms the IFV map; loss = MSE between the student's and the teacher's IFV maps
+    over annotated voxels (a voxel counts towards each class by the fraction of it that class
+    covers; region datasets use each region's mask). The similarity compares a network's
+    features only with its own prototypes, so it is channel-agnostic and the student needs no
+    adapter. The authors' code weights it by 200 (lambda_ifv); squared cosine differences are
+    small (~1e-3), so the trainer keeps 200.
+    """
+    name = "IFVD"
+
+    def forward(self, student, teacher, target=None):
+        masks, _ = class_masks(_require_target(target, self.name), self.geometry)
+        teacher_features = teacher.encoder[-1].float()
+        size = spatial_size(teacher_features)
+        masks = region_fractions(masks, size)
+        student_map = prototype_similarity(resize(student.encoder[-1].float(), size), masks)
+        teacher_map = prototype_similarity(teacher_features, masks)
+        return (masks * (student_map - teacher_map).pow(2)).sum() / masks.sum().clamp_min(1e-6)
+
+
+def foreground_and_reference_masks(target: Tensor, geometry: DistillationGeometry) -> tuple[Tensor, Tensor]:
+    """(each foreground class's mask, the mask it is contrasted with), both (B, K, *spatial): for
+    labels, classes 1.. against the background class; for regions, each region against the
+    annotated voxels outside it."""
+    masks, annotated = class_masks(target, geometry)
+    if geometry.regions:
+        return masks, annotated - masks
+    return masks[:, 1:], masks[:, :1].expand_as(masks[:, 1:])
+
+
+def region_affinity(features: Tensor, foreground: Tensor, reference: Tensor) -> Tensor:
+    """Cosine between the mean feature of each foreground mask and of its reference mask: (B, K)."""
+    size = spatial_size(features)
+    return F.cosine_similarity(masked_means(features, region_fractions(foreground, size)),
+                               masked_means(features, region_fractions(reference, size)), dim=2)
+
+
+@register_term
+class EMKD_RAD(DistillationTerm):
+    """Qin et al. 2021 (EMKD), region-affinity distillation: on the low- and high-level encoder
+    features (E1 and the bottleneck), the affinity of a tumour (foreground class) and the
+    background is the cosine between their region-mean feature vectors; loss = squared
+    difference of the student's and teacher's affinities, averaged over the samples and
+    classes where both regions are present, then over the two stages. Channel-agnostic.
+    """
+    name = "EMKD_RAD"
+
+    def forward(self, student, teacher, target=None):
+        foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)
+        present = ((foreground.flatten(2).sum(2) > 0) & (reference.flatten(2).sum(2) > 0)).float()
+        stages = low_and_high_stages(self.geometry)
+        return sum((present * (region_affinity(student.encoder[k], foreground, reference)
+                               - region_affinity(teacher.encoder[k], foreground, reference)).pow(2)).sum()
+                   / present.sum().clamp_min(1) for k in stages) / len(stages)

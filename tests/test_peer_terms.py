@@ -1,0 +1,209 @@
+"""The peer methods' terms (KD, AT, FitNets, SKD, IFVD, CWD, EMKD) on synthetic 2D and 3D maps:
+zero when the student reproduces the teacher, positive otherwise, gradients to the student and
+adapters only, region and ignore-label targets, finite on degenerate inputs, shallow networks."""
+import pytest
+import torch
+
+from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.engine import DistillationEngine
+from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.terms import TERMS
+
+CLASSES = 3
+IGNORE = CLASSES  # nnU-Net puts the ignore label right after the classes
+SIZES = {2: (64, 64), 3: (16, 32, 32)}  # the bottleneck keeps several positions
+TEACHER_CHANNELS = (8, 16, 32, 64, 64)
+STUDENT_CHANNELS = (4, 8, 16, 32, 32)
+PEER_TERMS = ["KD", "AT", "FitNets", "SKD_pixel", "SKD_pair", "IFVD", "CWD", "EMKD_PMD", "EMKD_IMD", "EMKD_RAD"]
+# (term, options): every term, plus the options that change what is distilled
+VARIANTS = [(name, {}) for name in PEER_TERMS] + [("KD", {"all_scales": True}), ("CWD", {"features": True})]
+VARIANT_IDS = [name + ("+" + "+".join(options) if options else "") for name, options in VARIANTS]
+
+
+def random_maps(channels, size, requires_grad=False, classes=CLASSES, batch=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    encoder, outputs = [], []
+    for k, c in enumerate(channels):
+        stage_size = [s // 2 ** k for s in size]
+        encoder.append(torch.randn(batch, c, *stage_size, generator=generator).requires_grad_(requires_grad))
+        if k < len(channels) - 1:
+            outputs.append(torch.randn(batch, classes, *stage_size, generator=generator).requires_grad_(requires_grad))
+    return UNetMaps(encoder, outputs)
+
+
+def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=False, ignore_label=None):
+    return DistillationGeometry(NetworkGeometry(teacher, dims), NetworkGeometry(student, dims), CLASSES, regions,
+                                ignore_label)
+
+
+def label_target(size, batch=2, seed=0):
+    """Class 0 background with a class-1 and a class-2 block in every sample."""
+    target = torch.zeros(batch, 1, *size)
+    half, quarter = [s // 2 for s in size], [s // 4 for s in size]
+    target[(slice(None), 0, *[slice(q, h) for q, h in zip(quarter, half)])] = 1
+    target[(slice(None), 0, *[slice(h, h + q) for q, h in zip(quarter, half)])] = 2
+    return target
+
+
+def region_target(size, batch=2):
+    """Nested regions (kidney-and-tumour style): region 0 contains region 1; region 2 is empty."""
+    labels = label_target(size, batch)[:, 0]
+    return torch.stack([(labels > 0), (labels == 2), torch.zeros_like(labels, dtype=torch.bool)], dim=1).float()
+
+
+def term(name, geo, options=None):
+    return TERMS[name](geo, DistillationConfig(weights={name: 1.0}, options={name: options} if options else {}))
+
+
+def set_identity(conv: torch.nn.Module) -> None:
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(conv.weight.shape[0]).view(conv.weight.shape))
+        conv.bias.zero_()
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def dims(request):
+    return request.param
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_term_is_zero_when_the_student_reproduces_the_teacher(name, options, dims):
+    same = geometry(dims, student=TEACHER_CHANNELS)
+    distillation = term(name, same, options)
+    for adapter in distillation.children():  # FitNets' regressor, CWD's feature adapter
+        set_identity(adapter)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
+    student = UNetMaps([m.clone() for m in teacher.encoder], [m.clone() for m in teacher.outputs])
+    value = distillation(student, teacher, label_target(SIZES[dims]))
+    assert value.item() == pytest.approx(0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_term_is_positive_when_student_and_teacher_disagree(name, options, dims):
+    value = term(name, geometry(dims), options)(random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
+                                                random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2),
+                                                label_target(SIZES[dims]))
+    assert value.ndim == 0 and value.dtype == torch.float32 and value.item() > 1e-5
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_gradients_reach_the_student_and_adapters_but_never_the_teacher(name, options, dims):
+    engine = DistillationEngine(DistillationConfig(weights={name: 1.0}, options={name: options}), geometry(dims))
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims], requires_grad=True, seed=1)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], requires_grad=True, seed=2)
+    engine.weighted_sum(engine(student, teacher, label_target(SIZES[dims]))).backward()
+    student_maps = [*student.encoder, *student.outputs]
+    assert any(m.grad is not None and m.grad.abs().sum() > 0 for m in student_maps)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in engine.parameters())
+    assert all(m.grad is None for m in [*teacher.encoder, *teacher.outputs])
+
+
+def test_terms_with_adapters_have_them_and_the_rest_do_not():
+    with_adapters = {name for name, options in VARIANTS
+                     if list(term(name, geometry(2), options).parameters())}
+    assert with_adapters == {"FitNets", "CWD"}  # CWD only with features=True
+    assert not list(term("CWD", geometry(2)).parameters())
+
+
+@pytest.mark.parametrize("name", PEER_TERMS)
+def test_region_targets_and_sigmoid_heads_work(name, dims):
+    size = SIZES[dims]
+    value = term(name, geometry(dims, regions=True))(random_maps(STUDENT_CHANNELS, size, seed=1),
+                                                     random_maps(TEACHER_CHANNELS, size, seed=2), region_target(size))
+    assert torch.isfinite(value) and value.item() > 1e-5
+
+
+def test_kd_uses_the_bernoulli_kl_for_region_heads():
+    student, teacher = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    softmax_value = term("KD", geometry(2))(student, teacher)
+    region_value = term("KD", geometry(2, regions=True))(student, teacher)
+    assert region_value.item() != pytest.approx(softmax_value.item())
+
+
+@pytest.mark.parametrize("name", ["IFVD", "EMKD_RAD"])
+def test_student_features_under_ignored_voxels_do_not_change_label_terms(name):
+    size = SIZES[2]
+    target = label_target(size)
+    target[..., size[1] // 2:] = IGNORE  # right half unannotated
+    teacher = random_maps(TEACHER_CHANNELS, size, seed=2)
+    student = random_maps(STUDENT_CHANNELS, size, seed=1)
+    changed = UNetMaps([m.clone() for m in student.encoder], student.outputs)
+    for m in changed.encoder:
+        m[..., m.shape[-1] // 2:] += 5.0
+    with_ignore = term(name, geometry(2, ignore_label=IGNORE))
+    assert with_ignore(changed, teacher, target).item() == pytest.approx(
+        with_ignore(student, teacher, target).item(), rel=1e-5)
+    target[target == IGNORE] = 0  # the same change counts once those voxels are annotated background
+    plain = term(name, geometry(2))
+    assert plain(changed, teacher, target).item() != pytest.approx(plain(student, teacher, target).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["IFVD", "EMKD_RAD"])
+def test_label_terms_are_zero_when_every_voxel_is_ignored(name):
+    target = torch.full((2, 1, *SIZES[2]), float(IGNORE))
+    value = term(name, geometry(2, ignore_label=IGNORE))(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1),
+                                                         random_maps(TEACHER_CHANNELS, SIZES[2], seed=2), target)
+    assert value.item() == 0
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_terms_are_finite_for_all_zero_maps_and_empty_classes(name, options, dims):
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    zeros = [UNetMaps([torch.zeros_like(m) for m in maps.encoder], [torch.zeros_like(m) for m in maps.outputs])
+             for maps in (student, teacher)]
+    background_only = torch.zeros(2, 1, *SIZES[dims])
+    assert torch.isfinite(term(name, geometry(dims), options)(*zeros, background_only))
+
+
+def test_label_terms_refuse_to_run_without_a_target():
+    with pytest.raises(ValueError, match="IFVD reads the labels"):
+        term("IFVD", geometry(2))(random_maps(STUDENT_CHANNELS, SIZES[2]), random_maps(TEACHER_CHANNELS, SIZES[2]))
+
+
+def test_shallow_networks_skip_fitnets_with_a_reason_and_run_the_rest():
+    messages = []
+    two_stage = geometry(2, teacher=(8, 16), student=(4, 8))
+    engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), two_stage,
+                                log=messages.append)
+    assert messages == ["Distillation term FitNets skipped: the shallower network has 2 stages, "
+                        "too few for this term."]
+    values = engine(random_maps((4, 8), (16, 16), seed=1), random_maps((8, 16), (16, 16), seed=2),
+                    label_target((16, 16)))
+    assert set(values) == set(PEER_TERMS) - {"FitNets"}
+    assert all(torch.isfinite(v) for v in values.values())
+
+
+def test_a_deeper_custom_teacher_is_matched_by_stage_index():
+    deeper = geometry(2, teacher=TEACHER_CHANNELS + (64,), student=STUDENT_CHANNELS)
+    engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), deeper)
+    values = engine(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(deeper.teacher.encoder_channels,
+                                                                                 SIZES[2], seed=2),
+                    label_target(SIZES[2]))
+    assert set(values) == set(PEER_TERMS) and all(torch.isfinite(v) for v in values.values())
+
+
+def test_terms_are_float32_under_autocast():
+    engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), geometry(2))
+    student = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values = engine(UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
+                        UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]),
+                        label_target(SIZES[2]))
+    assert {v.dtype for v in values.values()} == {torch.float32}
+
+
+def test_temperature_option_overrides_the_config_temperature_for_that_term_only():
+    student, teacher = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    at_one = term("KD", geometry(2), {"temperature": 1.0})(student, teacher)
+    config_at_one = TERMS["KD"](geometry(2), DistillationConfig(weights={"KD": 1.0}, temperature=1.0))(student, teacher)
+    assert at_one.item() == pytest.approx(config_at_one.item())
+    assert at_one.item() != pytest.approx(term("KD", geometry(2))(student, teacher).item())
+
+
+def test_options_for_a_term_the_method_does_not_use_are_refused():
+    with pytest.raises(ValueError, match="Options for \\['KDD'\\]"):
+        DistillationConfig(weights={"KD": 1.0}, options={"KDD": {"temperature": 1.0}})
+    config = DistillationConfig(weights={"KD": 1.0}, options={"KD": {"temperature": 1.0}})
+    assert config.option("KD", "temperature", 4.0) == 1.0 and config.option("KD", "all_scales", False) is False
