@@ -259,6 +259,8 @@ def test_lesion_detection_of_two_empty_masks_is_perfect_by_kits_convention():
     nothing = np.zeros(LESION_SHAPE, bool)
     result = lesion_detection(nothing, nothing, convention=EmptyConvention.KITS)
     assert (result.sensitivity, result.precision, result.f1) == (1.0, 1.0, 1.0)
+    assert (result.n_reference, result.n_predicted) == (0, 0)
+    assert (result.sensitivity, result.precision, result.f1) == (1.0, 1.0, 1.0)
 
 
 # --- paper protocol -----------------------------------------------------------------
@@ -367,3 +369,49 @@ def test_evaluate_case_rejects_labelmaps_of_different_shape():
     pred, ref = labelmaps()
     with pytest.raises(ValueError, match="shape"):
         evaluate_case(pred[..., :5], ref, (1.0, 1.0, 1.0), [1])
+
+
+def tumour_free_labelmaps(predicted_tumour: bool):
+    """Kidney only in the reference; the prediction adds a tumour voxel or not."""
+    ref = np.zeros((2, 4, 4), dtype=np.uint8)
+    ref[:, 1:3, 1:3] = 1
+    pred = ref.copy()
+    if predicted_tumour:
+        pred[0, 0, 0] = 2
+    return pred, ref
+
+
+def test_evaluate_case_of_a_correctly_tumour_free_case_is_undefined_by_nnunet_convention():
+    tumour = evaluate_case(*tumour_free_labelmaps(False), (3.0, 1.0, 1.0), [2])[2]
+    for metric in ("dsc", "voe", "rvd", "hd95", "surface_dice", "lesion_sensitivity", "lesion_f1"):
+        assert math.isnan(tumour[metric]), metric
+
+
+def test_evaluate_case_of_a_correctly_tumour_free_case_is_perfect_by_kits_convention():
+    tumour = evaluate_case(*tumour_free_labelmaps(False), (3.0, 1.0, 1.0), [2], convention="kits")[2]
+    assert (tumour["dsc"], tumour["voe"], tumour["hd95"], tumour["lesion_f1"]) == (1.0, 0.0, 0.0, 1.0)
+    assert math.isnan(tumour["rvd"])  # no reference volume to relate to, by either convention
+
+
+def test_evaluate_case_with_a_tumour_predicted_in_a_tumour_free_case_scores_zero_overlap():
+    tumour = evaluate_case(*tumour_free_labelmaps(True), (3.0, 1.0, 1.0), [2])[2]
+    assert (tumour["dsc"], tumour["surface_dice"], tumour["lesion_precision"]) == (0.0, 0.0, 0.0)
+    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0 ** 2 + 4.0 ** 2 + 4.0 ** 2))  # the image diagonal
+
+
+def test_evaluate_case_with_a_missed_tumour_scores_worst_values():
+    ref, _ = tumour_free_labelmaps(True)  # a tumour voxel in the reference only
+    pred = np.where(ref == 2, 0, ref)
+    tumour = evaluate_case(pred, ref, (3.0, 1.0, 1.0), [2])[2]
+    assert (tumour["dsc"], tumour["rvd"], tumour["abs_rvd"], tumour["lesion_sensitivity"]) == (0.0, -1.0, 1.0, 0.0)
+    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0 ** 2 + 4.0 ** 2 + 4.0 ** 2))
+
+
+def test_lesion_detection_counts_several_lesions_in_2d():
+    ref = np.zeros((10, 10), dtype=bool)
+    ref[1:3, 1:3] = ref[6:8, 6:8] = ref[1, 8] = True  # three lesions
+    pred = np.zeros_like(ref)
+    pred[2, 2] = pred[9, 0] = True  # hits the first; one false positive
+    result = lesion_detection(pred, ref)
+    assert (result.n_reference, result.n_reference_detected, result.n_predicted, result.n_predicted_matched) \
+        == (3, 1, 2, 1)

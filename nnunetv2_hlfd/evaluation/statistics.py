@@ -264,7 +264,7 @@ def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) 
     return "n/a" if row is None else format_p_value(float(row["p_holm"]))
 
 
-def _markdown_row(cells: Sequence[str]) -> str:
+def markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
@@ -285,12 +285,12 @@ def render_markdown_table(summary: pd.DataFrame, columns: Sequence[TableColumn],
     headers = ["Trainer", *(column.header for column in columns)]
     if comparisons is not None:
         headers += [f"p ({column.header})" for column in columns]
-    lines = [_markdown_row(headers), _markdown_row(["---"] * len(headers))]
+    lines = [markdown_row(headers), markdown_row(["---"] * len(headers))]
     for trainer in trainers:
         cells = [trainer, *(_mean_std_cell(summary, trainer, column, spread) for column in columns)]
         if comparisons is not None:
             cells += [_p_value_cell(comparisons, trainer, column) for column in columns]
-        lines.append(_markdown_row(cells))
+        lines.append(markdown_row(cells))
     return "\n".join(lines) + "\n"
 
 
