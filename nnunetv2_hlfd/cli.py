@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunetv2_hlfd.evaluation import command as benchmark
+
 
 def _add_demo(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="generate a synthetic kidney CT dataset and run teacher, "
@@ -28,7 +30,8 @@ def _run_demo(args) -> None:
                           iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
 
 
-COMMANDS = {"demo": (_add_demo, _run_demo)}
+COMMANDS = {"demo": (_add_demo, _run_demo),
+            "benchmark": (benchmark.add_parser, benchmark.run)}
 
 
 def main(argv=None) -> None:

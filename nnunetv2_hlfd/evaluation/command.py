@@ -1,0 +1,106 @@
+"""The `nnunetv2_hlfd benchmark` command line: its options and settings.
+
+Kept free of heavy imports (torch, MONAI, pandas) so `nnunetv2_hlfd --help` stays fast;
+`run` imports the benchmark itself. docs/EVALUATION.md describes every option.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
+DEFAULT_PLANS = "nnUNetPlans"
+DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
+DEFAULT_TEACHER = "nnUNetTrainer"
+ALL_FOLDS = (0, 1, 2, 3, 4)
+PROTOCOLS = ("standard", "paper")
+EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
+DEFAULT_TOLERANCE_MM = 1.0
+DEFAULT_REPETITIONS = 3
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    dataset: str
+    configuration: str
+    trainers: tuple[str, ...] = DEFAULT_TRAINERS
+    plans: str = DEFAULT_PLANS
+    folds: tuple[int, ...] = ALL_FOLDS
+    reference: str = DEFAULT_REFERENCE
+    teacher: str = DEFAULT_TEACHER
+    protocol: str = "standard"
+    tumour_label: str | None = None
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    empty_convention: str = "nnunet"
+    lesion_iou_threshold: float | None = None
+    output: Path | None = None
+    overwrite: bool = False
+    run_missing_validation: bool = False
+    speed: bool = True
+    repetitions: int = DEFAULT_REPETITIONS
+    devices: tuple[str, ...] = ("cpu",)
+    num_processes: int = 1
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark", help="score every trainer's validation predictions, test them against a reference "
+                          "trainer and report each model's size and speed (docs/EVALUATION.md)")
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id")
+    parser.add_argument("-c", "--configuration", required=True, help="e.g. 2d or 3d_fullres")
+    parser.add_argument("-tr", "--trainers", nargs="+", default=list(DEFAULT_TRAINERS),
+                        help="trainers to compare, TRAINER or TRAINER__PLANS (default: %(default)s)")
+    parser.add_argument("-p", "--plans", default=DEFAULT_PLANS,
+                        help="plans of the trainers named without (default: %(default)s)")
+    parser.add_argument("-f", "--folds", nargs="+", type=int, default=list(ALL_FOLDS),
+                        help="folds to score (default: all five)")
+    parser.add_argument("--reference", default=DEFAULT_REFERENCE,
+                        help="trainer every other one is tested against (default: %(default)s, the student "
+                             "without distillation)")
+    parser.add_argument("--teacher", default=DEFAULT_TEACHER,
+                        help="trainer the compression report relates cost and DSC to (default: %(default)s)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="standard",
+                        help="standard: every class, every metric; paper: the reference HLFD code's tumour "
+                             "DSC and RVD on tumour slices")
+    parser.add_argument("--tumour-label", help="name or value of the tumour class (default: the class named "
+                                               "tumor or tumour in dataset.json)")
+    parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
+                        help="surface Dice tolerance in mm (default: %(default)s)")
+    parser.add_argument("--empty-convention", choices=EMPTY_CONVENTIONS, default="nnunet",
+                        help="score of a class absent from both prediction and reference: nnunet NaN "
+                             "(left out of means), kits a perfect score (default: %(default)s)")
+    parser.add_argument("--lesion-iou-threshold", type=float,
+                        help="IoU a predicted lesion needs to detect a reference lesion (default: any overlap)")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="output folder (default: nnUNet_results/DATASET/hlfd_benchmark_CONFIGURATION)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--run-missing-validation", action="store_true",
+                        help="run nnU-Net's validation (nnUNetv2_train ... --val) of folds without complete "
+                             "predictions instead of stopping")
+    parser.add_argument("--no-speed", dest="speed", action="store_false",
+                        help="skip latency and peak memory (parameters and multiply-adds are always reported)")
+    parser.add_argument("--repetitions", type=int, default=DEFAULT_REPETITIONS,
+                        help="timed runs per latency, the median is reported (default: %(default)s)")
+    parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "cuda"), default=["cpu"],
+                        help="devices to time on (default: cpu; e.g. --device cpu cuda)")
+    parser.add_argument("-np", "--num-processes", type=int, default=1,
+                        help="processes scoring cases in parallel (default: %(default)s)")
+
+
+def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
+    for option, value, least in (("--repetitions", args.repetitions, 1), ("--tolerance-mm", args.tolerance_mm, 0),
+                                 ("--num-processes", args.num_processes, 1)):
+        if value < least:
+            raise ValueError(f"{option} must be at least {least}, got {value}")
+    for option, values in (("--folds", args.folds), ("--trainers", args.trainers)):
+        if len(set(values)) != len(values):
+            raise ValueError(f"{option} names an entry twice: {' '.join(map(str, values))}")
+    chosen = {field.name: getattr(args, field.name) for field in fields(BenchmarkSettings)}
+    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in ("trainers", "folds", "devices")})
+
+
+def run(args: argparse.Namespace) -> None:
+    from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
+
+    run_benchmark(settings_from_args(args))

@@ -1,0 +1,269 @@
+"""`nnunetv2_hlfd benchmark` on model folders whose "predictions" are the ground truth or a
+known alteration of it: the scores follow from voxel counts, and every bad input is refused
+with an error that names it. No model is trained here (parameters and multiply-adds come
+from the plans; speed is switched off), so these tests take seconds."""
+import json
+import math
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import DATASET_NAME
+from nnunetv2_hlfd.cli import main
+from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
+from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
+
+ENDING = ".nii.gz"
+KIDNEY, TUMOUR = 1, 2
+TEACHER, STUDENT = "nnUNetTrainer", "nnUNetTrainerStudent"
+
+
+@pytest.fixture(scope="module")
+def preprocessed_root(nnunet_dirs, tmp_path_factory) -> Path:
+    """Dataset991's preprocessed metadata and ground truth, with its own five-fold split."""
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    source = nnunet_dirs["nnUNet_preprocessed"] / DATASET_NAME
+    root = tmp_path_factory.mktemp("benchmark_preprocessed")
+    target = root / DATASET_NAME
+    target.mkdir()
+    for name in ("dataset.json", "nnUNetPlans.json"):
+        shutil.copy(source / name, target / name)
+    shutil.copytree(source / "gt_segmentations", target / "gt_segmentations")
+    cases = sorted(p.name[:-len(ENDING)] for p in (target / "gt_segmentations").glob(f"*{ENDING}"))
+    (target / "splits_final.json").write_text(json.dumps(generate_crossval_split(cases, seed=12345, n_splits=5)))
+    return root
+
+
+def dataset_folder(preprocessed_root: Path) -> Path:
+    return preprocessed_root / DATASET_NAME
+
+
+def validation_cases(preprocessed_root: Path, fold: int) -> list[str]:
+    return json.loads((dataset_folder(preprocessed_root) / "splits_final.json").read_text())[fold]["val"]
+
+
+def read_ground_truth(preprocessed_root: Path, case: str) -> sitk.Image:
+    return sitk.ReadImage(str(dataset_folder(preprocessed_root) / "gt_segmentations" / f"{case}{ENDING}"))
+
+
+def write_like(array: np.ndarray, like: sitk.Image, path: Path) -> None:
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing(like.GetSpacing()), image.SetOrigin(like.GetOrigin()), image.SetDirection(like.GetDirection())
+    sitk.WriteImage(image, str(path))
+
+
+def tumour_called_kidney(labels: np.ndarray) -> np.ndarray:
+    return np.where(labels == TUMOUR, KIDNEY, labels)
+
+
+def add_model(results_root: Path, preprocessed_root: Path, trainer: str, folds=(0,), alter=lambda labels: labels,
+              configuration: str = "2d") -> Path:
+    """A model folder as nnU-Net leaves it, with `alter(ground truth)` as every validation prediction."""
+    model = results_root / DATASET_NAME / f"{trainer}__nnUNetPlans__{configuration}"
+    model.mkdir(parents=True)
+    shutil.copy(dataset_folder(preprocessed_root) / "nnUNetPlans.json", model / "plans.json")
+    shutil.copy(dataset_folder(preprocessed_root) / "dataset.json", model / "dataset.json")
+    for fold in folds:
+        validation = model / f"fold_{fold}" / "validation"
+        validation.mkdir(parents=True)
+        for case in validation_cases(preprocessed_root, fold):
+            truth = read_ground_truth(preprocessed_root, case)
+            write_like(alter(sitk.GetArrayFromImage(truth)), truth, validation / f"{case}{ENDING}")
+    return model
+
+
+def teacher_and_student(root: Path, preprocessed_root: Path) -> Path:
+    """A perfect teacher and a student that calls every tumour voxel kidney, fold 0."""
+    add_model(root, preprocessed_root, TEACHER)
+    add_model(root, preprocessed_root, STUDENT, alter=tumour_called_kidney)
+    return root
+
+
+@pytest.fixture
+def results_root(tmp_path, preprocessed_root) -> Path:
+    """`teacher_and_student` for a test to alter."""
+    return teacher_and_student(tmp_path / "results", preprocessed_root)
+
+
+@pytest.fixture(scope="module")
+def shared_run(tmp_path_factory, preprocessed_root) -> tuple[Path, Path]:
+    """(results root, output folder) of one standard benchmark of `teacher_and_student`, for tests that only read."""
+    folder = tmp_path_factory.mktemp("benchmark_shared")
+    results = teacher_and_student(folder / "results", preprocessed_root)
+    return results, benchmark(preprocessed_root, results, folder)
+
+
+def settings(tmp_path: Path, **changes) -> BenchmarkSettings:
+    base = BenchmarkSettings(dataset=DATASET_NAME, configuration="2d", trainers=(TEACHER, STUDENT), folds=(0,),
+                             speed=False, output=tmp_path / "benchmark")
+    return replace(base, **changes)
+
+
+def benchmark(preprocessed_root: Path, results_root: Path, tmp_path: Path, **changes) -> Path:
+    return run_benchmark(settings(tmp_path, **changes), preprocessed_root, results_root)
+
+
+def refusal(preprocessed_root: Path, results_root: Path, tmp_path: Path, **changes) -> str:
+    with pytest.raises(BenchmarkInputError) as error:
+        benchmark(preprocessed_root, results_root, tmp_path, **changes)
+    assert not (tmp_path / "benchmark").exists(), "a refused benchmark must not leave an output folder"
+    return str(error.value)
+
+
+def label_counts(preprocessed_root: Path, case: str) -> tuple[int, int]:
+    labels = sitk.GetArrayFromImage(read_ground_truth(preprocessed_root, case))
+    return int((labels == KIDNEY).sum()), int((labels == TUMOUR).sum())
+
+
+# --- scores of known predictions ---------------------------------------------------------
+
+def test_scores_follow_the_voxel_counts_of_a_known_error(preprocessed_root, shared_run):
+    per_case = pd.read_csv(shared_run[1] / "per_case.csv")
+    student = per_case[per_case["trainer"] == STUDENT].set_index(["case", "class"])
+    for case in validation_cases(preprocessed_root, 0):
+        kidney, tumour = label_counts(preprocessed_root, case)
+        # The student's kidney is kidney plus tumour: all of the reference inside it.
+        assert student.loc[(case, "kidney"), "dsc"] == pytest.approx(2 * kidney / (2 * kidney + tumour))
+        assert student.loc[(case, "kidney"), "rvd"] == pytest.approx(tumour / kidney)
+        tumour_dsc = student.loc[(case, "tumor"), "dsc"]
+        assert tumour_dsc == 0.0 if tumour else math.isnan(tumour_dsc)
+
+
+def test_ground_truth_as_prediction_scores_perfectly(preprocessed_root, shared_run):
+    per_case = pd.read_csv(shared_run[1] / "per_case.csv")
+    teacher = per_case[(per_case["trainer"] == TEACHER) & (per_case["class"] == "kidney")]
+    assert len(teacher) == len(validation_cases(preprocessed_root, 0))
+    assert (teacher["dsc"] == 1.0).all() and (teacher["hd95"] == 0.0).all() and (teacher["voe"] == 0.0).all()
+
+
+def test_paper_protocol_scores_tumour_slices_with_plus_one_smoothing(preprocessed_root, shared_run, tmp_path):
+    output = benchmark(preprocessed_root, shared_run[0], tmp_path, protocol="paper")
+    per_case = pd.read_csv(output / "per_case.csv")
+    assert set(per_case["class"]) == {"tumor"}
+    student = per_case[per_case["trainer"] == STUDENT].set_index("case")
+    for case in validation_cases(preprocessed_root, 0):
+        _, tumour = label_counts(preprocessed_root, case)
+        expected = (1 / (tumour + 1), -1.0) if tumour else (math.nan, math.nan)
+        assert student.loc[case, ["dsc", "rvd"]].tolist() == pytest.approx(expected, nan_ok=True)
+
+
+def test_markdown_report_has_one_row_per_trainer(shared_run):
+    report = (shared_run[1] / "report.md").read_text()
+    first_table = report.split("## ")[2]
+    rows = [line for line in first_table.splitlines() if line.startswith("| nnUNet")]
+    assert [row.split("|")[1].strip() for row in rows] == [TEACHER, STUDENT]
+    assert "ref" in rows[1] and "kidney DSC (%)" in first_table and "tumor RVD (%)" in first_table
+
+
+def test_compression_table_gives_the_dsc_delta_to_teacher_and_reference(shared_run):
+    output = shared_run[1]
+    compression = pd.read_csv(output / "compression.csv").set_index("trainer")
+    summary = pd.read_csv(output / "summary.csv")
+    kidney_dsc = summary[(summary["metric"] == "dsc") & (summary["class"] == "kidney")].set_index("trainer")
+    expected = kidney_dsc.loc[STUDENT, "case_mean"] - kidney_dsc.loc[TEACHER, "case_mean"]
+    assert compression.loc[STUDENT, "delta_dsc_kidney_vs_teacher"] == pytest.approx(expected)
+    assert compression.loc[STUDENT, "delta_dsc_kidney_vs_reference"] == 0.0
+    assert compression.loc[TEACHER, "parameters_vs_teacher"] == 1.0
+    assert 0 < compression.loc[STUDENT, "parameters_vs_teacher"] < 1
+    assert "volume_latency_s_cpu" not in compression.columns  # speed was switched off
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+def test_unknown_trainer_is_named_with_the_trained_ones(preprocessed_root, results_root, tmp_path):
+    message = refusal(preprocessed_root, results_root, tmp_path, trainers=(TEACHER, STUDENT, "nnUNetTrainerTypo"))
+    assert "nnUNetTrainerTypo" in message and f"{TEACHER}__nnUNetPlans" in message
+
+
+def test_missing_fold_is_named_with_its_training_command(preprocessed_root, results_root, tmp_path):
+    message = refusal(preprocessed_root, results_root, tmp_path, folds=(0, 1))
+    assert f"{TEACHER} has no fold 1" in message and f"{STUDENT} has no fold 1" in message
+    assert f"nnUNetv2_train {DATASET_NAME} 2d 1 -tr {STUDENT}" in message
+
+
+def test_missing_predictions_are_named_not_skipped(preprocessed_root, results_root, tmp_path):
+    missing_case = validation_cases(preprocessed_root, 0)[0]
+    validation = results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d" / "fold_0" / "validation"
+    (validation / f"{missing_case}{ENDING}").unlink()
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert f"{STUDENT} fold 0" in message and missing_case in message and "--run-missing-validation" in message
+    assert f"nnUNetv2_train {DATASET_NAME} 2d 0 -tr {STUDENT} --val" in message
+
+
+def test_run_missing_validation_runs_nnunets_validation_of_exactly_the_missing_fold(
+        preprocessed_root, results_root, tmp_path, monkeypatch):
+    student_fold = results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d" / "fold_0"
+    predictions = tmp_path / "student_predictions"
+    shutil.move(student_fold / "validation", predictions)
+    (student_fold / "checkpoint_final.pth").touch()
+    calls = []
+
+    def nnunets_validation(dataset, configuration, fold, trainer, plans, only_run_validation, device):
+        calls.append((dataset, configuration, fold, trainer, plans, only_run_validation))
+        shutil.copytree(predictions, student_fold / "validation")
+
+    monkeypatch.setattr("nnunetv2.run.run_training.run_training", nnunets_validation)
+    output = benchmark(preprocessed_root, results_root, tmp_path, run_missing_validation=True)
+    assert calls == [(DATASET_NAME, "2d", 0, STUDENT, "nnUNetPlans", True)]
+    assert STUDENT in set(pd.read_csv(output / "per_case.csv")["trainer"])
+
+
+def test_run_missing_validation_needs_a_finished_training(preprocessed_root, results_root, tmp_path):
+    shutil.rmtree(results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d" / "fold_0" / "validation")
+    message = refusal(preprocessed_root, results_root, tmp_path, run_missing_validation=True)
+    assert "checkpoint_final.pth does not exist" in message and "--c" in message
+
+
+def test_prediction_of_a_case_outside_the_split_is_refused(preprocessed_root, results_root, tmp_path):
+    validation = results_root / DATASET_NAME / f"{TEACHER}__nnUNetPlans__2d" / "fold_0" / "validation"
+    shutil.copy(next(validation.glob(f"*{ENDING}")), validation / f"stranger{ENDING}")
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert "stranger" in message and "splits_final.json" in message
+
+
+def test_prediction_with_a_label_the_dataset_lacks_is_refused(preprocessed_root, results_root, tmp_path):
+    shutil.rmtree(results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d")
+    add_model(results_root, preprocessed_root, STUDENT, alter=lambda labels: np.where(labels == TUMOUR, 7, labels))
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert "the values 7, which" in message and f"{STUDENT}__nnUNetPlans__2d" in message
+
+
+def test_prediction_of_another_shape_is_refused(preprocessed_root, results_root, tmp_path):
+    shutil.rmtree(results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d")
+    add_model(results_root, preprocessed_root, STUDENT, alter=lambda labels: labels[:, :-1])
+    assert "shape" in refusal(preprocessed_root, results_root, tmp_path)
+
+
+def test_results_folder_of_another_dataset_is_refused(preprocessed_root, results_root, tmp_path):
+    plans_file = results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d" / "plans.json"
+    plans = json.loads(plans_file.read_text())
+    plans_file.write_text(json.dumps(plans | {"dataset_name": "Dataset123_Other"}))
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert "Dataset123_Other" in message and str(plans_file.parent) in message
+
+
+def test_reference_trainer_must_be_benchmarked(preprocessed_root, results_root, tmp_path):
+    message = refusal(preprocessed_root, results_root, tmp_path, reference="nnUNetTrainerHLFD")
+    assert "nnUNetTrainerHLFD" in message and "--reference" in message
+
+
+def test_existing_output_is_kept_without_overwrite(preprocessed_root, results_root, tmp_path):
+    (tmp_path / "benchmark").mkdir()
+    (tmp_path / "benchmark" / "mine.txt").write_text("keep me")
+    with pytest.raises(BenchmarkInputError, match="--overwrite"):
+        benchmark(preprocessed_root, results_root, tmp_path)
+    assert (tmp_path / "benchmark" / "mine.txt").read_text() == "keep me"
+
+
+def test_command_line_reports_bad_input_as_an_error_not_a_traceback(capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        main(["benchmark", "-d", DATASET_NAME, "-c", "2d", "--folds", "0", "0"])
+    assert exit_status.value.code == 2
+    assert "--folds names an entry twice" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""The benchmark's options and its tables, on constructed inputs (no nnU-Net folders)."""
+import argparse
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnunetv2_hlfd.evaluation import metrics
+from nnunetv2_hlfd.evaluation.command import (ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS, add_parser,
+                                              settings_from_args)
+from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
+from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
+from nnunetv2_hlfd.evaluation.statistics import across_fold_summary
+
+
+def parse(*argv: str):
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    return parser.parse_args(["benchmark", "-d", "991", "-c", "2d", *argv])
+
+
+# --- options -----------------------------------------------------------------------------
+
+def test_defaults_score_all_five_folds_and_time_on_the_cpu_only():
+    settings = settings_from_args(parse())
+    assert settings.folds == ALL_FOLDS and settings.devices == ("cpu",) and settings.speed
+    assert settings.reference == "nnUNetTrainerStudent" and not settings.run_missing_validation
+
+
+def test_no_speed_switches_timing_off():
+    assert not settings_from_args(parse("--no-speed")).speed
+
+
+def test_zero_repetitions_are_refused():
+    with pytest.raises(ValueError, match="--repetitions must be at least 1"):
+        settings_from_args(parse("--repetitions", "0"))
+
+
+def test_the_light_command_module_agrees_with_the_metrics_defaults():
+    assert DEFAULT_TOLERANCE_MM == metrics.DEFAULT_TOLERANCE_MM
+    assert EMPTY_CONVENTIONS == tuple(convention.value for convention in metrics.EmptyConvention)
+
+
+# --- DSC by tumour size ------------------------------------------------------------------
+
+def tumour_table(volumes, dsc_by_trainer) -> pd.DataFrame:
+    return pd.DataFrame([{"trainer": trainer, "fold": 0, "case": f"case{i}", "class": "tumor",
+                          "reference_volume_ml": volume, "dsc": value}
+                         for trainer, values in dsc_by_trainer.items()
+                         for i, (volume, value) in enumerate(zip(volumes, values))])
+
+
+def test_tumour_size_terciles_use_the_same_cases_for_every_trainer():
+    volumes = [6.0, 1.0, 0.0, 4.0, 2.0, 5.0, 3.0]  # the tumour-free case drops out
+    terciles = dsc_by_tumour_size(tumour_table(volumes, {"a": np.arange(7) / 10, "b": np.ones(7)}), "tumor")
+    a, b = (terciles[terciles["trainer"] == t].set_index("tercile") for t in ("a", "b"))
+    assert a["volume_max_ml"].tolist() == b["volume_max_ml"].tolist() == [2.0, 4.0, 6.0]
+    # small: volumes 1 and 2 are cases 1 and 4
+    assert a.loc["small", "mean_dsc"] == pytest.approx((0.1 + 0.4) / 2)
+    assert b["mean_dsc"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_tumour_size_terciles_need_three_tumour_cases():
+    assert dsc_by_tumour_size(tumour_table([1.0, 0.0, 2.0], {"a": [0.5, 0.5, 0.5]}), "tumor") is None
+
+
+# --- the compression table ---------------------------------------------------------------
+
+def dsc_summary(dsc_by_trainer: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    rows = [{"trainer": trainer, "fold": 0, "case": "c0", "class": name, "dsc": value}
+            for trainer, values in dsc_by_trainer.items() for name, value in zip(("kidney", "tumor"), values)]
+    return across_fold_summary(pd.DataFrame(rows), ["dsc"])
+
+
+def costs(parameters: dict[str, int], speed: pd.DataFrame | None = None) -> ModelCosts:
+    return ModelCosts(pd.DataFrame([{"trainer": t, "parameters": p, "macs_per_patch": 10 * p, "patch_size": "8x8"}
+                                    for t, p in parameters.items()]), speed)
+
+
+def test_compression_table_relates_cost_and_dsc_to_teacher_and_reference():
+    table = compression_table(costs({"teacher": 100, "student": 25, "hlfd": 25}),
+                              dsc_summary({"teacher": (0.9, 0.7), "student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
+                              teacher="teacher", reference="student").set_index("trainer")
+    assert table.loc["hlfd", "parameters_vs_teacher"] == 0.25
+    assert table.loc["hlfd", "macs_per_patch_vs_teacher"] == 0.25
+    assert table.loc["hlfd", "delta_dsc_tumor_vs_teacher"] == pytest.approx(-0.1)
+    assert table.loc["hlfd", "delta_dsc_kidney_vs_reference"] == pytest.approx(0.05)
+    assert table.loc["hlfd", "dsc_mean"] == pytest.approx(0.725)
+
+
+def test_compression_table_without_the_teacher_leaves_its_ratios_undefined():
+    table = compression_table(costs({"student": 25, "hlfd": 25}), dsc_summary({"student": (0.8, 0.5),
+                                                                               "hlfd": (0.85, 0.6)}),
+                              teacher="teacher", reference="student")
+    assert table["parameters_vs_teacher"].isna().all() and table["delta_dsc_mean_vs_teacher"].isna().all()
+
+
+def test_compression_table_has_one_speed_column_per_measure_and_device():
+    speed = pd.DataFrame([{"trainer": t, "device": d, "patch_latency_ms": 1.0, "patch_peak_memory_mib": 2.0,
+                           "volume_latency_s": 3.0, "volume_peak_memory_mib": 4.0}
+                          for t in ("teacher", "student") for d in ("cpu", "cuda")])
+    table = compression_table(costs({"teacher": 100, "student": 25}, speed),
+                              dsc_summary({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}), "teacher", "student")
+    assert {"volume_latency_s_cpu", "volume_latency_s_cuda", "patch_peak_memory_mib_cuda"} <= set(table.columns)
+
+
+@pytest.mark.parametrize("column, value, text", [
+    ("parameters", 1928489, "1,928,489"), ("parameters_vs_teacher", 0.434, "43.4%"),
+    ("delta_dsc_mean_vs_teacher", -0.05, "-0.0500"), ("p_holm", 0.0001, "<0.001"),
+    ("volume_latency_s_cpu", math.nan, "n/a")])
+def test_report_cells_are_formatted_by_what_the_column_holds(column, value, text):
+    assert format_cell(column, value) == text
