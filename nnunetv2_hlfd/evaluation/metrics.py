@@ -154,22 +154,24 @@ def mask_volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     return float(_as_mask(mask).sum()) * float(np.prod(spacing)) / _MM3_PER_ML
 
 
+def _overlap_metric(name: str, formula: Callable[[int, int, int], float], pred: np.ndarray, ref: np.ndarray,
+                    convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
+    """`formula(|P|, |G|, |P∩G|)` when both masks have voxels, else the empty-mask policy's value."""
+    pred, ref = _as_mask(pred), _as_mask(ref)
+    if (value := empty_mask_value(name, emptiness(pred, ref), convention)) is not None:
+        return value
+    return formula(*_overlap_counts(pred, ref))
+
+
 def dice(pred: np.ndarray, ref: np.ndarray,
          convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    pred, ref = _as_mask(pred), _as_mask(ref)
-    if (value := empty_mask_value("dsc", emptiness(pred, ref), convention)) is not None:
-        return value
-    n_pred, n_ref, n_both = _overlap_counts(pred, ref)
-    return 2.0 * n_both / (n_pred + n_ref)
+    return _overlap_metric("dsc", lambda n_pred, n_ref, n_both: 2.0 * n_both / (n_pred + n_ref),
+                           pred, ref, convention)
 
 
 def relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> float:
     """Signed RVD, |P|/|G| - 1: negative when the prediction is too small."""
-    pred, ref = _as_mask(pred), _as_mask(ref)
-    if (value := empty_mask_value("rvd", emptiness(pred, ref))) is not None:
-        return value
-    n_pred, n_ref, _ = _overlap_counts(pred, ref)
-    return n_pred / n_ref - 1.0
+    return _overlap_metric("rvd", lambda n_pred, n_ref, _: n_pred / n_ref - 1.0, pred, ref)
 
 
 def absolute_relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -179,11 +181,8 @@ def absolute_relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> fl
 
 def volumetric_overlap_error(pred: np.ndarray, ref: np.ndarray,
                              convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    pred, ref = _as_mask(pred), _as_mask(ref)
-    if (value := empty_mask_value("voe", emptiness(pred, ref), convention)) is not None:
-        return value
-    n_pred, n_ref, n_both = _overlap_counts(pred, ref)
-    return 1.0 - n_both / (n_pred + n_ref - n_both)
+    return _overlap_metric("voe", lambda n_pred, n_ref, n_both: 1.0 - n_both / (n_pred + n_ref - n_both),
+                           pred, ref, convention)
 
 
 # --- surface distances (MONAI) ------------------------------------------------------
