@@ -58,8 +58,15 @@ class DistillationGeometry:
                    d["num_classes"], d["regions"], d.get("ignore_label"))
 
 
-def teacher_maps(teacher: nn.Module, data: Tensor) -> UNetMaps:
-    """Run a frozen nnU-Net U-Net's encoder and decoder explicitly, keeping every stage."""
+# What a distillation term reads from the teacher (DistillationTerm.teacher_reads).
+TEACHER_ENCODER, TEACHER_OUTPUTS = "encoder", "outputs"
+
+
+def teacher_maps(teacher: nn.Module, data: Tensor,
+                 reads: frozenset[str] = frozenset({TEACHER_ENCODER, TEACHER_OUTPUTS})) -> UNetMaps:
+    """Run a frozen nnU-Net U-Net's encoder, and its decoder only when `reads` has its outputs."""
     skips = teacher.encoder(data)
+    if TEACHER_OUTPUTS not in reads:
+        return UNetMaps(encoder=skips, outputs=[])  # feature-only methods: the decoder's cost is saved
     outputs = teacher.decoder(skips)
     return UNetMaps(encoder=skips, outputs=outputs if isinstance(outputs, (list, tuple)) else [outputs])

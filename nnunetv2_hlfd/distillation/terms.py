@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, prediction_kl, resize,
                                                    smallest_spatial_size, spatial_size)
-from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, UNetMaps
 
 TERMS: dict[str, type["DistillationTerm"]] = {}
 
@@ -25,6 +25,8 @@ def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
 
 class DistillationTerm(nn.Module):
     name: str = ""
+    # The teacher maps forward reads; the teacher skips its decoder when no term reads outputs.
+    teacher_reads: frozenset[str] = frozenset({TEACHER_ENCODER, TEACHER_OUTPUTS})
 
     def __init__(self, geometry: DistillationGeometry, config: DistillationConfig):
         super().__init__()
@@ -63,6 +65,7 @@ def _empty_range_reason(stage_range: range, what: str, num_stages: int) -> str |
 class UFD(DistillationTerm):
     """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
     name = "UFD"
+    teacher_reads = frozenset({TEACHER_ENCODER})
 
     @classmethod
     def skip_reason(cls, geometry):
@@ -82,6 +85,7 @@ class UFD(DistillationTerm):
 class IFD(DistillationTerm):
     """Individual feature distillation: teacher bottleneck -> every student middle encoder stage."""
     name = "IFD"
+    teacher_reads = frozenset({TEACHER_ENCODER})
 
     @classmethod
     def skip_reason(cls, geometry):
@@ -108,6 +112,7 @@ class UPD(DistillationTerm):
     fusion starts as the plain average of its stacked predictions.
     """
     name = "UPD"
+    teacher_reads = frozenset({TEACHER_OUTPUTS})
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
@@ -143,6 +148,7 @@ class UPD(DistillationTerm):
 class IPD(DistillationTerm):
     """Individual pixel distillation: teacher final output -> every student middle-scale head."""
     name = "IPD"
+    teacher_reads = frozenset({TEACHER_OUTPUTS})
 
     @classmethod
     def skip_reason(cls, geometry):

@@ -35,6 +35,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self.distiller: DistillationEngine | None = None
         self._resumed_distillation: dict | None = None  # the checkpoint entry while resuming
         self._non_finite_term_counts: Counter[str] = Counter()
+        self.teacher_precision = teachers.teacher_precision()
         self.logger.local_logger = DistillationLocalLogger()
 
     # ---- set-up -----------------------------------------------------------------------
@@ -47,7 +48,9 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             self.optimizer.add_param_group({"params": adapters})
         self.logger.local_logger.add_terms(self.distiller.term_names)
         self.print_to_log_file(f"Distillation terms and weights: {self.distiller.weights}, "
-                               f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}")
+                               f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}; "
+                               f"teacher precision {self.teacher_precision}, teacher maps read "
+                               f"{sorted(self.distiller.teacher_needs())}")
 
     def _geometry(self) -> DistillationGeometry:
         """From the checkpoint when resuming (so --val needs no teacher), else from the teacher."""
@@ -109,8 +112,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         with self._autocast():
             outputs, encoder_maps = self.network(data, return_encoder_maps=True)
             segmentation_loss = self.loss(outputs, target)
-            with torch.no_grad():
-                teacher = teacher_maps(self.teacher.network, data)
+            teacher = self.teacher_forward(data)
             full_resolution_target = target[0] if isinstance(target, list) else target
             terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
             finite_terms, non_finite = self.distiller.finite_only(terms)
@@ -120,6 +122,11 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         # Term values stay on the device until the epoch ends (NaN marks a skipped one).
         return {"loss": segmentation_loss.detach().cpu().numpy(),
                 "distillation_terms": torch.stack([v.detach() for v in terms.values()]) if terms else None}
+
+    def teacher_forward(self, data: torch.Tensor) -> UNetMaps:
+        """The frozen teacher's maps, only the stages the terms read, in the teacher's precision."""
+        with torch.no_grad(), teachers.teacher_autocast(self.device.type, self.teacher_precision):
+            return teacher_maps(self.teacher.network, data, self.distiller.teacher_needs())
 
     def _to_device(self, x):
         if isinstance(x, list):

@@ -7,6 +7,7 @@ HLFD_TEACHER_CHECKPOINT names its checkpoint file.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 TEACHER_ENV = "HLFD_TEACHER"
 TEACHER_CHECKPOINT_ENV = "HLFD_TEACHER_CHECKPOINT"
 ALLOW_LEAK_ENV = "HLFD_ALLOW_TEACHER_LEAK"
+TEACHER_PRECISION_ENV = "HLFD_TEACHER_PRECISION"
+_TEACHER_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# "student": the autocast the student's step runs in (nnU-Net: fp16 on CUDA, none on CPU).
+TEACHER_PRECISIONS = ("student", "fp32", *_TEACHER_AUTOCAST_DTYPES)
 DEFAULT_TEACHER_TRAINER = "nnUNetTrainer"
 
 
@@ -71,6 +76,24 @@ class Teacher:
         self.network = network.to(device).eval()
         self.weights = {}  # the network holds them now
         return self.network
+
+
+def teacher_precision() -> str:
+    """The teacher's precision from HLFD_TEACHER_PRECISION, checked once before training starts."""
+    precision = os.environ.get(TEACHER_PRECISION_ENV, "student").lower()
+    if precision not in TEACHER_PRECISIONS:
+        raise TeacherError(f"{TEACHER_PRECISION_ENV}={precision} is not one of {', '.join(TEACHER_PRECISIONS)}.")
+    return precision
+
+
+def teacher_autocast(device_type: str, precision: str):
+    """The context the teacher's forward pass runs in; nested inside the student's autocast, so
+    "student" changes nothing and the others override it for the teacher alone."""
+    if precision == "student":
+        return contextlib.nullcontext()
+    if precision == "fp32":
+        return torch.autocast(device_type, enabled=False)
+    return torch.autocast(device_type, dtype=_TEACHER_AUTOCAST_DTYPES[precision])
 
 
 def locate_teacher(results_root: str, dataset_name: str, plans_name: str, configuration: str,
