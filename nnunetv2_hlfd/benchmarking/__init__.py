@@ -1,0 +1,1 @@
+"""Step-time benchmark of distillation against the plain student (`nnunetv2_hlfd speed`)."""

@@ -1,0 +1,61 @@
+"""Arguments of `nnunetv2_hlfd speed` and what it prints."""
+from __future__ import annotations
+
+import platform
+
+import torch
+
+CONFIGURATIONS = ("2d", "3d_fullres")
+PLANNER_NAMES = ("default", "ResEncL")
+
+
+def add_parser(subparsers) -> None:
+    speed = subparsers.add_parser("speed", help="time the student's step, each distillation method's step, the "
+                                                "teacher's forward pass and the terms, on nnU-Net's own plans")
+    speed.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
+    speed.add_argument("--planners", nargs="+", default=list(PLANNER_NAMES), choices=PLANNER_NAMES,
+                       help="teacher plans: nnU-Net's default and/or ResEnc-L (default both)")
+    speed.add_argument("--methods", default="HLFD",
+                       help="comma-separated distillation trainers, e.g. HLFD,KD (nnUNetTrainer<name>, found as "
+                            "nnU-Net finds trainers; the first is broken down; default HLFD)")
+    speed.add_argument("--patch-factor", type=float, default=1.0,
+                       help="scale each patch axis (kept a multiple of the total stride), e.g. 0.25 on a CPU")
+    speed.add_argument("--batch-size", type=int, default=None, help="override the plans' batch size")
+    speed.add_argument("--levers", default="bf16,fp16,channels_last,encoder_only",
+                       help="comma-separated levers to measure as well ('' for none)")
+    speed.add_argument("--warmup", type=int, default=2, help="rounds discarded before timing (default 2)")
+    speed.add_argument("--steps", type=int, default=10, help="timed rounds (default 10)")
+    speed.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default torch's); 1 on a CPU shared with other jobs, where "
+                            "spinning OpenMP threads slow every step many-fold")
+    speed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+
+
+def run(args) -> None:
+    from nnunetv2_hlfd.benchmarking.report import markdown_report
+    from nnunetv2_hlfd.benchmarking.speed import LEVERS, Setting, measure_setting, torch_threads
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
+    unknown = set(levers) - set(LEVERS)
+    if unknown or not methods:
+        raise ValueError(f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown
+                         else "--methods names no method")
+    device = torch.device(args.device)
+    with torch_threads(args.threads):
+        print(describe_machine(device))
+        results = []
+        for configuration in args.configurations:
+            for planner in args.planners:
+                setting = Setting(planner, configuration, args.patch_factor, args.batch_size)
+                results.append(measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup,
+                                               args.steps))
+                print(f"measured {setting.name}", flush=True)
+    print(markdown_report(results, methods))
+
+
+def describe_machine(device: torch.device) -> str:
+    from importlib.metadata import version
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return (f"device {device.type} ({name}), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+            f"nnunetv2 {version('nnunetv2')}, python {platform.python_version()}")

@@ -1,0 +1,96 @@
+"""The speed benchmark on tiny nnU-Net plans: consistent numbers, and levers that do what they say.
+No timing is asserted here; the targets and the measured figures are in docs/BENCHMARKS.md."""
+import pytest
+import torch
+
+from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.benchmarking.report import markdown_report, overhead_breakdown
+from nnunetv2_hlfd.benchmarking.speed import (PRECISION_TOLERANCE, Setting, measure_setting, peak_memory,
+                                              precision_errors, time_side_by_side, torch_threads)
+from nnunetv2_hlfd.benchmarking.trainers import (initialized_trainer, method_trainer, random_teacher,
+                                                 synthetic_batch)
+from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.training import teacher as teachers
+
+TINY_CT = kits_like_fingerprint(10, (8, 32, 32))
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def tiny_2d():
+    plans, dataset_json = plan("default", TINY_CT)
+    return plans, dataset_json, random_teacher(plans, "2d", dataset_json, CPU)
+
+
+def distillation_trainer(tiny_2d, method):
+    plans, dataset_json, teacher = tiny_2d
+    trainer = initialized_trainer(method_trainer(method, "Tested"), plans, "2d", dataset_json, CPU, teacher)
+    return trainer, synthetic_batch(trainer)
+
+
+def count_decoder_calls(trainer, batch) -> int:
+    calls = []
+    handle = trainer.teacher.network.decoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        trainer.train_step(batch)
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def test_ratios_in_the_report_come_from_the_same_measurements():
+    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU,
+                             levers=("encoder_only",), warmup=0, steps=2)
+    medians = {name: m.median for name, m in result.times.items()}
+    assert all(len(m.raw_times) == 2 for m in result.times.values())
+    assert result.ratio("HLFD step", "student step") == medians["HLFD step"] / medians["student step"]
+    assert result.ratio("HLFD step", "student step", "teacher forward") == pytest.approx(
+        medians["HLFD step"] / (medians["student step"] + medians["teacher forward"]))
+    assert sum(overhead_breakdown(result, "HLFD").values()) == pytest.approx(1.0)
+    assert f"| {result.ratio('HLFD step', 'student step'):.3f} |" in markdown_report([result], ["HLFD"])
+
+
+def test_each_callable_runs_once_per_round_and_warmup_is_discarded():
+    calls = {"a": 0, "b": 0}
+    measured = {name: (lambda name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls}
+    times = time_side_by_side(measured, CPU, warmup=2, steps=4)
+    assert calls == {"a": 6, "b": 6}
+    assert [len(times[name].raw_times) for name in calls] == [4, 4]
+
+
+def test_feature_only_method_skips_the_teacher_decoder(tiny_2d):
+    trainer, batch = distillation_trainer(tiny_2d, hlfd_config(("UFD", "IFD")))
+    assert count_decoder_calls(trainer, batch) == 0
+
+
+def test_method_reading_teacher_outputs_runs_the_teacher_decoder(tiny_2d):
+    trainer, batch = distillation_trainer(tiny_2d, hlfd_config())
+    assert count_decoder_calls(trainer, batch) == 1
+
+
+def test_bf16_teacher_is_within_tolerance_of_fp32(tiny_2d):
+    trainer, batch = distillation_trainer(tiny_2d, hlfd_config())
+    errors = precision_errors(trainer, batch, "bf16")
+    assert 0 < errors["teacher maps"] <= PRECISION_TOLERANCE["bf16"]  # > 0: bf16 did run
+    assert errors["terms"] <= PRECISION_TOLERANCE["bf16"]
+
+
+def test_unknown_teacher_precision_is_refused(monkeypatch):
+    monkeypatch.setenv(teachers.TEACHER_PRECISION_ENV, "fp8")
+    with pytest.raises(teachers.TeacherError, match="fp8"):
+        teachers.teacher_precision()
+
+
+def test_a_trainer_without_distillation_is_not_a_method():
+    with pytest.raises(ValueError, match="not a distillation trainer"):
+        method_trainer("Student")
+
+
+def test_peak_memory_sees_an_allocation_made_during_the_call():
+    assert peak_memory(lambda: torch.ones(4_000_000, dtype=torch.uint8), CPU) >= 4_000_000
