@@ -3,6 +3,7 @@ commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no comm
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 
 from nnunetv2_hlfd.evaluation import command as benchmark
@@ -30,7 +31,19 @@ def _run_demo(args) -> None:
                           iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
 
 
+def _lazy(module: str):
+    """(add_parser, run) of a command module, imported when the command line is built, not with this one."""
+    def add(subparsers) -> None:
+        importlib.import_module(module).add_parser(subparsers)
+
+    def run(args) -> None:
+        importlib.import_module(module).run(args)
+    return add, run
+
+
 COMMANDS = {"demo": (_add_demo, _run_demo),
+            "speed": _lazy("nnunetv2_hlfd.benchmarking.command"),
+            "export": _lazy("nnunetv2_hlfd.export"),
             "benchmark": (benchmark.add_parser, benchmark.run)}
 
 

@@ -1,0 +1,142 @@
+"""`nnunetv2_hlfd export`: a trained student as TorchScript (model.pt) and ONNX (model.onnx).
+
+The student is rebuilt as nnUNetPredictor rebuilds it (the checkpoint's trainer class,
+its plans and dataset.json, deep supervision off), so the exported logits are the ones
+`nnUNetv2_predict` computes for a patch. Both files take any spatial size that the
+network's total stride divides, and are checked against PyTorch before the command ends.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import load_json
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from torch import nn
+
+from nnunetv2_hlfd.trainer_classes import find_trainer_class
+from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
+from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
+
+EXPORTED_FILES = ("model.pt", "model.onnx")
+ONNX_OPSET = 18
+# Exported logits must match PyTorch's within ATOL + RTOL * max |logit| (float32 kernels differ in summation order).
+ATOL, RTOL = 1e-4, 1e-3
+
+
+@dataclass
+class ExportedStudent:
+    network: nn.Module
+    patch_size: tuple[int, ...]
+    num_input_channels: int
+    total_stride: tuple[int, ...]
+
+
+def load_student(fold_folder: Path, checkpoint_name: str = "checkpoint_final.pth") -> ExportedStudent:
+    """The trained student of an nnU-Net results fold folder, in eval mode without deep supervision."""
+    model_folder, checkpoint_file = fold_folder.parent, fold_folder / checkpoint_name
+    for required in (checkpoint_file, model_folder / "plans.json", model_folder / "dataset.json"):
+        if not required.is_file():
+            raise FileNotFoundError(f"{required} does not exist; give the fold folder of a trained nnU-Net model "
+                                    f"(holding {checkpoint_name}, with plans.json and dataset.json beside it).")
+    checkpoint = load_checkpoint_weights_only(checkpoint_file)
+    trainer_class = find_trainer_class(checkpoint["trainer_name"])
+    if not issubclass(trainer_class, nnUNetTrainerStudent):
+        raise ValueError(f"{checkpoint_file} was trained by {checkpoint['trainer_name']}, not a student trainer "
+                         f"(nnUNetTrainerStudent, nnUNetTrainerHLFD, ...); only students are exported here.")
+    plans_manager = PlansManager(load_json(str(model_folder / "plans.json")))
+    dataset_json = load_json(str(model_folder / "dataset.json"))
+    configuration = plans_manager.get_configuration(checkpoint["init_args"]["configuration"])
+    channels = determine_num_input_channels(plans_manager, configuration, dataset_json)
+    network = trainer_class.build_network_architecture(
+        plans_manager, configuration, channels, plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
+        enable_deep_supervision=False)
+    network.load_state_dict(checkpoint["network_weights"])
+    strides = np.prod(np.array(configuration.network_arch_init_kwargs["strides"]), axis=0)
+    return ExportedStudent(network.eval(), tuple(configuration.patch_size), channels, tuple(int(s) for s in strides))
+
+
+def example_patch(student: ExportedStudent, spatial_size=None, seed: int = 0) -> torch.Tensor:
+    size = tuple(spatial_size or student.patch_size)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn((1, student.num_input_channels, *size), generator=generator)
+
+
+def export_torchscript(student: ExportedStudent, path: Path) -> None:
+    """Traced: the network has no data-dependent control flow, so one trace serves every size."""
+    with torch.no_grad():
+        traced = torch.jit.trace(student.network, example_patch(student), check_trace=False)
+    traced.save(str(path))
+
+
+def export_onnx(student: ExportedStudent, path: Path) -> None:
+    """The TorchScript-based exporter (dynamo=False): its dynamic_axes need no shape constraints, where
+    torch.export would have to be told that every spatial size is a multiple of the total stride."""
+    spatial_axes = {axis: f"spatial_{axis - 2}" for axis in range(2, 2 + len(student.patch_size))}
+    with torch.no_grad():
+        torch.onnx.export(student.network, (example_patch(student),), str(path), input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "batch", **spatial_axes},
+                                                                  "logits": {0: "batch", **spatial_axes}},
+                          opset_version=ONNX_OPSET, dynamo=False)
+
+
+def max_deviation(student: ExportedStudent, folder: Path, spatial_size=None) -> dict[str, float]:
+    """Largest |exported - PyTorch| logit, relative to the tolerance (<= 1 passes), per exported file."""
+    import onnxruntime
+
+    patch = example_patch(student, spatial_size)
+    with torch.no_grad():
+        reference = student.network(patch).numpy()
+        scripted = torch.jit.load(str(folder / "model.pt"))(patch).numpy()
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    from_onnx = session.run(None, {"image": patch.numpy()})[0]
+    tolerance = ATOL + RTOL * np.abs(reference).max()
+    return {name: float(np.abs(logits - reference).max() / tolerance)
+            for name, logits in (("model.pt", scripted), ("model.onnx", from_onnx))}
+
+
+def export_student(fold_folder: Path, output_folder: Path, checkpoint_name: str = "checkpoint_final.pth",
+                   overwrite: bool = False) -> dict[str, float]:
+    """Write model.pt and model.onnx and check them at the plans' patch and at a second size."""
+    existing = [name for name in EXPORTED_FILES if (output_folder / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{output_folder} already holds {', '.join(existing)}; pass --overwrite to replace.")
+    student = load_student(fold_folder, checkpoint_name)
+    output_folder.mkdir(parents=True, exist_ok=True)
+    export_torchscript(student, output_folder / "model.pt")
+    export_onnx(student, output_folder / "model.onnx")
+    deviations = {}
+    for label, size in (("plans' patch", student.patch_size), ("second size", second_size(student))):
+        deviations.update({f"{name} at {label}": d for name, d in max_deviation(student, output_folder, size).items()})
+    failed = {name: d for name, d in deviations.items() if d > 1}
+    if failed:
+        raise RuntimeError(f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
+                           f"(in units of that tolerance).")
+    return deviations
+
+
+def second_size(student: ExportedStudent) -> tuple[int, ...]:
+    """Another valid input size: one total stride larger along every axis."""
+    return tuple(p + s for p, s in zip(student.patch_size, student.total_stride))
+
+
+def add_parser(subparsers) -> None:
+    export = subparsers.add_parser("export", help="write a trained student as TorchScript (model.pt) and ONNX "
+                                                  "(model.onnx) and check both against PyTorch")
+    export.add_argument("fold_folder", type=Path,
+                        help="the student's results fold folder, e.g. "
+                             "$nnUNet_results/Dataset001_X/nnUNetTrainerHLFD__nnUNetPlans__2d/fold_0")
+    export.add_argument("-o", "--output", type=Path, required=True, help="folder for model.pt and model.onnx")
+    export.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file in the fold folder")
+    export.add_argument("--overwrite", action="store_true", help="replace existing model.pt / model.onnx")
+
+
+def run(args) -> None:
+    os.environ.setdefault("nnUNet_compile", "0")  # nothing is trained; never compile
+    deviations = export_student(args.fold_folder, args.output, args.checkpoint, args.overwrite)
+    print(f"Wrote {args.output / 'model.pt'} and {args.output / 'model.onnx'}; largest deviation from PyTorch, "
+          f"in units of {ATOL} + {RTOL} * max|logit|: " + ", ".join(f"{k} {v:.3f}" for k, v in deviations.items()))
