@@ -3,6 +3,7 @@ zero when the student reproduces the teacher, positive otherwise, gradients to t
 adapters only, region and ignore-label targets, finite on degenerate inputs, shallow networks."""
 import pytest
 import torch
+from test_terms import random_maps
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
@@ -18,17 +19,6 @@ PEER_TERMS = ["KD", "AT", "FitNets", "SKD_pixel", "SKD_pair", "IFVD", "CWD", "EM
 # (term, options): every term, plus the options that change what is distilled
 VARIANTS = [(name, {}) for name in PEER_TERMS] + [("KD", {"all_scales": True}), ("CWD", {"features": True})]
 VARIANT_IDS = [name + ("+" + "+".join(options) if options else "") for name, options in VARIANTS]
-
-
-def random_maps(channels, size, requires_grad=False, classes=CLASSES, batch=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    encoder, outputs = [], []
-    for k, c in enumerate(channels):
-        stage_size = [s // 2 ** k for s in size]
-        encoder.append(torch.randn(batch, c, *stage_size, generator=generator).requires_grad_(requires_grad))
-        if k < len(channels) - 1:
-            outputs.append(torch.randn(batch, classes, *stage_size, generator=generator).requires_grad_(requires_grad))
-    return UNetMaps(encoder, outputs)
 
 
 def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=False, ignore_label=None):

@@ -26,3 +26,34 @@ def _tiny(base_name: str) -> type:
 
 nnUNetTrainerHLFD_tiny = _tiny("nnUNetTrainerHLFD")
 nnUNetTrainerStudent_tiny = _tiny("nnUNetTrainerStudent")
+
+# Peer methods and HLFD ablations (tests/test_method_trainers.py). nnU-Net re-imports this module
+# on every trainer lookup, and its full search costs ~0.4 s per base class, so these bases are
+# loaded straight from the project's trainers/ folder instead (once per import of this module).
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+_PROJECT_TRAINERS = Path(__file__).resolve().parents[2] / "trainers"
+_project_trainer_modules: dict[str, object] = {}
+
+
+def _project_trainer(name: str) -> type:
+    if not _project_trainer_modules:
+        for path in sorted(_PROJECT_TRAINERS.glob("*.py")):
+            spec = importlib.util.spec_from_file_location(f"hlfd_project_trainers.{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _project_trainer_modules[path.stem] = module
+    found = [getattr(m, name) for m in _project_trainer_modules.values() if hasattr(m, name)]
+    return found[0] if found else _nnunet_find_trainer(name)
+
+
+# What _tiny looks its base up with, from here on.
+_nnunet_find_trainer, recursive_find_trainer_class_by_name = recursive_find_trainer_class_by_name, _project_trainer
+
+METHOD_TRAINERS = ["nnUNetTrainerKD", "nnUNetTrainerAT", "nnUNetTrainerFitNets", "nnUNetTrainerSKD",
+                   "nnUNetTrainerIFVD", "nnUNetTrainerCWD", "nnUNetTrainerEMKD"]
+ABLATION_TRAINERS = ["nnUNetTrainerHLFD_FLFD", "nnUNetTrainerHLFD_PLFD", "nnUNetTrainerHLFD_UFD",
+                     "nnUNetTrainerHLFD_IFD", "nnUNetTrainerHLFD_UPD", "nnUNetTrainerHLFD_IPD",
+                     "nnUNetTrainerHLFD_HIFD", "nnUNetTrainerHLFD_PaperLoss"]
+globals().update({f"{name}_tiny": _tiny(name) for name in METHOD_TRAINERS + ABLATION_TRAINERS})

@@ -1,0 +1,70 @@
+"""HLFD's ablations (arXiv 2311.16700, Tables 2-3), each the full method with some terms left out,
+and HLFD trained with the reference code's segmentation loss.
+
+Every kept term keeps its HLFD weight (0.5 of its level's beta = 0.9 or lambda = 0.1).
+"""
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+from nnunetv2_hlfd.distillation.config import FEATURE_TERMS, PIXEL_TERMS, hlfd_config
+from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+
+
+class nnUNetTrainerHLFD_FLFD(nnUNetTrainerDistillation):
+    """Feature level only: UFD + IFD."""
+    distillation = hlfd_config(terms=FEATURE_TERMS)
+
+
+class nnUNetTrainerHLFD_PLFD(nnUNetTrainerDistillation):
+    """Pixel level only: UPD + IPD."""
+    distillation = hlfd_config(terms=PIXEL_TERMS)
+
+
+class nnUNetTrainerHLFD_UFD(nnUNetTrainerDistillation):
+    distillation = hlfd_config(terms=("UFD",))
+
+
+class nnUNetTrainerHLFD_IFD(nnUNetTrainerDistillation):
+    distillation = hlfd_config(terms=("IFD",))
+
+
+class nnUNetTrainerHLFD_UPD(nnUNetTrainerDistillation):
+    distillation = hlfd_config(terms=("UPD",))
+
+
+class nnUNetTrainerHLFD_IPD(nnUNetTrainerDistillation):
+    distillation = hlfd_config(terms=("IPD",))
+
+
+class nnUNetTrainerHLFD_HIFD(nnUNetTrainerDistillation):
+    """Individual terms at both levels (IFD + IPD), no unified terms."""
+    distillation = hlfd_config(terms=("IFD", "IPD"))
+
+
+class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
+    """HLFD with the reference code's segmentation loss, 0.5 focal (gamma 2) + 0.5 soft Dice, in place
+    of nnU-Net's Dice + CE, deep-supervised with nnU-Net's scale weights.
+
+    monai's DiceFocalLoss: for labels, Dice on the softmax of the one-hot classes; its focal term
+    is per channel on the sigmoid of the logits (monai's choice, which is the reference code's
+    binary focal loss applied to each class). Both cover every channel, background included for
+    labels (the focal term must see background voxels); Dice follows the plan's batch Dice.
+    """
+    distillation = hlfd_config()
+
+    def _build_loss(self):
+        if self.label_manager.ignore_label is not None:
+            raise RuntimeError(
+                f"{type(self).__name__} cannot train on a dataset with an ignore label "
+                f"({self.label_manager.ignore_label}): monai's DiceFocalLoss has no ignore label, so unannotated "
+                f"voxels would be learnt as a class. Train nnUNetTrainerHLFD (nnU-Net's Dice + CE masks them) "
+                f"or remove 'ignore' from the labels in dataset.json.")
+        from monai.losses import DiceFocalLoss  # here: nnU-Net imports this module to look up any trainer
+
+        regions = self.label_manager.has_regions
+        focal_dice = DiceFocalLoss(include_background=True, to_onehot_y=not regions, sigmoid=regions,
+                                   softmax=not regions, gamma=2.0, lambda_dice=0.5, lambda_focal=0.5,
+                                   batch=self.configuration_manager.batch_dice)
+        if not self.enable_deep_supervision:
+            return focal_dice
+        # nnU-Net's own scale weights (including its DDP special case), taken from the loss it would build.
+        return DeepSupervisionWrapper(focal_dice, super()._build_loss().weight_factors)
