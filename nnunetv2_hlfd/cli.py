@@ -3,9 +3,9 @@ commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no comm
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
+from nnunetv2_hlfd.benchmarking import command as speed
 from nnunetv2_hlfd.evaluation import command as benchmark
 
 
@@ -31,19 +31,27 @@ def _run_demo(args) -> None:
                           iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
 
 
-def _lazy(module: str):
-    """(add_parser, run) of a command module, imported when the command line is built, not with this one."""
-    def add(subparsers) -> None:
-        importlib.import_module(module).add_parser(subparsers)
+def _add_export(subparsers) -> None:
+    export = subparsers.add_parser("export", help="write a trained student as TorchScript (model.pt) and ONNX "
+                                                  "(model.onnx) and check both against PyTorch")
+    export.add_argument("fold_folder", type=Path,
+                        help="the student's results fold folder, e.g. "
+                             "$nnUNet_results/Dataset001_X/nnUNetTrainerHLFD__nnUNetPlans__2d/fold_0")
+    export.add_argument("-o", "--output", type=Path, required=True, help="folder for model.pt and model.onnx")
+    export.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file in the fold folder")
+    export.add_argument("--overwrite", action="store_true", help="replace existing model.pt / model.onnx")
 
-    def run(args) -> None:
-        importlib.import_module(module).run(args)
-    return add, run
+
+def _run_export(args) -> None:
+    from nnunetv2_hlfd.export import run
+    run(args)
 
 
+# Each command's options come from a module without heavy imports, so `--help` stays fast;
+# torch and nnU-Net are imported only by the command that runs.
 COMMANDS = {"demo": (_add_demo, _run_demo),
-            "speed": _lazy("nnunetv2_hlfd.benchmarking.command"),
-            "export": _lazy("nnunetv2_hlfd.export"),
+            "speed": (speed.add_parser, speed.run),
+            "export": (_add_export, _run_export),
             "benchmark": (benchmark.add_parser, benchmark.run)}
 
 

@@ -124,17 +124,6 @@ def second_size(student: ExportedStudent) -> tuple[int, ...]:
     return tuple(p + s for p, s in zip(student.patch_size, student.total_stride))
 
 
-def add_parser(subparsers) -> None:
-    export = subparsers.add_parser("export", help="write a trained student as TorchScript (model.pt) and ONNX "
-                                                  "(model.onnx) and check both against PyTorch")
-    export.add_argument("fold_folder", type=Path,
-                        help="the student's results fold folder, e.g. "
-                             "$nnUNet_results/Dataset001_X/nnUNetTrainerHLFD__nnUNetPlans__2d/fold_0")
-    export.add_argument("-o", "--output", type=Path, required=True, help="folder for model.pt and model.onnx")
-    export.add_argument("--checkpoint", default="checkpoint_final.pth", help="checkpoint file in the fold folder")
-    export.add_argument("--overwrite", action="store_true", help="replace existing model.pt / model.onnx")
-
-
 def run(args) -> None:
     os.environ.setdefault("nnUNet_compile", "0")  # nothing is trained; never compile
     deviations = export_student(args.fold_folder, args.output, args.checkpoint, args.overwrite)

@@ -1,7 +1,6 @@
 """The student exported to TorchScript and ONNX gives PyTorch's logits, at any valid size."""
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from batchgenerators.utilities.file_and_folder_operations import save_json

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import platform
 
-import torch
-
 CONFIGURATIONS = ("2d", "3d_fullres")
 PLANNER_NAMES = ("default", "ResEncL")
 
@@ -28,10 +26,12 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--threads", type=int, default=None,
                        help="torch CPU threads (default torch's); 1 on a CPU shared with other jobs, where "
                             "spinning OpenMP threads slow every step many-fold")
-    speed.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    speed.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda if present, else cpu")
 
 
 def run(args) -> None:
+    import torch
+
     from nnunetv2_hlfd.benchmarking.report import markdown_report
     from nnunetv2_hlfd.benchmarking.speed import LEVERS, Setting, measure_setting, torch_threads
 
@@ -41,7 +41,7 @@ def run(args) -> None:
     if unknown or not methods:
         raise ValueError(f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown
                          else "--methods names no method")
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch_threads(args.threads):
         print(describe_machine(device))
         results = []
@@ -54,8 +54,10 @@ def run(args) -> None:
     print(markdown_report(results, methods))
 
 
-def describe_machine(device: torch.device) -> str:
+def describe_machine(device) -> str:
     from importlib.metadata import version
+
+    import torch
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return (f"device {device.type} ({name}), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
             f"nnunetv2 {version('nnunetv2')}, python {platform.python_version()}")
