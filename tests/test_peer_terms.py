@@ -7,7 +7,8 @@ from test_terms import random_maps
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
-from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.maps import (TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, NetworkGeometry,
+                                             UNetMaps)
 from nnunetv2_hlfd.distillation.terms import TERMS
 
 CLASSES = 3
@@ -197,3 +198,23 @@ def test_options_for_a_term_the_method_does_not_use_are_refused():
         DistillationConfig(weights={"KD": 1.0}, options={"KDD": {"temperature": 1.0}})
     config = DistillationConfig(weights={"KD": 1.0}, options={"KD": {"temperature": 1.0}})
     assert config.option("KD", "temperature", 4.0) == 1.0 and config.option("KD", "all_scales", False) is False
+
+
+@pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
+def test_a_term_needs_no_teacher_map_it_does_not_declare(name, options):
+    distillation = term(name, geometry(2), options)
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    # What the trainer's teacher forward leaves out when no term declares it (maps.teacher_maps).
+    teacher = UNetMaps(teacher.encoder if TEACHER_ENCODER in distillation.teacher_reads else [],
+                       teacher.outputs if TEACHER_OUTPUTS in distillation.teacher_reads else [])
+    value = distillation(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), teacher, label_target(SIZES[2]))
+    assert torch.isfinite(value)
+
+
+def test_feature_only_methods_let_the_teacher_skip_its_decoder():
+    def needs(weights, options=None):
+        config = DistillationConfig(weights=weights, options=options or {})
+        return DistillationEngine(config, geometry(2)).teacher_needs()
+    assert needs({"AT": 1.0, "FitNets": 1.0, "IFVD": 1.0, "SKD_pair": 1.0, "EMKD_RAD": 1.0}) == {TEACHER_ENCODER}
+    assert needs({"CWD": 1.0}, {"CWD": {"features": True}}) == {TEACHER_ENCODER}
+    assert needs({"CWD": 1.0}) == needs({"KD": 1.0}) == {TEACHER_OUTPUTS}

@@ -21,12 +21,14 @@ from torch import Tensor
 from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, masked_means,
                                                    prediction_kl, region_fractions, resize, softmax_kl,
                                                    spatial_size)
-from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry
 from nnunetv2_hlfd.distillation.targets import class_masks
 from nnunetv2_hlfd.distillation.terms import (DistillationTerm, _empty_range_reason, _one_by_one_conv,
                                               middle_encoder_stages, register_term)
 
 _MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+# What a term reads of the teacher: a method whose terms read no outputs skips the teacher's decoder.
+READS_FEATURES, READS_OUTPUTS = frozenset({TEACHER_ENCODER}), frozenset({TEACHER_OUTPUTS})
 
 
 def shared_stages(geometry: DistillationGeometry) -> range:
@@ -56,6 +58,7 @@ class KD(_TermWithOptions):
     deep-supervision scale O(k) both networks have, each student head resized to the teacher's.
     """
     name = "KD"
+    teacher_reads = READS_OUTPUTS
 
     def forward(self, student, teacher, target=None):
         temperature = self.option("temperature", self.config.temperature)
@@ -92,6 +95,7 @@ class AT(DistillationTerm):
     Channel-agnostic: no adapter.
     """
     name = "AT"
+    teacher_reads = READS_FEATURES
 
     def stages(self) -> list[int]:
         return list(shared_stages(self.geometry))
@@ -134,6 +138,7 @@ class FitNets(_TermWithOptions):
     the patch, and the trainer's weight 0.5 is the paper's 1/2.
     """
     name = "FitNets"
+    teacher_reads = READS_FEATURES
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
@@ -173,6 +178,7 @@ class CWD(_TermWithOptions):
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
         self.on_features = bool(self.option("features", False))
+        self.teacher_reads = READS_FEATURES if self.on_features else READS_OUTPUTS
         if self.on_features:
             self.adapter = _one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[-1],
                                             geometry.teacher.encoder_channels[-1])
@@ -205,6 +211,7 @@ class SKD_pair(_TermWithOptions):
     the outputs) is off in this project and not implemented.
     """
     name = "SKD_pair"
+    teacher_reads = READS_FEATURES
 
     def _pool(self, x: Tensor) -> Tensor:
         window = [max(1, math.ceil(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
@@ -239,6 +246,7 @@ class IFVD(DistillationTerm):
     small (~1e-3), so the trainer keeps 200.
     """
     name = "IFVD"
+    teacher_reads = READS_FEATURES
 
     def forward(self, student, teacher, target=None):
         masks, _ = class_masks(_require_target(target, self.name), self.geometry)
@@ -276,6 +284,7 @@ class EMKD_RAD(DistillationTerm):
     classes where both regions are present, then over the two stages. Channel-agnostic.
     """
     name = "EMKD_RAD"
+    teacher_reads = READS_FEATURES
 
     def forward(self, student, teacher, target=None):
         foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)
