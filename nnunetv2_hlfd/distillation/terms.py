@@ -6,6 +6,8 @@ with the engine. `skip_reason` says when a network is too shallow for the term.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
@@ -33,10 +35,17 @@ class DistillationTerm(nn.Module):
         self.geometry = geometry
         self.config = config
 
+    # (network, stage range as a function of its stage count) the term reads; skipped when empty.
+    required_stages: tuple[str, Callable[[int], range]] | None = None
+
     @classmethod
     def skip_reason(cls, geometry: DistillationGeometry) -> str | None:
         """Why this term cannot apply to these networks, or None when it can."""
-        return None
+        if cls.required_stages is None:
+            return None
+        network, stages = cls.required_stages
+        n = getattr(geometry, network).num_stages
+        return _empty_range_reason(stages(n), network, n)
 
     def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> Tensor:
         """`target` is nnU-Net's full-resolution training target: a label map (B, 1, *spatial), or
@@ -65,12 +74,8 @@ def _empty_range_reason(stage_range: range, what: str, num_stages: int) -> str |
 class UFD(DistillationTerm):
     """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
     name = "UFD"
+    required_stages = ("teacher", middle_encoder_stages)
     teacher_reads = frozenset({TEACHER_ENCODER})
-
-    @classmethod
-    def skip_reason(cls, geometry):
-        n = geometry.teacher.num_stages
-        return _empty_range_reason(middle_encoder_stages(n), "teacher", n)
 
     def forward(self, student, teacher, target=None):
         middle = [teacher.encoder[k] for k in middle_encoder_stages(teacher.num_stages)]
@@ -85,12 +90,8 @@ class UFD(DistillationTerm):
 class IFD(DistillationTerm):
     """Individual feature distillation: teacher bottleneck -> every student middle encoder stage."""
     name = "IFD"
+    required_stages = ("student", middle_encoder_stages)
     teacher_reads = frozenset({TEACHER_ENCODER})
-
-    @classmethod
-    def skip_reason(cls, geometry):
-        n = geometry.student.num_stages
-        return _empty_range_reason(middle_encoder_stages(n), "student", n)
 
     def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
@@ -112,6 +113,7 @@ class UPD(DistillationTerm):
     fusion starts as the plain average of its stacked predictions.
     """
     name = "UPD"
+    required_stages = ("teacher", teacher_middle_outputs)
     teacher_reads = frozenset({TEACHER_OUTPUTS})
 
     def __init__(self, geometry, config):
@@ -130,11 +132,6 @@ class UPD(DistillationTerm):
             weight[c, :, c] = 1.0 / num_scales
         self.teacher_fusion.bias.zero_()
 
-    @classmethod
-    def skip_reason(cls, geometry):
-        n = geometry.teacher.num_stages
-        return _empty_range_reason(teacher_middle_outputs(n), "teacher", n)
-
     def forward(self, student, teacher, target=None):
         full = spatial_size(teacher.outputs[0])
         stacked = torch.cat([resize(teacher.outputs[k].float(), full)
@@ -148,12 +145,8 @@ class UPD(DistillationTerm):
 class IPD(DistillationTerm):
     """Individual pixel distillation: teacher final output -> every student middle-scale head."""
     name = "IPD"
+    required_stages = ("student", student_middle_outputs)
     teacher_reads = frozenset({TEACHER_OUTPUTS})
-
-    @classmethod
-    def skip_reason(cls, geometry):
-        n = geometry.student.num_stages
-        return _empty_range_reason(student_middle_outputs(n), "student", n)
 
     def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
