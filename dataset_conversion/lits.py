@@ -28,13 +28,11 @@ Example::
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
-
-from nnunetv2.configuration import default_num_processes
 
 from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, Discovery, cli_main, convert
 
@@ -67,18 +65,13 @@ SPEC = DatasetSpec(
 )
 
 
-def convert_lits(input_folder: str | os.PathLike, nnunet_raw: str | os.PathLike | None = None,
-                 dataset_id: int = SPEC.dataset_id, dataset_name: str = SPEC.name, *, labels: str = "full",
-                 overwrite: bool = False, check: bool = False,
-                 num_processes: int = default_num_processes) -> Path | list[str]:
-    """Convert LiTS; returns the dataset folder, or with ``check=True`` the list of problems (see
-    :func:`common.convert`). ``labels``: 'full' (liver 1, tumour 2) or 'tumour' (tumour 1)."""
-    return convert(SPEC, input_folder, nnunet_raw, dataset_id, dataset_name, labels=labels, overwrite=overwrite,
-                   check=check, num_processes=num_processes)
+# convert_lits(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
+# with check=True, the problems): see common.convert. labels: 'full' (liver 1, tumour 2) or 'tumour' (tumour 1).
+convert_lits = partial(convert, SPEC)
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli_main(SPEC, argv, prog="hlfd_convert_lits", description=__doc__)
+# The console command hlfd_convert_lits: main(argv=None) -> exit status.
+main = partial(cli_main, SPEC, prog="hlfd_convert_lits", description=__doc__)
 
 
 if __name__ == "__main__":
