@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def plan(planner: str = "default", fingerprint: dict | None = None) -> tuple[dic
             (folder / DATASET_NAME).mkdir(parents=True)
         save_json(dataset_json, str(raw / DATASET_NAME / "dataset.json"))
         save_json(fingerprint, str(preprocessed / DATASET_NAME / "dataset_fingerprint.json"))
-        # nnU-Net reads its folders from the environment at call time (nnunetv2.paths).
-        with environment(nnUNet_raw=str(raw), nnUNet_preprocessed=str(preprocessed)), \
+        # nnU-Net reads its folders from the environment at call time (nnunetv2.paths); its planner
+        # also uses nnUNet_n_proc_DA as a thread count, and 0 (valid for training: no workers) fails there.
+        with environment(nnUNet_raw=str(raw), nnUNet_preprocessed=str(preprocessed),
+                         nnUNet_n_proc_DA=str(os.cpu_count() or 1)), \
                 contextlib.redirect_stdout(io.StringIO()):
             plans = PLANNERS[planner](DATASET_NAME).plan_experiment()
     return copy.deepcopy(plans), {k: v for k, v in dataset_json.items() if k != "dataset"}
