@@ -60,3 +60,23 @@ def test_non_finite_terms_are_left_out_and_named():
     values = {"UFD": torch.tensor(0.5), "IFD": torch.tensor(float("nan")), "IPD": torch.tensor(float("inf"))}
     kept, skipped = DistillationEngine.finite_only(values)
     assert list(kept) == ["UFD"] and skipped == ["IFD", "IPD"]
+
+
+@st.composite
+def upsamplings(draw):
+    dims = draw(st.integers(1, 3))
+    source = tuple(draw(st.integers(1, 6)) for _ in range(dims))
+    target = tuple(draw(st.integers(1, 24)) for _ in range(dims - 1)) + (draw(st.integers(source[-1] + 1, 40)),)
+    channels = draw(st.integers(1, 70))  # more than one chunk of channels
+    return (draw(st.integers(1, 2)), channels, *source), target, draw(st.sampled_from([1, 2, 4]))
+
+
+@given(upsamplings(), st.integers(0, 2 ** 16))
+@settings(max_examples=60, deadline=None)
+def test_attention_of_an_upsampled_stack_equals_resizing_every_channel(case, seed):
+    """UFD's shortcut (channel moments along the last axis) gives what resizing every channel gives."""
+    from nnunetv2_hlfd.distillation.functional import attention_map, resize
+    shape, size, p = case
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    explicit = torch.nn.functional.normalize((resize(x, size).pow(p).sum(1) / shape[1]).flatten(1), dim=1)
+    assert torch.allclose(attention_map(x, p, size=size), explicit, atol=1e-5, rtol=1e-4)

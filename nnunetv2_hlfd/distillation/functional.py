@@ -5,6 +5,7 @@ interpolation mode follows from the rank, never from a 2D/3D branch in the calle
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -44,12 +45,38 @@ def attention_map(x: Tensor, p: float = 4.0, size: Sequence[int] | None = None) 
     x = x.float()
     if size is None or spatial_size(x) == tuple(size):
         powered_sum = x.pow(p).sum(dim=1)
+    elif float(p).is_integer() and p >= 1 and size[-1] > x.shape[-1]:
+        powered_sum = _upsampled_power_sum(x, int(p), tuple(size))
     else:
         powered_sum = sum(resize(chunk, size).pow(p).sum(dim=1)
                           for chunk in x.split(_ATTENTION_CHUNK_CHANNELS, dim=1))
     attention = (powered_sum / x.shape[1]).flatten(1)
     # F.normalize clamps the norm, so an all-zero map gives zeros, never NaN.
     return F.normalize(attention, p=2, dim=1)
+
+
+def _upsampled_power_sum(x: Tensor, p: int, size: tuple[int, ...]) -> Tensor:
+    """sum over channels of resize(x, size) ** p, without resizing the channels along the last axis.
+
+    Linear interpolation (align_corners=False) makes each output along the last axis
+    (1 - t) * a + t * b of two neighbouring inputs a, b with position-only weights, so by the
+    binomial theorem sum_c(...)**p = sum_k C(p, k) (1 - t)**(p - k) t**k M_k with the channel
+    moments M_k = sum_c a**(p - k) b**k, taken once per neighbour pair: the channel sum runs at
+    the input's width, not the output's (UFD upsamples thousands of teacher channels from a
+    few voxels to the student's full resolution). Exact up to float rounding.
+    """
+    width, in_width = size[-1], x.shape[-1]
+    # PyTorch's source coordinate for linear, align_corners=False resizing, clamped at 0
+    source = ((torch.arange(width, device=x.device, dtype=torch.float64) + 0.5) * (in_width / width) - 0.5).clamp(min=0)
+    left = source.floor().long().clamp(max=in_width - 1)
+    t = (source - left).to(x.dtype)
+    moments = [0] * (p + 1)
+    for chunk in x.split(_ATTENTION_CHUNK_CHANNELS, dim=1):
+        a = resize(chunk, (*size[:-1], in_width))  # every axis but the last (identity along it)
+        b = torch.cat([a[..., 1:], a[..., -1:]], dim=-1)  # right neighbour; the last input pairs with itself
+        for k in range(p + 1):
+            moments[k] = moments[k] + (a.pow(p - k) * b.pow(k)).sum(dim=1)
+    return sum(math.comb(p, k) * (1 - t).pow(p - k) * t.pow(k) * moments[k][..., left] for k in range(p + 1))
 
 
 def attention_transfer(student: Tensor, target_attention: Tensor, p: float = 4.0,
