@@ -74,8 +74,13 @@ def _upsampled_power_sum(x: Tensor, p: int, size: tuple[int, ...]) -> Tensor:
     for chunk in x.split(_ATTENTION_CHUNK_CHANNELS, dim=1):
         a = resize(chunk, (*size[:-1], in_width))  # every axis but the last (identity along it)
         b = torch.cat([a[..., 1:], a[..., -1:]], dim=-1)  # right neighbour; the last input pairs with itself
-        for k in range(p + 1):
-            moments[k] = moments[k] + (a.pow(p - k) * b.pow(k)).sum(dim=1)
+        powers = [None, torch.stack([a, b])]  # powers[j] = (a**j, b**j), by multiplication (cheaper than pow)
+        for _ in range(p - 1):
+            powers.append(powers[-1] * powers[1])
+        moments[0] = moments[0] + powers[p][0].sum(dim=1)
+        moments[p] = moments[p] + powers[p][1].sum(dim=1)
+        for k in range(1, p):
+            moments[k] = moments[k] + (powers[p - k][0] * powers[k][1]).sum(dim=1)
     return sum(math.comb(p, k) * (1 - t).pow(p - k) * t.pow(k) * moments[k][..., left] for k in range(p + 1))
 
 
