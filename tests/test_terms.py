@@ -3,12 +3,13 @@ channel-agnostic where the spec says so, gradients to the student and adapters o
 import pytest
 import torch
 import torch.nn.functional as F
+from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 
 from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
-from nnunetv2_hlfd.distillation.functional import attention_map, bernoulli_kl, resize, softmax_kl
+from nnunetv2_hlfd.distillation.functional import attention_map, bernoulli_kl, kl_to_teacher, resize, softmax_kl
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
-from nnunetv2_hlfd.distillation.terms import IFD, IPD, UFD, UPD
+from nnunetv2_hlfd.distillation.terms import IFD, IPD, UFD, UPD, pointwise
 
 CLASSES = 3
 SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
@@ -130,6 +131,53 @@ def test_softmax_kl_matches_torch_kl_div_scaled_by_t_squared():
     reference = F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True,
                          reduction="sum") / (2 * 5 * 6) * 16
     assert softmax_kl(s, t, 4.0).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_kl_to_several_students_is_the_sum_of_torch_kl_divs():
+    students, t = [torch.randn(2, 4, 5, 6) for _ in range(3)], torch.randn(2, 4, 5, 6)
+    reference = sum(F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True, reduction="sum")
+                    for s in students) / (2 * 5 * 6) * 16
+    assert kl_to_teacher(students, t, 4.0, regions=False).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_bernoulli_kl_is_the_two_outcome_kl_of_each_region_summed():
+    s, t = torch.randn(2, 3, 5, 6), torch.randn(2, 3, 5, 6)
+    two_outcomes = lambda x: torch.stack([F.logsigmoid(x / 2), F.logsigmoid(-x / 2)])
+    reference = F.kl_div(two_outcomes(s), two_outcomes(t), log_target=True, reduction="sum") / (2 * 5 * 6) * 4
+    assert bernoulli_kl(s, t, 2.0).item() == pytest.approx(reference.item(), rel=1e-5)
+    assert kl_to_teacher([s, s], t, 2.0, regions=True).item() == pytest.approx(2 * reference.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("regions", [False, True])
+def test_kl_gradient_against_a_fixed_teacher_is_autograds(regions):
+    """The closed-form gradient (fixed teacher) equals autograd's through the same KL (trained teacher)."""
+    student = torch.randn(2, 3, 5, 6, requires_grad=True)
+    teacher = torch.randn(2, 3, 5, 6)
+    fixed, = torch.autograd.grad(kl_to_teacher([student, 2 * student], teacher, 4.0, regions), student)
+    trained, = torch.autograd.grad(kl_to_teacher([student, 2 * student], teacher.requires_grad_(), 4.0, regions),
+                                   student)
+    assert torch.allclose(fixed, trained, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (32, 32)), ((1, 2, 3, 5, 4), (12, 20, 16)),
+                                         ((2, 4, 40, 36), (4, 4)), ((2, 3, 100, 100), (200, 200))])
+def test_resize_gives_f_interpolates_values_and_gradients(shape, size):
+    """Matrix-product resizing (coarse maps) and F.interpolate (large maps) agree with F.interpolate."""
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    mode = {4: "bilinear", 5: "trilinear"}[len(shape)]
+    weights = torch.randn(shape[0], shape[1], *size, dtype=torch.float64)
+    ours, = torch.autograd.grad((resize(x, size) * weights).sum(), x)
+    reference = F.interpolate(x, size=size, mode=mode, align_corners=False)
+    theirs, = torch.autograd.grad((reference * weights).sum(), x)
+    assert torch.allclose(resize(x, size), reference, atol=1e-10)
+    assert torch.allclose(ours, theirs, atol=1e-10)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_pointwise_projection_equals_the_1x1_convolution(dims):
+    conv = convert_dim_to_conv_op(dims)(5, 3, kernel_size=1)
+    x = torch.randn(2, 5, *[7] * dims)
+    assert torch.allclose(pointwise(conv, x), conv(x), atol=1e-6)
 
 
 def test_bernoulli_kl_is_zero_on_agreement_positive_otherwise_and_finite_when_saturated():

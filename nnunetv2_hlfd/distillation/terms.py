@@ -13,7 +13,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_dim_to_
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, prediction_kl, resize,
+from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, kl_to_teacher, prediction_kl, resize,
                                                    smallest_spatial_size, spatial_size)
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, UNetMaps
 
@@ -105,6 +105,14 @@ def _one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> 
     return convert_dim_to_conv_op(spatial_dims)(in_channels, out_channels, kernel_size=1)
 
 
+def pointwise(conv: nn.Module, x: Tensor) -> Tensor:
+    """A 1x1 convolution as one batched matrix product over positions: the same value, 3-7x faster
+    forward and backward on the CPU than mkldnn's convolution for a projection to a few classes."""
+    weight = conv.weight.flatten(1)
+    y = torch.bmm(weight.expand(x.shape[0], -1, -1), x.flatten(2))
+    return (y + conv.bias.view(1, -1, 1)).view(x.shape[0], weight.shape[0], *spatial_size(x))
+
+
 @register_term
 class UPD(DistillationTerm):
     """Unified pixel distillation: fused teacher middle-scale predictions -> projected student E0.
@@ -134,10 +142,11 @@ class UPD(DistillationTerm):
 
     def forward(self, student, teacher, target=None):
         full = spatial_size(teacher.outputs[0])
+        # Resized before the fusion, so the resizing stays outside the graph: only the 1x1 convs learn.
         stacked = torch.cat([resize(teacher.outputs[k].float(), full)
                              for k in teacher_middle_outputs(teacher.num_stages)], dim=1)
-        teacher_map = self.teacher_fusion(stacked)
-        student_map = self.student_projection(resize(student.encoder[0].float(), full))
+        teacher_map = pointwise(self.teacher_fusion, stacked)
+        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), full))
         return prediction_kl(student_map, teacher_map, self.config.temperature, self.geometry.regions)
 
 
@@ -151,5 +160,5 @@ class IPD(DistillationTerm):
     def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
         full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
-        return sum(prediction_kl(resize(student.outputs[k].float(), full), final, t, regions)
-                   for k in student_middle_outputs(student.num_stages))
+        return kl_to_teacher([resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)],
+                             final, t, regions)
