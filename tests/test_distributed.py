@@ -25,14 +25,17 @@ ARCH = {
 }
 
 
-def build_models():
-    torch.manual_seed(0)
+def build_models(seed: int = 0):
+    """The teacher is the same everywhere (a loaded checkpoint); student and adapters are initialised
+    from `seed`, as every rank of an nnU-Net run initialises its own (nnU-Net seeds nothing)."""
     configuration = ConfigurationManager({"architecture": {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": ARCH, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}})
+    torch.manual_seed(0)
     teacher = PlainConvUNet(1, 4, ARCH["features_per_stage"], torch.nn.Conv2d, 3, ARCH["strides"], 2, CLASSES, 2,
                             True, torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU,
                             deep_supervision=True).eval().requires_grad_(False)
+    torch.manual_seed(seed)
     student = build_student(configuration, 1, CLASSES)
     geometry = DistillationGeometry(NetworkGeometry.of(teacher), NetworkGeometry.of(student), CLASSES, False)
     return teacher, student, DistillationEngine(hlfd_config(), geometry, log=lambda m: None)
@@ -66,17 +69,18 @@ def train(teacher, student, engine, data_slice, sync_adapters) -> dict[str, torc
 
 def rank_main(rank: int, init_file: str, out_folder: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
-    teacher, student, engine = build_models()
+    teacher, student, engine = build_models(seed=rank)
+    engine.broadcast_from_first_rank()  # as the trainer's initialize does under DDP
     rank_slice = slice(rank * PER_RANK_BATCH, (rank + 1) * PER_RANK_BATCH)
     state = train(teacher, DistributedDataParallel(student), engine, rank_slice, sync_adapters=True)
     torch.save(state, os.path.join(out_folder, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-def test_ranks_stay_identical_and_match_one_process_on_the_whole_batch(tmp_path):
+def test_ranks_start_and_stay_identical_and_match_one_process_on_the_whole_batch(tmp_path):
     mp.spawn(rank_main, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
-    teacher, student, engine = build_models()
+    teacher, student, engine = build_models(seed=0)  # rank 0's initialisation
     single = train(teacher, student, engine, slice(None), sync_adapters=False)
     adapters = [k for k in single if k.startswith("engine.")]
     assert adapters, "HLFD's UPD adapters should be in the engine state"

@@ -53,3 +53,25 @@ def test_failed_checkpoint_write_keeps_the_last_good_checkpoint(tmp_path):
         atomic_torch_save({"epoch": 2, "payload": _FailsWhilePickled()}, target)
     assert torch.load(target) == {"epoch": 1}
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
+    """What --c reads back: the adapters' weights and their SGD momentum, as the run left them."""
+    from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
+    from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+    cpu = torch.device("cpu")
+    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
+    teacher = random_teacher(plans, "2d", dataset_json, cpu)
+    build = lambda: initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, cpu, teacher)
+    trained = build()
+    for seed in range(2):
+        trained.train_step(synthetic_batch(trained, seed))
+    trained.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+
+    resumed = build()
+    resumed.load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+    trained_adapters, resumed_adapters = trained.distiller.state_dict(), resumed.distiller.state_dict()
+    assert trained_adapters.keys() == resumed_adapters.keys() and trained_adapters
+    assert all(torch.equal(trained_adapters[k], resumed_adapters[k]) for k in trained_adapters)
+    momentum = lambda trainer: [trainer.optimizer.state[p]["momentum_buffer"] for p in trainer.distiller.parameters()]
+    assert all(torch.equal(a, b) and a.abs().sum() > 0 for a, b in zip(momentum(trained), momentum(resumed)))

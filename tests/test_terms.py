@@ -96,12 +96,26 @@ def test_feature_terms_do_not_depend_on_the_student_channel_count(term, dims):
     assert narrow.item() == pytest.approx(wide.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("term", [UFD, IFD])
+def test_feature_terms_do_not_depend_on_the_teacher_channel_count(term, dims):
+    """Attention is a channel mean, so a teacher whose every stage is duplicated teaches the same."""
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], seed=4)
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims], seed=3)
+    doubled = UNetMaps([torch.cat([m, m], dim=1) for m in teacher.encoder], teacher.outputs)
+    narrow = term(geometry(dims), hlfd_config())(student, teacher)
+    wide = term(geometry(dims, teacher=tuple(2 * c for c in TEACHER_CHANNELS)), hlfd_config())(student, doubled)
+    assert narrow.item() == pytest.approx(wide.item(), rel=1e-5)
+
+
 def test_gradients_reach_student_and_adapters_but_never_the_teacher(dims):
     engine = DistillationEngine(hlfd_config(), geometry(dims))
     student = random_maps(STUDENT_CHANNELS, SIZES[dims], requires_grad=True, seed=1)
     teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], requires_grad=True, seed=2)
     engine.weighted_sum(engine(student, teacher)).backward()
-    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in [student.encoder[0], *student.outputs[1:]])
+    # E0 (UFD, UPD), the middle stages E1..E(N-2) (IFD) and the middle heads O(1)..O(N-2) (IPD)
+    taught = [*student.encoder[:-1], *student.outputs[1:]]
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in taught)
+    assert student.encoder[-1].grad is None and student.outputs[0].grad is None  # no HLFD term reads them
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in engine.parameters())
     assert all(m.grad is None for m in [*teacher.encoder, *teacher.outputs])
 

@@ -1,5 +1,5 @@
-"""Properties every HLFD term keeps for any input a training run can produce: finite and
-non-negative over random spatial ranks, sizes, channel and stage counts, batch sizes,
+"""Properties every distillation term (HLFD's and the peer methods') keeps for any input a training
+run can produce: finite and non-negative over random spatial ranks, sizes, channel and stage counts, batch sizes,
 all-zero features, saturated logits and fp16 teacher outputs."""
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
+from nnunetv2_hlfd.trainer_classes import find_trainer_class
 
 
 @st.composite
@@ -40,18 +41,30 @@ def make_maps(channels, size, classes, batch, scale, generator, dtype=torch.floa
     return UNetMaps(encoder, outputs)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(network_pairs())
-def test_every_term_is_finite_and_non_negative(case):
+def training_target(case, generator):
+    """nnU-Net's full-resolution target: a label map, or one mask per region."""
+    if case["regions"]:
+        return torch.randint(0, 2, (case["batch"], case["classes"], *case["size"]), generator=generator).float()
+    return torch.randint(0, case["classes"], (case["batch"], 1, *case["size"]), generator=generator).float()
+
+
+# Every method of trainers/: HLFD and the peers' terms, which the same training runs produce inputs for.
+METHODS = ("HLFD", "KD", "AT", "FitNets", "SKD", "IFVD", "CWD", "EMKD")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(network_pairs(), st.sampled_from(METHODS))
+def test_every_term_is_finite_and_non_negative(case, method):
     generator = torch.Generator().manual_seed(case["seed"])
     geometry = DistillationGeometry(NetworkGeometry(case["teacher"], case["dims"]),
                                     NetworkGeometry(case["student"], case["dims"]), case["classes"], case["regions"])
-    engine = DistillationEngine(hlfd_config(), geometry, log=lambda message: None)
+    engine = DistillationEngine(find_trainer_class(f"nnUNetTrainer{method}").distillation, geometry,
+                                log=lambda message: None)
     teacher_dtype = torch.float16 if case["teacher_half"] else torch.float32
     teacher = make_maps(case["teacher"], case["size"], case["classes"], case["batch"], case["scale"], generator,
                         teacher_dtype)
     student = make_maps(case["student"], case["size"], case["classes"], case["batch"], case["scale"], generator)
-    for name, value in engine(student, teacher).items():
+    for name, value in engine(student, teacher, training_target(case, generator)).items():
         assert value.shape == () and value.dtype == torch.float32, name
         assert torch.isfinite(value) and value >= -1e-6, (name, value)
 

@@ -64,6 +64,12 @@ class DistillationEngine(nn.Module):
         kept = {name: v for (name, v), ok in zip(values.items(), finite) if ok}
         return kept, [name for name, ok in zip(values, finite) if not ok]
 
+    def broadcast_from_first_rank(self) -> None:
+        """Every rank takes rank 0's adapters: DDP gives all ranks rank 0's student, but the adapters
+        live outside it and each rank initialised its own at random (nnU-Net seeds nothing)."""
+        for tensor in [*self.parameters(), *self.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
     def average_gradients_across_ranks(self) -> None:
         """DDP averages the student's gradients; the adapters live outside it and get the same here,
         so every rank's adapters stay identical."""

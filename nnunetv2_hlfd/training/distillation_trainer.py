@@ -21,6 +21,7 @@ from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLo
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 
 GRADIENT_CLIP_NORM = 12  # nnU-Net's value, applied to the student and the adapters together
+SKIPPED_STEP = "the optimiser step (non-finite gradients)"  # counted with the non-finite terms
 
 
 class nnUNetTrainerDistillation(nnUNetTrainerStudent):
@@ -43,6 +44,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         super().initialize()
         self.distiller = DistillationEngine(self.distillation, self._geometry(), log=self.print_to_log_file)
         self.distiller.to(self.device)
+        if self.is_ddp:
+            self.distiller.broadcast_from_first_rank()
         adapters = list(self.distiller.parameters())
         if adapters:
             self.optimizer.add_param_group({"params": adapters})
@@ -149,8 +152,13 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         else:
             loss.backward()
             self._sync_adapter_gradients()
-            torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
-            self.optimizer.step()
+            gradient_norm = torch.nn.utils.clip_grad_norm_(parameters, GRADIENT_CLIP_NORM)
+            # Without a grad scaler (CPU, MPS) nothing else stops a non-finite gradient from reaching the
+            # weights; the check syncs, which costs nothing on those devices.
+            if torch.isfinite(gradient_norm):
+                self.optimizer.step()
+            else:
+                self._non_finite_term_counts[SKIPPED_STEP] += 1
 
     def _sync_adapter_gradients(self) -> None:
         if self.is_ddp:
@@ -174,7 +182,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
 
     def _log_non_finite_terms(self) -> None:
         if self._non_finite_term_counts:
-            self.print_to_log_file("WARNING: non-finite distillation terms were left out of the loss this epoch: "
+            self.print_to_log_file("WARNING: left out this epoch because they were not finite: "
                                    + ", ".join(f"{name} in {n} step(s)"
                                                for name, n in sorted(self._non_finite_term_counts.items())))
             self._non_finite_term_counts.clear()
