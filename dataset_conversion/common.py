@@ -8,18 +8,21 @@ cases are, which label values the source files use, and the defaults. Everything
   values within the documented set;
 * the label layouts (``full``, ``tumour``, and nnU-Net's KiTS23 ``regions``) and the remapping to uint8;
 * writing: everything goes into a hidden temporary folder next to the target, which is renamed into place only
-  when every case succeeded, so a failed or interrupted run never leaves a partial dataset behind;
+  when every case succeeded, so a failed or interrupted run never leaves a partial dataset behind; what a killed
+  run could not clean up itself (SIGKILL, power loss) the next run into the same target cleans up;
 * the shared command-line options.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
+import logging
 import multiprocessing
 import os
 import re
 import secrets
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +41,8 @@ GEOMETRY_TOLERANCE = 1e-4  # relative for spacing, absolute (mm, cosines) for or
 
 _CASE_FOLDER = re.compile(r"case_(\d{5})")
 _NIFTI = re.compile(r"(?P<stem>.+)\.nii(?:\.gz)?")
+
+logger = logging.getLogger(__name__)
 
 
 class ConversionError(Exception):
@@ -149,10 +154,11 @@ KITS23_REGIONS = LabelLayout(labels={"background": 0, "kidney": (1, 2, 3), "mass
 def label_layout(spec: DatasetSpec, labels: str, cysts: str | None) -> LabelLayout:
     """The labels written for ``--labels`` / ``--cysts``; refuses combinations that would be ambiguous.
 
-    full:    background 0, organ 1, tumour 2; cysts (KiTS21/23) must be chosen: keep -> 3, kidney -> 1, drop -> 0.
-    tumour:  the paper's protocol, tumour 1 against everything else; cysts are background unless
-             ``cysts='keep'``, which writes them as label 2 (``kidney`` and ``drop`` both give background).
-    regions: KiTS23 only, nnU-Net's region layout; needs the cysts, so only ``cysts`` None or 'keep'.
+    Where the dataset has cysts (KiTS21/23), ``full`` and ``tumour`` need an explicit ``cysts``: no silent default.
+
+    full:    background 0, organ 1, tumour 2; cysts keep -> 3, kidney -> 1, drop -> 0.
+    tumour:  the paper's protocol, tumour 1 against everything else; cysts keep -> 2, kidney or drop -> 0.
+    regions: KiTS23 only, nnU-Net's region layout; it keeps the cysts, so only ``cysts`` None or 'keep'.
     """
     if labels not in spec.label_layouts:
         raise ConversionError(f"labels={labels!r} is not offered for {spec.name}; "
@@ -166,22 +172,30 @@ def label_layout(spec: DatasetSpec, labels: str, cysts: str | None) -> LabelLayo
             raise ConversionError("the region layout keeps cysts (masses = tumour + cyst); "
                                   "leave out --cysts or use --cysts keep, or use --labels full")
         return KITS23_REGIONS
+    if spec.has_cysts and cysts is None:
+        raise ConversionError(_missing_cyst_choice(spec, labels))
     if labels == "full":
-        if spec.has_cysts and cysts is None:
-            raise ConversionError(f"--labels full on {spec.name} needs an explicit --cysts: keep (own label 3), "
-                                  f"kidney (merged into kidney) or drop (background)")
         names = ["background", spec.organ, "tumour"]
         mapping = {0: 0, 1: 1, 2: 2}
         cyst_value = {"keep": 3, "kidney": 1, "drop": 0}
     else:
         names = ["background", "tumour"]
         mapping = {0: 0, 1: 0, 2: 1}
-        cyst_value = {"keep": 2, "kidney": 0, "drop": 0, None: 0}
+        cyst_value = {"keep": 2, "kidney": 0, "drop": 0}
     if spec.has_cysts:
         mapping[3] = cyst_value[cysts]
         if cysts == "keep":
             names.append("cyst")
     return LabelLayout({name: value for value, name in enumerate(names)}, mapping)
+
+
+def _missing_cyst_choice(spec: DatasetSpec, labels: str) -> str:
+    if labels == "full":
+        choices = "keep (own label 3), kidney (merged into kidney 1) or drop (background 0)"
+    else:
+        choices = "keep (own label 2), kidney or drop (both background 0, as kidney is background here)"
+    return (f"--labels {labels} on {spec.name} needs an explicit --cysts: {choices}; "
+            f"add --cysts keep, --cysts kidney or --cysts drop (in Python: cysts='keep', 'kidney' or 'drop')")
 
 
 def dataset_folder(nnunet_raw: str | os.PathLike | None, dataset_id: int, dataset_name: str) -> Path:
@@ -226,6 +240,8 @@ def convert(spec: DatasetSpec, input_folder: str | os.PathLike, nnunet_raw: str 
     layout = label_layout(spec, labels, cysts)
     target = dataset_folder(nnunet_raw, spec.dataset_id if dataset_id is None else dataset_id,
                             spec.name if dataset_name is None else dataset_name)
+    if not check:  # --check writes nothing, so it leaves the leftovers too
+        recover_interrupted_runs(target)
     problems = _target_problems(target, overwrite)
     if problems and not check:
         raise ConversionError(problems, summary=f"refusing to write {target}:")
@@ -253,10 +269,7 @@ def _discover(spec: DatasetSpec, folder: Path) -> Discovery:
 def _write_dataset(spec: DatasetSpec, layout: LabelLayout, cases: list[Case], target: Path, num_processes: int,
                    description: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Same parent as the target, so the final rename stays on one file system and is atomic. The leading dot
-    # keeps nnU-Net's "DatasetXXX_*" lookups from ever seeing the unfinished folder. (Not tempfile.mkdtemp: its
-    # 0700 mode would end up on the dataset.)
-    tmp = target.with_name(f".{target.name}.partial-{secrets.token_hex(4)}")
+    tmp = _temporary_folder(target)
     tmp.mkdir()
     try:
         for sub in ("imagesTr", "labelsTr") + (("imagesTs",) if any(c.label is None for c in cases) else ()):
@@ -277,6 +290,65 @@ def _write_dataset(spec: DatasetSpec, layout: LabelLayout, cases: list[Case], ta
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:40] or "host"
+
+
+def _temporary_folder(target: Path) -> Path:
+    # Same parent as the target, so the final rename stays on one file system and is atomic. The leading dot
+    # keeps nnU-Net's "DatasetXXX_*" lookups from ever seeing the unfinished folder. Host and pid in the name let
+    # a later run tell a killed run's leftover from a live concurrent run's folder. (Not tempfile.mkdtemp: its
+    # 0700 mode would end up on the dataset.)
+    return target.with_name(f".{target.name}.partial-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _owner_is_gone(host: str, pid: int) -> bool:
+    """Whether the run that made a temporary folder has ended. Errs towards 'still running': a folder of a run on
+    another machine (shared file system) or of a reused pid is left alone, which costs disk space, not data."""
+    if host != _host():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def recover_interrupted_runs(target: Path) -> list[str]:
+    """Undo what killed runs into ``target`` left behind: their temporary folders are removed, and a dataset
+    hidden as ``*-replaced`` by an --overwrite killed between its two renames is put back. Returns (and logs)
+    one line per action; folders of runs that may still be going on are left alone, with a warning."""
+    pattern = re.compile(re.escape(f".{target.name}.partial-")
+                         + r"(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}(?P<replaced>-replaced)?")
+    done = []
+    for path in sorted(target.parent.glob(f".{target.name}.partial-*")) if target.parent.is_dir() else []:
+        match = pattern.fullmatch(path.name)
+        if match is None or not _owner_is_gone(match["host"], int(match["pid"])):
+            fix = (f"rename it to {target.name}" if path.name.endswith("-replaced") and not target.exists()
+                   else "delete it")
+            logger.warning("left %s alone: it may belong to a conversion that is still running; if none is, %s",
+                           path, fix)
+            continue
+        if match["replaced"] and not target.exists():
+            os.rename(path, target)
+            done.append(f"restored {target} from {path.name}, hidden by an --overwrite run that was killed")
+        else:
+            _remove_leftover(path)
+            done.append(f"removed {path}, left by an interrupted conversion (pid {match['pid']})")
+        logger.warning(done[-1])
+    return done
+
+
+def _remove_leftover(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot remove this leftover of an interrupted conversion ({exc}); "
+                              f"delete it by hand") from exc
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:
@@ -421,8 +493,10 @@ def build_parser(spec: DatasetSpec, prog: str | None = None, description: str | 
     if spec.has_cysts:
         parser.add_argument("--cysts", choices=CYST_CHOICES, default=None,
                             help="keep cysts as their own label, merge them into kidney, or drop them to "
-                                 "background; required with --labels full; with --labels tumour the default is "
-                                 "background and 'keep' writes them as label 2")
+                                 "background; required with --labels full and --labels tumour (there 'keep' "
+                                 "writes them as label 2, 'kidney' and 'drop' as background)"
+                                 + ("; optional with --labels regions, which keeps them"
+                                    if "regions" in spec.label_layouts else ""))
     parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes,
                         help=f"worker processes (default: {default_num_processes})")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing target dataset")

@@ -5,13 +5,13 @@ Input: the ``data/`` folder of https://github.com/neheller/kits21 (imaging fetch
     case_00000 .. case_00299/imaging.nii.gz + aggregated_MAJ_seg.nii.gz
         (majority vote of the raters: 0 background, 1 kidney, 2 tumour, 3 cyst)
 
-The per-rater files in ``segmentations/`` and the OR/AND aggregates are not used. With ``--labels full`` the
-cysts must be chosen explicitly (``--cysts keep|kidney|drop``); with ``--labels tumour`` they are background
-unless ``--cysts keep`` (then label 2).
+The per-rater files in ``segmentations/`` and the OR/AND aggregates are not used. The cysts must always be
+chosen explicitly (``--cysts keep|kidney|drop``): with ``--labels full`` they become label 3, kidney or
+background; with ``--labels tumour`` label 2 (keep) or background (kidney, drop).
 
 Example::
 
-    hlfd_convert_kits21 kits21/kits21/data --labels tumour -d 136 -n KiTS2021Tumour
+    hlfd_convert_kits21 kits21/kits21/data --labels tumour --cysts drop -d 136 -n KiTS2021Tumour
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ SPEC = DatasetSpec(
 
 # convert_kits21(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
 # with check=True, the problems): see common.convert. labels: 'full' or 'tumour'; cysts: 'keep', 'kidney' or
-# 'drop' (required with labels='full', see :func:`common.label_layout`).
+# 'drop' (required, see :func:`common.label_layout`).
 convert_kits21 = partial(convert, SPEC)
 
 

@@ -10,7 +10,8 @@ Label layouts:
   the source labels are kept and trained as regions kidney (1,2,3), masses (2,3), tumor 2 with
   regions_class_order (1, 3, 2), so predictions come back as 1 kidney, 2 tumour, 3 cyst.
 * ``--labels full --cysts keep|kidney|drop``: plain labels (cysts must be chosen explicitly).
-* ``--labels tumour``: tumour 1 against everything else; cysts are background unless ``--cysts keep`` (label 2).
+* ``--labels tumour --cysts keep|kidney|drop``: tumour 1 against everything else; cysts label 2 with ``keep``,
+  background otherwise (chosen explicitly too).
 
 Unlike Dataset220_KiTS2023 we do not set ``overwrite_image_reader_writer``, so nnU-Net reads the files with
 its default SimpleITK reader, the same reader this converter validates with.
@@ -38,7 +39,7 @@ SPEC = DatasetSpec(
 
 # convert_kits23(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
 # with check=True, the problems): see common.convert. labels: 'full', 'tumour' or 'regions'; cysts: 'keep',
-# 'kidney' or 'drop' (required with labels='full', see :func:`common.label_layout`).
+# 'kidney' or 'drop' (required with 'full' and 'tumour', see :func:`common.label_layout`).
 convert_kits23 = partial(convert, SPEC)
 
 

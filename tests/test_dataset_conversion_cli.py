@@ -26,7 +26,7 @@ def kits23_folder(tmp_path: Path) -> Path:
 
 def test_cli_options_choose_id_name_and_label_layout(kits23_folder, tmp_path):
     status = kits23.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "-d", "77", "-n", "K23Tumour",
-                          "--labels", "tumour", "-np", "1"])
+                          "--labels", "tumour", "--cysts", "drop", "-np", "1"])
     assert status == 0
     dataset_json = json.loads((tmp_path / "raw" / "Dataset077_K23Tumour" / "dataset.json").read_text())
     assert dataset_json["labels"] == {"background": 0, "tumour": 1}
@@ -47,6 +47,18 @@ def test_cli_without_nnunet_raw_explains_how_to_set_it(kits23_folder, monkeypatc
 def test_cli_full_labels_without_cyst_choice_fail_with_the_fix(kits23_folder, tmp_path, capsys):
     assert kits23.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "-np", "1"]) == 1
     assert "needs an explicit --cysts: keep" in capsys.readouterr().err
+    assert leftovers(tmp_path / "raw") == []
+
+
+@pytest.mark.parametrize("module", [kits21, kits23])
+def test_cli_tumour_labels_without_cyst_choice_fail_with_the_flag_to_add(module, kits23_folder, tmp_path, capsys):
+    if module is kits21:
+        for case in kits23_folder.iterdir():
+            (case / "segmentation.nii.gz").rename(case / "aggregated_MAJ_seg.nii.gz")
+    assert module.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "tumour",
+                        "-np", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "--labels tumour on KiTS202" in err and "add --cysts keep, --cysts kidney or --cysts drop" in err
     assert leftovers(tmp_path / "raw") == []
 
 

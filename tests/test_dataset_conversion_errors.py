@@ -272,3 +272,17 @@ def test_invalid_dataset_id_or_name_is_refused(kits19, raw, kwargs, message):
 def test_cysts_option_is_refused_for_datasets_without_cysts(kits19, raw):
     with pytest.raises(ConversionError, match="KiTS2019 has no cyst label"):
         common.convert(KITS19, kits19, raw, cysts="keep", num_processes=1)
+
+
+@pytest.mark.parametrize("labels", ["full", "tumour"])
+def test_cysts_must_be_chosen_where_the_dataset_has_them(tmp_path, raw, labels):
+    root = tmp_path / "kits21"
+    make_kits_case(root, 0, label_name="aggregated_MAJ_seg.nii.gz", label_values=(0, 1, 2, 3))
+    refused(lambda **kw: convert_kits21(root, labels=labels, **kw), raw,
+            f"--labels {labels} on KiTS2021 needs an explicit --cysts", "add --cysts keep, --cysts kidney or --cysts drop")
+
+
+def test_missing_cyst_choice_is_refused_even_in_check_mode(tmp_path, raw):
+    root = tmp_path / "kits21"
+    make_kits_case(root, 0, label_name="aggregated_MAJ_seg.nii.gz", label_values=(0, 1, 2, 3))
+    refused(lambda **kw: convert_kits21(root, labels="tumour", check=True, **kw), raw, "needs an explicit --cysts")

@@ -110,11 +110,22 @@ def test_uncompressed_nii_input_is_written_as_nii_gz(tmp_path):
     np.testing.assert_array_equal(array(written), array(root / "case_00000" / "imaging.nii"))
 
 
-def test_kits21_full_labels_require_an_explicit_cyst_choice(tmp_path):
-    root = kits_with_cysts(tmp_path / "kits21", "aggregated_MAJ_seg.nii.gz")
-    with pytest.raises(ConversionError, match="--cysts"):
-        convert_kits21(root, tmp_path / "raw", labels="full", num_processes=1)
+@pytest.mark.parametrize("convert, label_name", [(convert_kits21, "aggregated_MAJ_seg.nii.gz"),
+                                                 (convert_kits23, "segmentation.nii.gz")])
+@pytest.mark.parametrize("labels", ["full", "tumour"])
+def test_kits_with_cysts_require_an_explicit_cyst_choice(tmp_path, convert, label_name, labels):
+    root = kits_with_cysts(tmp_path / "kits", label_name)
+    with pytest.raises(ConversionError, match=f"--labels {labels} on KiTS202[13] needs an explicit --cysts: keep"):
+        convert(root, tmp_path / "raw", labels=labels, num_processes=1)
     assert not (tmp_path / "raw").exists()
+
+
+def test_kits23_region_layout_needs_no_cyst_choice(tmp_path):
+    root = kits_with_cysts(tmp_path / "kits23", "segmentation.nii.gz")
+    implicit = convert_kits23(root, tmp_path / "raw", labels="regions", num_processes=1)
+    explicit = convert_kits23(root, tmp_path / "raw2", labels="regions", cysts="keep", num_processes=1)
+    for label in ("case_00000.nii.gz", "case_00001.nii.gz"):
+        np.testing.assert_array_equal(array(implicit / "labelsTr" / label), array(explicit / "labelsTr" / label))
 
 
 @pytest.mark.parametrize("cysts, cyst_value, labels", [
@@ -131,9 +142,10 @@ def test_kits21_full_labels_handle_cysts_as_chosen(tmp_path, cysts, cyst_value, 
     assert json.loads((out / "dataset.json").read_text())["labels"] == labels
 
 
-def test_kits21_tumour_labels_make_cysts_background_by_default(tmp_path):
+@pytest.mark.parametrize("cysts", ["kidney", "drop"])
+def test_kits21_tumour_labels_make_cysts_background_unless_kept(tmp_path, cysts):
     root = kits_with_cysts(tmp_path / "kits21", "aggregated_MAJ_seg.nii.gz")
-    out = convert_kits21(root, tmp_path / "raw", labels="tumour", num_processes=1)
+    out = convert_kits21(root, tmp_path / "raw", labels="tumour", cysts=cysts, num_processes=1)
     expected = (label_array((0, 1, 2, 3)) == 2).astype(np.uint8)
     np.testing.assert_array_equal(array(out / "labelsTr" / "case_00001.nii.gz"), expected)
 
@@ -206,7 +218,6 @@ def test_regions_layout_refuses_to_drop_cysts(tmp_path):
 def test_regions_layout_is_only_offered_for_kits23(kits19, tmp_path):
     with pytest.raises(ConversionError, match="not offered for KiTS2019"):
         convert_kits19(kits19, tmp_path / "raw", labels="regions", num_processes=1)
-
 
 
 def test_in_process_integrity_check_rejects_a_broken_dataset(kits19, tmp_path, monkeypatch):
