@@ -49,26 +49,30 @@ def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
-def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...]) -> None:
-    """nnU-Net's fingerprint, default plans and preprocessing, one process each."""
+def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...], planner: str = "ExperimentPlanner",
+                        plans: str = "nnUNetPlans", fingerprint: bool = True) -> None:
+    """nnU-Net's fingerprint, plans (of `planner`, named `plans`) and preprocessing, one process each."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                       preprocess)
 
     # The planner reads nnUNet_n_proc_DA as a thread count and rejects 0, so it is set to 0
     # (augment in the training process itself: workers cost more than tiny batches) only after.
     os.environ.pop("nnUNet_n_proc_DA", None)
-    extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True)
-    plan_experiments([dataset_id])
-    preprocess([dataset_id], configurations=configurations, num_processes=(1,) * len(configurations))
+    if fingerprint:
+        extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True)
+    plan_experiments([dataset_id], experiment_planner_class_name=planner)
+    preprocess([dataset_id], plans_identifier=plans, configurations=configurations,
+               num_processes=(1,) * len(configurations))
     os.environ["nnUNet_n_proc_DA"] = "0"
 
 
-def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1, dataset_id: int = DATASET_ID):
+def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1, dataset_id: int = DATASET_ID,
+                     plans: str = "nnUNetPlans"):
     """Train briefly through nnU-Net's own Python API (used for teachers)."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer_name, "nnUNetPlans",
+    trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer_name, plans,
                                     device=torch.device("cpu"))
     trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = epochs, 2, 1
     trainer.run_training()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_NAME, plan_and_preprocess, train_in_process
+from conftest import DATASET_ID, DATASET_NAME, plan_and_preprocess, train_in_process
 
 pytestmark = pytest.mark.integration
 IGNORE = 3
@@ -56,18 +56,22 @@ def derive_dataset(raw_root: Path, dataset_id: int, name: str, dataset_json_chan
 
 def distil_and_predict(dataset_id: int, raw_root: Path, output: Path):
     """Teacher, HLFD student (a few iterations each), then nnU-Net's predictor on one training case."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-
     train_in_process("nnUNetTrainer", "2d", dataset_id=dataset_id)
     student = train_in_process("nnUNetTrainerHLFD_tiny", "2d", dataset_id=dataset_id)
+    return student, predict_one_validation_case(student, raw_root, output)
+
+
+def predict_one_validation_case(student, raw_root: Path, output: Path) -> np.ndarray:
+    """nnU-Net's own predictor, from the student's results folder alone (no teacher)."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
     predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(Path(student.output_folder).parent), (0,))
     case = student.do_split()[1][0]
-    images = sorted(str(p) for p in next(raw_root.glob(f"Dataset{dataset_id}_*")).glob(f"imagesTr/{case}_*"))
+    images = sorted(str(p) for p in (raw_root / student.plans_manager.dataset_name).glob(f"imagesTr/{case}_*"))
     predictor.predict_from_files([images], str(output), save_probabilities=False, overwrite=True,
                                  num_processes_preprocessing=1, num_processes_segmentation_export=1)
-    prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(output / f"{case}.nii.gz")))
-    return student, prediction
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(output / f"{case}.nii.gz")))
 
 
 def assert_terms_finite(trainer) -> None:
@@ -123,9 +127,24 @@ def test_ignore_label_dataset_distils_and_never_predicts_the_ignore_label(sparse
     assert IGNORE not in np.unique(prediction)
 
 
-def test_anisotropic_3d_fullres_with_a_non_isotropic_first_stride(nnunet_dirs, teacher_3d):
+def test_anisotropic_3d_fullres_with_a_non_isotropic_first_stride(nnunet_dirs, teacher_3d, tmp_path):
     student = train_in_process("nnUNetTrainerHLFD_tiny", "3d_fullres")
     strides = [tuple(s) for s in student.configuration_manager.pool_op_kernel_sizes]
     assert len(set(strides[1])) > 1, f"the plans' first downsampling {strides[1]} is isotropic"
     assert student.distiller.geometry.student.spatial_dims == 3
     assert_terms_finite(student)
+    prediction = predict_one_validation_case(student, nnunet_dirs["nnUNet_raw"], tmp_path)
+    assert prediction.ndim == 3 and set(np.unique(prediction)) <= {0, 1, 2}
+
+
+def test_a_residual_encoder_teacher_teaches_a_student_trained_with_its_plans(nnunet_dirs, tmp_path):
+    """A ResEnc teacher (nnU-Net's ResEnc-M planner): the student trains with `-p` of the teacher's plans."""
+    plans = "nnUNetResEncUNetMPlans"
+    plan_and_preprocess(DATASET_ID, ("2d",), planner="nnUNetPlannerResEncM", plans=plans, fingerprint=False)
+    teacher = train_in_process("nnUNetTrainer", "2d", plans=plans)
+    student = train_in_process("nnUNetTrainerHLFD_tiny", "2d", plans=plans)
+    assert type(teacher.network).__name__ == "ResidualEncoderUNet"
+    assert student.teacher.source.fold_folder == Path(teacher.output_folder)
+    assert_terms_finite(student)
+    prediction = predict_one_validation_case(student, nnunet_dirs["nnUNet_raw"], tmp_path)
+    assert set(np.unique(prediction)) <= {0, 1, 2}
