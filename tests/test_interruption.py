@@ -69,7 +69,7 @@ def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
     trained.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
 
     resumed = build()
-    resumed.load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+    resumed.load_checkpoint(tmp_path / "checkpoint_latest.pth")  # a Path, as users pass it
     trained_adapters, resumed_adapters = trained.distiller.state_dict(), resumed.distiller.state_dict()
     assert trained_adapters.keys() == resumed_adapters.keys() and trained_adapters
     assert all(torch.equal(trained_adapters[k], resumed_adapters[k]) for k in trained_adapters)

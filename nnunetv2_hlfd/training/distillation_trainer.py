@@ -6,6 +6,7 @@ training step, data pipeline and cross-validation.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import torch
@@ -196,6 +197,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                                  "teacher_checkpoint": str(self.teacher.source.checkpoint) if self.teacher else None}}
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if isinstance(filename_or_checkpoint, os.PathLike):
+            filename_or_checkpoint = os.fspath(filename_or_checkpoint)  # nnU-Net's loader takes str only
         checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
             torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
         entry = checkpoint.get("distillation")
@@ -206,5 +209,6 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
                                         "current one; resume with the original teacher.")
         self._resumed_distillation = entry
+        # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
         super().load_checkpoint(filename_or_checkpoint)
         self.distiller.load_state_dict(entry["state_dict"])
