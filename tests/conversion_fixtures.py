@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 SHAPE = (8, 32, 32)  # z, y, x
@@ -97,3 +98,20 @@ def verify_integrity_in_process(folder: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(module.multiprocessing, "get_context", lambda method=None: SimpleNamespace(Pool=_SerialPool))
     module.verify_dataset_integrity(str(folder), num_processes=1)
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    """An empty nnUNet_raw folder (imported by the conversion test modules that convert)."""
+    folder = tmp_path / "nnUNet_raw"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def kits19(tmp_path: Path) -> Path:
+    """Three KiTS19 case folders, each with image and label."""
+    root = tmp_path / "kits19"
+    for case in range(3):
+        make_kits_case(root, case)
+    return root

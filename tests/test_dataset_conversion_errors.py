@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conversion_fixtures import (GEOMETRY, array, ct_array, label_array, leftovers, make_kits_case, make_lits_case,
-                                 write_volume)
+from conversion_fixtures import (GEOMETRY, array, ct_array, kits19, label_array, leftovers,  # noqa: F401 (fixtures)
+                                 make_kits_case, make_lits_case, raw, write_volume)
 
 from nnunetv2_hlfd.dataset_conversion import common
 from nnunetv2_hlfd.dataset_conversion.common import ConversionError
@@ -16,21 +16,6 @@ from nnunetv2_hlfd.dataset_conversion.kits19 import SPEC as KITS19
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 from nnunetv2_hlfd.dataset_conversion.kits21 import convert_kits21
 from nnunetv2_hlfd.dataset_conversion.lits import convert_lits
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> Path:
-    folder = tmp_path / "nnUNet_raw"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def kits19(tmp_path: Path) -> Path:
-    root = tmp_path / "kits19"
-    for case in range(3):
-        make_kits_case(root, case)
-    return root
 
 
 def refused(convert, raw: Path, *expected: str, **kwargs) -> ConversionError:

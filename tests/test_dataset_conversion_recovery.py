@@ -12,28 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_fixtures import array, label_array, leftovers, make_kits_case
+from conversion_fixtures import array, kits19, label_array, leftovers, make_kits_case, raw  # noqa: F401 (fixtures)
 
 from nnunetv2_hlfd.dataset_conversion import common
 from nnunetv2_hlfd.dataset_conversion.common import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
 TARGET = "Dataset040_KiTS2019"
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> Path:
-    folder = tmp_path / "nnUNet_raw"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def kits19(tmp_path: Path) -> Path:
-    root = tmp_path / "kits19"
-    for case in range(2):
-        make_kits_case(root, case)
-    return root
 
 
 def dead_pid() -> int:
@@ -140,7 +125,7 @@ def test_run_killed_mid_conversion_is_cleaned_up_by_the_next_run(kits19, raw, tm
     assert (raw / partial / "imagesTr" / "case_00000_0000.nii.gz").is_file()  # killed with a case written
     out = convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == [TARGET]
-    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == ["case_00000.nii.gz", "case_00001.nii.gz"]
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"case_{i:05d}.nii.gz" for i in range(3)]
 
 
 def test_overwrite_killed_between_its_renames_gets_the_old_dataset_back(kits19, raw):
