@@ -3,13 +3,14 @@ import json
 import pickle
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import DATASET_ID
 
 from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
-from nnunetv2_hlfd.training.teacher import TeacherError
+from nnunetv2_hlfd.training.teacher import TeacherError, TeacherSource, label_problems, teacher_training_cases
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,27 @@ def test_teacher_with_another_label_set_is_refused(teacher_copy):
     assert "retrain it on this dataset" in refusal("label set differs")
 
 
+def to_kidney_and_tumour_regions(dataset: dict) -> None:
+    dataset["labels"] = {"background": 0, "kidney": [1, 2], "tumor": 2}
+    dataset["regions_class_order"] = [1, 2]
+
+
+def test_teacher_trained_on_regions_is_refused_for_a_label_student(teacher_copy):
+    edit_json(teacher_copy / "dataset.json", to_kidney_and_tumour_regions)
+    message = refusal("label set differs")
+    assert "the teacher predicts regions (sigmoid heads), the student labels (softmax)" in message
+    assert "regions_class_order" in message and "retrain it on this dataset" in message
+
+
+def test_teacher_with_other_regions_is_refused():
+    ours = {"labels": {"background": 0, "kidney": [1, 2], "tumor": 2}, "regions_class_order": [1, 2]}
+    theirs = {"labels": {"background": 0, "kidney": [1, 2, 3], "tumor": [2, 3]}, "regions_class_order": [1, 2]}
+    problems = label_problems(SimpleNamespace(dataset_json=theirs), ours)
+    assert len(problems) == 1 and "the teacher's regions (sigmoid heads) are not the student's" in problems[0]
+    assert "retrain it on this dataset" in problems[0]
+    assert label_problems(SimpleNamespace(dataset_json=ours), dict(ours)) == []
+
+
 def test_teacher_with_other_input_channels_is_refused(teacher_copy):
     edit_json(teacher_copy / "dataset.json", lambda d: d["channel_names"].update({"1": "PET"}))
     refusal("takes 2 input channel\\(s\\), the student's dataset has 1")
@@ -64,6 +86,24 @@ def test_teacher_with_other_preprocessing_is_refused_naming_the_field(teacher_co
         plans["configurations"]["2d"]["spacing"] = [1.5, 1.5]
     edit_json(teacher_copy / "plans.json", other_spacing)
     assert "spacing (teacher [1.5, 1.5]" in refusal("preprocessing differs")
+
+
+def test_teacher_with_other_normalisation_is_refused_naming_the_scheme(teacher_copy):
+    def z_score(plans):
+        plans["configurations"]["2d"]["normalization_schemes"] = ["ZScoreNormalization"]
+    edit_json(teacher_copy / "plans.json", z_score)
+    message = refusal("preprocessing differs")
+    assert "normalization_schemes (teacher ['ZScoreNormalization'], student ['CTNormalization'])" in message
+    assert "Train the student with the teacher's plans (-p nnUNetPlans)" in message
+
+
+def test_teacher_with_other_intensity_statistics_is_refused(teacher_copy):
+    def brighter(plans):
+        plans["foreground_intensity_properties_per_channel"]["0"]["mean"] += 100.0
+    edit_json(teacher_copy / "plans.json", brighter)
+    message = refusal("preprocessing differs")
+    assert "foreground_intensity_properties_per_channel (teacher" in message
+    assert "a teacher preprocessed like the student" in message
 
 
 def test_patch_the_teacher_strides_cannot_divide_is_refused(teacher_copy):
@@ -88,6 +128,54 @@ def test_leak_override_trains_with_a_logged_warning(teacher_copy, monkeypatch):
     trainer.initialize()
     assert trainer.teacher is not None
     assert "WARNING: the teacher was trained on 2 of the student's validation cases" in Path(trainer.log_file).read_text()
+
+
+def test_leak_check_that_cannot_be_done_is_logged_with_the_reason(teacher_copy):
+    # The teacher's plans name a dataset that is not preprocessed here, so its splits are unknown.
+    edit_json(teacher_copy / "plans.json", lambda plans: plans.update(dataset_name="Dataset992_Elsewhere"))
+    with pytest.warns(UserWarning, match="leak check was not done") as warned:
+        trainer = hlfd_trainer()
+        trainer.initialize()
+    assert trainer.teacher is not None  # trains, but not silently
+    message = str(next(w.message for w in warned if "leak check" in str(w.message)))
+    assert "Dataset992_Elsewhere/splits_final.json does not exist" in message
+    assert "set nnUNet_preprocessed to where the teacher's dataset" in message
+
+
+def fake_teacher(fold_folder: Path, dataset_name: str = "Dataset991_SyntheticKidney"):
+    return SimpleNamespace(source=TeacherSource(fold_folder, fold_folder / "checkpoint_final.pth"),
+                           plans_manager=SimpleNamespace(dataset_name=dataset_name),
+                           configuration_manager=SimpleNamespace(data_identifier="nnUNetPlans_2d"))
+
+
+@pytest.mark.parametrize("fold,preprocessed,reason", [
+    ("fold_0", None, "nnUNet_preprocessed is not set"),
+    ("fold_x", "root", "is neither fold_<number> nor fold_all"),
+    ("fold_0", "root", "splits_final.json does not exist"),
+    ("fold_7", "root", "has 1 folds, none for fold 7"),
+    ("fold_all", "root", "holds no preprocessed cases"),
+])
+def test_unknown_teacher_training_cases_say_why(tmp_path, fold, preprocessed, reason):
+    dataset = tmp_path / "Dataset991_SyntheticKidney"
+    dataset.mkdir()
+    if fold == "fold_7":
+        (dataset / "splits_final.json").write_text(json.dumps([{"train": ["a"], "val": ["b"]}]))
+    messages = []
+    cases = teacher_training_cases(fake_teacher(tmp_path / fold), preprocessed and str(tmp_path), messages.append)
+    assert cases is None and len(messages) == 1
+    assert reason in messages[0] and "The teacher leak check was not done" in messages[0]
+
+
+def test_known_teacher_training_cases_warn_nothing(tmp_path):
+    dataset = tmp_path / "Dataset991_SyntheticKidney"
+    (dataset / "nnUNetPlans_2d").mkdir(parents=True)
+    (dataset / "splits_final.json").write_text(json.dumps([{"train": ["a", "c"], "val": ["b"]}]))
+    for name in ("a.b2nd", "a.pkl", "b.b2nd"):
+        (dataset / "nnUNetPlans_2d" / name).touch()
+    messages = []
+    assert teacher_training_cases(fake_teacher(tmp_path / "fold_0"), str(tmp_path), messages.append) == {"a", "c"}
+    assert teacher_training_cases(fake_teacher(tmp_path / "fold_all"), str(tmp_path), messages.append) == {"a", "b"}
+    assert messages == []
 
 
 class _RunsCodeWhenUnpickled:

@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -149,8 +150,17 @@ def label_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     ours = {k: student_dataset_json.get(k) for k in keys}
     if theirs == ours:
         return []
-    return [f"label set differs: teacher {theirs}, student {ours}. The teacher must be trained on the same "
-            f"labels (or regions); retrain it on this dataset or convert the dataset with matching labels"]
+    kinds = _label_kind(theirs["labels"]), _label_kind(ours["labels"])
+    what = f"the teacher predicts {kinds[0]}, the student {kinds[1]}" if kinds[0] != kinds[1] else \
+        f"the teacher's {kinds[0]} are not the student's"
+    return [f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
+            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels"]
+
+
+def _label_kind(labels: dict | None) -> str:
+    # nnU-Net reads a label whose value is a list as a region (sigmoid heads).
+    regions = any(isinstance(v, (list, tuple)) for v in (labels or {}).values())
+    return "regions (sigmoid heads)" if regions else "labels (softmax)"
 
 
 def channel_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
@@ -214,15 +224,34 @@ def leak_allowed() -> bool:
     return os.environ.get(ALLOW_LEAK_ENV, "0").lower() in ("1", "true", "yes")
 
 
-def teacher_training_cases(teacher: Teacher, preprocessed_root: str | None) -> set[str] | None:
-    """The cases the teacher's fold trained on, from its dataset's splits; None when unknown."""
+def teacher_training_cases(teacher: Teacher, preprocessed_root: str | None,
+                           warn: Callable[[str], None] = warnings.warn) -> set[str] | None:
+    """The cases the teacher's fold trained on, from its dataset's splits; None when unknown, in
+    which case `warn` is told that the leak check cannot be done, why, and how to make it possible."""
+    cases, reason = _training_cases_or_reason(teacher, preprocessed_root)
+    if cases is None:
+        warn(f"The teacher leak check was not done: the teacher's training cases are unknown because "
+             f"{reason}. A teacher trained on any of the student's validation cases inflates every validation "
+             f"metric. To check it, set nnUNet_preprocessed to where the teacher's dataset and its "
+             f"splits_final.json are preprocessed, and point {TEACHER_ENV} to a fold_<number> or fold_all folder")
+    return cases
+
+
+def _training_cases_or_reason(teacher: Teacher, preprocessed_root: str | None) -> tuple[set[str] | None, str]:
     fold = teacher.source.fold_folder.name.removeprefix("fold_")
-    dataset_folder = Path(preprocessed_root or "") / teacher.plans_manager.dataset_name
-    if fold == "all":
-        return {p.name.split(".")[0] for p in (dataset_folder / teacher.configuration_manager.data_identifier).glob("*")
-                if not p.name.endswith(".pkl")}
+    if preprocessed_root is None:
+        return None, "nnUNet_preprocessed is not set"
+    dataset_folder = Path(preprocessed_root) / teacher.plans_manager.dataset_name
+    if fold == "all":  # trained on every preprocessed case
+        data_folder = dataset_folder / teacher.configuration_manager.data_identifier
+        cases = {p.name.split(".")[0] for p in data_folder.glob("*") if not p.name.endswith(".pkl")}
+        return (cases, "") if cases else (None, f"{data_folder} holds no preprocessed cases")
+    if not fold.isdigit():
+        return None, f"the teacher folder {teacher.source.fold_folder.name} is neither fold_<number> nor fold_all"
     splits_file = dataset_folder / "splits_final.json"
-    if preprocessed_root is None or not splits_file.is_file() or not fold.isdigit():
-        return None
+    if not splits_file.is_file():
+        return None, f"{splits_file} does not exist"
     splits = load_json(str(splits_file))
-    return set(splits[int(fold)]["train"]) if int(fold) < len(splits) else None
+    if int(fold) >= len(splits):
+        return None, f"{splits_file} has {len(splits)} folds, none for fold {fold}"
+    return set(splits[int(fold)]["train"]), ""
