@@ -1,6 +1,7 @@
 """The peer methods' terms (KD, AT, FitNets, SKD with its optional holistic term, IFVD, CWD, EMKD)
-on synthetic 2D and 3D maps: zero when the student reproduces the teacher, positive otherwise, gradients to the student and
-adapters only, region and ignore-label targets, finite on degenerate inputs, shallow networks."""
+on synthetic 2D and 3D maps: zero when the student reproduces the teacher, positive otherwise,
+gradients to the student and adapters only, region and ignore-label targets, finite on degenerate
+inputs, shallow networks."""
 import pytest
 import torch
 from test_terms import random_maps
