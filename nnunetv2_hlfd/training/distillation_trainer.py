@@ -84,8 +84,9 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                     + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
                     + teachers.patch_problems(teacher, self.configuration_manager.patch_size))
         preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
-        leaks = teachers.leak_problems(teachers.teacher_training_cases(teacher, preprocessed),
-                                       set(self.do_split()[1]))
+        training_cases = teachers.teacher_training_cases(
+            teacher, preprocessed, warn=lambda message: self.print_to_log_file("WARNING: " + message))
+        leaks = teachers.leak_problems(training_cases, set(self.do_split()[1]))
         if leaks and teachers.leak_allowed():
             self.print_to_log_file("WARNING: " + leaks[0] + f" ({teachers.ALLOW_LEAK_ENV} is set).")
         else:
