@@ -17,7 +17,10 @@ import torch
 from conftest import DATASET_ID, DATASET_NAME, train_in_process
 from nnunetv2_hlfd.evaluation import command
 
+pytestmark = pytest.mark.integration  # trains two models
+
 TEACHER, STUDENT = "nnUNetTrainer", "nnUNetTrainerStudent_tiny"
+VOLUME_CASES = 2
 CLASSES = {"kidney": "1", "tumor": "2"}  # class name: its label, as nnunet_metrics keys it
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -71,7 +74,8 @@ def benchmark_output(teacher_2d, student_2d, tmp_path_factory) -> Path:
     command.add_parser(parser.add_subparsers())
     start = time.perf_counter()
     command.run(parser.parse_args(["benchmark", "-d", str(DATASET_ID), "-c", "2d", "-tr", TEACHER, STUDENT,
-                                   "--reference", STUDENT, "-f", "0", "--repetitions", "1", "-o", str(output)]))
+                                   "--reference", STUDENT, "-f", "0", "--repetitions", "1",
+                                   "--volume-cases", str(VOLUME_CASES), "-o", str(output)]))
     print(f"benchmark took {time.perf_counter() - start:.1f} s")
     return output
 
@@ -143,10 +147,18 @@ def test_parameters_are_those_of_the_checkpoints(benchmark_output, teacher_2d, s
     assert compression.loc[STUDENT, "macs_per_patch"] < compression.loc[TEACHER, "macs_per_patch"]
 
 
-def test_cpu_latency_and_memory_are_measured_per_patch_and_volume(benchmark_output):
+def test_latency_and_memory_are_measured_per_patch_and_volume_on_every_device(benchmark_output):
     speed = pd.read_csv(benchmark_output / "speed.csv")
-    assert sorted(speed["trainer"]) == sorted([TEACHER, STUDENT]) and set(speed["device"]) == {"cpu"}
+    devices = {"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"}  # the default devices
+    assert sorted(speed["trainer"]) == sorted([TEACHER, STUDENT] * len(devices)) and set(speed["device"]) == devices
     assert (speed[["patch_latency_ms", "volume_latency_s"]] > 0).all().all()
+    # the first validation cases, the same for every model; the volume latency is their median
+    first_cases = sorted(validation_cases())[:VOLUME_CASES]
+    assert (speed["cases"] == " ".join(first_cases)).all() and (speed["n_cases"] == VOLUME_CASES).all()
+    for _, row in speed.iterrows():
+        per_case = json.loads(row["volume_latency_s_per_case"])
+        assert list(per_case) == first_cases
+        assert row["volume_latency_s"] == pytest.approx(float(np.median(list(per_case.values()))), abs=1e-4)
     assert (speed["volume_latency_s"] * 1000 > speed["patch_latency_ms"]).all()  # a volume is many patches
     compression = pd.read_csv(benchmark_output / "compression.csv")
     assert {"volume_latency_s_cpu", "patch_peak_memory_mib_cpu"} <= set(compression.columns)

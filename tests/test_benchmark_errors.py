@@ -175,6 +175,61 @@ def test_compression_table_gives_the_dsc_delta_to_teacher_and_reference(shared_r
     assert "volume_latency_s_cpu" not in compression.columns  # speed was switched off
 
 
+def add_probabilities(model: Path, preprocessed_root: Path, cases: list[str], fold: int = 0) -> None:
+    """nnU-Net's `<case>.npz` (validation with --npz) beside each prediction: one-hot of the ground
+    truth, except that every tumour voxel has (background, kidney, tumour) = (0.13, 0.45, 0.42):
+    its argmax is kidney, but its tumour probability is above the paper's 0.4."""
+    for case in cases:
+        truth = sitk.GetArrayFromImage(read_ground_truth(preprocessed_root, case))
+        probabilities = np.stack([(truth == label).astype(np.float32) for label in (0, KIDNEY, TUMOUR)])
+        probabilities[:, truth == TUMOUR] = np.array([0.13, 0.45, 0.42], dtype=np.float32)[:, None]
+        np.savez_compressed(model / f"fold_{fold}" / "validation" / f"{case}.npz", probabilities=probabilities)
+
+
+def student_folder(results_root: Path) -> Path:
+    return results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d"
+
+
+def test_paper_protocol_cuts_saved_probabilities_at_0_4_instead_of_the_argmax(
+        preprocessed_root, results_root, tmp_path, capsys):
+    # The student's segmentations call tumour kidney (the argmax); its probabilities say tumour.
+    cases = validation_cases(preprocessed_root, 0)
+    add_probabilities(student_folder(results_root), preprocessed_root, cases)
+    output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper")
+    per_case = pd.read_csv(output / "per_case.csv").set_index(["trainer", "case"])
+    for case in cases:
+        _, tumour = label_counts(preprocessed_root, case)
+        # Probability > 0.4 is exactly the reference tumour: P = G = I = T on the tumour slices,
+        # so DSC = (2T + 1) / (T + T + 1) = 1 and RVD = T / T - 1 = 0 (the argmax: 1 / (T + 1), -1).
+        expected = (1.0, 0.0) if tumour else (math.nan, math.nan)
+        assert per_case.loc[(STUDENT, case), ["dsc", "rvd"]].tolist() == pytest.approx(expected, nan_ok=True)
+    assert set(per_case.loc[STUDENT, "tumour_source"]) == {"probability > 0.4"}
+    # The teacher's validation saved no probabilities: its segmentations are scored, and it is said.
+    assert set(per_case.loc[TEACHER, "tumour_source"]) == {"segmentation"}
+    log = capsys.readouterr().out
+    assert f"{TEACHER} fold 0" in log and f"holds probabilities of 0 of {len(cases)} cases" in log and "--npz" in log
+    assert f"{TEACHER}: segmentation ({len(cases)} cases)" in (output / "report.md").read_text()
+
+
+def test_paper_protocol_scores_segmentations_where_some_probabilities_are_missing(
+        preprocessed_root, results_root, tmp_path, capsys):
+    cases = validation_cases(preprocessed_root, 0)
+    add_probabilities(student_folder(results_root), preprocessed_root, cases[1:])
+    output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper")
+    student = pd.read_csv(output / "per_case.csv").set_index(["trainer", "case"]).loc[STUDENT]
+    assert set(student["tumour_source"]) == {"segmentation"}  # one source per model and fold, never mixed
+    assert f"{STUDENT} fold 0: " in capsys.readouterr().out
+
+
+def test_probabilities_of_another_grid_are_refused(preprocessed_root, results_root, tmp_path):
+    case = validation_cases(preprocessed_root, 0)[0]
+    add_probabilities(student_folder(results_root), preprocessed_root, validation_cases(preprocessed_root, 0))
+    np.savez_compressed(student_folder(results_root) / "fold_0" / "validation" / f"{case}.npz",
+                        probabilities=np.zeros((3, 2, 2, 2), dtype=np.float32))
+    message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")
+    assert f"{case}.npz" in message and "(3, 2, 2, 2)" in message and "--npz" in message
+
+
 # --- refusals ----------------------------------------------------------------------------
 
 def test_unknown_trainer_is_named_with_the_trained_ones(preprocessed_root, results_root, tmp_path):
@@ -239,6 +294,80 @@ def test_prediction_of_another_shape_is_refused(preprocessed_root, results_root,
     shutil.rmtree(results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d")
     add_model(results_root, preprocessed_root, STUDENT, alter=lambda labels: labels[:, :-1])
     assert "shape" in refusal(preprocessed_root, results_root, tmp_path)
+
+
+def test_model_folder_whose_trainer_class_does_not_exist_is_refused_before_scoring(
+        preprocessed_root, results_root, tmp_path, monkeypatch):
+    add_model(results_root, preprocessed_root, "nnUNetTrainerDefinedNowhere")
+
+    def scoring(*args):
+        raise AssertionError("cases were scored before the trainer classes were checked")
+
+    monkeypatch.setattr("nnunetv2_hlfd.evaluation.benchmark.evaluate_cases", scoring)
+    message = refusal(preprocessed_root, results_root, tmp_path,
+                      trainers=(TEACHER, STUDENT, "nnUNetTrainerDefinedNowhere"))
+    assert "trainer class 'nnUNetTrainerDefinedNowhere' cannot be loaded" in message
+    assert "nnUNet_extTrainer" in message and message.count("\n  - ") == 1  # the two known classes pass
+
+
+def shifted_origin(image: sitk.Image) -> None:
+    image.SetOrigin(tuple(value + 5.0 for value in image.GetOrigin()))
+
+
+def stretched_spacing(image: sitk.Image) -> None:
+    image.SetSpacing(tuple(value * 1.5 for value in image.GetSpacing()))
+
+
+def flipped_direction(image: sitk.Image) -> None:
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    direction[:, 0] *= -1
+    image.SetDirection(direction.ravel().tolist())
+
+
+def rewrite_prediction(results_root: Path, case: str, change) -> None:
+    path = student_folder(results_root) / "fold_0" / "validation" / f"{case}{ENDING}"
+    image = sitk.ReadImage(str(path))
+    change(image)
+    sitk.WriteImage(image, str(path))
+
+
+@pytest.mark.parametrize("change, key", [(shifted_origin, "origin"), (stretched_spacing, "spacing"),
+                                         (flipped_direction, "direction")])
+def test_prediction_on_another_image_grid_is_refused(preprocessed_root, results_root, tmp_path, change, key):
+    case = validation_cases(preprocessed_root, 0)[-1]
+    rewrite_prediction(results_root, case, change)
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert f"has the {key} (" in message and f"ground truth of case {case}" in message
+    assert f"{case}{ENDING}" in message and "rerun nnU-Net's validation" in message
+
+
+def test_prediction_whose_origin_differs_by_float_rounding_is_accepted(preprocessed_root, results_root, tmp_path):
+    case = validation_cases(preprocessed_root, 0)[0]
+    rewrite_prediction(results_root, case, lambda image: image.SetOrigin(
+        tuple(value + 1e-5 for value in image.GetOrigin())))  # well inside the 1e-3 mm tolerance
+    per_case = pd.read_csv(benchmark(preprocessed_root, results_root, tmp_path) / "per_case.csv")
+    assert (per_case[(per_case["trainer"] == TEACHER) & (per_case["class"] == "kidney")]["dsc"] == 1.0).all()
+
+
+def test_model_trained_on_another_label_set_is_refused(preprocessed_root, results_root, tmp_path):
+    dataset_file = student_folder(results_root) / "dataset.json"
+    dataset_json = json.loads(dataset_file.read_text())
+    dataset_file.write_text(json.dumps(dataset_json | {"labels": dataset_json["labels"] | {"cyst": 3}}))
+    message = refusal(preprocessed_root, results_root, tmp_path)
+    assert f"trainer {STUDENT!r} cannot be benchmarked" in message and "'cyst': 3" in message
+    assert "was trained on the labels" in message and "retrain it on this dataset" in message
+
+
+@pytest.mark.parametrize("protocol", ["paper", "standard"])
+def test_tumour_class_that_the_dataset_lacks_is_refused(preprocessed_root, results_root, tmp_path, protocol):
+    message = refusal(preprocessed_root, results_root, tmp_path, protocol=protocol, tumour_label="liver")
+    assert "no class 'liver'" in message and "kidney (1), tumor (2)" in message and "--tumour-label" in message
+
+
+def test_cuda_timing_without_a_gpu_is_refused(preprocessed_root, results_root, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    message = refusal(preprocessed_root, results_root, tmp_path, speed=True, devices=("cpu", "cuda"))
+    assert "--device cuda" in message and "no CUDA device" in message and "--no-speed" in message
 
 
 def test_results_folder_of_another_dataset_is_refused(preprocessed_root, results_root, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunetv2_hlfd.evaluation import metrics
+from nnunetv2_hlfd.evaluation import compression, metrics
 from nnunetv2_hlfd.evaluation.command import (ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS, add_parser,
                                               settings_from_args)
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
@@ -22,10 +22,27 @@ def parse(*argv: str):
 
 # --- options -----------------------------------------------------------------------------
 
-def test_defaults_score_all_five_folds_and_time_on_the_cpu_only():
+def test_defaults_score_all_five_folds_and_leave_the_devices_to_the_hardware():
     settings = settings_from_args(parse())
-    assert settings.folds == ALL_FOLDS and settings.devices == ("cpu",) and settings.speed
+    assert settings.folds == ALL_FOLDS and settings.devices is None and settings.speed
     assert settings.reference == "nnUNetTrainerStudent" and not settings.run_missing_validation
+    assert settings.volume_cases == 3
+
+
+@pytest.mark.parametrize("gpu, expected", [(True, ("cpu", "cuda")), (False, ("cpu",))])
+def test_default_devices_add_the_gpu_where_torch_sees_one(monkeypatch, gpu, expected):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu)
+    assert compression.timing_devices(settings_from_args(parse()).devices) == expected
+
+
+def test_devices_named_on_the_command_line_are_kept_even_with_a_gpu(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert compression.timing_devices(settings_from_args(parse("--device", "cpu")).devices) == ("cpu",)
+
+
+def test_volume_cases_below_one_are_refused():
+    with pytest.raises(ValueError, match="--volume-cases must be at least 1"):
+        settings_from_args(parse("--volume-cases", "0"))
 
 
 def test_no_speed_switches_timing_off():
@@ -111,3 +128,43 @@ def test_compression_table_has_one_speed_column_per_measure_and_device():
     ("volume_latency_s_cpu", math.nan, "n/a")])
 def test_report_cells_are_formatted_by_what_the_column_holds(column, value, text):
     assert format_cell(column, value) == text
+
+
+# --- latency per whole validation volume -------------------------------------------------
+
+def test_volume_latency_is_the_median_over_cases_of_each_cases_median():
+    # Per-case medians: a of (1, 3, 2) is 2, b of (5,) is 5, c of (0.5, 0.7) is 0.6;
+    # their median is 2 (not the mean 2.53, nor the first case alone).
+    summary = compression.volume_summary({"a": (10.0, [1.0, 3.0, 2.0]), "b": (30.0, [5.0]),
+                                          "c": (20.0, [0.5, 0.7])})
+    assert summary["volume_latency_s"] == pytest.approx(2.0)
+    assert summary["volume_peak_memory_mib"] == 30.0  # the largest case's
+    assert (summary["cases"], summary["n_cases"]) == ("a b c", 3)
+
+
+class FakeDataset:
+    def validation_cases(self, fold):
+        return {0: ["c1", "c2", "c3", "c4"], 1: ["d1"]}[fold]
+
+
+@pytest.mark.parametrize("volume_cases, expected", [(2, ["c1", "c2"]), (9, ["c1", "c2", "c3", "c4"])])
+def test_volumes_are_timed_on_the_first_validation_cases_of_the_first_fold(monkeypatch, volume_cases, expected):
+    timed = []
+    monkeypatch.setattr(compression, "network_cost", lambda model: {"trainer": model})
+    monkeypatch.setattr(compression, "measure_speed", lambda model, fold, cases, dataset, device, repetitions:
+                        timed.append((model, fold, list(cases), device.type)) or {"trainer": model})
+    settings = argparse.Namespace(speed=True, folds=(0, 1), volume_cases=volume_cases, devices=("cpu",),
+                                  repetitions=1)
+    compression.measure_models(["teacher", "student"], FakeDataset(), settings)
+    assert timed == [("teacher", 0, expected, "cpu"), ("student", 0, expected, "cpu")]
+
+
+def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
+    from nnunetv2_hlfd.evaluation.report import tumour_source_note
+
+    per_case = pd.DataFrame({"trainer": ["a", "a", "b", "b"],
+                             "tumour_source": ["probability > 0.4", "probability > 0.4", "segmentation",
+                                               "segmentation"]})
+    note = tumour_source_note(per_case)[0]
+    assert "a: probability > 0.4 (2 cases); b: segmentation (2 cases)" in note and "--npz" in note
+    assert tumour_source_note(per_case.drop(columns="tumour_source")) == []

@@ -18,11 +18,12 @@ import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
-from nnunetv2_hlfd.evaluation.metrics import LabelOrRegion, evaluate_case, paper_protocol_scores
+from nnunetv2_hlfd.evaluation.metrics import (PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, evaluate_case,
+                                              paper_protocol_scores, paper_protocol_scores_from_probabilities)
 from nnunetv2_hlfd.evaluation.results import (BenchmarkDataset, BenchmarkInputError, FoldPredictions, ModelFolder,
                                               check_folds_trained, check_ground_truth, check_model_folder,
-                                              check_no_extra_predictions, check_prediction, fold_predictions,
-                                              open_dataset, parse_model, raise_missing_validation,
+                                              check_no_extra_predictions, check_prediction, check_trainer_classes,
+                                              fold_predictions, open_dataset, parse_model, raise_missing_validation,
                                               read_segmentation, run_validation)
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
@@ -46,7 +47,8 @@ class CaseJob:
     fold: int
     case: str
     reference: Path
-    predictions: tuple[tuple[str, Path], ...]  # (model label, prediction file)
+    # (model label, prediction file, its probabilities file or None: scored from the prediction file)
+    predictions: tuple[tuple[str, Path, Path | None], ...]
 
 
 @dataclass(frozen=True)
@@ -63,33 +65,60 @@ class CaseEvaluator:
     tolerance_mm: float
     convention: str
     lesion_iou_threshold: float | None
+    tumour_channel: int | None = None  # of the tumour in nnU-Net's saved probabilities
 
     def __call__(self, job: CaseJob) -> list[dict]:
-        reference, spacing = read_segmentation(job.reference, self.reader)
+        reference = read_segmentation(job.reference, self.reader)
         rows = []
-        for label, path in job.predictions:
-            prediction, _ = read_segmentation(path, self.reader)
-            check_prediction(prediction, reference, self.allowed_labels, path)
-            rows += per_case_rows(label, job.fold, job.case, self.scores(prediction, reference, spacing),
-                                  self.class_names)
+        for label, path, probabilities in job.predictions:
+            prediction = read_segmentation(path, self.reader)
+            check_prediction(prediction, reference, self.allowed_labels, path, job.case)
+            scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
+            rows += per_case_rows(label, job.fold, job.case, scores, self.class_names)
         return rows
 
-    def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing) -> dict:
-        prediction, reference = self.without_ignored_voxels(prediction, reference)
+    def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing, probabilities: Path | None = None) -> dict:
+        ignored = self.ignored_voxels(reference)
+        if ignored is not None:
+            prediction, reference = np.where(ignored, 0, prediction), np.where(ignored, 0, reference)
         if self.protocol == "paper":
-            tumour = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour),
-                                           region_or_label_to_mask(reference, self.tumour))
-            return {self.tumour: {"dsc": tumour.dsc, "rvd": tumour.rvd, "n_tumour_slices": tumour.n_slices}}
+            return {self.tumour: self.paper_scores(prediction, reference, probabilities, ignored)}
         return evaluate_case(prediction, reference, spacing, self.classes, self.tolerance_mm,
                              convention=self.convention, lesion_iou_threshold=self.lesion_iou_threshold)
 
-    def without_ignored_voxels(self, prediction: np.ndarray, reference: np.ndarray):
+    def ignored_voxels(self, reference: np.ndarray) -> np.ndarray | None:
         """Unannotated voxels (the ignore label) count as background in both, so, as in nnU-Net's
         own validation, they add neither false positives nor false negatives to any class."""
-        if self.ignore_label is None:
-            return prediction, reference
-        ignored = reference == self.ignore_label
-        return np.where(ignored, 0, prediction), np.where(ignored, 0, reference)
+        return None if self.ignore_label is None else reference == self.ignore_label
+
+    def paper_scores(self, prediction: np.ndarray, reference: np.ndarray, probabilities: Path | None,
+                     ignored: np.ndarray | None) -> dict:
+        """The reference code's tumour scores: of the tumour probability > 0.4 where nnU-Net saved
+        probabilities, else of the segmentation (its argmax)."""
+        reference_tumour = region_or_label_to_mask(reference, self.tumour)
+        if probabilities is None:
+            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour)
+            source = "segmentation"
+        else:
+            probability = self.tumour_probability(probabilities, reference.shape)
+            if ignored is not None:
+                probability = np.where(ignored, 0.0, probability)
+            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour)
+            source = f"probability > {PAPER_PROTOCOL_THRESHOLD:g}"
+        return {"dsc": scores.dsc, "rvd": scores.rvd, "n_tumour_slices": scores.n_slices, "tumour_source": source}
+
+    def tumour_probability(self, path: Path, shape: tuple[int, ...]) -> np.ndarray:
+        """The tumour channel of nnU-Net's `<case>.npz` (`probabilities`: one channel per label, or
+        per region, on the grid of the exported segmentation)."""
+        with np.load(path) as saved:
+            probabilities = saved["probabilities"] if "probabilities" in saved.files else None
+        if probabilities is None or probabilities.shape[1:] != shape or len(probabilities) <= self.tumour_channel:
+            found = "no array 'probabilities'" if probabilities is None else \
+                f"probabilities of shape {probabilities.shape}"
+            raise BenchmarkInputError(f"{path} holds {found}, but nnU-Net's export for this case has one channel per "
+                                      f"class (the tumour is channel {self.tumour_channel}) on the ground truth's grid "
+                                      f"{shape}; it is not this prediction's: delete it, or rerun validation with --npz")
+        return probabilities[self.tumour_channel]
 
 
 def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
@@ -97,7 +126,16 @@ def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
     manager = dataset.label_manager
     return CaseEvaluator(dataset.plans_manager.image_reader_writer_class(), tuple(dataset.classes()),
                          dataset.class_names(), tuple(manager.all_labels), manager.ignore_label, settings.protocol,
-                         tumour, settings.tolerance_mm, settings.empty_convention, settings.lesion_iou_threshold)
+                         tumour, settings.tolerance_mm, settings.empty_convention, settings.lesion_iou_threshold,
+                         probability_channel(dataset, tumour))
+
+
+def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
+    """nnU-Net saves one probability channel per label (softmax), or per region (sigmoid)."""
+    if tumour is None:
+        return None
+    manager = dataset.label_manager
+    return list(manager.foreground_regions if manager.has_regions else manager.all_labels).index(tumour)
 
 
 def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: bool) -> LabelOrRegion | None:
@@ -120,14 +158,41 @@ def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: boo
 
 # --- all cases --------------------------------------------------------------------------
 
-def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset) -> list[CaseJob]:
+def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
+              with_probabilities: frozenset[tuple[str, int]] = frozenset()) -> list[CaseJob]:
+    """One job per validation case; the (model, fold) pairs in `with_probabilities` are scored
+    from their saved probabilities (`<case>.npz` beside each prediction)."""
     by_fold: dict[int, list[FoldPredictions]] = {}
     for fold_prediction in predictions:
         by_fold.setdefault(fold_prediction.fold, []).append(fold_prediction)
-    return [CaseJob(fold, case, dataset.reference_file(case),
-                    tuple((p.model.label, p.model.validation_folder(fold) / f"{case}{dataset.file_ending}")
-                          for p in models))
+
+    def prediction(p: FoldPredictions, case: str) -> tuple[str, Path, Path | None]:
+        folder = p.model.validation_folder(p.fold)
+        probabilities = folder / f"{case}.npz" if (p.model.label, p.fold) in with_probabilities else None
+        return p.model.label, folder / f"{case}{dataset.file_ending}", probabilities
+
+    return [CaseJob(fold, case, dataset.reference_file(case), tuple(prediction(p, case) for p in models))
             for fold, models in by_fold.items() for case in models[0].expected]
+
+
+def folds_with_probabilities(predictions: Sequence[FoldPredictions]) -> frozenset[tuple[str, int]]:
+    """For the paper protocol: the (model, fold) pairs whose validation folder holds nnU-Net's
+    probabilities of every case (`<case>.npz`, written by validation with --npz), which are cut
+    at the reference code's 0.4. The others are scored from their segmentations, as printed."""
+    chosen = set()
+    for p in predictions:
+        folder = p.model.validation_folder(p.fold)
+        saved = sum((folder / f"{case}.npz").is_file() for case in p.expected)
+        if saved == len(p.expected):
+            chosen.add((p.model.label, p.fold))
+            print(f"Paper protocol, {p.model.label} fold {p.fold}: tumour probability > "
+                  f"{PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities (<case>.npz), as the reference code")
+        else:
+            print(f"Paper protocol, {p.model.label} fold {p.fold}: {folder} holds probabilities of {saved} of "
+                  f"{len(p.expected)} cases, so its segmentations (nnU-Net's argmax) are scored instead of tumour "
+                  f"probability > {PAPER_PROTOCOL_THRESHOLD:g}; for the reference code's rule rerun validation "
+                  f"with --npz (nnUNetv2_train ... --val --npz)")
+    return frozenset(chosen)
 
 
 def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int) -> pd.DataFrame:
@@ -152,6 +217,7 @@ def benchmarked_models(settings: BenchmarkSettings, dataset: BenchmarkDataset) -
         raise BenchmarkInputError(f"a trainer is named twice in --trainers ({', '.join(labels)}); name each once")
     for model in models:
         check_model_folder(model, dataset)
+    check_trainer_classes(models)  # needed for the compression report: fail before scoring, not after
     if settings.reference not in labels:
         raise BenchmarkInputError(f"the reference trainer {settings.reference!r} is not among the benchmarked "
                                   f"trainers ({', '.join(labels)}); add it to --trainers or choose --reference")
@@ -200,7 +266,8 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
 
     dataset = open_dataset(settings.dataset, settings.plans, Path(preprocessed_root or nnUNet_preprocessed),
                            Path(results_root or nnUNet_results))
-    settings = replace(settings, dataset=dataset.name)  # the report names the dataset, not the id given
+    # the report names the dataset, not the id given, and the devices timed on
+    settings = replace(settings, dataset=dataset.name, devices=compression.timing_devices(settings.devices))
     output = default_output(settings, dataset)
     report.refuse_existing_output(output, settings.overwrite)
     models = benchmarked_models(settings, dataset)
@@ -211,8 +278,9 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
         compression.check_devices(settings.devices)
     predictions = complete_predictions(models, settings, dataset)
 
-    table = evaluate_cases(case_jobs(predictions, dataset), case_evaluator(dataset, settings, tumour),
-                           settings.num_processes)
+    with_probabilities = folds_with_probabilities(predictions) if settings.protocol == "paper" else frozenset()
+    table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
+                           case_evaluator(dataset, settings, tumour), settings.num_processes)
     results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour))
     costs = compression.measure_models(models, dataset, settings)
     compression_table = report.write_benchmark(output, results, costs)

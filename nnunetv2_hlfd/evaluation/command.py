@@ -18,6 +18,7 @@ PROTOCOLS = ("standard", "paper")
 EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
 DEFAULT_TOLERANCE_MM = 1.0
 DEFAULT_REPETITIONS = 3
+DEFAULT_VOLUME_CASES = 3
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class BenchmarkSettings:
     run_missing_validation: bool = False
     speed: bool = True
     repetitions: int = DEFAULT_REPETITIONS
-    devices: tuple[str, ...] = ("cpu",)
+    volume_cases: int = DEFAULT_VOLUME_CASES
+    devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
     num_processes: int = 1
 
 
@@ -82,22 +84,26 @@ def add_parser(subparsers) -> None:
                         help="skip latency and peak memory (parameters and multiply-adds are always reported)")
     parser.add_argument("--repetitions", type=int, default=DEFAULT_REPETITIONS,
                         help="timed runs per latency, the median is reported (default: %(default)s)")
-    parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "cuda"), default=["cpu"],
-                        help="devices to time on (default: cpu; e.g. --device cpu cuda)")
+    parser.add_argument("--volume-cases", type=int, default=DEFAULT_VOLUME_CASES,
+                        help="validation cases (the first of the first fold) whose whole-volume prediction is "
+                             "timed; the median over them is reported (default: %(default)s)")
+    parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "cuda"),
+                        help="devices to time on (default: cpu, and cuda where torch sees a GPU)")
     parser.add_argument("-np", "--num-processes", type=int, default=1,
                         help="processes scoring cases in parallel (default: %(default)s)")
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     for option, value, least in (("--repetitions", args.repetitions, 1), ("--tolerance-mm", args.tolerance_mm, 0),
-                                 ("--num-processes", args.num_processes, 1)):
+                                 ("--num-processes", args.num_processes, 1), ("--volume-cases", args.volume_cases, 1)):
         if value < least:
             raise ValueError(f"{option} must be at least {least}, got {value}")
     for option, values in (("--folds", args.folds), ("--trainers", args.trainers)):
         if len(set(values)) != len(values):
             raise ValueError(f"{option} names an entry twice: {' '.join(map(str, values))}")
     chosen = {field.name: getattr(args, field.name) for field in fields(BenchmarkSettings)}
-    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in ("trainers", "folds", "devices")})
+    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in ("trainers", "folds", "devices")
+                                         if chosen[name] is not None})
 
 
 def run(args: argparse.Namespace) -> None:

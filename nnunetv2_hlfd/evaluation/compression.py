@@ -1,14 +1,16 @@
 """The compression report's measurements: what each trained model costs.
 
 Always: parameters and multiply-adds per patch of the inference network (no deep
-supervision), counted on the meta device by `nnunetv2_hlfd.cost`. Optionally, per device:
-latency and peak memory of one network forward pass on one patch, and of nnU-Net's own
-prediction of one preprocessed validation case (`nnUNetPredictor`, sliding window with
-nnUNetv2_predict's defaults: step 0.5, Gaussian weighting, mirroring; the logits path,
-without resampling or export).
+supervision), counted on the meta device by `nnunetv2_hlfd.cost`. Optionally, per device
+(default: the CPU, and the GPU where torch sees one): latency and peak memory of one
+network forward pass on one patch, and of nnU-Net's own prediction of whole preprocessed
+validation cases (`nnUNetPredictor`, sliding window with nnUNetv2_predict's defaults: step
+0.5, Gaussian weighting, mirroring; the logits path, without resampling or export): the
+first `volume_cases` validation cases of the first benchmarked fold.
 
 Each measured call runs once untimed, which warms up and measures peak memory, then
-`repetitions` times timed; the latency is the median.
+`repetitions` times timed; a case's latency is the median of its timings, the volume
+latency the median over the cases, and the volume peak memory the largest of the cases.
 Peak memory, on a GPU: torch.cuda.max_memory_allocated during the call (weights, input,
 activations and output together). On the CPU: how far the process's peak resident set
 size (VmHWM in /proc/self/status, reset through /proc/self/clear_refs; Linux) rose above
@@ -37,6 +39,8 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.cost import model_cost
+from nnunetv2_hlfd.trainer_classes import environment
+from nnunetv2_hlfd.evaluation import results
 from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputError, ModelFolder
 
 MIB = 2 ** 20
@@ -58,12 +62,19 @@ def measure_models(models: Sequence[ModelFolder], dataset: BenchmarkDataset, set
     cost = pd.DataFrame([network_cost(model) for model in models])
     if not settings.speed:
         return ModelCosts(cost, None)
-    # one case for every model: the first validation case of the first benchmarked fold
+    # the same cases for every model: the first validation cases of the first benchmarked fold
     fold = settings.folds[0]
-    case = dataset.validation_cases(fold)[0]
-    speed = [measure_speed(model, fold, case, dataset, torch.device(device), settings.repetitions)
-             for model in models for device in settings.devices]
+    cases = dataset.validation_cases(fold)[:settings.volume_cases]
+    speed = [measure_speed(model, fold, cases, dataset, torch.device(device), settings.repetitions)
+             for model in models for device in timing_devices(settings.devices)]
     return ModelCosts(cost, pd.DataFrame(speed))
+
+
+def timing_devices(devices: Sequence[str] | None) -> tuple[str, ...]:
+    """The devices asked for; by default the CPU and, where torch sees one, the GPU."""
+    if devices:
+        return tuple(devices)
+    return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
 
 # --- parameters and multiply-adds -----------------------------------------------------------
@@ -94,10 +105,8 @@ class ModelPlans:
 
 
 def network_cost(model: ModelFolder) -> dict:
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-
     plans = ModelPlans.of(model)
-    trainer_class = recursive_find_trainer_class_by_name(model.trainer)
+    trainer_class = results.trainer_class(model)
     heads = plans.plans_manager.get_label_manager(plans.dataset_json).num_segmentation_heads
     cost = model_cost(lambda: trainer_class.build_network_architecture(
         plans.plans_manager, plans.configuration_manager, plans.num_input_channels, heads,
@@ -108,36 +117,49 @@ def network_cost(model: ModelFolder) -> dict:
 
 # --- latency and peak memory --------------------------------------------------------------
 
-def measure_speed(model: ModelFolder, fold: int, case: str, dataset: BenchmarkDataset, device: torch.device,
-                  repetitions: int) -> dict:
-    print(f"Timing {model.label} on {device.type}: one patch and validation case {case}, "
-          f"{repetitions} repetition(s)")
+def measure_speed(model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
+                  device: torch.device, repetitions: int) -> dict:
+    print(f"Timing {model.label} on {device.type}: one patch and {len(cases)} validation case(s) "
+          f"({', '.join(cases)}), {repetitions} repetition(s) each")
     predictor = load_predictor(model, fold, device)
-    volume = load_preprocessed_case(model, case, dataset)
-    patch = torch.randn((1, volume.shape[0], *ModelPlans.of(model).patch_size), device=device)
     network = predictor.network.to(device).eval()
     network.load_state_dict(predictor.list_of_parameters[0])
+    plans = ModelPlans.of(model)
+    patch = torch.randn((1, plans.num_input_channels, *plans.patch_size), device=device)
 
     def forward_patch():
         with torch.inference_mode(), autocast_as_nnunet(device):
             network(patch)
 
-    def predict_volume():
-        predictor.predict_logits_from_preprocessed_data(volume)
-
     with nnunet_thread_count(device):
         threads = torch.get_num_threads()
         patch_memory, patch_seconds = measure_call(forward_patch, device, repetitions)
-        volume_memory, volume_seconds = measure_call(predict_volume, device, repetitions)
+        volumes = {case: measure_volume(predictor, model, case, dataset, device, repetitions) for case in cases}
     return {"trainer": model.label, "device": device.type, "hardware": hardware_name(device),
-            "threads": threads, "case": case, "repetitions": repetitions,
+            "threads": threads, "repetitions": repetitions,
             "patch_latency_ms": 1000 * statistics.median(patch_seconds),
             "patch_peak_memory_mib": patch_memory,
-            "volume_latency_s": statistics.median(volume_seconds),
-            "volume_peak_memory_mib": volume_memory,
-            "memory_measure": MEMORY_MEASURES[device.type],
             "patch_latencies_ms": [round(1000 * s, 3) for s in patch_seconds],
-            "volume_latencies_s": [round(s, 4) for s in volume_seconds]}
+            "memory_measure": MEMORY_MEASURES[device.type]} | volume_summary(volumes)
+
+
+def volume_summary(volumes: dict[str, tuple[float, list[float]]]) -> dict:
+    """{case: (peak MiB, timed seconds)} to the volume measures: the median over the cases of
+    each case's median latency, and the largest peak memory."""
+    case_latencies = {case: statistics.median(seconds) for case, (_, seconds) in volumes.items()}
+    return {"cases": " ".join(volumes), "n_cases": len(volumes),
+            "volume_latency_s": statistics.median(case_latencies.values()),
+            "volume_peak_memory_mib": max(memory for memory, _ in volumes.values()),
+            "volume_latency_s_per_case": json.dumps({case: round(s, 4) for case, s in case_latencies.items()}),
+            "volume_latencies_s": json.dumps({case: [round(s, 4) for s in seconds]
+                                              for case, (_, seconds) in volumes.items()})}
+
+
+def measure_volume(predictor, model: ModelFolder, case: str, dataset: BenchmarkDataset, device: torch.device,
+                   repetitions: int) -> tuple[float, list[float]]:
+    """nnU-Net's sliding-window prediction of one whole preprocessed case: (peak MiB, seconds)."""
+    volume = load_preprocessed_case(model, case, dataset)
+    return measure_call(lambda: predictor.predict_logits_from_preprocessed_data(volume), device, repetitions)
 
 
 def check_devices(devices: Sequence[str]) -> None:
@@ -158,8 +180,10 @@ def load_predictor(model: ModelFolder, fold: int, device: torch.device):
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
                                 perform_everything_on_device=device.type == "cuda", device=device,
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model.path), use_folds=(fold,),
-                                                   checkpoint_name=model.checkpoint(fold).name)
+    # nnU-Net looks the trainer class up itself: where the benchmark found it (results.trainer_class)
+    with environment(nnUNet_extTrainer=results.trainer_search_path()):
+        predictor.initialize_from_trained_model_folder(str(model.path), use_folds=(fold,),
+                                                       checkpoint_name=model.checkpoint(fold).name)
     return predictor
 
 

@@ -120,6 +120,7 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n",
         f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
         f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n",
+        *tumour_source_note(results.per_case),
         "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
         results_table(results, "cases"),
         "## Results: mean ± std of the fold means\n",
@@ -139,6 +140,17 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         frame_to_markdown(compression),
     ]
     return "\n".join(sections)
+
+
+def tumour_source_note(per_case: pd.DataFrame) -> list[str]:
+    """Paper protocol: what each trainer's tumour masks were cut from (per_case.csv: tumour_source)."""
+    if "tumour_source" not in per_case.columns:
+        return []
+    sources = per_case.groupby("trainer", sort=False)["tumour_source"].agg(
+        lambda source: ", ".join(f"{name} ({count} cases)" for name, count in source.value_counts().items()))
+    return ["Tumour masks: " + "; ".join(f"{trainer}: {text}" for trainer, text in sources.items()) +
+            ". probability > 0.4: the saved probabilities (<case>.npz) cut as the reference code cuts them; "
+            "segmentation: nnU-Net's argmax, where validation saved no probabilities (rerun it with --npz).\n"]
 
 
 # --- the output folder --------------------------------------------------------------------

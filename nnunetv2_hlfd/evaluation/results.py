@@ -9,6 +9,7 @@ is `<preprocessed>/<dataset>/gt_segmentations`, the files nnU-Net's validation c
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -174,6 +175,41 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
         raise BenchmarkInputError(problems, summary=f"trainer {model.label!r} cannot be benchmarked:")
 
 
+def trainer_search_path() -> str:
+    """Where trainer classes are looked for: nnU-Net's own, then nnUNet_extTrainer, then this
+    checkout's trainers/ (as `nnunetv2_hlfd.trainer_classes.find_trainer_class` searches)."""
+    from nnunetv2_hlfd.trainer_classes import REPOSITORY_TRAINERS
+
+    paths = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(REPOSITORY_TRAINERS)]
+    return os.pathsep.join(dict.fromkeys(p for p in paths if p))
+
+
+def trainer_class(model: ModelFolder) -> type:
+    """The model's trainer class; it builds the network whose cost and speed are measured."""
+    from nnunetv2_hlfd.trainer_classes import find_trainer_class
+
+    try:
+        return find_trainer_class(model.trainer)
+    except (RuntimeError, AssertionError) as error:  # nnU-Net: not found / not an nnUNetTrainer
+        raise BenchmarkInputError(
+            f"{model.path} exists, but its trainer class {model.trainer!r} cannot be loaded: no subclass of "
+            f"nnUNetTrainer of that name is in nnunetv2.training.nnUNetTrainer or in the folders searched "
+            f"({trainer_search_path()}). Point the nnUNet_extTrainer environment variable (paths separated by "
+            f"{os.pathsep!r}) at the folder that defines {model.trainer}, or install the package that provides "
+            f"it; without the class its network cannot be built") from error
+
+
+def check_trainer_classes(models: Sequence[ModelFolder]) -> None:
+    problems = []
+    for model in models:
+        try:
+            trainer_class(model)
+        except BenchmarkInputError as error:
+            problems += error.problems
+    if problems:
+        raise BenchmarkInputError(problems, summary="trainer classes not found:")
+
+
 def check_folds_trained(models: Sequence[ModelFolder], folds: Sequence[int], dataset: BenchmarkDataset) -> None:
     problems = []
     for model in models:
@@ -265,17 +301,69 @@ def run_validation(dataset: BenchmarkDataset, model: ModelFolder, fold: int, dev
 
 # --- reading segmentations ----------------------------------------------------------------
 
-def read_segmentation(path: Path, reader) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A label map and its spacing, both in nnU-Net's (z, y, x) order, read as nnU-Net reads it."""
+# How far a prediction's grid may lie from its ground truth's: mm for spacing and origin,
+# direction cosines unitless. NIfTI stores them as float32, ~1e-5 at a typical origin.
+GEOMETRY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A label map in nnU-Net's (z, y, x) order and the grid it lies on: `geometry` holds the
+    spacing in that order and, where the reader records them, origin and direction
+    (SimpleITK) or the affine (nibabel), as the files give them."""
+
+    array: np.ndarray
+    geometry: dict[str, tuple[float, ...]]
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        return self.geometry["spacing"]
+
+
+def image_geometry(properties: dict) -> dict[str, tuple[float, ...]]:
+    geometry = {"spacing": tuple(float(s) for s in properties["spacing"])}
+    sitk_stuff = properties.get("sitk_stuff", {})
+    for key in ("origin", "direction"):
+        if key in sitk_stuff:
+            geometry[key] = tuple(float(v) for v in sitk_stuff[key])
+    nibabel_stuff = properties.get("nibabel_stuff", {})
+    if "original_affine" in nibabel_stuff:
+        geometry["affine"] = tuple(np.asarray(nibabel_stuff["original_affine"], dtype=float).ravel().tolist())
+    return geometry
+
+
+def read_segmentation(path: Path, reader) -> Segmentation:
+    """A label map and its grid, read as nnU-Net reads it."""
     segmentation, properties = reader.read_seg(str(path))
-    return segmentation[0], tuple(float(s) for s in properties["spacing"])
+    return Segmentation(segmentation[0], image_geometry(properties))
 
 
-def check_prediction(prediction: np.ndarray, reference: np.ndarray, allowed_labels: Iterable[int],
-                     path: Path) -> None:
-    if prediction.shape != reference.shape:
-        raise BenchmarkInputError(f"{path} has shape {prediction.shape} but its ground truth has "
-                                  f"{reference.shape}; it was not predicted for this dataset: rerun validation")
+def check_prediction(prediction: Segmentation, reference: Segmentation, allowed_labels: Iterable[int],
+                     path: Path, case: str) -> None:
+    """The prediction lies on its ground truth's grid and holds only labels of the dataset."""
+    check_prediction_grid(prediction, reference, path, case)
+    check_prediction_labels(prediction.array, allowed_labels, path)
+
+
+def check_prediction_grid(prediction: Segmentation, reference: Segmentation, path: Path, case: str) -> None:
+    if prediction.array.shape != reference.array.shape:
+        raise BenchmarkInputError(f"{path} has shape {prediction.array.shape} but the ground truth of case {case} has "
+                                  f"{reference.array.shape}; it was not predicted for this dataset: rerun validation")
+    for key in sorted(set(prediction.geometry) & set(reference.geometry)):
+        ours, theirs = prediction.geometry[key], reference.geometry[key]
+        if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=0, atol=GEOMETRY_TOLERANCE):
+            raise BenchmarkInputError(
+                f"{path} has the {key} {_rounded(ours)} but the ground truth of case {case} has {_rounded(theirs)}: "
+                f"the prediction lies on another image grid (predicted from other images, or the dataset was "
+                f"converted again since), so its voxels do not match the reference's; rerun nnU-Net's validation "
+                f"of this fold (nnUNetv2_train ... --val)")
+
+
+def _rounded(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+def check_prediction_labels(prediction: np.ndarray, allowed_labels: Iterable[int], path: Path) -> None:
     allowed = sorted(int(label) for label in allowed_labels)
     # nnU-Net's readers return label maps as floats: "7", not "7.0", in the message
     unexpected = [f"{value:g}" for value in np.unique(prediction).tolist() if value not in allowed]
