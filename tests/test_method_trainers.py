@@ -25,6 +25,7 @@ PEER_METHODS = {
     "nnUNetTrainerIFVD": ["IFVD"],
     "nnUNetTrainerCWD": ["CWD"],
     "nnUNetTrainerEMKD": ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"],
+    "nnUNetTrainerSKD_Holistic": ["SKD_pixel", "SKD_pair", "SKD_holistic"],
 }
 ABLATIONS = {
     "nnUNetTrainerHLFD_FLFD": ["UFD", "IFD"],

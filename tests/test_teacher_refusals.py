@@ -88,22 +88,23 @@ def test_teacher_with_other_preprocessing_is_refused_naming_the_field(teacher_co
     assert "spacing (teacher [1.5, 1.5]" in refusal("preprocessing differs")
 
 
-def test_teacher_with_other_normalisation_is_refused_naming_the_scheme(teacher_copy):
-    def z_score(plans):
-        plans["configurations"]["2d"]["normalization_schemes"] = ["ZScoreNormalization"]
-    edit_json(teacher_copy / "plans.json", z_score)
-    message = refusal("preprocessing differs")
-    assert "normalization_schemes (teacher ['ZScoreNormalization'], student ['CTNormalization'])" in message
-    assert "Train the student with the teacher's plans (-p nnUNetPlans)" in message
+def _z_score(plans):
+    plans["configurations"]["2d"]["normalization_schemes"] = ["ZScoreNormalization"]
 
 
-def test_teacher_with_other_intensity_statistics_is_refused(teacher_copy):
-    def brighter(plans):
-        plans["foreground_intensity_properties_per_channel"]["0"]["mean"] += 100.0
-    edit_json(teacher_copy / "plans.json", brighter)
+def _brighter(plans):
+    plans["foreground_intensity_properties_per_channel"]["0"]["mean"] += 100.0
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (_z_score, ["normalization_schemes (teacher ['ZScoreNormalization'], student ['CTNormalization'])",
+                "Train the student with the teacher's plans (-p nnUNetPlans)"]),
+    (_brighter, ["foreground_intensity_properties_per_channel (teacher", "a teacher preprocessed like the student"]),
+], ids=["normalisation scheme", "intensity statistics"])
+def test_teacher_with_other_intensity_normalisation_is_refused_naming_it(teacher_copy, edit, expected):
+    edit_json(teacher_copy / "plans.json", edit)
     message = refusal("preprocessing differs")
-    assert "foreground_intensity_properties_per_channel (teacher" in message
-    assert "a teacher preprocessed like the student" in message
+    assert all(fragment in message for fragment in expected), message
 
 
 def test_patch_the_teacher_strides_cannot_divide_is_refused(teacher_copy):

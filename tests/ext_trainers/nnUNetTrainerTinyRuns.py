@@ -52,7 +52,7 @@ def _project_trainer(name: str) -> type:
 _nnunet_find_trainer, recursive_find_trainer_class_by_name = recursive_find_trainer_class_by_name, _project_trainer
 
 METHOD_TRAINERS = ["nnUNetTrainerKD", "nnUNetTrainerAT", "nnUNetTrainerFitNets", "nnUNetTrainerSKD",
-                   "nnUNetTrainerIFVD", "nnUNetTrainerCWD", "nnUNetTrainerEMKD"]
+                   "nnUNetTrainerIFVD", "nnUNetTrainerCWD", "nnUNetTrainerEMKD", "nnUNetTrainerSKD_Holistic"]
 ABLATION_TRAINERS = ["nnUNetTrainerHLFD_FLFD", "nnUNetTrainerHLFD_PLFD", "nnUNetTrainerHLFD_UFD",
                      "nnUNetTrainerHLFD_IFD", "nnUNetTrainerHLFD_UPD", "nnUNetTrainerHLFD_IPD",
                      "nnUNetTrainerHLFD_HIFD", "nnUNetTrainerHLFD_PaperLoss"]
