@@ -208,6 +208,16 @@ def test_upd_uses_bernoulli_kl_for_region_outputs():
     assert region_value.item() != pytest.approx(softmax_value.item())
 
 
+@pytest.mark.parametrize("p", [2.0, 3.0, 4.0])
+def test_attention_gradient_is_autograds_through_pow(p):
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 42)
+    ours, = torch.autograd.grad((attention_map(x, p) * weights).sum(), x)
+    plain = F.normalize((x.float().pow(p).sum(1) / 5).flatten(1), dim=1)
+    theirs, = torch.autograd.grad((plain * weights).sum(), x)
+    assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
 def test_attention_of_an_all_zero_map_is_finite():
     assert torch.equal(attention_map(torch.zeros(2, 4, 8, 8)), torch.zeros(2, 64))
 

@@ -118,6 +118,8 @@ def terms_alone(trainer, batch: dict) -> Callable[[], None]:
     full_resolution_target = target[0]
 
     def run():
+        for m in [*student.encoder, *student.outputs]:
+            m.grad = None  # a step hands these gradients on; summing them into .grad run after run would not
         with trainer._autocast():
             values = trainer.distiller(student, teacher, full_resolution_target)
             loss = trainer.distiller.weighted_sum(trainer.distiller.finite_only(values)[0])
