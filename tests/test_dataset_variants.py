@@ -17,6 +17,7 @@ from conftest import DATASET_ID, DATASET_NAME, plan_and_preprocess, train_in_pro
 
 pytestmark = pytest.mark.integration
 IGNORE = 3
+REGIONS_DATASET_ID = 992
 
 
 def _second_channel(image: sitk.Image) -> sitk.Image:
@@ -74,8 +75,8 @@ def predict_one_validation_case(student, raw_root: Path, output: Path) -> np.nda
     return sitk.GetArrayFromImage(sitk.ReadImage(str(output / f"{case}.nii.gz")))
 
 
-def assert_terms_finite(trainer) -> None:
-    assert trainer.distiller.term_names == ["UFD", "IFD", "UPD", "IPD"]
+def assert_terms_finite(trainer, terms=("UFD", "IFD", "UPD", "IPD")) -> None:
+    assert trainer.distiller.term_names == list(terms)
     for term in trainer.distiller.term_names:
         assert np.isfinite(trainer.logger.get_value(f"distill_{term}", step=-1)), term
 
@@ -83,7 +84,7 @@ def assert_terms_finite(trainer) -> None:
 @pytest.fixture(scope="module")
 def regions_two_channels(nnunet_dirs, tmp_path_factory):
     raw = nnunet_dirs["nnUNet_raw"]
-    dataset_id = derive_dataset(raw, 992, "RegionsTwoChannels", {
+    dataset_id = derive_dataset(raw, REGIONS_DATASET_ID, "RegionsTwoChannels", {
         "channel_names": {"0": "CT", "1": "smoothedCT"},
         "labels": {"background": 0, "kidney_and_tumor": [1, 2], "tumor": [2]},
         "regions_class_order": [1, 2]}, two_channels=True)
@@ -115,6 +116,18 @@ def test_two_input_channels_reach_teacher_and_student(regions_two_channels):
     teacher_first_conv = next(m for m in student.teacher.network.modules() if isinstance(m, torch.nn.Conv2d))
     assert teacher_first_conv.in_channels == 2
     assert prediction.ndim == 3
+
+
+@pytest.mark.parametrize("method, terms", [("nnUNetTrainerIFVD", ["IFVD"]),
+                                           ("nnUNetTrainerEMKD", ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"])])
+def test_peer_methods_that_read_the_labels_distil_a_region_dataset(regions_two_channels, nnunet_dirs, tmp_path,
+                                                                    method, terms):
+    """Class prototypes (IFVD) and tumour regions (EMKD) from region masks, sigmoid heads throughout."""
+    student = train_in_process(f"{method}_tiny", "2d", dataset_id=REGIONS_DATASET_ID)
+    assert student.distiller.geometry.regions
+    assert_terms_finite(student, terms)
+    prediction = predict_one_validation_case(student, nnunet_dirs["nnUNet_raw"], tmp_path)
+    assert set(np.unique(prediction)) <= {0, 1, 2}
 
 
 def test_ignore_label_dataset_distils_and_never_predicts_the_ignore_label(sparse_labels):

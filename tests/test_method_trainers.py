@@ -147,18 +147,30 @@ def test_skd_holistic_trains_its_critic_in_a_step_and_restores_it(one_batch, tmp
         assert torch.equal(restored.distiller.state_dict()[key].cpu(), value.cpu()), key
 
 
-@pytest.mark.parametrize("name", [n for n in PEER_METHODS if n != PREDICTED_WITH_THE_COMMAND])
-def test_peer_student_predicts_through_nnunet(peer_runs, nnunet_dirs, name):
+def assert_predicts_through_nnunet(trainer, nnunet_dirs) -> None:
+    """nnU-Net's predictor, from the trained results folder alone, gives a label map of the case."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    trainer = peer_runs[name]
     image = first_validation_case(nnunet_dirs, trainer)
     predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False, use_mirroring=False)
     predictor.initialize_from_trained_model_folder(str(Path(trainer.output_folder).parent), (0,))
     # The in-process path of nnU-Net's predictor: no worker processes to start.
     prediction = predictor.predict_single_npy_array(*SimpleITKIO().read_images([str(image)]))
     assert_a_label_map(prediction, image)
+
+
+@pytest.mark.parametrize("name", [n for n in PEER_METHODS if n != PREDICTED_WITH_THE_COMMAND])
+def test_peer_student_predicts_through_nnunet(peer_runs, nnunet_dirs, name):
+    assert_predicts_through_nnunet(peer_runs[name], nnunet_dirs)
+
+
+@pytest.mark.parametrize("name", [*ABLATIONS, "nnUNetTrainerHLFD_PaperLoss"])
+def test_ablation_trains_an_epoch_and_its_student_predicts_through_nnunet(nnunet_dirs, teacher_2d, name):
+    trainer = train_one_epoch(name)
+    assert trainer.distiller.term_names == ABLATIONS.get(name, ["UFD", "IFD", "UPD", "IPD"])
+    assert (Path(trainer.output_folder) / "checkpoint_final.pth").is_file()
+    assert_predicts_through_nnunet(trainer, nnunet_dirs)
 
 
 def test_nnunetv2_predict_command_runs_a_peer_student(peer_runs, nnunet_dirs, tmp_path):
