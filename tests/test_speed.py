@@ -46,7 +46,7 @@ def count_decoder_calls(trainer, batch) -> int:
 
 def test_ratios_in_the_report_come_from_the_same_measurements():
     result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU,
-                             levers=("encoder_only",), warmup=0, steps=2)
+                             levers=(), warmup=0, steps=2)
     medians = {name: m.median for name, m in result.times.items()}
     assert all(len(m.raw_times) == 2 for m in result.times.values())
     assert result.ratio("HLFD step", "student step") == medians["HLFD step"] / medians["student step"]
@@ -54,6 +54,17 @@ def test_ratios_in_the_report_come_from_the_same_measurements():
         medians["HLFD step"] / (medians["student step"] + medians["teacher forward"]))
     assert sum(overhead_breakdown(result, "HLFD").values()) == pytest.approx(1.0)
     assert f"| {result.ratio('HLFD step', 'student step'):.3f} |" in markdown_report([result], ["HLFD"])
+
+
+def test_levers_are_timed_in_rounds_of_their_own_beside_their_references():
+    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU,
+                             levers=("encoder_only",), warmup=0, steps=2)
+    assert "teacher forward encoder only" not in result.times  # never in the steps' rounds
+    assert set(result.lever_times) == {"student step", "teacher forward", "teacher forward encoder only"}
+    lever = result.lever_times["teacher forward encoder only"].median
+    ratio = lever / result.lever_times["teacher forward"].median
+    assert f"| encoder only | {lever:.3f}" in markdown_report([result], ["HLFD"])
+    assert f"| {ratio:.2f}x |" in markdown_report([result], ["HLFD"])
 
 
 def test_each_callable_runs_once_per_round_and_warmup_is_discarded():

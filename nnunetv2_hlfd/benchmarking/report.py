@@ -1,6 +1,8 @@
 """The speed benchmark's results as Markdown tables (pasted into docs/BENCHMARKS.md)."""
 from __future__ import annotations
 
+import dataclasses
+
 from nnunetv2_hlfd.benchmarking.speed import PRECISION_TOLERANCE, SettingResult
 
 # Issue 6's targets: the distillation step within 1.10x (student step + teacher forward),
@@ -56,9 +58,10 @@ def levers_table(results: list[SettingResult], method: str) -> str:
     rows = ["| setting | lever | teacher forward (s) | vs fp32 teacher | step (s) | step / (student + fp32 teacher) | "
             "rel. error teacher maps / terms (tolerance) |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        for lever in (name.removeprefix("teacher forward ") for name in r.times
+        levers_round = dataclasses.replace(r, times=r.lever_times)  # ratios within the levers' own rounds
+        for lever in (name.removeprefix("teacher forward ") for name in r.lever_times
                       if name.startswith("teacher forward ")):
-            rows.append(_lever_row(r, method, lever))
+            rows.append(_lever_row(levers_round, method, lever))
     return "\n".join(rows)
 
 
@@ -80,6 +83,6 @@ def markdown_report(results: list[SettingResult], methods: list[str]) -> str:
     parts = [summary_table(results, method)]
     if len(methods) > 1:
         parts.append(other_methods_table(results, methods[1:]))
-    if any(name.startswith("teacher forward ") for r in results for name in r.times):
+    if any(r.lever_times for r in results):
         parts.append(levers_table(results, method))
     return "\n\n".join(parts)
