@@ -27,8 +27,13 @@ def environment(**variables: str):
                 os.environ[name] = value
 
 
+def trainer_search_path() -> str:
+    """nnUNet_extTrainer's folders, then this checkout's trainers/, each once (nnU-Net's own come first)."""
+    folders = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(REPOSITORY_TRAINERS)]
+    return os.pathsep.join(dict.fromkeys(p for p in folders if p))
+
+
 def find_trainer_class(trainer_name: str) -> type:
-    search_path = os.pathsep.join(p for p in (os.environ.get("nnUNet_extTrainer"), str(REPOSITORY_TRAINERS)) if p)
-    with environment(nnUNet_extTrainer=search_path), contextlib.redirect_stdout(io.StringIO()):
+    with environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
         return recursive_find_trainer_class_by_name(trainer_name)  # (redirected: nnU-Net narrates its search)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_fixtures import array, kits19, label_array, leftovers, make_kits_case, raw  # noqa: F401 (fixtures)
+from conversion_fixtures import array, kits19, label_array, leftovers, raw  # noqa: F401 (fixtures)
 
 from nnunetv2_hlfd.dataset_conversion import common
 from nnunetv2_hlfd.dataset_conversion.common import ConversionError
@@ -89,7 +89,7 @@ def run_killed(kits19: Path, raw: Path, patch: str, *, overwrite: bool = False,
                kill_when: Path | None = None) -> subprocess.CompletedProcess:
     """A real conversion in a subprocess with ``patch`` applied to ``common``, ended by SIGKILL: by the parent once
     ``kill_when`` exists, or by the patch itself."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
         from nnunetv2_hlfd.dataset_conversion import common

@@ -39,7 +39,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.trainer_classes import environment
+from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
 from nnunetv2_hlfd.evaluation import results
 from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputError, ModelFolder
 
@@ -181,7 +181,7 @@ def load_predictor(model: ModelFolder, fold: int, device: torch.device):
                                 perform_everything_on_device=device.type == "cuda", device=device,
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
     # nnU-Net looks the trainer class up itself: where the benchmark found it (results.trainer_class)
-    with environment(nnUNet_extTrainer=results.trainer_search_path()):
+    with environment(nnUNet_extTrainer=trainer_search_path()):
         predictor.initialize_from_trained_model_folder(str(model.path), use_folds=(fold,),
                                                        checkpoint_name=model.checkpoint(fold).name)
     return predictor

@@ -175,18 +175,9 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
         raise BenchmarkInputError(problems, summary=f"trainer {model.label!r} cannot be benchmarked:")
 
 
-def trainer_search_path() -> str:
-    """Where trainer classes are looked for: nnU-Net's own, then nnUNet_extTrainer, then this
-    checkout's trainers/ (as `nnunetv2_hlfd.trainer_classes.find_trainer_class` searches)."""
-    from nnunetv2_hlfd.trainer_classes import REPOSITORY_TRAINERS
-
-    paths = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(REPOSITORY_TRAINERS)]
-    return os.pathsep.join(dict.fromkeys(p for p in paths if p))
-
-
 def trainer_class(model: ModelFolder) -> type:
     """The model's trainer class; it builds the network whose cost and speed are measured."""
-    from nnunetv2_hlfd.trainer_classes import find_trainer_class
+    from nnunetv2_hlfd.trainer_classes import find_trainer_class, trainer_search_path
 
     try:
         return find_trainer_class(model.trainer)
