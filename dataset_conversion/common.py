@@ -26,6 +26,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import nibabel
@@ -522,3 +523,8 @@ def cli_main(spec: DatasetSpec, argv: Sequence[str] | None = None, prog: str | N
         print(problem)
     print(f"{len(result)} problem(s) found" if result else f"{args.input_folder}: no problems found")
     return 1 if result else 0
+
+
+def entry_points(spec: DatasetSpec, prog: str, description: str | None) -> tuple[Callable, Callable[..., int]]:
+    """A dataset script's converter, `convert` bound to its spec, and its console command `prog`."""
+    return partial(convert, spec), partial(cli_main, spec, prog=prog, description=description)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, cli_main, convert, discover_case_folders
+from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
 
 SPEC = DatasetSpec(
     name="KiTS2019", dataset_id=40, organ="kidney", has_cysts=False,
@@ -25,14 +25,9 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits19(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
-# with check=True, the problems): see common.convert. labels: 'full' (kidney 1, tumour 2) or 'tumour' (tumour
-# 1).
-convert_kits19 = partial(convert, SPEC)
-
-
-# The console command hlfd_convert_kits19: main(argv=None) -> exit status.
-main = partial(cli_main, SPEC, prog="hlfd_convert_kits19", description=__doc__)
+# convert_kits19(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' (kidney 1, tumour 2) or 'tumour' (tumour 1).
+# main(argv=None) -> exit status: the console command hlfd_convert_kits19.
+convert_kits19, main = entry_points(SPEC, prog="hlfd_convert_kits19", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, cli_main, convert, discover_case_folders
+from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
 
 SPEC = DatasetSpec(
     name="KiTS2021", dataset_id=135, organ="kidney", has_cysts=True,
@@ -29,14 +29,9 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits21(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
-# with check=True, the problems): see common.convert. labels: 'full' or 'tumour'; cysts: 'keep', 'kidney' or
-# 'drop' (required, see :func:`common.label_layout`).
-convert_kits21 = partial(convert, SPEC)
-
-
-# The console command hlfd_convert_kits21: main(argv=None) -> exit status.
-main = partial(cli_main, SPEC, prog="hlfd_convert_kits21", description=__doc__)
+# convert_kits21(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' or 'tumour'; cysts 'keep', 'kidney' or 'drop' (required, see common.label_layout).
+# main(argv=None) -> exit status: the console command hlfd_convert_kits21.
+convert_kits21, main = entry_points(SPEC, prog="hlfd_convert_kits21", description=__doc__)
 
 
 if __name__ == "__main__":

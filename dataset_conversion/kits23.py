@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, cli_main, convert, discover_case_folders
+from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
 
 SPEC = DatasetSpec(
     name="KiTS2023", dataset_id=220, organ="kidney", has_cysts=True,
@@ -37,14 +37,9 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits23(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
-# with check=True, the problems): see common.convert. labels: 'full', 'tumour' or 'regions'; cysts: 'keep',
-# 'kidney' or 'drop' (required with 'full' and 'tumour', see :func:`common.label_layout`).
-convert_kits23 = partial(convert, SPEC)
-
-
-# The console command hlfd_convert_kits23: main(argv=None) -> exit status.
-main = partial(cli_main, SPEC, prog="hlfd_convert_kits23", description=__doc__)
+# convert_kits23(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full', 'tumour' or 'regions'; cysts 'keep', 'kidney' or 'drop' (required with 'full' and 'tumour').
+# main(argv=None) -> exit status: the console command hlfd_convert_kits23.
+convert_kits23, main = entry_points(SPEC, prog="hlfd_convert_kits23", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,9 @@ from __future__ import annotations
 import re
 import sys
 from collections import defaultdict
-from functools import partial
 from pathlib import Path
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, Discovery, cli_main, convert
+from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, Discovery, entry_points
 
 _LITS_FILE = re.compile(r"(?P<kind>test-volume|volume|segmentation)-(?P<n>\d+)\.nii(?:\.gz)?")
 
@@ -65,13 +64,9 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_lits(input_folder, nnunet_raw, dataset_id, dataset_name, *, labels, ...) -> the dataset folder (or,
-# with check=True, the problems): see common.convert. labels: 'full' (liver 1, tumour 2) or 'tumour' (tumour 1).
-convert_lits = partial(convert, SPEC)
-
-
-# The console command hlfd_convert_lits: main(argv=None) -> exit status.
-main = partial(cli_main, SPEC, prog="hlfd_convert_lits", description=__doc__)
+# convert_lits(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' (liver 1, tumour 2) or 'tumour' (tumour 1).
+# main(argv=None) -> exit status: the console command hlfd_convert_lits.
+convert_lits, main = entry_points(SPEC, prog="hlfd_convert_lits", description=__doc__)
 
 
 if __name__ == "__main__":
