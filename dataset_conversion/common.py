@@ -243,9 +243,9 @@ def convert(spec: DatasetSpec, input_folder: str | os.PathLike, nnunet_raw: str 
     layout = label_layout(spec, labels, cysts)
     target = dataset_folder(nnunet_raw, spec.dataset_id if dataset_id is None else dataset_id,
                             spec.name if dataset_name is None else dataset_name)
-    if not check:  # --check writes nothing, so it leaves the leftovers too
+    if not check:  # --check writes nothing, so it leaves the leftovers too, and reports what recovery would restore
         recover_interrupted_runs(target)
-    problems = _target_problems(target, overwrite)
+    problems = _target_problems(target, overwrite) + (_pending_restore_problems(target, overwrite) if check else [])
     if problems and not check:
         raise ConversionError(problems, summary=f"refusing to write {target}:")
     discovery = _discover(spec, Path(input_folder))
@@ -321,29 +321,50 @@ def _owner_is_gone(host: str, pid: int) -> bool:
     return False
 
 
-def recover_interrupted_runs(target: Path) -> list[str]:
-    """Undo what killed runs into ``target`` left behind: their temporary folders are removed, and a dataset
-    hidden as ``*-replaced`` by an --overwrite killed between its two renames is put back. Returns (and logs)
-    one line per action; folders of runs that may still be going on are left alone, with a warning."""
+def _interrupted_runs(target: Path) -> list[tuple[Path, str]]:
+    """What killed runs into ``target`` left, each with what recovery does to it: "restore" (a dataset hidden
+    as ``*-replaced`` by an --overwrite killed between its two renames, whose target is missing), "remove"
+    (their temporary folders) or "leave" (the folder of a run that may still be going on)."""
     pattern = re.compile(re.escape(f".{target.name}.partial-")
                          + r"(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}(?P<replaced>-replaced)?")
-    done = []
+    found = []
     for path in sorted(target.parent.glob(f".{target.name}.partial-*")) if target.parent.is_dir() else []:
         match = pattern.fullmatch(path.name)
         if match is None or not _owner_is_gone(match["host"], int(match["pid"])):
+            found.append((path, "leave"))
+        else:
+            found.append((path, "restore" if match["replaced"] and not target.exists() else "remove"))
+    return found
+
+
+def recover_interrupted_runs(target: Path) -> list[str]:
+    """Undo what killed runs into ``target`` left behind (see _interrupted_runs). Returns (and logs) one line
+    per action; folders of runs that may still be going on are left alone, with a warning."""
+    done = []
+    for path, action in _interrupted_runs(target):
+        if action == "leave":
             fix = (f"rename it to {target.name}" if path.name.endswith("-replaced") and not target.exists()
                    else "delete it")
             logger.warning("left %s alone: it may belong to a conversion that is still running; if none is, %s",
                            path, fix)
             continue
-        if match["replaced"] and not target.exists():
+        if action == "restore":
             os.rename(path, target)
             done.append(f"restored {target} from {path.name}, hidden by an --overwrite run that was killed")
         else:
             _remove_leftover(path)
-            done.append(f"removed {path}, left by an interrupted conversion (pid {match['pid']})")
+            done.append(f"removed {path}, left by an interrupted conversion")
         logger.warning(done[-1])
     return done
+
+
+def _pending_restore_problems(target: Path, overwrite: bool) -> list[str]:
+    """--check's view of recovery: a dataset that the real run would first restore into ``target``."""
+    if overwrite:
+        return []
+    return [f"{target}: {path.name} holds the dataset an interrupted --overwrite run hid; the conversion will put "
+            f"it back first and then refuse to replace it: pass --overwrite to replace it"
+            for path, action in _interrupted_runs(target) if action == "restore"]
 
 
 def _remove_leftover(path: Path) -> None:

@@ -85,6 +85,14 @@ def test_check_mode_leaves_leftovers_as_they_are(kits19, raw):
     assert leftovers(raw) == [stale.name]
 
 
+def test_check_mode_reports_a_dataset_the_real_run_would_restore_and_then_refuse(kits19, raw):
+    hidden = leftover(raw, dead_pid(), replaced=True)
+    [problem] = convert_kits19(kits19, raw, check=True, num_processes=1)
+    assert hidden.name in problem and "pass --overwrite" in problem
+    assert convert_kits19(kits19, raw, check=True, overwrite=True, num_processes=1) == []
+    assert leftovers(raw) == [hidden.name]  # --check still touches nothing
+
+
 def run_killed(kits19: Path, raw: Path, patch: str, *, overwrite: bool = False,
                kill_when: Path | None = None) -> subprocess.CompletedProcess:
     """A real conversion in a subprocess with ``patch`` applied to ``common``, ended by SIGKILL: by the parent once
