@@ -22,10 +22,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -532,8 +530,6 @@ def cli_main(spec: DatasetSpec, argv: Sequence[str] | None = None, prog: str | N
              description: str | None = None) -> int:
     """Parse, convert, report. Returns the exit status: 0 done (or --check clean), 1 on problems."""
     args = build_parser(spec, prog, description).parse_args(argv)
-    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         result = convert(spec, args.input_folder, args.nnunet_raw, args.dataset_id, args.name, labels=args.labels,
                          cysts=getattr(args, "cysts", None), overwrite=args.overwrite, check=args.check,
@@ -548,11 +544,6 @@ def cli_main(spec: DatasetSpec, argv: Sequence[str] | None = None, prog: str | N
         print(problem)
     print(f"{len(result)} problem(s) found" if result else f"{args.input_folder}: no problems found")
     return 1 if result else 0
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    """A terminated command (kill, a cluster's time limit) unwinds like Ctrl-C, so its temporary folder goes."""
-    raise SystemExit(128 + signum)
 
 
 def entry_points(spec: DatasetSpec, prog: str, description: str | None) -> tuple[Callable, Callable[..., int]]:
