@@ -165,12 +165,14 @@ def test_bernoulli_kl_is_the_two_outcome_kl_of_each_region_summed():
 @pytest.mark.parametrize("regions", [False, True])
 def test_kl_gradient_against_a_fixed_teacher_is_autograds(regions):
     """The closed-form gradient (fixed teacher) equals autograd's through the same KL (trained teacher)."""
-    student = torch.randn(2, 3, 5, 6, requires_grad=True)
-    teacher = torch.randn(2, 3, 5, 6)
+    generator = torch.Generator().manual_seed(0)
+    student = torch.randn(2, 3, 5, 6, generator=generator, requires_grad=True)
+    teacher = torch.randn(2, 3, 5, 6, generator=generator)
     fixed, = torch.autograd.grad(kl_to_teacher([student, 2 * student], teacher, 4.0, regions), student)
     trained, = torch.autograd.grad(kl_to_teacher([student, 2 * student], teacher.requires_grad_(), 4.0, regions),
                                    student)
-    assert torch.allclose(fixed, trained, rtol=1e-4, atol=1e-8)
+    # float32 rounding of gradients about 1e-3 in size; unseeded, atol 1e-8 failed 4 in 600 draws
+    assert torch.allclose(fixed, trained, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (32, 32)), ((1, 2, 3, 5, 4), (12, 20, 16)),

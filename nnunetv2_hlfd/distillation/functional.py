@@ -289,7 +289,11 @@ def kl_to_teacher(students_logits: Sequence[Tensor], teacher_logits: Tensor, tem
 def _kl_per_voxel_mean(student_logits: Tensor, teacher_probs: tuple[Tensor, ...],
                        teacher_log_probs: tuple[Tensor, ...], temperature: float, regions: bool) -> Tensor:
     """KL(teacher || student) summed over classes (and outcomes), averaged over voxels."""
-    student_log_probs = _log_distribution(student_logits / temperature, regions)
+    return _kl_mean(_log_distribution(student_logits / temperature, regions), teacher_probs, teacher_log_probs)
+
+
+def _kl_mean(student_log_probs: tuple[Tensor, ...], teacher_probs: tuple[Tensor, ...],
+             teacher_log_probs: tuple[Tensor, ...]) -> Tensor:
     kl_per_outcome = [p * (t - s) for p, t, s in zip(teacher_probs, teacher_log_probs, student_log_probs)]
     kl_per_voxel = kl_per_outcome[0] if len(kl_per_outcome) == 1 else kl_per_outcome[0] + kl_per_outcome[1]
     return kl_per_voxel.sum(dim=1).mean()
@@ -305,9 +309,7 @@ class _FixedTeacherKL(torch.autograd.Function):
         student_log_probs = _log_distribution(student_logits / temperature, regions)
         ctx.save_for_backward(student_log_probs[0], teacher_probs[0])
         ctx.scale = temperature * student_logits[:, 0].numel()
-        kl_per_outcome = [p * (t - s) for p, t, s in zip(teacher_probs, teacher_log_probs, student_log_probs)]
-        kl_per_voxel = kl_per_outcome[0] if len(kl_per_outcome) == 1 else kl_per_outcome[0] + kl_per_outcome[1]
-        return kl_per_voxel.sum(dim=1).mean()
+        return _kl_mean(student_log_probs, teacher_probs, teacher_log_probs)
 
     @staticmethod
     def backward(ctx, grad_output):
