@@ -535,3 +535,18 @@ def test_cwd_feature_adapter_cannot_make_an_uninformative_student_match(dims):
     log_p = F.log_softmax(bottleneck, dim=2)
     floor = (math.log(bottleneck.shape[2]) + (log_p.exp() * log_p).sum(2)).mean().item()
     assert adapters_trained_alone(distillation, student, teacher, steps=50) == pytest.approx(floor, rel=1e-4)
+
+
+@pytest.mark.parametrize("name,choices", [("SKD_pixel", "voxel_mean"), ("AT", "mean_over_positions")])
+def test_an_unknown_reduction_is_refused_naming_the_choices(name, choices):
+    with pytest.raises(ValueError, match=f"{name} option reduction='average' is not one of .*{choices}"):
+        term(name, geometry(2), {"reduction": "average"})
+
+
+def test_reduction_options_give_the_size_and_batch_free_variants():
+    student, teacher = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    assert term("SKD_pixel", geometry(2), {"reduction": "voxel_mean"})(student, teacher).item() == pytest.approx(
+        term("KD", geometry(2))(student, teacher).item())
+    size_free = term("AT", geometry(2), {"reduction": "sum_over_positions"})(student, teacher)
+    per_position = term("AT", geometry(2))(student, teacher)
+    assert 0 < per_position.item() < size_free.item() <= 2 * len(STUDENT_CHANNELS)

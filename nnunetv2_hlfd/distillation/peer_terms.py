@@ -1,8 +1,9 @@
 """The distillation methods HLFD is compared with, as registered terms (see docs/METHODS.md).
 
-Each docstring cites the paper, states the published defaults and, where a default does
-not carry over to nnU-Net's loss scale (Dice + CE, about 1 early in training), what the
-method's trainer uses instead. Weights and temperatures live in the trainers' declarations
+Each docstring cites the paper and the authors' code (repository and file) it reproduces,
+and names what departs from that code. The trainers keep the authors' weights on terms
+reduced as the authors' code reduces them (docs/METHODS.md: why that keeps their ratio to
+nnU-Net's cross-entropy). Weights and temperatures live in the trainers' declarations
 (trainers/nnUNetTrainerPeerMethods.py); per-term settings are `DistillationConfig.options`.
 
 Stages are matched by index (E(k) of the student with E(k) of the teacher, over the stages
@@ -151,12 +152,18 @@ class AT(_TermWithOptions):
     teacher_reads = READS_FEATURES
     reduction = "mean_over_positions"
 
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        reductions = ("mean_over_positions", "sum_over_positions")
+        if self.option("reduction", self.reduction) not in reductions:
+            raise ValueError(f"{self.name} option reduction={self.option('reduction', None)!r} is not one of "
+                             f"{reductions}.")
+
     def stages(self) -> list[int]:
         return list(shared_stages(self.geometry))
 
     def forward(self, student, teacher, target=None):
-        p = self.config.attention_p
-        by_positions = self.option("reduction", self.reduction) == "mean_over_positions"
+        p, by_positions = self.config.attention_p, self.option("reduction", self.reduction) == "mean_over_positions"
         total = 0
         for k in self.stages():
             size = spatial_size(teacher.encoder[k])
