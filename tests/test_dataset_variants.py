@@ -118,7 +118,7 @@ def test_two_input_channels_reach_teacher_and_student(regions_two_channels):
     assert prediction.ndim == 3
 
 
-@pytest.mark.parametrize("method, terms", [("nnUNetTrainerIFVD", ["IFVD"]),
+@pytest.mark.parametrize("method, terms", [("nnUNetTrainerIFVD", ["IFVD", "IFVD_pixel", "IFVD_holistic"]),
                                            ("nnUNetTrainerEMKD", ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"])])
 def test_peer_methods_that_read_the_labels_distil_a_region_dataset(regions_two_channels, nnunet_dirs, tmp_path,
                                                                     method, terms):

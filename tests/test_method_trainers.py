@@ -22,7 +22,7 @@ PEER_METHODS = {
     "nnUNetTrainerAT": ["AT"],
     "nnUNetTrainerFitNets": ["FitNets"],
     "nnUNetTrainerSKD": ["SKD_pixel", "SKD_pair"],
-    "nnUNetTrainerIFVD": ["IFVD"],
+    "nnUNetTrainerIFVD": ["IFVD", "IFVD_pixel", "IFVD_holistic"],
     "nnUNetTrainerCWD": ["CWD"],
     "nnUNetTrainerEMKD": ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"],
     "nnUNetTrainerSKD_Holistic": ["SKD_pixel", "SKD_pair", "SKD_holistic"],

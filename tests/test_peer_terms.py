@@ -2,22 +2,31 @@
 on synthetic 2D and 3D maps: zero when the student reproduces the teacher, positive otherwise,
 gradients to the student and adapters only, region and ignore-label targets, finite on degenerate
 inputs, shallow networks."""
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from test_terms import random_maps
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
-from nnunetv2_hlfd.distillation.maps import (TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, NetworkGeometry,
-                                             UNetMaps)
+from nnunetv2_hlfd.distillation.maps import (
+    TEACHER_ENCODER,
+    TEACHER_OUTPUTS,
+    DistillationGeometry,
+    NetworkGeometry,
+    UNetMaps,
+)
 from nnunetv2_hlfd.distillation.terms import TERMS
 
 CLASSES = 3
 IGNORE = CLASSES  # nnU-Net puts the ignore label right after the classes
-SIZES = {2: (64, 64), 3: (16, 32, 32)}  # the bottleneck keeps several positions
+SIZES = {2: (64, 64), 3: (32, 32, 32)}  # the bottleneck keeps several positions, and labels at them
 TEACHER_CHANNELS = (8, 16, 32, 64, 64)
 STUDENT_CHANNELS = (4, 8, 16, 32, 32)
-PEER_TERMS = ["KD", "AT", "FitNets", "SKD_pixel", "SKD_pair", "IFVD", "CWD", "EMKD_PMD", "EMKD_IMD", "EMKD_RAD"]
+PEER_TERMS = ["KD", "AT", "FitNets", "SKD_pixel", "SKD_pair", "IFVD", "IFVD_pixel", "CWD", "EMKD_PMD", "EMKD_IMD",
+              "EMKD_RAD"]
 # (term, options): every term, plus the options that change what is distilled
 VARIANTS = [(name, {}) for name in PEER_TERMS] + [("KD", {"all_scales": True}), ("CWD", {"features": True})]
 VARIANT_IDS = [name + ("+" + "+".join(options) if options else "") for name, options in VARIANTS]
@@ -29,10 +38,11 @@ def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=F
 
 
 def label_target(size, batch=2, seed=0):
-    """Class 0 background with a class-1 and a class-2 block in every sample."""
+    """Class 0 background with a class-1 and a class-2 block in every sample; the class-1 block starts at
+    the origin, so nearest-neighbour label sampling (IFVD, EMKD) finds both classes on coarse grids."""
     target = torch.zeros(batch, 1, *size)
     half, quarter = [s // 2 for s in size], [s // 4 for s in size]
-    target[(slice(None), 0, *[slice(q, h) for q, h in zip(quarter, half)])] = 1
+    target[(slice(None), 0, *[slice(0, h) for h in half])] = 1
     target[(slice(None), 0, *[slice(h, h + q) for q, h in zip(quarter, half)])] = 2
     return target
 
@@ -158,8 +168,8 @@ def test_shallow_networks_skip_fitnets_with_a_reason_and_run_the_rest():
     two_stage = geometry(2, teacher=(8, 16), student=(4, 8))
     engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), two_stage,
                                 log=messages.append)
-    assert messages == ["Distillation term FitNets skipped: the shallower network has 2 stages, "
-                        "too few for this term."]
+    assert messages == [("Distillation term FitNets skipped: the shallower network has 2 stages, "
+                         "too few for this term.")]
     values = engine(random_maps((4, 8), (16, 16), seed=1), random_maps((8, 16), (16, 16), seed=2),
                     label_target((16, 16)))
     assert set(values) == set(PEER_TERMS) - {"FitNets"}
@@ -338,3 +348,205 @@ def test_every_peer_trainer_docstring_states_its_weights_and_temperature():
             assert re.search(rf"\b{name} {weight:g}(\.0)?\b", doc), f"{trainer.__name__} does not state {name} {weight}"
         temperature = f"T = {trainer.distillation.temperature:g}"
         assert temperature in doc or "no temperature" in doc, f"{trainer.__name__} does not state its temperature"
+
+
+# ---- the peers as their authors wrote them: against ports of their code (peer_reference_ports.py) --------
+def logits(shape, seed, requires_grad=False):
+    return (3 * torch.randn(shape, generator=torch.Generator().manual_seed(seed))).requires_grad_(requires_grad)
+
+
+def features(shape, seed, requires_grad=False):
+    """Non-negative, as after a ReLU (attention maps raise features to a power)."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed)).requires_grad_(requires_grad)
+
+
+ODD_BOTTLENECKS = {2: (5, 7), 3: (3, 5, 7)}  # int(0.5 * size) and ceil(0.5 * size) differ on every axis
+
+
+def assert_same_value_and_gradient(ours, reference, inputs):
+    torch.testing.assert_close(ours, reference.to(ours.dtype), rtol=1e-5, atol=1e-7)
+    for got, expected in zip(torch.autograd.grad(ours, inputs, retain_graph=True),
+                             torch.autograd.grad(reference, inputs)):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
+
+
+def engine_of(trainer_name, geo):
+    return DistillationEngine(getattr(peer_method_trainers(), trainer_name).distillation, geo)
+
+
+def test_skd_pixel_term_is_the_authors_batch_summed_cross_entropy_less_the_teacher_entropy(dims):
+    import peer_reference_ports as ports
+    size = ODD_BOTTLENECKS[dims]
+    student, teacher = logits((3, CLASSES, *size), 1, requires_grad=True), logits((3, CLASSES, *size), 2)
+    ours = term("SKD_pixel", geometry(dims), {"temperature": 1.0})(UNetMaps([], [student]), UNetMaps([], [teacher]))
+    entropy = ports.skd_pixel_wise(teacher, teacher)  # the cross-entropy's part that no student changes
+    assert_same_value_and_gradient(ours, ports.skd_pixel_wise(student, teacher) - entropy, [student])
+
+
+def test_skd_pair_term_pools_and_normalises_as_the_authors(dims):
+    import peer_reference_ports as ports
+    shape = (2, 6, *ODD_BOTTLENECKS[dims])
+    student, teacher = features(shape, 1, requires_grad=True), features(shape, 2)
+    ours = term("SKD_pair", geometry(dims))(UNetMaps([student], []), UNetMaps([teacher], []))
+    assert_same_value_and_gradient(ours, ports.skd_pair_wise(student, teacher), [student])
+
+
+def test_skd_trainers_weight_the_terms_as_the_authors_run(dims):
+    import peer_reference_ports as ports
+    size = ODD_BOTTLENECKS[dims]
+    student_logits, teacher_logits = logits((3, CLASSES, *size), 1, requires_grad=True), logits((3, CLASSES, *size), 2)
+    student_bottleneck, teacher_bottleneck = features((3, 6, *size), 3, requires_grad=True), features((3, 6, *size), 4)
+    engine = engine_of("nnUNetTrainerSKD", geometry(dims, teacher=(6,), student=(6,)))
+    ours = engine.weighted_sum(engine(UNetMaps([student_bottleneck], [student_logits]),
+                                      UNetMaps([teacher_bottleneck], [teacher_logits])))
+    # run_train_val.sh: lambda_pi 10, lambda_pa 0.5
+    reference = (10 * (ports.skd_pixel_wise(student_logits, teacher_logits)
+                       - ports.skd_pixel_wise(teacher_logits, teacher_logits))
+                 + 0.5 * ports.skd_pair_wise(student_bottleneck, teacher_bottleneck))
+    assert_same_value_and_gradient(ours, reference, [student_logits, student_bottleneck])
+
+
+def test_ifvd_term_equals_the_authors_criterion_with_nearest_labels_over_all_voxels(dims):
+    import peer_reference_ports as ports
+    full = (8, 12, 16)[-dims:]
+    coarse = tuple(s // 4 for s in full)
+    labels = torch.randint(0, CLASSES + 1, (2, *full), generator=torch.Generator().manual_seed(5))  # CLASSES: ignored
+    student, teacher = features((2, 5, *coarse), 1, requires_grad=True), features((2, 5, *coarse), 2)
+    ours = term("IFVD", geometry(dims, ignore_label=IGNORE))(UNetMaps([student], []), UNetMaps([teacher], []),
+                                                              labels.unsqueeze(1).float())
+    assert_same_value_and_gradient(ours, ports.ifvd_ifv(student, teacher, labels, CLASSES), [student])
+
+
+def test_ifvd_pixel_term_is_the_authors_kd(dims):
+    import peer_reference_ports as ports
+    size = ODD_BOTTLENECKS[dims]
+    student, teacher = logits((2, CLASSES, *size), 1, requires_grad=True), logits((2, CLASSES, *size), 2)
+    ours = TERMS["IFVD_pixel"](geometry(dims), DistillationConfig(weights={"IFVD_pixel": 1.0}, temperature=1.0))(
+        UNetMaps([], [student]), UNetMaps([], [teacher]))
+    assert_same_value_and_gradient(ours, ports.ifvd_kd(student, teacher), [student])
+
+
+def test_ifvd_trainer_has_the_authors_three_terms_and_weights():
+    distillation = peer_method_trainers().nnUNetTrainerIFVD.distillation
+    assert dict(distillation.weights) == {"IFVD": 200.0, "IFVD_pixel": 10.0, "IFVD_holistic": 0.1}
+    assert distillation.temperature == 1.0
+    # lambda_adv 0.001 for the student, lambda_d 0.1 for the critic (YukangWang/IFVD, options.py)
+    assert distillation.weights["IFVD_holistic"] * distillation.option("IFVD_holistic", "generator_scale", 1) \
+        == pytest.approx(0.001)
+
+
+def test_generator_scale_scales_the_students_adversarial_gradient_and_not_the_critics():
+    def gradients(generator_scale):
+        distillation = term("SKD_holistic", geometry(2), {"generator_scale": generator_scale})
+        torch.manual_seed(0)  # the same critic for both
+        for parameter in distillation.parameters():
+            torch.nn.init.normal_(parameter, std=0.1)
+        student = random_maps(STUDENT_CHANNELS, SIZES[2], requires_grad=True, seed=1)
+        distillation(student, random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)).backward()
+        return student.outputs[0].grad, [p.grad for p in distillation.parameters()]
+    student_full, critic_full = gradients(1.0)
+    student_scaled, critic_scaled = gradients(0.01)
+    assert student_full.abs().sum() > 0
+    torch.testing.assert_close(student_scaled, 0.01 * student_full)
+    for scaled, full in zip(critic_scaled, critic_full):
+        torch.testing.assert_close(scaled, full)
+
+
+EMKD_CHANNELS = {"teacher": (4, 8, 12, 16, 16), "student": (2, 4, 6, 8, 8)}
+
+
+def test_emkd_imd_and_rad_are_the_authors_sums_over_the_low_and_high_feature(dims):
+    import peer_reference_ports as ports
+    full = (16, 32, 32)[-dims:]
+    generator = torch.Generator().manual_seed(7)
+    labels = (torch.rand(3, *full, generator=generator) > 0.7).long()
+    labels[2] = 0  # a sample without tumour: the authors' mean over samples counts it
+    target = labels.unsqueeze(1).float()
+    one_hot = F.one_hot(labels, 2).movedim(-1, 1).float()
+    student = UNetMaps([features((3, c, *(s // 2 ** k for s in full)), 10 + k, requires_grad=True)
+                        for k, c in enumerate(EMKD_CHANNELS["student"])], [])
+    teacher = UNetMaps([features((3, c, *(s // 2 ** k for s in full)), 20 + k)
+                        for k, c in enumerate(EMKD_CHANNELS["teacher"])], [])
+    geo = DistillationGeometry(NetworkGeometry(EMKD_CHANNELS["teacher"], dims),
+                               NetworkGeometry(EMKD_CHANNELS["student"], dims), 2, False)
+    config = DistillationConfig(weights={"EMKD_IMD": 1.0, "EMKD_RAD": 1.0}, attention_p=4.0)
+    low, high = 1, 3  # after conv1 (1/2) and after layer2 (1/8) of their ResNet18
+    imd = sum(ports.emkd_importance_maps(student.encoder[k], teacher.encoder[k]) for k in (low, high))
+    rad = sum(ports.emkd_region_affinity(student.encoder[k], teacher.encoder[k], one_hot) for k in (low, high))
+    inputs = [student.encoder[low], student.encoder[high]]
+    assert_same_value_and_gradient(TERMS["EMKD_IMD"](geo, config)(student, teacher, target), imd, inputs)
+    assert_same_value_and_gradient(TERMS["EMKD_RAD"](geo, config)(student, teacher, target), rad, inputs)
+
+
+def test_at_trainer_loss_is_the_authors_beta_times_the_position_means_summed_over_stages(dims):
+    import peer_reference_ports as ports
+    size = SIZES[dims]
+    student = UNetMaps([features((2, c, *(s // 2 ** k for s in size)), 30 + k, requires_grad=True)
+                        for k, c in enumerate(STUDENT_CHANNELS)], [torch.zeros(2, CLASSES, *size)])
+    teacher = UNetMaps([features((2, c, *(s // 2 ** k for s in size)), 40 + k)
+                        for k, c in enumerate(TEACHER_CHANNELS)], [])
+    engine = engine_of("nnUNetTrainerAT", geometry(dims))
+    ours = engine.weighted_sum(engine(student, teacher))
+    reference = ports.attention_transfer_objective(student.encoder, teacher.encoder, beta=1e3)
+    assert_same_value_and_gradient(ours, reference, list(student.encoder))
+
+
+def test_cwd_trainer_loss_is_mmrazors_segmentation_configuration(dims):
+    import peer_reference_ports as ports
+    size = ODD_BOTTLENECKS[dims]
+    student, teacher = logits((2, CLASSES, *size), 1, requires_grad=True), logits((2, CLASSES, *size), 2)
+    engine = engine_of("nnUNetTrainerCWD", geometry(dims))
+    ours = engine.weighted_sum(engine(UNetMaps([], [student]), UNetMaps([], [teacher])))
+    # configs/distill/mmseg/cwd/cwd_logits_pspnet_r101_d8_pspnet_r18_d8_512x1024_cityscapes_80k.py
+    assert_same_value_and_gradient(ours, ports.mmrazor_cwd(student, teacher, tau=1.0, loss_weight=5.0), [student])
+
+
+# ---- no adapter on the target side (the UPD trap): training the adapters cannot move the teacher's map ----
+def adapters_trained_alone(distillation, student, teacher, steps=300):
+    optimizer = torch.optim.Adam(distillation.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        value = distillation(student, teacher)
+        value.backward()
+        optimizer.step()
+    return distillation(student, teacher).item()
+
+
+def test_fitnets_regressor_cannot_fit_an_uninformative_student_below_the_hints_own_variance(dims):
+    """With the student's features all zero the regressor can only learn a constant per channel, so
+    the hint loss cannot fall below the hint's variance around its channel means; an adapter on the
+    hint's side could drive both to a common constant and the loss to 0, as UPD's fusion did."""
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
+    student = UNetMaps([torch.zeros(2, c, *m.shape[2:]) for c, m in zip(STUDENT_CHANNELS, teacher.encoder)], [])
+    distillation = term("FitNets", geometry(dims))
+    hint = teacher.encoder[distillation.stage]
+    floor = (hint - hint.mean(dim=(0, *range(2, hint.ndim)), keepdim=True)).pow(2).mean().item()
+    trained = adapters_trained_alone(distillation, student, teacher)
+    assert floor * (1 - 1e-4) <= trained <= floor * 1.01
+
+
+def test_cwd_feature_adapter_cannot_make_an_uninformative_student_match(dims):
+    """A constant student map is a uniform distribution over positions whatever the adapter: the term
+    stays the teacher's own divergence from uniform, T**2 * mean over channels of (log P - entropy)."""
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
+    student = UNetMaps([torch.zeros(2, c, *m.shape[2:]) for c, m in zip(STUDENT_CHANNELS, teacher.encoder)], [])
+    distillation = term("CWD", geometry(dims), {"features": True, "temperature": 1.0})
+    bottleneck = teacher.encoder[-1].flatten(2)
+    log_p = F.log_softmax(bottleneck, dim=2)
+    floor = (math.log(bottleneck.shape[2]) + (log_p.exp() * log_p).sum(2)).mean().item()
+    assert adapters_trained_alone(distillation, student, teacher, steps=50) == pytest.approx(floor, rel=1e-4)
+
+
+@pytest.mark.parametrize("name,choices", [("SKD_pixel", "voxel_mean"), ("AT", "mean_over_positions")])
+def test_an_unknown_reduction_is_refused_naming_the_choices(name, choices):
+    with pytest.raises(ValueError, match=f"{name} option reduction='average' is not one of .*{choices}"):
+        term(name, geometry(2), {"reduction": "average"})
+
+
+def test_reduction_options_give_the_size_and_batch_free_variants():
+    student, teacher = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
+    assert term("SKD_pixel", geometry(2), {"reduction": "voxel_mean"})(student, teacher).item() == pytest.approx(
+        term("KD", geometry(2))(student, teacher).item())
+    size_free = term("AT", geometry(2), {"reduction": "sum_over_positions"})(student, teacher)
+    per_position = term("AT", geometry(2))(student, teacher)
+    assert 0 < per_position.item() < size_free.item() <= 2 * len(STUDENT_CHANNELS)

@@ -1,8 +1,9 @@
 """The distillation methods HLFD is compared with, as registered terms (see docs/METHODS.md).
 
-Each docstring cites the paper, states the published defaults and, where a default does
-not carry over to nnU-Net's loss scale (Dice + CE, about 1 early in training), what the
-method's trainer uses instead. Weights and temperatures live in the trainers' declarations
+Each docstring cites the paper and the authors' code (repository and file) it reproduces,
+and names what departs from that code. The trainers keep the authors' weights on terms
+reduced as the authors' code reduces them (docs/METHODS.md: why that keeps their ratio to
+nnU-Net's cross-entropy). Weights and temperatures live in the trainers' declarations
 (trainers/nnUNetTrainerPeerMethods.py); per-term settings are `DistillationConfig.options`.
 
 Stages are matched by index (E(k) of the student with E(k) of the teacher, over the stages
@@ -19,13 +20,25 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
 
-from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, masked_means,
-                                                   prediction_kl, region_fractions, resize, softmax_kl,
-                                                   spatial_size)
+from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.functional import (
+    attention_map,
+    attention_transfer,
+    masked_means,
+    prediction_kl,
+    resize,
+    softmax_kl,
+    spatial_size,
+)
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry
 from nnunetv2_hlfd.distillation.targets import class_masks
-from nnunetv2_hlfd.distillation.terms import (DistillationTerm, _empty_range_reason, _one_by_one_conv,
-                                              middle_encoder_stages, register_term)
+from nnunetv2_hlfd.distillation.terms import (
+    DistillationTerm,
+    _empty_range_reason,
+    _one_by_one_conv,
+    middle_encoder_stages,
+    register_term,
+)
 
 _MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 # What a term reads of the teacher: a method whose terms read no outputs skips the teacher's decoder.
@@ -49,6 +62,10 @@ class _TermWithOptions(DistillationTerm):
 
 
 # ---- prediction maps -------------------------------------------------------------------
+# How a prediction KL is reduced, as each method's authors reduce it (KD.reduction / option `reduction`).
+KL_REDUCTIONS = ("voxel_mean", "batch_sum", "element_mean")
+
+
 @register_term
 class KD(_TermWithOptions):
     """Hinton, Vinyals & Dean 2015, "Distilling the knowledge in a neural network" (arXiv 1503.02531).
@@ -56,75 +73,126 @@ class KD(_TermWithOptions):
     KL_T between the teacher's and the student's final outputs O(0), T**2-scaled, averaged
     over voxels (Bernoulli KL per region for sigmoid heads). Options: `temperature`
     (default: the config's T), `all_scales` (default False): average the KL over every
-    deep-supervision scale O(k) both networks have, each student head resized to the teacher's.
+    deep-supervision scale O(k) both networks have, each student head resized to the teacher's;
+    `reduction` (default the class's): "voxel_mean"; "batch_sum", the voxel mean times the batch
+    size (summed over samples, divided by the voxels of one); "element_mean", the voxel mean
+    divided by the number of classes (torch's KLDivLoss(reduction="mean") over all elements).
     """
     name = "KD"
     teacher_reads = READS_OUTPUTS
+    reduction = "voxel_mean"
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        self.kl_reduction = self.option("reduction", self.reduction)
+        if self.kl_reduction not in KL_REDUCTIONS:
+            raise ValueError(f"{self.name} option reduction={self.kl_reduction!r} is not one of {KL_REDUCTIONS}.")
 
     def forward(self, student, teacher, target=None):
         temperature = self.option("temperature", self.config.temperature)
         num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales", False) else 1
-        return sum(prediction_kl(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
-                                 teacher.outputs[k], temperature, self.geometry.regions)
-                   for k in range(num_scales)) / num_scales
+        kl = sum(prediction_kl(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
+                               teacher.outputs[k], temperature, self.geometry.regions)
+                 for k in range(num_scales)) / num_scales
+        if self.kl_reduction == "batch_sum":
+            return kl * teacher.outputs[0].shape[0]
+        if self.kl_reduction == "element_mean":
+            return kl / teacher.outputs[0].shape[1]
+        return kl
 
 
 @register_term
 class SKD_pixel(KD):
     """Liu et al. 2019, "Structured knowledge distillation for semantic segmentation" (CVPR), pixel-wise
-    term: KL at T = 1 on the final output, i.e. KD; registered under its own name so logs say SKD."""
+    term on the final output at T = 1, reduced as the authors' CriterionPixelWise
+    (irfanICMLL/structure_knowledge_distillation, utils/criterion.py): summed over the batch and the
+    pixels, divided by the pixels of one sample (H*W), i.e. the batch size times the voxel mean.
+    Theirs is the cross-entropy -sum p_T log p_S, which is this KL plus the teacher's entropy: the
+    same gradient, and 0 here when the student matches. Option `reduction="voxel_mean"` drops the
+    batch factor (then weight lambda_pi * 8, their batch, reproduces their setting at any batch size).
+    """
     name = "SKD_pixel"
+    reduction = "batch_sum"
+
+
+@register_term
+class IFVD_pixel(KD):
+    """Wang et al. 2020 (IFVD, ECCV), the pixel-wise KD of the authors' default objective
+    (YukangWang/IFVD, utils/criterion.py CriterionKD, lambda_kd 10): KL at T = 1 on the final output
+    through torch's KLDivLoss() of PyTorch 0.4.1, whose mean runs over every element, classes
+    included: the voxel-mean KL divided by the number of classes."""
+    name = "IFVD_pixel"
+    reduction = "element_mean"
 
 
 @register_term
 class EMKD_PMD(KD):
     """Qin et al. 2021, "Efficient medical image segmentation based on knowledge distillation" (IEEE TMI),
-    prediction-map distillation: KL at T = 4 on the final output, i.e. KD under EMKD's name."""
+    prediction-map distillation: KL at T = 4 on the final output, T**2-scaled, voxel mean, i.e. KD
+    under EMKD's name (EagleMIT/EMKD, utils/loss_functions.py prediction_map_distillation: batchmean
+    over rows of view(-1, 2), one row per voxel for their two classes)."""
     name = "EMKD_PMD"
 
 
 # ---- attention (importance) maps -------------------------------------------------------
 @register_term
-class AT(DistillationTerm):
+class AT(_TermWithOptions):
     """Zagoruyko & Komodakis 2017, "Paying more attention to attention" (ICLR).
 
-    Attention transfer between every pair of encoder stages E(k) both networks have, averaged
-    over the stages, with the config's p (the AT trainer uses the paper's p = 2; HLFD uses 4).
-    The paper weights beta/2 * (mean over positions) of the squared difference with beta = 1e3,
-    i.e. 500 / (number of positions) times the sum over positions used here; that factor depends
-    on the map size, so the trainer weights the size-free sum (bounded by 2 per stage) by 1.
-    Channel-agnostic: no adapter.
+    Attention transfer between every pair of encoder stages E(k) both networks have, with the
+    config's p (the AT trainer uses the authors' p = 2; HLFD uses 4), as the authors' code
+    (szagoruyko/attention-transfer, utils.py at_loss and cifar.py): per stage the squared
+    difference of the attention maps averaged over the batch and the positions, summed over the
+    stages, weighted by beta = 1e3 (their code multiplies by beta, where the paper writes beta/2).
+    Per stage that is 1000 / (its number of positions) times the size-free sum over positions.
+    Option `reduction="sum_over_positions"`: each stage's sum over positions (at most 2), still
+    summed over the stages, a weight that does not depend on the map sizes. Channel-agnostic.
     """
     name = "AT"
     teacher_reads = READS_FEATURES
+    reduction = "mean_over_positions"
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        reductions = ("mean_over_positions", "sum_over_positions")
+        if self.option("reduction", self.reduction) not in reductions:
+            raise ValueError(f"{self.name} option reduction={self.option('reduction', None)!r} is not one of "
+                             f"{reductions}.")
 
     def stages(self) -> list[int]:
         return list(shared_stages(self.geometry))
 
     def forward(self, student, teacher, target=None):
-        p, stages = self.config.attention_p, self.stages()
-        return sum(attention_transfer(student.encoder[k], attention_map(teacher.encoder[k], p), p,
-                                      target_size=spatial_size(teacher.encoder[k])) for k in stages) / len(stages)
+        p, by_positions = self.config.attention_p, self.option("reduction", self.reduction) == "mean_over_positions"
+        total = 0
+        for k in self.stages():
+            size = spatial_size(teacher.encoder[k])
+            summed = attention_transfer(student.encoder[k], attention_map(teacher.encoder[k], p), p, target_size=size)
+            total = total + (summed / math.prod(size) if by_positions else summed)
+        return total
 
 
-def low_and_high_stages(geometry: DistillationGeometry) -> list[int]:
-    """EMKD's low-level (E1) and high-level (bottleneck) encoder features, of the shared stages."""
+def emkd_stages(geometry: DistillationGeometry, config: DistillationConfig, term: str) -> list[int]:
+    """EMKD's low-level and high-level features, of the stages both networks have: their ResNet18
+    takes the low after conv1 (1/2 resolution) and the high after layer2 (1/8), i.e. E1 and E3 of
+    a U-Net whose stages halve the size (options `low_stage`, `high_stage`; clamped to the last)."""
     last = len(shared_stages(geometry)) - 1
-    return sorted({min(1, last), last})
+    chosen = [config.option(term, "low_stage", 1), config.option(term, "high_stage", 3)]
+    return sorted({min(k, last) for k in chosen})
 
 
 @register_term
 class EMKD_IMD(AT):
-    """Qin et al. 2021 (EMKD), importance-map distillation: attention transfer with p = 4 on the
-    encoder's low-level and high-level features (here E1 and the bottleneck), averaged.
-
-    EMKD takes these features from its encoders; the maps a U-Net exposes here are encoder
-    stages and heads, so decoder features are not used.
+    """Qin et al. 2021 (EMKD), importance-map distillation (EagleMIT/EMKD, utils/loss_functions.py
+    importance_maps_distillation, train_kd.py): attention transfer with p = 4, squared difference
+    summed over positions and averaged over the batch, on the low-level and the high-level feature
+    (see `emkd_stages`), summed over the two.
     """
     name = "EMKD_IMD"
+    reduction = "sum_over_positions"
 
     def stages(self) -> list[int]:
-        return low_and_high_stages(self.geometry)
+        return emkd_stages(self.geometry, self.config, self.name)
 
 
 # ---- features through a trained adapter ------------------------------------------------
@@ -170,9 +238,12 @@ class CWD(_TermWithOptions):
     Default on the final logits O(0), which works alike for softmax and sigmoid heads (the
     distribution is over positions, not classes). Option `features` (default False): on the
     bottleneck instead, the student's mapped to the teacher's channels by a trained 1x1 conv.
-    Options `temperature`. The reference segmentation configurations (mmrazor, CIRKD) use T = 1
-    with weight 3 on logits and weight 50 on features; the mean over channels keeps the logits
-    term of the order of nnU-Net's loss, so the trainer keeps 3 and T = 1.
+    Option `temperature`. The loss is mmrazor's ChannelWiseDivergence (open-mmlab/mmrazor,
+    mmrazor/models/losses/cwd.py: T**2 * KL summed over positions, divided by channels and batch),
+    and the method's default is its segmentation configuration on logits alone
+    (configs/distill/mmseg/cwd/cwd_logits_pspnet_r101_d8_pspnet_r18_d8_512x1024_cityscapes_80k.py):
+    T = 1, weight 5. CIRKD's run (winycg/CIRKD, scripts/train_kd/train_cwd.sh, losses/cwd.py) uses
+    T = 4, weight 3 on logits and 50 on features, beside KD and an adversarial term.
     """
     name = "CWD"
 
@@ -198,23 +269,28 @@ class CWD(_TermWithOptions):
 
 # ---- structure -------------------------------------------------------------------------
 def pairwise_similarity(x: Tensor) -> Tensor:
-    """Cosine similarity of every pair of positions' feature vectors: (B, C, *spatial) -> (B, P, P)."""
-    unit = F.normalize(x.float().flatten(2), dim=1)
+    """Cosine similarity of every pair of positions' feature vectors: (B, C, *spatial) -> (B, P, P),
+    as SKD's `similarity` (utils/utils.py): each vector divided by its L2 norm + 1e-8, the norm
+    detached, so the gradient does not see the normalisation."""
+    flat = x.float().flatten(2)
+    unit = flat / (flat.pow(2).sum(dim=1, keepdim=True).sqrt().detach() + 1e-8)
     return unit.transpose(1, 2) @ unit
 
 
 @register_term
 class SKD_pair(_TermWithOptions):
-    """Liu et al. 2019 (SKD, CVPR), pair-wise term: squared difference of the pair-wise cosine
-    similarity matrices of the max-pooled bottleneck features, averaged over pairs and batch.
-    The pooling window is `pool_scale` (default 0.5, the authors' code) of the map per axis.
-    Channel-agnostic: no adapter. SKD's third, holistic term is SKD_holistic (off by default).
+    """Liu et al. 2019 (SKD, CVPR), pair-wise term, as CriterionPairWiseforWholeFeatAfterPool and
+    sim_dis_compute (irfanICMLL/structure_knowledge_distillation, utils/criterion.py, utils/utils.py):
+    both bottleneck features are max-pooled with kernel and stride int(`pool_scale` * size) per axis
+    (default 0.5, ceil_mode, at least 1 where an axis has a single position), then the squared
+    difference of their pair-wise cosine similarity matrices (norms detached) is averaged over pairs
+    and batch. Channel-agnostic: no adapter. SKD's third, holistic term is SKD_holistic.
     """
     name = "SKD_pair"
     teacher_reads = READS_FEATURES
 
     def _pool(self, x: Tensor) -> Tensor:
-        window = [max(1, math.ceil(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
+        window = [max(1, int(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
         return _MAX_POOLS[x.ndim - 2](x, kernel_size=window, stride=window, ceil_mode=True)
 
     def forward(self, student, teacher, target=None):
@@ -225,19 +301,20 @@ class SKD_pair(_TermWithOptions):
 
 
 class _ReverseGradient(torch.autograd.Function):
-    """Identity forward, negated gradient backward (Ganin & Lempitsky 2015)."""
+    """Identity forward, gradient times -scale backward (Ganin & Lempitsky 2015)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, scale):
+        ctx.scale = scale
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return -grad
+        return -ctx.scale * grad, None
 
 
-def reverse_gradient(x: Tensor) -> Tensor:
-    return _ReverseGradient.apply(x)
+def reverse_gradient(x: Tensor, scale: float = 1.0) -> Tensor:
+    return _ReverseGradient.apply(x, scale)
 
 
 def segmentation_critic(spatial_dims: int, num_classes: int, width: int = 16) -> nn.Module:
@@ -276,6 +353,12 @@ class SKD_holistic(_TermWithOptions):
     the box). The clip is
     applied at the start of each forward, i.e. after the previous optimiser step.
 
+    Option `generator_scale` (default 1): the student's reversed gradient is this times the critic's,
+    for methods whose authors weight the critic's loss (lambda_d) and the student's adversarial
+    loss (lambda_adv) apart: the term's weight is lambda_d, generator_scale = lambda_adv / lambda_d.
+    SKD weights both by lambda_d = 0.1 (irfanICMLL/structure_knowledge_distillation,
+    networks/kd_model.py), so 1.
+
     Deviations: the paper conditions D on the image; the authors' code feeds D the segmentation
     output alone, as here (the terms do not receive the image). Their D is a self-attention GAN
     critic (64 channels) kept Lipschitz by a gradient penalty (WGAN-GP, lambda_gp = 10) and trained
@@ -313,10 +396,28 @@ class SKD_holistic(_TermWithOptions):
         teacher_logits = teacher.outputs[0].float()
         student_logits = resize(student.outputs[0].float(), spatial_size(teacher_logits))
         # One critic pass over both (no batch statistics couple them); only the student's half is reversed.
-        scores = self.score(torch.cat([reverse_gradient(self.probabilities(student_logits)),
+        generator_scale = float(self.option("generator_scale", 1.0))
+        scores = self.score(torch.cat([reverse_gradient(self.probabilities(student_logits), generator_scale),
                                        self.probabilities(teacher_logits)]))
         student_score, teacher_score = scores.split(len(student_logits))
         return student_score.mean() - teacher_score.mean()
+
+
+@register_term
+class IFVD_holistic(SKD_holistic):
+    """Wang et al. 2020 (IFVD, ECCV), the adversarial term of the authors' default objective
+    (YukangWang/IFVD, options.py, networks/kd_model.py): SKD's holistic term, whose code IFVD
+    builds on, with the critic's loss weighted lambda_d = 0.1 and the student's lambda_adv = 0.001.
+    nnUNetTrainerIFVD weights the term 0.1 with option generator_scale 0.01 (= 0.001 / 0.1).
+    Their critic has its own Adam (lr 4e-4, betas 0.9, 0.99); here it shares nnU-Net's SGD."""
+    name = "IFVD_holistic"
+
+
+def nearest_masks(masks: Tensor, size) -> Tensor:
+    """Masks (B, K, *spatial) resized to `size` by nearest-neighbour sampling, as both IFVD
+    (nn.Upsample(mode="nearest")) and EMKD (F.interpolate's default) resize their labels."""
+    size = tuple(int(s) for s in size)
+    return masks if spatial_size(masks) == size else F.interpolate(masks.float(), size=size, mode="nearest")
 
 
 def prototype_similarity(features: Tensor, masks: Tensor) -> Tensor:
@@ -329,16 +430,17 @@ def prototype_similarity(features: Tensor, masks: Tensor) -> Tensor:
 
 @register_term
 class IFVD(DistillationTerm):
-    """Wang et al. 2020, "Intra-class feature variation distillation for semantic segmentation" (ECCV).
+    """Wang et al. 2020, "Intra-class feature variation distillation for semantic segmentation" (ECCV),
+    the IFV term as CriterionIFV (YukangWang/IFVD, utils/criterion.py).
 
-    On the bottleneck features: each class's prototype is its mean feature under the label
-    masks (area-resized to the feature map); each voxel's cosine similarity to its class's
-    prototype forms the IFV map; loss = MSE between the student's and the teacher's IFV maps
-    over annotated voxels (a voxel counts towards each class by the fraction of it that class
-    covers; region datasets use each region's mask). The similarity compares a network's
-    features only with its own prototypes, so it is channel-agnostic and the student needs no
-    adapter. The authors' code weights it by 200 (lambda_ifv); squared cosine differences are
-    small (~1e-3), so the trainer keeps 200.
+    On the bottleneck features: the labels are resized to the feature map by nearest-neighbour
+    sampling; each class's prototype is its mean feature under its mask, per sample; each voxel's
+    cosine similarity to its class's prototype forms the IFV map; loss = MSE between the student's
+    and the teacher's IFV maps over all voxels of the batch (a voxel of no class, i.e. ignored,
+    adds 0 as in the reference, where it is compared with itself; with overlapping region masks a
+    voxel adds one squared difference per region). The similarity compares a network's features
+    only with its own prototypes, so the term is channel-agnostic and needs no adapter. The
+    authors weight it by lambda_ifv = 200, beside IFVD_pixel (10) and IFVD_holistic.
     """
     name = "IFVD"
     teacher_reads = READS_FEATURES
@@ -347,10 +449,10 @@ class IFVD(DistillationTerm):
         masks, _ = class_masks(_require_target(target, self.name), self.geometry)
         teacher_features = teacher.encoder[-1].float()
         size = spatial_size(teacher_features)
-        masks = region_fractions(masks, size)
+        masks = nearest_masks(masks, size)
         student_map = prototype_similarity(resize(student.encoder[-1].float(), size), masks)
         teacher_map = prototype_similarity(teacher_features, masks)
-        return (masks * (student_map - teacher_map).pow(2)).sum() / masks.sum().clamp_min(1e-6)
+        return (masks * (student_map - teacher_map).pow(2)).sum() / (masks.shape[0] * math.prod(size))
 
 
 def foreground_and_reference_masks(target: Tensor, geometry: DistillationGeometry) -> tuple[Tensor, Tensor]:
@@ -364,27 +466,29 @@ def foreground_and_reference_masks(target: Tensor, geometry: DistillationGeometr
 
 
 def region_affinity(features: Tensor, foreground: Tensor, reference: Tensor) -> Tensor:
-    """Cosine between the mean feature of each foreground mask and of its reference mask: (B, K)."""
+    """Cosine between the mean feature of each foreground mask and of its reference mask: (B, K);
+    the masks are resized to the features by nearest-neighbour sampling. An empty mask's mean is
+    the zero vector, so its cosine is 0."""
     size = spatial_size(features)
-    return F.cosine_similarity(masked_means(features, region_fractions(foreground, size)),
-                               masked_means(features, region_fractions(reference, size)), dim=2)
+    return F.cosine_similarity(masked_means(features, nearest_masks(foreground, size)),
+                               masked_means(features, nearest_masks(reference, size)), dim=2)
 
 
 @register_term
 class EMKD_RAD(DistillationTerm):
-    """Qin et al. 2021 (EMKD), region-affinity distillation: on the low- and high-level encoder
-    features (E1 and the bottleneck), the affinity of a tumour (foreground class) and the
-    background is the cosine between their region-mean feature vectors; loss = squared
-    difference of the student's and teacher's affinities, averaged over the samples and
-    classes where both regions are present, then over the two stages. Channel-agnostic.
+    """Qin et al. 2021 (EMKD), region-affinity distillation, as region_affinity_distillation
+    (EagleMIT/EMKD, utils/loss_functions.py, train_kd.py): on the low- and high-level encoder
+    features (see `emkd_stages`), the affinity of a tumour (foreground class) and the background
+    is the cosine between their region-mean feature vectors, the labels resized nearest; loss =
+    squared difference of the student's and teacher's affinities averaged over all samples (and
+    foreground classes; a sample without the class adds 0, as theirs), summed over the two stages.
+    Channel-agnostic.
     """
     name = "EMKD_RAD"
     teacher_reads = READS_FEATURES
 
     def forward(self, student, teacher, target=None):
         foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)
-        present = ((foreground.flatten(2).sum(2) > 0) & (reference.flatten(2).sum(2) > 0)).float()
-        stages = low_and_high_stages(self.geometry)
-        return sum((present * (region_affinity(student.encoder[k], foreground, reference)
-                               - region_affinity(teacher.encoder[k], foreground, reference)).pow(2)).sum()
-                   / present.sum().clamp_min(1) for k in stages) / len(stages)
+        return sum((region_affinity(student.encoder[k], foreground, reference)
+                    - region_affinity(teacher.encoder[k], foreground, reference)).pow(2).mean()
+                   for k in emkd_stages(self.geometry, self.config, self.name))
