@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import DATASET_ID, REPO
 
-pytestmark = pytest.mark.integration
+from nnunetv2_hlfd import cli
+from nnunetv2_hlfd.trainer_classes import trainers_folder
 
 # What a clean clone would not hand to the build: VCS data, build leftovers, local symlinks into the tree.
 NOT_IN_A_CLONE = {".git", "build", ".pytest_cache", "__pycache__", "hlfd_demo", ".whl"}
@@ -83,6 +84,7 @@ def trainers_path(venv: dict) -> Path:
     return Path(run(command, venv["cwd"], user_environment(venv["bin"])).stdout.strip())
 
 
+@pytest.mark.integration
 def test_the_wheel_ships_the_trainers_and_trainers_path_prints_their_installed_folder(venv):
     import zipfile
 
@@ -96,6 +98,7 @@ def test_the_wheel_ships_the_trainers_and_trainers_path_prints_their_installed_f
     assert Path(package).is_relative_to(venv["site"])  # the wheel's package, not the checkout's
 
 
+@pytest.mark.integration
 def test_the_installed_wheel_trains_predicts_and_exports_from_another_directory(venv, nnunet_dirs, teacher_2d,
                                                                                 tmp_path):
     own_trainers = tmp_path / "my_trainers"
@@ -126,3 +129,17 @@ def test_the_installed_wheel_trains_predicts_and_exports_from_another_directory(
     run([str(venv["bin"] / "nnunetv2_hlfd"), "export", str(model / "fold_0"), "-o", str(tmp_path / "exported")],
         cwd, env)
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["model.onnx", "model.pt"]
+
+
+def test_trainers_path_prints_the_folder_nnunet_finds_the_trainers_in(capsys):
+    cli.main(["trainers-path"])
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder == trainers_folder() and (folder / "nnUNetTrainerHLFD.py").is_file()
+
+
+def test_an_install_without_the_trainers_is_refused_with_the_fix(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "nnunetv2_hlfd.trainers", None)  # as an install that lacks the subpackage
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["trainers-path"])
+    assert exit_info.value.code == 2
+    assert "reinstall nnunetv2_hlfd" in capsys.readouterr().err
