@@ -10,11 +10,12 @@ cases are, which label values the source files use, and the defaults. Everything
 * writing: everything goes into a hidden temporary folder next to the target, which is renamed into place only
   when every case succeeded, so a failed or interrupted run never leaves a partial dataset behind; what a killed
   run could not clean up itself (SIGKILL, power loss) the next run into the same target cleans up;
-* the shared command-line options.
+* the shared command-line options, and a progress bar (cases done, failures so far, ETA) while cases run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import logging
 import multiprocessing
@@ -34,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+from tqdm import tqdm
 
 CYST_CHOICES = ("keep", "kidney", "drop")
 IMAGE_SUFFIX = "_0000.nii.gz"  # one CT channel
@@ -401,14 +403,32 @@ def _jobs(spec: DatasetSpec, layout: LabelLayout, cases: Iterable[Case], out_dir
 
 
 def _run_jobs(jobs: list[_Job], num_processes: int) -> list[str]:
-    """Run every case (none stops the others) and return all problems, each naming its case."""
-    if num_processes <= 1 or len(jobs) <= 1:
-        results = [_convert_case(job) for job in jobs]
-    else:
-        # spawn, as nnU-Net does: forking a parent that may hold torch or threads is unsafe
-        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
-            results = pool.map(_convert_case, jobs, chunksize=1)
+    """Run every case (none stops the others) and return all problems, each naming its case, in case order.
+    A progress bar on stderr counts the cases done and failed so far, with an ETA."""
+    results: list[list[str]] = [[] for _ in jobs]
+    with contextlib.ExitStack() as stack:
+        if num_processes <= 1 or len(jobs) <= 1:
+            finished = map(_convert_indexed_case, enumerate(jobs))
+        else:
+            # spawn, as nnU-Net does: forking a parent that may hold torch or threads is unsafe
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))))
+            finished = pool.imap_unordered(_convert_indexed_case, enumerate(jobs), chunksize=1)
+        checking = bool(jobs) and jobs[0].out_dir is None
+        progress = stack.enter_context(tqdm(finished, total=len(jobs), unit="case", postfix={"failed": 0},
+                                            desc="checking cases" if checking else "converting cases"))
+        failed = 0
+        for index, case_problems in progress:
+            results[index] = case_problems
+            if case_problems:
+                failed += 1
+                progress.set_postfix(failed=failed)
     return [problem for case_problems in results for problem in case_problems]
+
+
+def _convert_indexed_case(indexed_job: tuple[int, _Job]) -> tuple[int, list[str]]:
+    """_convert_case with the job's position, so results finishing out of order keep the case order."""
+    index, job = indexed_job
+    return index, _convert_case(job)
 
 
 class _CaseProblem(Exception):

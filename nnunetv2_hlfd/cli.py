@@ -47,12 +47,23 @@ def _run_export(args) -> None:
     run(args)
 
 
+def _add_trainers_path(subparsers) -> None:
+    subparsers.add_parser("trainers-path", help="print the folder of the installed HLFD trainers, for "
+                                                "export nnUNet_extTrainer=$(nnunetv2_hlfd trainers-path)")
+
+
+def _run_trainers_path(args) -> None:
+    from nnunetv2_hlfd.trainer_classes import trainers_folder
+    print(trainers_folder())
+
+
 # Each command's options come from a module without heavy imports, so `--help` stays fast;
 # torch and nnU-Net are imported only by the command that runs.
 COMMANDS = {"demo": (_add_demo, _run_demo),
             "speed": (speed.add_parser, speed.run),
             "export": (_add_export, _run_export),
-            "benchmark": (benchmark.add_parser, benchmark.run)}
+            "benchmark": (benchmark.add_parser, benchmark.run),
+            "trainers-path": (_add_trainers_path, _run_trainers_path)}
 
 
 def main(argv=None) -> None:

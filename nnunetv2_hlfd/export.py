@@ -3,11 +3,15 @@
 The student is rebuilt as nnUNetPredictor rebuilds it (the checkpoint's trainer class,
 its plans and dataset.json, deep supervision off), so the exported logits are the ones
 `nnUNetv2_predict` computes for a patch. Both files take any spatial size that the
-network's total stride divides, and are checked against PyTorch before the command ends.
+network's total stride divides, and are checked against PyTorch before they take their names:
+a failed or interrupted export leaves no unchecked file behind.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 
 EXPORTED_FILES = ("model.pt", "model.onnx")
+# The `[export]` extra of pyproject.toml: ONNX writing (onnxscript for torch's exporter) and its check.
+EXPORT_MODULES = ("onnx", "onnxruntime", "onnxscript")
 ONNX_OPSET = 18
 # Exported logits must match PyTorch's within ATOL + RTOL * max |logit| (float32 kernels differ in summation order).
 ATOL, RTOL = 1e-4, 1e-3
@@ -102,21 +108,41 @@ def max_deviation(student: ExportedStudent, folder: Path, spatial_size=None) -> 
 def export_student(fold_folder: Path, output_folder: Path, checkpoint_name: str = "checkpoint_final.pth",
                    overwrite: bool = False) -> dict[str, float]:
     """Write model.pt and model.onnx and check them at the plans' patch and at a second size."""
+    require_export_extra()
     existing = [name for name in EXPORTED_FILES if (output_folder / name).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{output_folder} already holds {', '.join(existing)}; pass --overwrite to replace.")
     student = load_student(fold_folder, checkpoint_name)
+    created_output = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
-    export_torchscript(student, output_folder / "model.pt")
-    export_onnx(student, output_folder / "model.onnx")
-    deviations = {}
-    for label, size in (("plans' patch", student.patch_size), ("second size", second_size(student))):
-        deviations.update({f"{name} at {label}": d for name, d in max_deviation(student, output_folder, size).items()})
-    failed = {name: d for name, d in deviations.items() if d > 1}
-    if failed:
-        raise RuntimeError(f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
-                           f"(in units of that tolerance).")
+    # Written and checked in a staging folder beside the targets (same file system: the renames are atomic).
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_folder))
+    try:
+        export_torchscript(student, staging / "model.pt")
+        export_onnx(student, staging / "model.onnx")
+        deviations = {}
+        for label, size in (("plans' patch", student.patch_size), ("second size", second_size(student))):
+            deviations.update({f"{name} at {label}": d for name, d in max_deviation(student, staging, size).items()})
+        failed = {name: d for name, d in deviations.items() if d > 1}
+        if failed:
+            raise RuntimeError(f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
+                               f"(in units of that tolerance); nothing was written to {output_folder}.")
+        for name in EXPORTED_FILES:
+            os.replace(staging / name, output_folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_output and not any(output_folder.iterdir()):
+            output_folder.rmdir()  # a failed export leaves no trace of its own
     return deviations
+
+
+def require_export_extra() -> None:
+    """The export's optional dependencies, checked before anything is built or written."""
+    missing = [name for name in EXPORT_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"nnunetv2_hlfd export needs the Python modules {', '.join(missing)} (not installed); "
+                           f"install the export extra: pip install \"nnunetv2_hlfd[export]\" "
+                           f"(in a clone: pip install -e \".[export]\").")
 
 
 def second_size(student: ExportedStudent) -> tuple[int, ...]:

@@ -1,15 +1,28 @@
-"""Finding a trainer class by name as nnU-Net does, with this checkout's trainers/ searched too."""
+"""Finding a trainer class by name as nnU-Net does, with this package's trainers searched too."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 from pathlib import Path
 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-# The checkout's trainers/ folder (README: nnUNet_extTrainer), searched after the user's own paths.
-REPOSITORY_TRAINERS = Path(__file__).resolve().parents[1] / "trainers"
+# The repository's top-level trainers/, installed as this subpackage (pyproject's package-dir).
+TRAINERS_PACKAGE = "nnunetv2_hlfd.trainers"
+
+
+def trainers_folder() -> Path:
+    """The installed folder of the project's trainer modules: the one to put on nnUNet_extTrainer.
+
+    Asked of the import system, so it is the folder a wheel install, an editable install and a
+    checkout on PYTHONPATH each import the trainers from."""
+    spec = importlib.util.find_spec(TRAINERS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{TRAINERS_PACKAGE} is not installed, so nnU-Net cannot find the HLFD trainers; "
+                           f"reinstall nnunetv2_hlfd (pip install nnunetv2_hlfd, or pip install -e . in a clone).")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 @contextlib.contextmanager
@@ -28,12 +41,11 @@ def environment(**variables: str):
 
 
 def trainer_search_path() -> str:
-    """nnUNet_extTrainer's folders, then this checkout's trainers/, each once (nnU-Net's own come first)."""
-    folders = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(REPOSITORY_TRAINERS)]
+    """nnUNet_extTrainer's folders, then this package's trainers, each once (nnU-Net's own come first)."""
+    folders = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(trainers_folder())]
     return os.pathsep.join(dict.fromkeys(p for p in folders if p))
 
 
 def find_trainer_class(trainer_name: str) -> type:
     with environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
         return recursive_find_trainer_class_by_name(trainer_name)  # (redirected: nnU-Net narrates its search)
-

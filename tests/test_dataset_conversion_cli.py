@@ -95,6 +95,23 @@ def test_cli_overwrite_replaces_the_target(kits23_folder, tmp_path):
     assert leftovers(tmp_path / "raw") == ["Dataset220_KiTS2023"]
 
 
+def test_cli_progress_bar_counts_cases_done_and_failed(tmp_path, capsys):
+    for case, values in ((0, (0, 1, 2)), (1, (0, 1, 2, 3)), (2, (0, 1, 2))):  # KiTS19 has no label 3
+        make_kits_case(tmp_path / "kits19", case, label_values=values)
+    assert kits19.main([str(tmp_path / "kits19"), "--nnunet-raw", str(tmp_path / "raw"), "-np", "1"]) == 1
+    progress = capsys.readouterr().err.split("error:")[0]
+    assert "converting cases" in progress and "3/3" in progress and "failed=1" in progress
+
+
+def test_parallel_conversion_reports_problems_in_case_order(tmp_path, capsys):
+    for case in range(3):
+        make_kits_case(tmp_path / "kits19", case, label_values=(0, 1, 2) if case == 1 else (0, 1, 2, 3))
+    assert kits19.main([str(tmp_path / "kits19"), "--nnunet-raw", str(tmp_path / "raw"), "--check", "-np", "2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.index("case_00000:") < captured.out.index("case_00002:")
+    assert "checking cases" in captured.err and "failed=2" in captured.err
+
+
 @pytest.mark.parametrize("module, args", [
     (kits21, ["--labels", "regions"]),  # the region layout is KiTS23's
     (kits19, ["--cysts", "keep"]),  # KiTS19 and LiTS have no cysts

@@ -1,4 +1,5 @@
 """The student exported to TorchScript and ONNX gives PyTorch's logits, at any valid size."""
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_hlfd import cli
+from nnunetv2_hlfd import cli, export
 from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.benchmarking.speed import torch_threads
 from nnunetv2_hlfd.export import example_patch, export_student, load_student, max_deviation
@@ -87,3 +88,39 @@ def test_command_reports_refusal_as_error(tmp_path, capsys):
         cli.main(["export", str(tmp_path / "fold_0"), "-o", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_without_the_export_extra_the_command_names_the_extra_to_install(tmp_path, monkeypatch, capsys):
+    fold_folder = write_results_folder(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: find_spec gives None
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["export", str(fold_folder), "-o", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "onnxruntime" in error and 'pip install "nnunetv2_hlfd[export]"' in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_export_leaves_no_file_and_the_rerun_needs_no_overwrite(tmp_path, monkeypatch):
+    fold_folder, output = write_results_folder(tmp_path), tmp_path / "out"
+
+    def failing_onnx_export(student, path):  # after model.pt is written, as a crash of the ONNX exporter
+        raise RuntimeError("ONNX exporter failed")
+
+    monkeypatch.setattr(export, "export_onnx", failing_onnx_export)
+    with pytest.raises(RuntimeError, match="ONNX exporter failed"):
+        export_student(fold_folder, output)
+    assert not output.exists()
+    monkeypatch.undo()
+    export_student(fold_folder, output)
+    assert sorted(p.name for p in output.iterdir()) == ["model.onnx", "model.pt"]
+
+
+def test_an_export_failing_its_check_keeps_the_previous_files(exported, monkeypatch):
+    fold_folder, output, _ = exported
+    before = {name: (output / name).read_bytes() for name in ("model.pt", "model.onnx")}
+    monkeypatch.setattr(export, "max_deviation", lambda student, folder, size: {"model.pt": 2.0, "model.onnx": 0.5})
+    with pytest.raises(RuntimeError, match="nothing was written"):
+        export_student(fold_folder, output, overwrite=True)
+    assert {name: (output / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in output.iterdir()) == ["model.onnx", "model.pt"]

@@ -31,9 +31,10 @@ nnUNetTrainerStudent_tiny = _tiny("nnUNetTrainerStudent")
 # on every trainer lookup, and its full search costs ~0.4 s per base class, so these bases are
 # loaded straight from the project's trainers/ folder instead (once per import of this module).
 import importlib.util  # noqa: E402
-from pathlib import Path  # noqa: E402
 
-_PROJECT_TRAINERS = Path(__file__).resolve().parents[2] / "trainers"
+from nnunetv2_hlfd.trainer_classes import trainers_folder  # noqa: E402
+
+_PROJECT_TRAINERS = trainers_folder()
 _project_trainer_modules: dict[str, object] = {}
 
 
