@@ -1,5 +1,7 @@
 """The HLFD terms on synthetic 2D and 3D maps: zero on agreement, positive otherwise,
 channel-agnostic where the spec says so, gradients to the student and adapters only."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
 from nnunetv2_hlfd.distillation.functional import attention_map, bernoulli_kl, kl_to_teacher, resize, softmax_kl
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
-from nnunetv2_hlfd.distillation.terms import IFD, IPD, UFD, UPD, pointwise
+from nnunetv2_hlfd.distillation.terms import IFD, IPD, TERMS, UFD, UPD, pointwise
 
 CLASSES = 3
 SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
@@ -73,6 +75,74 @@ def test_upd_is_zero_when_projected_student_equals_the_fused_teacher(dims):
     middle = [resize(teacher.outputs[k], SIZES[dims]) for k in range(1, len(TEACHER_CHANNELS) - 2)]
     student.encoder[0] = torch.stack(middle).mean(0)  # what the fusion computes at initialisation
     assert term(student, teacher).item() == pytest.approx(0, abs=1e-5)
+
+
+def agreeing_teacher(dims, size, stages=5, seed=0):
+    """A fixed teacher whose heads agree: each O(k) is the final logits O(0) area-averaged to E(k)'s size."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = 3 * torch.randn(2, CLASSES, *[s // 8 for s in size], generator=generator)
+    final = resize(coarse, size) + 0.5 * torch.randn(2, CLASSES, *size, generator=generator)
+    outputs = [final] + [F.interpolate(final, size=[s // 2 ** k for s in size], mode="area") for k in range(1, stages - 1)]
+    encoder = [torch.randn(2, 4, *[s // 2 ** k for s in size], generator=generator) for k in range(stages)]
+    return UNetMaps(encoder, outputs)
+
+
+def agreement_with_final_output(logits, teacher):
+    return (logits.argmax(1) == teacher.outputs[0].argmax(1)).float().mean().item()
+
+
+def normalised_entropy(logits):
+    probabilities = logits.softmax(1)
+    return (-(probabilities * probabilities.clamp_min(1e-12).log()).sum(1).mean() / math.log(CLASSES)).item()
+
+
+def test_upd_target_keeps_the_teachers_prediction_while_the_student_projection_learns_it():
+    """The issue-11 scenario: UPD alone, nnU-Net's SGD and clipping for 300 steps on a student stem. A target
+    trained by the KL co-adapts with the projection until both are uniform (agreement 0.88 -> 0.31)."""
+    torch.manual_seed(0)
+    teacher = agreeing_teacher(2, (64, 64))
+    engine = DistillationEngine(hlfd_config(terms=("UPD",)), geometry(2, teacher=(4,) * 5, student=(8,) * 5))
+    upd = engine.terms["UPD"]
+    image = teacher.outputs[0] + torch.randn_like(teacher.outputs[0])
+    stem = torch.nn.Conv2d(CLASSES, 8, kernel_size=3, padding=1)
+
+    def student():
+        return UNetMaps([F.leaky_relu(stem(image)), *teacher.encoder[1:]], teacher.outputs)
+
+    def student_agreement():
+        with torch.no_grad():
+            return agreement_with_final_output(pointwise(upd.student_projection, student().encoder[0]), teacher)
+
+    target_before = upd.unified_teacher_map(teacher)
+    agreement_before, entropy_before = agreement_with_final_output(target_before, teacher), normalised_entropy(target_before)
+    student_before = student_agreement()
+    parameters = [*stem.parameters(), *engine.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
+    for _ in range(300):
+        optimizer.zero_grad()
+        engine(student(), teacher)["UPD"].backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 12)
+        optimizer.step()
+    target_after = upd.unified_teacher_map(teacher)
+    assert agreement_before > 0.8
+    assert agreement_with_final_output(target_after, teacher) == pytest.approx(agreement_before, abs=0.01)
+    assert normalised_entropy(target_after) == pytest.approx(entropy_before, abs=0.01)
+    assert student_agreement() > max(0.8, student_before + 0.3)
+
+
+def test_no_hlfd_adapter_sits_on_the_teacher_side():
+    """Every trained parameter of HLFD's terms maps the student; none shapes a target."""
+    engine = DistillationEngine(hlfd_config(), geometry(2))
+    assert {name for name, _ in engine.named_parameters()} == {"terms.UPD.student_projection.weight",
+                                                               "terms.UPD.student_projection.bias"}
+    assert all(not list(TERMS[name](geometry(2), hlfd_config()).parameters()) for name in ("UFD", "IFD", "IPD"))
+
+
+def test_upd_loads_a_checkpoint_that_still_holds_a_trained_fusion():
+    term = UPD(geometry(2), hlfd_config())
+    state = {**term.state_dict(), "teacher_fusion.weight": torch.zeros(3, 6, 1, 1), "teacher_fusion.bias": torch.zeros(3)}
+    term.load_state_dict(state)  # strict: only the dropped fusion keys were extra
+    assert torch.equal(term.student_projection.weight, state["student_projection.weight"])
 
 
 def test_ipd_is_zero_when_every_student_head_predicts_the_teacher_output(dims):

@@ -279,7 +279,7 @@ def kl_to_teacher(students_logits: Sequence[Tensor], teacher_logits: Tensor, tem
     """
     teacher_log_probs = _log_distribution(teacher_logits.float() / temperature, regions)
     teacher_probs = tuple(log_probs.exp() for log_probs in teacher_log_probs)
-    # A fixed teacher (not UPD's trained fusion) lets the gradient take its closed form.
+    # A teacher that takes no gradient (every term's target) lets the gradient take its closed form.
     kl = _kl_per_voxel_mean if teacher_logits.requires_grad else _FixedTeacherKL.apply
     total = sum(kl(student_logits.float(), teacher_probs, teacher_log_probs, temperature, regions)
                 for student_logits in students_logits)

@@ -115,10 +115,12 @@ def pointwise(conv: nn.Module, x: Tensor) -> Tensor:
 
 @register_term
 class UPD(DistillationTerm):
-    """Unified pixel distillation: fused teacher middle-scale predictions -> projected student E0.
+    """Unified pixel distillation: the average of the teacher's middle-scale predictions -> the student's
+    E0, mapped to the classes by a trained 1x1 convolution.
 
-    Both sides are mapped to the class count by trained 1x1 convolutions; the teacher's
-    fusion starts as the plain average of its stacked predictions.
+    The unified teacher map is the target and has no parameters: a fusion trained by this KL co-adapts
+    with the projection until both are uniform (docs/METHODS.md, UPD). The average is the fusion the
+    paper's 1x1 convolution starts from.
     """
     name = "UPD"
     required_stages = ("teacher", teacher_middle_outputs)
@@ -127,27 +129,24 @@ class UPD(DistillationTerm):
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
         dims, classes = geometry.student.spatial_dims, geometry.num_classes
-        num_scales = len(teacher_middle_outputs(geometry.teacher.num_stages))
-        self.teacher_fusion = _one_by_one_conv(dims, classes * num_scales, classes)
         self.student_projection = _one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
-        self._init_fusion_as_average(num_scales, classes)
 
-    @torch.no_grad()
-    def _init_fusion_as_average(self, num_scales: int, classes: int) -> None:
-        weight = self.teacher_fusion.weight.view(classes, num_scales, classes, -1)
-        weight.zero_()
-        for c in range(classes):
-            weight[c, :, c] = 1.0 / num_scales
-        self.teacher_fusion.bias.zero_()
+    def unified_teacher_map(self, teacher: UNetMaps) -> Tensor:
+        """The mean of the teacher's logits O(1) .. O(N-3), each upsampled to full resolution."""
+        full = spatial_size(teacher.outputs[0])
+        middle = teacher_middle_outputs(teacher.num_stages)
+        return sum(resize(teacher.outputs[k].float(), full) for k in middle) / len(middle)
 
     def forward(self, student, teacher, target=None):
-        full = spatial_size(teacher.outputs[0])
-        # Resized before the fusion, so the resizing stays outside the graph: only the 1x1 convs learn.
-        stacked = torch.cat([resize(teacher.outputs[k].float(), full)
-                             for k in teacher_middle_outputs(teacher.num_stages)], dim=1)
-        teacher_map = pointwise(self.teacher_fusion, stacked)
-        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), full))
+        teacher_map = self.unified_teacher_map(teacher)
+        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), spatial_size(teacher_map)))
         return prediction_kl(student_map, teacher_map, self.config.temperature, self.geometry.regions)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the fusion was fixed hold its KL-trained (collapsed) weights: dropped.
+        for key in [k for k in state_dict if k.startswith(prefix + "teacher_fusion.")]:
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @register_term
