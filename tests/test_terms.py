@@ -77,12 +77,84 @@ def test_upd_is_zero_when_projected_student_equals_the_fused_teacher(dims):
     assert term(student, teacher).item() == pytest.approx(0, abs=1e-5)
 
 
+IFD_AREA = hlfd_config(terms=("IFD",), options={"IFD": {"student_shrink": "area"}})
+
+
+def fraction_of_voxels_with_ifd_gradient(config, dims) -> list[float]:
+    """For E1 .. E(N-2) (4 to 16 times the bottleneck's size per axis, then twice)."""
+    size = (64, 64) if dims == 2 else (32, 32, 32)
+    student = random_maps(STUDENT_CHANNELS, size, requires_grad=True, seed=1)
+    IFD(geometry(dims), config)(student, random_maps(TEACHER_CHANNELS, size, seed=2)).backward()
+    return [(stage.grad.abs().sum(dim=1) > 0).float().mean().item() for stage in student.encoder[1:-1]]
+
+
+def test_ifd_gradient_reaches_every_student_voxel_with_area_shrinking(dims):
+    assert fraction_of_voxels_with_ifd_gradient(IFD_AREA, dims) == [1.0, 1.0, 1.0]
+
+
+def test_ifd_gradient_reaches_few_voxels_of_the_fine_stages_with_bilinear_shrinking(dims):
+    """The paper's default: a bilinear shrink by 4x or more per axis reads 2 of every 4+ voxels per axis."""
+    e1, e2, _ = fraction_of_voxels_with_ifd_gradient(hlfd_config(terms=("IFD",)), dims)
+    assert e1 <= 0.0625 and e2 <= 0.25
+
+
+def test_ifd_with_area_shrinking_is_zero_when_each_student_cell_repeats_the_teacher_bottleneck(dims):
+    """Area-averaging the attention of a map that repeats each bottleneck value over its cell gives the
+    bottleneck's own attention."""
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    bottleneck = teacher.encoder[-1]
+    for k in range(1, len(STUDENT_CHANNELS) - 1):
+        student.encoder[k] = F.interpolate(bottleneck, size=student.encoder[k].shape[2:], mode="nearest")
+    assert IFD(geometry(dims), IFD_AREA)(student, teacher).item() == pytest.approx(0, abs=1e-6)
+    student.encoder[1] = student.encoder[1] * torch.rand_like(student.encoder[1])  # no longer constant per cell
+    assert IFD(geometry(dims), IFD_AREA)(student, teacher).item() > 1e-4
+
+
+def test_ifd_refuses_an_unknown_shrinking():
+    with pytest.raises(ValueError, match="student_shrink is 'nearest'; use one of"):
+        IFD(geometry(2), hlfd_config(terms=("IFD",), options={"IFD": {"student_shrink": "nearest"}}))
+
+
+def strided_geometry(patch_size, total_stride):
+    network = NetworkGeometry(TEACHER_CHANNELS, len(patch_size), total_stride)
+    return DistillationGeometry(network, NetworkGeometry(STUDENT_CHANNELS, len(patch_size), total_stride), CLASSES,
+                                False, patch_size=patch_size)
+
+
+def test_ifd_is_skipped_and_logged_when_the_teacher_bottleneck_is_one_voxel():
+    messages = []
+    engine = DistillationEngine(hlfd_config(), strided_geometry((32, 32), (32, 32)), log=messages.append)
+    assert engine.term_names == ["UFD", "UPD", "IPD"]
+    assert messages == ["Distillation term IFD skipped: the teacher's bottleneck is a single voxel "
+                        "(patch [32, 32] / total stride [32, 32]), where attention is the same for every map."]
+    assert "IFD" in DistillationEngine(hlfd_config(), strided_geometry((64, 32), (32, 32))).term_names
+
+
+def test_geometry_round_trips_its_patch_and_strides_and_reads_dicts_without_them():
+    geometry_with_patch = strided_geometry((40, 64), (8, 16))
+    restored = DistillationGeometry.from_dict(geometry_with_patch.to_dict())
+    assert restored.teacher_bottleneck_size == (5, 4) and restored.student.total_stride == (8, 16)
+    old = {k: v for k, v in geometry_with_patch.to_dict().items()
+           if k not in ("patch_size", "teacher_total_stride", "student_total_stride")}
+    assert DistillationGeometry.from_dict(old).teacher_bottleneck_size is None
+    assert DistillationGeometry.from_dict(old) == geometry_with_patch  # a resumed run's saved geometry still matches
+
+
+def test_network_geometry_reads_the_total_stride_of_a_unet():
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    network = PlainConvUNet(1, 3, (4, 8, 16), torch.nn.Conv2d, 3, [[1, 1], [2, 2], [2, 1]], 1, CLASSES, 1)
+    assert NetworkGeometry.of(network) == NetworkGeometry((4, 8, 16), 2)
+    assert NetworkGeometry.of(network).total_stride == (4, 2)
+
+
 def agreeing_teacher(dims, size, stages=5, seed=0):
     """A fixed teacher whose heads agree: each O(k) is the final logits O(0) area-averaged to E(k)'s size."""
     generator = torch.Generator().manual_seed(seed)
     coarse = 3 * torch.randn(2, CLASSES, *[s // 8 for s in size], generator=generator)
     final = resize(coarse, size) + 0.5 * torch.randn(2, CLASSES, *size, generator=generator)
-    outputs = [final] + [F.interpolate(final, size=[s // 2 ** k for s in size], mode="area") for k in range(1, stages - 1)]
+    outputs = [final] + [F.interpolate(final, size=[s // 2 ** k for s in size], mode="area")
+                         for k in range(1, stages - 1)]
     encoder = [torch.randn(2, 4, *[s // 2 ** k for s in size], generator=generator) for k in range(stages)]
     return UNetMaps(encoder, outputs)
 
@@ -114,7 +186,8 @@ def test_upd_target_keeps_the_teachers_prediction_while_the_student_projection_l
             return agreement_with_final_output(pointwise(upd.student_projection, student().encoder[0]), teacher)
 
     target_before = upd.unified_teacher_map(teacher)
-    agreement_before, entropy_before = agreement_with_final_output(target_before, teacher), normalised_entropy(target_before)
+    agreement_before = agreement_with_final_output(target_before, teacher)
+    entropy_before = normalised_entropy(target_before)
     student_before = student_agreement()
     parameters = [*stem.parameters(), *engine.parameters()]
     optimizer = torch.optim.SGD(parameters, lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
@@ -140,7 +213,8 @@ def test_no_hlfd_adapter_sits_on_the_teacher_side():
 
 def test_upd_loads_a_checkpoint_that_still_holds_a_trained_fusion():
     term = UPD(geometry(2), hlfd_config())
-    state = {**term.state_dict(), "teacher_fusion.weight": torch.zeros(3, 6, 1, 1), "teacher_fusion.bias": torch.zeros(3)}
+    fusion = {"teacher_fusion.weight": torch.zeros(3, 6, 1, 1), "teacher_fusion.bias": torch.zeros(3)}
+    state = {**term.state_dict(), **fusion}
     term.load_state_dict(state)  # strict: only the dropped fusion keys were extra
     assert torch.equal(term.student_projection.weight, state["student_projection.weight"])
 

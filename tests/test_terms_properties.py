@@ -47,8 +47,8 @@ def training_target(case, generator):
     return torch.randint(0, case["classes"], (case["batch"], 1, *case["size"]), generator=generator).float()
 
 
-# Every method of trainers/: HLFD and the peers' terms, which the same training runs produce inputs for.
-METHODS = ("HLFD", "KD", "AT", "FitNets", "SKD", "IFVD", "CWD", "EMKD")
+# Every method of trainers/ (HLFD, its IFD option, the peers), whose training runs produce such inputs.
+METHODS = ("HLFD", "HLFD_IFDArea", "KD", "AT", "FitNets", "SKD", "IFVD", "CWD", "EMKD")
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,6 +6,7 @@ with the engine. `skip_reason` says when a network is too shallow for the term.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -13,7 +14,8 @@ from dynamic_network_architectures.building_blocks.helper import convert_dim_to_
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, kl_to_teacher, prediction_kl, resize,
+from nnunetv2_hlfd.distillation.functional import (area_attention_map, attention_distance, attention_map,
+                                                   attention_transfer, kl_to_teacher, prediction_kl, resize,
                                                    smallest_spatial_size, spatial_size)
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, UNetMaps
 
@@ -86,19 +88,46 @@ class UFD(DistillationTerm):
         return attention_transfer(student.encoder[0], target, self.config.attention_p)
 
 
+# How IFD brings each student stage to the teacher bottleneck's grid (its option "student_shrink").
+IFD_STUDENT_SHRINKS = ("bilinear", "area")
+
+
 @register_term
 class IFD(DistillationTerm):
-    """Individual feature distillation: teacher bottleneck -> every student middle encoder stage."""
+    """Individual feature distillation: teacher bottleneck -> every student middle encoder stage.
+
+    Option "student_shrink": "bilinear" (default, the paper's and the reference code's) resizes each
+    student stage's features to the bottleneck's size, then takes their attention; "area" takes each
+    stage's attention at its own resolution and area-averages it to the bottleneck's grid, so every
+    student voxel gets gradient (bilinear shrinking reaches a few percent of them).
+    """
     name = "IFD"
     required_stages = ("student", middle_encoder_stages)
     teacher_reads = frozenset({TEACHER_ENCODER})
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        self.student_shrink = config.option(self.name, "student_shrink", "bilinear")
+        if self.student_shrink not in IFD_STUDENT_SHRINKS:
+            raise ValueError(f"IFD option student_shrink is {self.student_shrink!r}; use one of {IFD_STUDENT_SHRINKS}.")
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        bottleneck = geometry.teacher_bottleneck_size
+        if bottleneck is not None and math.prod(bottleneck) == 1:
+            # The attention of a single position is 1 for every map: the term is identically 0.
+            return (f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
+                    f"{list(geometry.teacher.total_stride)}), where attention is the same for every map")
+        return super().skip_reason(geometry)
 
     def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
         target = attention_map(bottleneck, self.config.attention_p)
         p, size = self.config.attention_p, spatial_size(bottleneck)
-        return sum(attention_transfer(student.encoder[k], target, p, target_size=size)
-                   for k in middle_encoder_stages(student.num_stages))
+        middle = [student.encoder[k] for k in middle_encoder_stages(student.num_stages)]
+        if self.student_shrink == "area":
+            return sum(attention_distance(area_attention_map(stage, p, size), target) for stage in middle)
+        return sum(attention_transfer(stage, target, p, target_size=size) for stage in middle)
 
 
 def _one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
@@ -159,5 +188,5 @@ class IPD(DistillationTerm):
     def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
         full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
-        return kl_to_teacher([resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)],
-                             final, t, regions)
+        heads = [resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)]
+        return kl_to_teacher(heads, final, t, regions)
