@@ -300,7 +300,10 @@ def test_kl_to_several_students_is_the_sum_of_torch_kl_divs():
 
 def test_bernoulli_kl_is_the_two_outcome_kl_of_each_region_summed():
     s, t = torch.randn(2, 3, 5, 6), torch.randn(2, 3, 5, 6)
-    two_outcomes = lambda x: torch.stack([F.logsigmoid(x / 2), F.logsigmoid(-x / 2)])
+
+    def two_outcomes(x):
+        return torch.stack([F.logsigmoid(x / 2), F.logsigmoid(-x / 2)])
+
     reference = F.kl_div(two_outcomes(s), two_outcomes(t), log_target=True, reduction="sum") / (2 * 5 * 6) * 4
     assert bernoulli_kl(s, t, 2.0).item() == pytest.approx(reference.item(), rel=1e-5)
     assert kl_to_teacher([s, s], t, 2.0, regions=True).item() == pytest.approx(2 * reference.item(), rel=1e-5)
