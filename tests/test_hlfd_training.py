@@ -110,6 +110,7 @@ def test_student_baseline_trains_the_same_student_without_a_teacher(nnunet_dirs,
     assert isinstance(trainer.network, ResNetStudentUNet)
     log_text = Path(trainer.log_file).read_text()
     assert "Reference: this plan's nnU-Net network. Student / teacher cost" in log_text
+    assert "Student: StudentSize(width_factor=0.5, budget=0.35): widths " in log_text
 
 
 def test_teacher_parameters_get_no_gradient_and_do_not_change(nnunet_dirs, teacher_2d):
