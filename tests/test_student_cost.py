@@ -1,42 +1,124 @@
-"""The student's size against the teacher on the plans nnU-Net itself makes: at most 35% of the
-parameters and of the multiply-adds per patch, for the default and the ResEnc-L planners."""
+"""The student's size against the plan's own network on the plans nnU-Net itself makes (default and
+ResEnc-L planners; 2d, 3d_fullres, 3d_lowres; large, small-patch and few-stage plans): at most 35% of
+the parameters and of the multiply-adds per patch, as wide as that allows up to half the plan's widths,
+and the students of other sizes that nnUNetv2_predict rebuilds from their trainer's name."""
+import functools
+
 import pytest
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.training.student import build_student
+from nnunetv2_hlfd.trainer_classes import find_trainer_class
+from nnunetv2_hlfd.training.student import WIDTH_STEPS, StudentSize, build_student, student_width_factor
 
 MAX_RATIO = 0.35
-# KiTS-like CT gives nnU-Net's 512x512 2d patch; an isotropic 256^3 fingerprint its 128^3 3d_fullres patch.
-FINGERPRINTS = {"2d": dict(shape=(128, 512, 512), spacing=0.78), "3d_fullres": dict(shape=(256, 256, 256), spacing=1.0)}
-DEFAULT_PATCHES = {"2d": [512, 512], "3d_fullres": [128, 128, 128]}
 NUM_CLASSES = 3
 
 
-def student_and_teacher_costs(planner: str, configuration: str):
-    plans, _ = plan(planner, kits_like_fingerprint(**FINGERPRINTS[configuration]))
-    cm = PlansManager(plans).get_configuration(configuration)
+def anisotropic_phantoms() -> dict:
+    """A few thick-slice volumes, as a new user's small phantom set."""
+    fingerprint = kits_like_fingerprint(num_cases=10, shape=(20, 160, 160))
+    fingerprint["spacings"] = [[5.0, 0.8, 0.8] for _ in fingerprint["spacings"]]
+    return fingerprint
+
+
+# KiTS-like CT gives nnU-Net's 512x512 2d patch; an isotropic 256^3 fingerprint its 128^3 3d_fullres patch;
+# the small sets give 3- to 6-stage plans on small patches.
+FINGERPRINTS = {
+    "kits": kits_like_fingerprint,
+    "isotropic256": lambda: kits_like_fingerprint(shape=(256, 256, 256), spacing=1.0),
+    "small": lambda: kits_like_fingerprint(num_cases=10, shape=(16, 48, 48), spacing=1.0),
+    "tiny": lambda: kits_like_fingerprint(num_cases=10, shape=(8, 20, 20), spacing=1.0),
+    "anisotropic": anisotropic_phantoms,
+}
+PLANNED = [("default", "kits", "2d"), ("default", "kits", "3d_lowres"), ("default", "isotropic256", "3d_fullres"),
+           ("ResEncL", "kits", "3d_fullres"),
+           ("default", "small", "2d"), ("default", "small", "3d_fullres"), ("ResEncL", "small", "3d_fullres"),
+           ("default", "tiny", "2d"), ("default", "tiny", "3d_fullres"), ("default", "anisotropic", "3d_fullres")]
+DEFAULT_PATCHES = {("kits", "2d"): (512, 512), ("isotropic256", "3d_fullres"): (128, 128, 128)}
+
+
+@functools.lru_cache(maxsize=None)
+def configuration(planner: str, fingerprint: str, name: str):
+    plans, _ = plan(planner, FINGERPRINTS[fingerprint]())
+    return PlansManager(plans).get_configuration(name)
+
+
+def costs(cm, size: StudentSize = StudentSize()):
     shape = (1, 1, *cm.patch_size)
-    teacher = model_cost(lambda: get_network_from_plans(
+    plan_network = model_cost(lambda: get_network_from_plans(
         cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import, 1,
         NUM_CLASSES, deep_supervision=True), shape)
-    student = model_cost(lambda: build_student(cm, 1, NUM_CLASSES), shape)
-    return cm, student, teacher
+    return model_cost(lambda: build_student(cm, 1, NUM_CLASSES, size=size), shape), plan_network
 
 
-@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
-def test_default_plans_student_is_at_most_35_percent_of_the_teacher(configuration):
-    cm, student, teacher = student_and_teacher_costs("default", configuration)
-    assert list(cm.patch_size) == DEFAULT_PATCHES[configuration]
-    assert student.parameters <= MAX_RATIO * teacher.parameters
-    assert student.macs_per_patch <= MAX_RATIO * teacher.macs_per_patch
+@pytest.mark.parametrize("planner, fingerprint, name", PLANNED, ids=["-".join(p) for p in PLANNED])
+def test_student_is_at_most_35_percent_of_the_plans_network(planner, fingerprint, name):
+    cm = configuration(planner, fingerprint, name)
+    student, plan_network = costs(cm)
+    assert student.parameters <= MAX_RATIO * plan_network.parameters
+    assert student.macs_per_patch <= MAX_RATIO * plan_network.macs_per_patch
 
 
-@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
-def test_resenc_l_plans_give_a_student_with_the_same_stages_and_at_most_35_percent(configuration):
-    cm, student, teacher = student_and_teacher_costs("ResEncL", configuration)
-    assert cm.network_arch_class_name.endswith("ResidualEncoderUNet")
-    assert student.parameters <= MAX_RATIO * teacher.parameters
-    assert student.macs_per_patch <= MAX_RATIO * teacher.macs_per_patch
+@pytest.mark.parametrize("planner, fingerprint, name", PLANNED[:3] + PLANNED[4:6], ids=lambda p: p)
+def test_student_keeps_resnet18s_blocks_and_one_convolution_per_decoder_stage(planner, fingerprint, name):
+    cm = configuration(planner, fingerprint, name)
+    student = build_student(cm, 1, NUM_CLASSES)
+    n_stages = cm.network_arch_init_kwargs["n_stages"]
+    assert [len(stage.blocks) for stage in student.encoder.stages] == [1] + [2] * (n_stages - 1)
+    assert all(len(stage.convs) == 1 for stage in student.decoder.stages)
+
+
+@pytest.mark.parametrize("fingerprint, name", list(DEFAULT_PATCHES))
+def test_default_plans_keep_the_half_width_student(fingerprint, name):
+    cm = configuration("default", fingerprint, name)
+    assert tuple(cm.patch_size) == DEFAULT_PATCHES[(fingerprint, name)]
+    assert student_width_factor(cm, 1, NUM_CLASSES) == 0.5
+    assert build_student(cm, 1, NUM_CLASSES).encoder.output_channels == [
+        f // 2 for f in cm.network_arch_init_kwargs["features_per_stage"]]
+
+
+@pytest.mark.parametrize("name", ["2d", "3d_fullres"])
+def test_small_plans_narrow_the_student_no_further_than_the_budget_needs(name):
+    """Half widths are 43% of the parameters here; one step wider than the chosen width is over 35%."""
+    cm = configuration("default", "small", name)
+    width_factor = student_width_factor(cm, 1, NUM_CLASSES)
+    assert width_factor < 0.5
+    wider, plan_network = costs(cm, StudentSize(width_factor=width_factor + 1 / WIDTH_STEPS, budget=10.0))
+    assert (wider.parameters > MAX_RATIO * plan_network.parameters
+            or wider.macs_per_patch > MAX_RATIO * plan_network.macs_per_patch)
+
+
+@pytest.mark.parametrize("size_name", ["Small", "Large"])
+def test_sized_students_are_rebuilt_from_the_trainer_name_as_nnunetv2_predict_does(size_name):
+    cm = configuration("default", "small", "2d")
+    trainer = find_trainer_class(f"nnUNetTrainerStudent{size_name}")
+    predicted = trainer.build_network_architecture(None, cm, 1, NUM_CLASSES, enable_deep_supervision=False)
+    trained = build_student(cm, 1, NUM_CLASSES, size=trainer.student_size)
+    assert {k: v.shape for k, v in predicted.state_dict().items()} == \
+        {k: v.shape for k, v in trained.state_dict().items()}
+    student, plan_network = costs(cm, trainer.student_size)
+    assert student.parameters <= trainer.student_size.budget * plan_network.parameters
+    assert student.macs_per_patch <= trainer.student_size.budget * plan_network.macs_per_patch
+    assert find_trainer_class(f"nnUNetTrainerHLFD{size_name}").student_size == trainer.student_size
+
+
+def test_small_default_and_large_students_grow_in_that_order():
+    cm = configuration("default", "small", "2d")
+    parameters = [costs(cm, find_trainer_class(f"nnUNetTrainerStudent{size}").student_size)[0].parameters
+                  for size in ("Small", "", "Large")]
+    assert parameters == sorted(parameters) and len(set(parameters)) == 3
+
+
+def test_a_budget_no_student_fits_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match=r"No ResNet18-style student fits 0% .* Raise StudentSize.budget"):
+        build_student(configuration("default", "tiny", "2d"), 1, NUM_CLASSES, size=StudentSize(budget=1e-4))
+
+
+@pytest.mark.parametrize("keywords, problem", [({"width_factor": 0}, "width_factor is 0"),
+                                               ({"budget": -1}, "budget is -1")])
+def test_student_size_refuses_impossible_values(keywords, problem):
+    with pytest.raises(ValueError, match=problem):
+        StudentSize(**keywords)

@@ -1,5 +1,7 @@
 """The HLFD terms on synthetic 2D and 3D maps: zero on agreement, positive otherwise,
 channel-agnostic where the spec says so, gradients to the student and adapters only."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
 from nnunetv2_hlfd.distillation.functional import attention_map, bernoulli_kl, kl_to_teacher, resize, softmax_kl
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
-from nnunetv2_hlfd.distillation.terms import IFD, IPD, UFD, UPD, pointwise
+from nnunetv2_hlfd.distillation.terms import IFD, IPD, TERMS, UFD, UPD, pointwise
 
 CLASSES = 3
 SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
@@ -73,6 +75,148 @@ def test_upd_is_zero_when_projected_student_equals_the_fused_teacher(dims):
     middle = [resize(teacher.outputs[k], SIZES[dims]) for k in range(1, len(TEACHER_CHANNELS) - 2)]
     student.encoder[0] = torch.stack(middle).mean(0)  # what the fusion computes at initialisation
     assert term(student, teacher).item() == pytest.approx(0, abs=1e-5)
+
+
+IFD_AREA = hlfd_config(terms=("IFD",), options={"IFD": {"student_shrink": "area"}})
+
+
+def fraction_of_voxels_with_ifd_gradient(config, dims) -> list[float]:
+    """For E1 .. E(N-2) (4 to 16 times the bottleneck's size per axis, then twice)."""
+    size = (64, 64) if dims == 2 else (32, 32, 32)
+    student = random_maps(STUDENT_CHANNELS, size, requires_grad=True, seed=1)
+    IFD(geometry(dims), config)(student, random_maps(TEACHER_CHANNELS, size, seed=2)).backward()
+    return [(stage.grad.abs().sum(dim=1) > 0).float().mean().item() for stage in student.encoder[1:-1]]
+
+
+def test_ifd_gradient_reaches_every_student_voxel_with_area_shrinking(dims):
+    assert fraction_of_voxels_with_ifd_gradient(IFD_AREA, dims) == [1.0, 1.0, 1.0]
+
+
+def test_ifd_gradient_reaches_few_voxels_of_the_fine_stages_with_bilinear_shrinking(dims):
+    """The paper's default: a bilinear shrink by 4x or more per axis reads 2 of every 4+ voxels per axis."""
+    e1, e2, _ = fraction_of_voxels_with_ifd_gradient(hlfd_config(terms=("IFD",)), dims)
+    assert e1 <= 0.0625 and e2 <= 0.25
+
+
+def test_ifd_with_area_shrinking_is_zero_when_each_student_cell_repeats_the_teacher_bottleneck(dims):
+    """Area-averaging the attention of a map that repeats each bottleneck value over its cell gives the
+    bottleneck's own attention."""
+    teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
+    student = random_maps(STUDENT_CHANNELS, SIZES[dims])
+    bottleneck = teacher.encoder[-1]
+    for k in range(1, len(STUDENT_CHANNELS) - 1):
+        student.encoder[k] = F.interpolate(bottleneck, size=student.encoder[k].shape[2:], mode="nearest")
+    assert IFD(geometry(dims), IFD_AREA)(student, teacher).item() == pytest.approx(0, abs=1e-6)
+    student.encoder[1] = student.encoder[1] * torch.rand_like(student.encoder[1])  # no longer constant per cell
+    assert IFD(geometry(dims), IFD_AREA)(student, teacher).item() > 1e-4
+
+
+def test_ifd_refuses_an_unknown_shrinking():
+    with pytest.raises(ValueError, match="student_shrink is 'nearest'; use one of"):
+        IFD(geometry(2), hlfd_config(terms=("IFD",), options={"IFD": {"student_shrink": "nearest"}}))
+
+
+def strided_geometry(patch_size, total_stride):
+    network = NetworkGeometry(TEACHER_CHANNELS, len(patch_size), total_stride)
+    return DistillationGeometry(network, NetworkGeometry(STUDENT_CHANNELS, len(patch_size), total_stride), CLASSES,
+                                False, patch_size=patch_size)
+
+
+def test_ifd_is_skipped_and_logged_when_the_teacher_bottleneck_is_one_voxel():
+    messages = []
+    engine = DistillationEngine(hlfd_config(), strided_geometry((32, 32), (32, 32)), log=messages.append)
+    assert engine.term_names == ["UFD", "UPD", "IPD"]
+    assert messages == ["Distillation term IFD skipped: the teacher's bottleneck is a single voxel "
+                        "(patch [32, 32] / total stride [32, 32]), where attention is the same for every map."]
+    assert "IFD" in DistillationEngine(hlfd_config(), strided_geometry((64, 32), (32, 32))).term_names
+
+
+def test_geometry_round_trips_its_patch_and_strides_and_reads_dicts_without_them():
+    geometry_with_patch = strided_geometry((40, 64), (8, 16))
+    restored = DistillationGeometry.from_dict(geometry_with_patch.to_dict())
+    assert restored.teacher_bottleneck_size == (5, 4) and restored.student.total_stride == (8, 16)
+    old = {k: v for k, v in geometry_with_patch.to_dict().items()
+           if k not in ("patch_size", "teacher_total_stride", "student_total_stride")}
+    assert DistillationGeometry.from_dict(old).teacher_bottleneck_size is None
+    assert DistillationGeometry.from_dict(old) == geometry_with_patch  # a resumed run's saved geometry still matches
+
+
+def test_network_geometry_reads_the_total_stride_of_a_unet():
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    network = PlainConvUNet(1, 3, (4, 8, 16), torch.nn.Conv2d, 3, [[1, 1], [2, 2], [2, 1]], 1, CLASSES, 1)
+    assert NetworkGeometry.of(network) == NetworkGeometry((4, 8, 16), 2)
+    assert NetworkGeometry.of(network).total_stride == (4, 2)
+
+
+def agreeing_teacher(dims, size, stages=5, seed=0):
+    """A fixed teacher whose heads agree: each O(k) is the final logits O(0) area-averaged to E(k)'s size."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = 3 * torch.randn(2, CLASSES, *[s // 8 for s in size], generator=generator)
+    final = resize(coarse, size) + 0.5 * torch.randn(2, CLASSES, *size, generator=generator)
+    outputs = [final] + [F.interpolate(final, size=[s // 2 ** k for s in size], mode="area")
+                         for k in range(1, stages - 1)]
+    encoder = [torch.randn(2, 4, *[s // 2 ** k for s in size], generator=generator) for k in range(stages)]
+    return UNetMaps(encoder, outputs)
+
+
+def agreement_with_final_output(logits, teacher):
+    return (logits.argmax(1) == teacher.outputs[0].argmax(1)).float().mean().item()
+
+
+def normalised_entropy(logits):
+    probabilities = logits.softmax(1)
+    return (-(probabilities * probabilities.clamp_min(1e-12).log()).sum(1).mean() / math.log(CLASSES)).item()
+
+
+def test_upd_target_keeps_the_teachers_prediction_while_the_student_projection_learns_it():
+    """The issue-11 scenario: UPD alone, nnU-Net's SGD and clipping for 300 steps on a student stem. A target
+    trained by the KL co-adapts with the projection until both are uniform (agreement 0.88 -> 0.31)."""
+    torch.manual_seed(0)
+    teacher = agreeing_teacher(2, (64, 64))
+    engine = DistillationEngine(hlfd_config(terms=("UPD",)), geometry(2, teacher=(4,) * 5, student=(8,) * 5))
+    upd = engine.terms["UPD"]
+    image = teacher.outputs[0] + torch.randn_like(teacher.outputs[0])
+    stem = torch.nn.Conv2d(CLASSES, 8, kernel_size=3, padding=1)
+
+    def student():
+        return UNetMaps([F.leaky_relu(stem(image)), *teacher.encoder[1:]], teacher.outputs)
+
+    def student_agreement():
+        with torch.no_grad():
+            return agreement_with_final_output(pointwise(upd.student_projection, student().encoder[0]), teacher)
+
+    target_before = upd.unified_teacher_map(teacher)
+    agreement_before = agreement_with_final_output(target_before, teacher)
+    entropy_before = normalised_entropy(target_before)
+    student_before = student_agreement()
+    parameters = [*stem.parameters(), *engine.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
+    for _ in range(300):
+        optimizer.zero_grad()
+        engine(student(), teacher)["UPD"].backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 12)
+        optimizer.step()
+    target_after = upd.unified_teacher_map(teacher)
+    assert agreement_before > 0.8
+    assert agreement_with_final_output(target_after, teacher) == pytest.approx(agreement_before, abs=0.01)
+    assert normalised_entropy(target_after) == pytest.approx(entropy_before, abs=0.01)
+    assert student_agreement() > max(0.8, student_before + 0.3)
+
+
+def test_no_hlfd_adapter_sits_on_the_teacher_side():
+    """Every trained parameter of HLFD's terms maps the student; none shapes a target."""
+    engine = DistillationEngine(hlfd_config(), geometry(2))
+    assert {name for name, _ in engine.named_parameters()} == {"terms.UPD.student_projection.weight",
+                                                               "terms.UPD.student_projection.bias"}
+    assert all(not list(TERMS[name](geometry(2), hlfd_config()).parameters()) for name in ("UFD", "IFD", "IPD"))
+
+
+def test_upd_loads_a_checkpoint_that_still_holds_a_trained_fusion():
+    term = UPD(geometry(2), hlfd_config())
+    fusion = {"teacher_fusion.weight": torch.zeros(3, 6, 1, 1), "teacher_fusion.bias": torch.zeros(3)}
+    state = {**term.state_dict(), **fusion}
+    term.load_state_dict(state)  # strict: only the dropped fusion keys were extra
+    assert torch.equal(term.student_projection.weight, state["student_projection.weight"])
 
 
 def test_ipd_is_zero_when_every_student_head_predicts_the_teacher_output(dims):
@@ -156,7 +300,10 @@ def test_kl_to_several_students_is_the_sum_of_torch_kl_divs():
 
 def test_bernoulli_kl_is_the_two_outcome_kl_of_each_region_summed():
     s, t = torch.randn(2, 3, 5, 6), torch.randn(2, 3, 5, 6)
-    two_outcomes = lambda x: torch.stack([F.logsigmoid(x / 2), F.logsigmoid(-x / 2)])
+
+    def two_outcomes(x):
+        return torch.stack([F.logsigmoid(x / 2), F.logsigmoid(-x / 2)])
+
     reference = F.kl_div(two_outcomes(s), two_outcomes(t), log_target=True, reduction="sum") / (2 * 5 * 6) * 4
     assert bernoulli_kl(s, t, 2.0).item() == pytest.approx(reference.item(), rel=1e-5)
     assert kl_to_teacher([s, s], t, 2.0, regions=True).item() == pytest.approx(2 * reference.item(), rel=1e-5)

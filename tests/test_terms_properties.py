@@ -48,8 +48,8 @@ def training_target(case, generator):
     return torch.randint(0, case["classes"], (case["batch"], 1, *case["size"]), generator=generator).float()
 
 
-# Every method of trainers/: HLFD and the peers' terms, which the same training runs produce inputs for.
-METHODS = ("HLFD", "KD", "AT", "FitNets", "SKD", "SKD_Holistic", "IFVD", "CWD", "EMKD")
+# Every method of trainers/ (HLFD, its IFD option, the peers), whose training runs produce such inputs.
+METHODS = ("HLFD", "HLFD_IFDArea", "KD", "AT", "FitNets", "SKD", "SKD_Holistic", "IFVD", "CWD", "EMKD")
 # A critic's mean D(S) - mean D(T) is negative while it separates teacher from student.
 SCORE_DIFFERENCES = {"SKD_holistic", "IFVD_holistic"}
 

@@ -1,5 +1,5 @@
 """HLFD's ablations (arXiv 2311.16700, Tables 2-3), each the full method with some terms left out,
-and HLFD trained with the reference code's segmentation loss.
+HLFD with IFD's area shrinking, and HLFD trained with the reference code's segmentation loss.
 
 Every kept term keeps its HLFD weight (0.5 of its level's beta = 0.9 or lambda = 0.1).
 """
@@ -38,6 +38,12 @@ class nnUNetTrainerHLFD_IPD(nnUNetTrainerDistillation):
 class nnUNetTrainerHLFD_HIFD(nnUNetTrainerDistillation):
     """Individual terms at both levels (IFD + IPD), no unified terms."""
     distillation = hlfd_config(terms=("IFD", "IPD"))
+
+
+class nnUNetTrainerHLFD_IFDArea(nnUNetTrainerDistillation):
+    """Full HLFD, IFD taking each student stage's attention at its own resolution, area-averaged to the
+    bottleneck's grid (every student voxel gets IFD gradient; the paper shrinks the features bilinearly)."""
+    distillation = hlfd_config(options={"IFD": {"student_shrink": "area"}})
 
 
 class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):

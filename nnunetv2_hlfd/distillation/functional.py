@@ -101,7 +101,7 @@ def attention_map(x: Tensor, p: float = 4.0, size: Sequence[int] | None = None) 
     """
     x = x.float()
     if size is None or spatial_size(x) == tuple(size):
-        powered_sum = _ChannelPowerSum.apply(x, int(p)) if float(p).is_integer() and p >= 2 else x.pow(p).sum(dim=1)
+        powered_sum = _channel_power_sum(x, p)
     elif float(p).is_integer() and p >= 1 and math.prod(size) > math.prod(spatial_size(x)):
         powered_sum = upsampled_power_sum(x, int(p), tuple(int(s) for s in size))
     else:
@@ -110,6 +110,22 @@ def attention_map(x: Tensor, p: float = 4.0, size: Sequence[int] | None = None) 
     attention = (powered_sum / x.shape[1]).flatten(1)
     # F.normalize clamps the norm, so an all-zero map gives zeros, never NaN.
     return F.normalize(attention, p=2, dim=1)
+
+
+def area_attention_map(x: Tensor, p: float, size: Sequence[int]) -> Tensor:
+    """a(x) taken at x's own resolution and area-averaged to `size`, then L2-normalised per sample.
+
+    Every position of x contributes to (and takes gradient from) the coarse map, where resizing x
+    (bi/trilinearly, without antialiasing) to a much smaller `size` first reads only the few
+    positions next to each sample point.
+    """
+    x = x.float()
+    powered_mean = _channel_power_sum(x, p).unsqueeze(1) / x.shape[1]
+    return F.normalize(area_resize(powered_mean, size).flatten(1), p=2, dim=1)
+
+
+def _channel_power_sum(x: Tensor, p: float) -> Tensor:
+    return _ChannelPowerSum.apply(x, int(p)) if float(p).is_integer() and p >= 2 else x.pow(p).sum(dim=1)
 
 
 class _ChannelPowerSum(torch.autograd.Function):
@@ -251,6 +267,11 @@ def attention_transfer(student: Tensor, target_attention: Tensor, p: float = 4.0
     taken; `target_attention` is an attention map already (see `attention_map`).
     """
     student_attention = attention_map(resize(student.float(), target_size) if target_size else student.float(), p)
+    return attention_distance(student_attention, target_attention)
+
+
+def attention_distance(student_attention: Tensor, target_attention: Tensor) -> Tensor:
+    """Batch mean of the summed squared difference of two attention maps (B, positions)."""
     return (student_attention - target_attention).pow(2).sum(dim=1).mean()
 
 
@@ -279,7 +300,7 @@ def kl_to_teacher(students_logits: Sequence[Tensor], teacher_logits: Tensor, tem
     """
     teacher_log_probs = _log_distribution(teacher_logits.float() / temperature, regions)
     teacher_probs = tuple(log_probs.exp() for log_probs in teacher_log_probs)
-    # A fixed teacher (not UPD's trained fusion) lets the gradient take its closed form.
+    # A teacher that takes no gradient (every term's target) lets the gradient take its closed form.
     kl = _kl_per_voxel_mean if teacher_logits.requires_grad else _FixedTeacherKL.apply
     total = sum(kl(student_logits.float(), teacher_probs, teacher_log_probs, temperature, regions)
                 for student_logits in students_logits)
@@ -329,8 +350,14 @@ def _log_distribution(logits: Tensor, regions: bool) -> tuple[Tensor, ...]:
 def region_fractions(masks: Tensor, size: Sequence[int]) -> Tensor:
     """Masks (B, K, *spatial) resized to `size` by area averaging: each output voxel holds the
     fraction of it that each mask covers, so downsampling a label mask by 32 never aliases."""
+    return area_resize(masks.float(), size)
+
+
+def area_resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """x resized to `size` by area averaging (adaptive average pooling): each output voxel is the
+    mean of the input voxels it covers, so every input voxel counts."""
     size = tuple(int(s) for s in size)
-    return masks if spatial_size(masks) == size else F.interpolate(masks.float(), size=size, mode="area")
+    return x if spatial_size(x) == size else F.interpolate(x, size=size, mode="area")
 
 
 def masked_means(features: Tensor, masks: Tensor, eps: float = 1e-6) -> Tensor:

@@ -5,7 +5,8 @@ bottleneck); O(k) is the head's logits at the resolution of E(k), O(0) the final
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
@@ -27,6 +28,9 @@ class NetworkGeometry:
     """The shape facts of a U-Net that decide which terms apply and how adapters are sized."""
     encoder_channels: tuple[int, ...]
     spatial_dims: int
+    # The bottleneck's downsampling per axis; unknown (None) in geometries saved before it was recorded.
+    # Not compared: a resumed run's saved geometry may lack it.
+    total_stride: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
     def num_stages(self) -> int:
@@ -35,7 +39,15 @@ class NetworkGeometry:
     @classmethod
     def of(cls, network: nn.Module) -> "NetworkGeometry":
         encoder = network.encoder
-        return cls(tuple(int(c) for c in encoder.output_channels), convert_conv_op_to_dim(encoder.conv_op))
+        total_stride = tuple(int(math.prod(axis)) for axis in zip(*encoder.strides))
+        channels = tuple(int(c) for c in encoder.output_channels)
+        return cls(channels, convert_conv_op_to_dim(encoder.conv_op), total_stride)
+
+    def bottleneck_size(self, patch_size: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        """The bottleneck's spatial size for this patch, or None when patch or stride is unknown."""
+        if patch_size is None or self.total_stride is None:
+            return None
+        return tuple(max(1, p // s) for p, s in zip(patch_size, self.total_stride))
 
 
 @dataclass(frozen=True)
@@ -45,17 +57,33 @@ class DistillationGeometry:
     num_classes: int  # segmentation heads: classes, or regions for sigmoid outputs
     regions: bool
     ignore_label: int | None = None  # nnU-Net's ignore label (sparse annotations), if the dataset has one
+    # The training patch, when the trainer passes it; not compared, as a resumed run's saved geometry may lack it.
+    patch_size: tuple[int, ...] | None = field(default=None, compare=False)
+
+    @property
+    def teacher_bottleneck_size(self) -> tuple[int, ...] | None:
+        return self.teacher.bottleneck_size(self.patch_size)
 
     def to_dict(self) -> dict:
         return {"teacher": list(self.teacher.encoder_channels), "student": list(self.student.encoder_channels),
                 "spatial_dims": self.student.spatial_dims, "num_classes": self.num_classes, "regions": self.regions,
-                "ignore_label": self.ignore_label}
+                "ignore_label": self.ignore_label, "patch_size": _list_or_none(self.patch_size),
+                "teacher_total_stride": _list_or_none(self.teacher.total_stride),
+                "student_total_stride": _list_or_none(self.student.total_stride)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DistillationGeometry":
+        """Also reads dicts written before the patch size and strides were recorded (they stay None)."""
         dims = d["spatial_dims"]
-        return cls(NetworkGeometry(tuple(d["teacher"]), dims), NetworkGeometry(tuple(d["student"]), dims),
-                   d["num_classes"], d["regions"], d.get("ignore_label"))
+        optional = {key: None if d.get(key) is None else tuple(d[key])
+                    for key in ("teacher_total_stride", "student_total_stride", "patch_size")}
+        return cls(NetworkGeometry(tuple(d["teacher"]), dims, optional["teacher_total_stride"]),
+                   NetworkGeometry(tuple(d["student"]), dims, optional["student_total_stride"]),
+                   d["num_classes"], d["regions"], d.get("ignore_label"), optional["patch_size"])
+
+
+def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
+    return None if values is None else list(values)
 
 
 # What a distillation term reads from the teacher (DistillationTerm.teacher_reads).

@@ -6,6 +6,7 @@ with the engine. `skip_reason` says when a network is too shallow for the term.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -13,7 +14,8 @@ from dynamic_network_architectures.building_blocks.helper import convert_dim_to_
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.distillation.functional import (attention_map, attention_transfer, kl_to_teacher, prediction_kl, resize,
+from nnunetv2_hlfd.distillation.functional import (area_attention_map, attention_distance, attention_map,
+                                                   attention_transfer, kl_to_teacher, prediction_kl, resize,
                                                    smallest_spatial_size, spatial_size)
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, UNetMaps
 
@@ -86,19 +88,46 @@ class UFD(DistillationTerm):
         return attention_transfer(student.encoder[0], target, self.config.attention_p)
 
 
+# How IFD brings each student stage to the teacher bottleneck's grid (its option "student_shrink").
+IFD_STUDENT_SHRINKS = ("bilinear", "area")
+
+
 @register_term
 class IFD(DistillationTerm):
-    """Individual feature distillation: teacher bottleneck -> every student middle encoder stage."""
+    """Individual feature distillation: teacher bottleneck -> every student middle encoder stage.
+
+    Option "student_shrink": "bilinear" (default, the paper's and the reference code's) resizes each
+    student stage's features to the bottleneck's size, then takes their attention; "area" takes each
+    stage's attention at its own resolution and area-averages it to the bottleneck's grid, so every
+    student voxel gets gradient (bilinear shrinking reaches a few percent of them).
+    """
     name = "IFD"
     required_stages = ("student", middle_encoder_stages)
     teacher_reads = frozenset({TEACHER_ENCODER})
+
+    def __init__(self, geometry, config):
+        super().__init__(geometry, config)
+        self.student_shrink = config.option(self.name, "student_shrink", "bilinear")
+        if self.student_shrink not in IFD_STUDENT_SHRINKS:
+            raise ValueError(f"IFD option student_shrink is {self.student_shrink!r}; use one of {IFD_STUDENT_SHRINKS}.")
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        bottleneck = geometry.teacher_bottleneck_size
+        if bottleneck is not None and math.prod(bottleneck) == 1:
+            # The attention of a single position is 1 for every map: the term is identically 0.
+            return (f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
+                    f"{list(geometry.teacher.total_stride)}), where attention is the same for every map")
+        return super().skip_reason(geometry)
 
     def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
         target = attention_map(bottleneck, self.config.attention_p)
         p, size = self.config.attention_p, spatial_size(bottleneck)
-        return sum(attention_transfer(student.encoder[k], target, p, target_size=size)
-                   for k in middle_encoder_stages(student.num_stages))
+        middle = [student.encoder[k] for k in middle_encoder_stages(student.num_stages)]
+        if self.student_shrink == "area":
+            return sum(attention_distance(area_attention_map(stage, p, size), target) for stage in middle)
+        return sum(attention_transfer(stage, target, p, target_size=size) for stage in middle)
 
 
 def _one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
@@ -115,10 +144,12 @@ def pointwise(conv: nn.Module, x: Tensor) -> Tensor:
 
 @register_term
 class UPD(DistillationTerm):
-    """Unified pixel distillation: fused teacher middle-scale predictions -> projected student E0.
+    """Unified pixel distillation: the average of the teacher's middle-scale predictions -> the student's
+    E0, mapped to the classes by a trained 1x1 convolution.
 
-    Both sides are mapped to the class count by trained 1x1 convolutions; the teacher's
-    fusion starts as the plain average of its stacked predictions.
+    The unified teacher map is the target and has no parameters: a fusion trained by this KL co-adapts
+    with the projection until both are uniform (docs/METHODS.md, UPD). The average is the fusion the
+    paper's 1x1 convolution starts from.
     """
     name = "UPD"
     required_stages = ("teacher", teacher_middle_outputs)
@@ -127,27 +158,24 @@ class UPD(DistillationTerm):
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
         dims, classes = geometry.student.spatial_dims, geometry.num_classes
-        num_scales = len(teacher_middle_outputs(geometry.teacher.num_stages))
-        self.teacher_fusion = _one_by_one_conv(dims, classes * num_scales, classes)
         self.student_projection = _one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
-        self._init_fusion_as_average(num_scales, classes)
 
-    @torch.no_grad()
-    def _init_fusion_as_average(self, num_scales: int, classes: int) -> None:
-        weight = self.teacher_fusion.weight.view(classes, num_scales, classes, -1)
-        weight.zero_()
-        for c in range(classes):
-            weight[c, :, c] = 1.0 / num_scales
-        self.teacher_fusion.bias.zero_()
+    def unified_teacher_map(self, teacher: UNetMaps) -> Tensor:
+        """The mean of the teacher's logits O(1) .. O(N-3), each upsampled to full resolution."""
+        full = spatial_size(teacher.outputs[0])
+        middle = teacher_middle_outputs(teacher.num_stages)
+        return sum(resize(teacher.outputs[k].float(), full) for k in middle) / len(middle)
 
     def forward(self, student, teacher, target=None):
-        full = spatial_size(teacher.outputs[0])
-        # Resized before the fusion, so the resizing stays outside the graph: only the 1x1 convs learn.
-        stacked = torch.cat([resize(teacher.outputs[k].float(), full)
-                             for k in teacher_middle_outputs(teacher.num_stages)], dim=1)
-        teacher_map = pointwise(self.teacher_fusion, stacked)
-        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), full))
+        teacher_map = self.unified_teacher_map(teacher)
+        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), spatial_size(teacher_map)))
         return prediction_kl(student_map, teacher_map, self.config.temperature, self.geometry.regions)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before the fusion was fixed hold its KL-trained (collapsed) weights: dropped.
+        for key in [k for k in state_dict if k.startswith(prefix + "teacher_fusion.")]:
+            del state_dict[key]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @register_term
@@ -160,5 +188,5 @@ class IPD(DistillationTerm):
     def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
         full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
-        return kl_to_teacher([resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)],
-                             final, t, regions)
+        heads = [resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)]
+        return kl_to_teacher(heads, final, t, regions)

@@ -10,21 +10,32 @@ from torch import nn
 from torch._dynamo import OptimizedModule
 
 from nnunetv2_hlfd.cost import cost_ratio_line, model_cost
-from nnunetv2_hlfd.training.student import build_student
+from nnunetv2_hlfd.training.student import StudentSize, build_student, student_width_factor
 
 
 class nnUNetTrainerStudent(nnUNetTrainer):
-    """The 'w/o KD' baseline: the student of HLFD_SPEC.md with nnU-Net's own loss and schedule."""
+    """The 'w/o KD' baseline: the student of HLFD_SPEC.md with nnU-Net's own loss and schedule.
 
-    @staticmethod
-    def build_network_architecture(plans_manager, configuration_manager, num_input_channels, num_output_channels,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
+    `student_size` sets the student's widths and budget; a class attribute, so nnUNetv2_predict, which
+    builds the network from the trainer class, rebuilds the same student."""
+    student_size = StudentSize()
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision: bool = True) -> nn.Module:
         return build_student(configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision)
+                             enable_deep_supervision, cls.student_size)
 
     def on_train_start(self):
         super().on_train_start()
+        self.print_to_log_file(self._student_line())
         self.print_to_log_file(self._cost_line())
+
+    def _student_line(self) -> str:
+        width_factor = student_width_factor(self.configuration_manager, self.num_input_channels,
+                                            self.label_manager.num_segmentation_heads, self.student_size)
+        return (f"Student: {self.student_size}: widths {width_factor:g} of the plan's, "
+                f"{self.unwrapped_network.encoder.output_channels}.")
 
     def _cost_line(self) -> str:
         """Student versus the network the plans define (the default nnU-Net teacher)."""
