@@ -35,8 +35,27 @@ ABLATIONS = {
     "nnUNetTrainerHLFD_UPD": ["UPD"],
     "nnUNetTrainerHLFD_IPD": ["IPD"],
     "nnUNetTrainerHLFD_HIFD": ["IFD", "IPD"],
+    "nnUNetTrainerHLFD_IFDArea": ["UFD", "IFD", "UPD", "IPD"],
+    "nnUNetTrainerHLFDSmall": ["UFD", "IFD", "UPD", "IPD"],
+    "nnUNetTrainerHLFDLarge": ["UFD", "IFD", "UPD", "IPD"],
 }
+# Distillation trainers tested in other modules (test_hlfd_training.py) or below on their own.
+TESTED_ELSEWHERE = {"nnUNetTrainerHLFD", "nnUNetTrainerHLFD_PaperLoss"}
 PREDICTED_WITH_THE_COMMAND = "nnUNetTrainerEMKD"
+
+
+def test_every_distillation_trainer_of_the_project_is_tested_here():
+    import importlib.util
+
+    from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+
+    spec = importlib.util.spec_from_file_location("tiny_runs", Path(__file__).parent / "ext_trainers"
+                                                  / "nnUNetTrainerTinyRuns.py")
+    tiny_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tiny_runs)
+    distillation_trainers = {name for name in tiny_runs.PROJECT_TRAINERS
+                             if issubclass(tiny_runs._project_trainer(name), nnUNetTrainerDistillation)}
+    assert distillation_trainers == set(PEER_METHODS) | set(ABLATIONS) | TESTED_ELSEWHERE
 
 
 def load(path) -> dict:

@@ -52,9 +52,15 @@ def _project_trainer(name: str) -> type:
 # What _tiny looks its base up with, from here on.
 _nnunet_find_trainer, recursive_find_trainer_class_by_name = recursive_find_trainer_class_by_name, _project_trainer
 
-METHOD_TRAINERS = ["nnUNetTrainerKD", "nnUNetTrainerAT", "nnUNetTrainerFitNets", "nnUNetTrainerSKD",
-                   "nnUNetTrainerIFVD", "nnUNetTrainerCWD", "nnUNetTrainerEMKD", "nnUNetTrainerSKD_Holistic"]
-ABLATION_TRAINERS = ["nnUNetTrainerHLFD_FLFD", "nnUNetTrainerHLFD_PLFD", "nnUNetTrainerHLFD_UFD",
-                     "nnUNetTrainerHLFD_IFD", "nnUNetTrainerHLFD_UPD", "nnUNetTrainerHLFD_IPD",
-                     "nnUNetTrainerHLFD_HIFD", "nnUNetTrainerHLFD_PaperLoss"]
-globals().update({f"{name}_tiny": _tiny(name) for name in METHOD_TRAINERS + ABLATION_TRAINERS})
+
+def _project_trainer_names() -> list[str]:
+    """Every trainer class the project's trainers/ declares, so a new one gets its tiny variant unasked."""
+    _project_trainer("nnUNetTrainerHLFD")  # loads the modules
+    return sorted({name for module in _project_trainer_modules.values() for name, value in vars(module).items()
+                   if name.startswith("nnUNetTrainer") and isinstance(value, type)
+                   and value.__module__ == module.__name__})
+
+
+PROJECT_TRAINERS = _project_trainer_names()
+globals().update({f"{name}_tiny": _tiny(name) for name in PROJECT_TRAINERS
+                  if name not in ("nnUNetTrainerHLFD", "nnUNetTrainerStudent")})
