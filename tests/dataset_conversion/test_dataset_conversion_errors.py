@@ -97,6 +97,12 @@ def test_label_values_outside_the_documented_set_are_refused(kits19, raw):
             "case_00000: label values 3", "outside the documented set (0 background, 1 kidney, 2 tumour)")
 
 
+def test_many_unexpected_label_values_name_the_first_ten_and_count_the_rest(kits19, raw):
+    write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array((0, 1, 2, *range(4, 16))))
+    refused(lambda **kw: convert_kits19(kits19, **kw), raw,
+            "case_00000: label values 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2 more in")
+
+
 def test_non_integer_label_values_are_refused(kits19, raw):
     write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array().astype(np.float32) * 0.75)
     refused(lambda **kw: convert_kits19(kits19, **kw), raw, "case_00000: label values 0.75, 1.5")
