@@ -8,7 +8,7 @@ so each run sees every other's leftovers.
 
 One call::
 
-    write_raw_dataset(nnunet_raw, dataset_id, dataset_name, fill, overwrite=False)  # fill(folder) writes the files
+    write_raw_dataset(nnunet_raw, dataset_id, dataset_name, fill, overwrite=False)  # fill(folder, target) writes
 
 Stdlib only, so any module can import it cheaply.
 """
@@ -78,9 +78,9 @@ def target_problems(target: Path, overwrite: bool) -> list[str]:
 
 
 def write_raw_dataset(nnunet_raw: str | os.PathLike | None, dataset_id: int, dataset_name: str,
-                      fill: Callable[[Path], object], *, overwrite: bool = False) -> Path:
-    """Write ``<nnunet_raw>/DatasetXXX_Name`` atomically and return it: ``fill(folder)`` writes the dataset's
-    files into a temporary folder, which replaces the target only if ``fill`` returns.
+                      fill: Callable[[Path, Path], object], *, overwrite: bool = False) -> Path:
+    """Write ``target = <nnunet_raw>/DatasetXXX_Name`` atomically and return it: ``fill(folder, target)`` writes
+    the dataset's files into ``folder``, a temporary folder that becomes ``target`` only if ``fill`` returns.
 
     Leftovers of killed runs into the target are cleaned up first; a target that exists (without ``overwrite``)
     or whose id another dataset uses raises :class:`RawDatasetError`, with nothing written.
@@ -91,7 +91,7 @@ def write_raw_dataset(nnunet_raw: str | os.PathLike | None, dataset_id: int, dat
     if problems:
         raise RawDatasetError(problems, headline=f"refusing to write {target}:")
     with atomically_written(target, overwrite) as folder:
-        fill(folder)
+        fill(folder, target)
     return target
 
 

@@ -13,21 +13,21 @@ from nnunetv2_hlfd.raw_dataset import RawDatasetError, write_raw_dataset
 
 
 def write_marker(text: str):
-    def fill(folder: Path) -> None:
+    def fill(folder: Path, target: Path) -> None:
         (folder / "imagesTr").mkdir()
-        (folder / "marker.txt").write_text(text)
+        (folder / "marker.txt").write_text(f"{text} for {target.name}")
     return fill
 
 
 def test_the_dataset_is_written_under_its_nnunet_name(tmp_path):
     target = write_raw_dataset(tmp_path, 42, "Toy", write_marker("new"))
     assert target == tmp_path / "Dataset042_Toy"
-    assert (target / "marker.txt").read_text() == "new"
+    assert (target / "marker.txt").read_text() == "new for Dataset042_Toy"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset042_Toy"]
 
 
 def test_a_failing_fill_leaves_nothing_behind(tmp_path):
-    def fill(folder: Path) -> None:
+    def fill(folder: Path, target: Path) -> None:
         (folder / "half.txt").write_text("half")
         raise KeyboardInterrupt
 
@@ -40,9 +40,9 @@ def test_an_existing_dataset_is_refused_unless_overwrite(tmp_path):
     write_raw_dataset(tmp_path, 42, "Toy", write_marker("old"))
     with pytest.raises(RawDatasetError, match="already exists; pass --overwrite \\(overwrite=True\\)"):
         write_raw_dataset(tmp_path, 42, "Toy", write_marker("new"))
-    assert (tmp_path / "Dataset042_Toy" / "marker.txt").read_text() == "old"
+    assert (tmp_path / "Dataset042_Toy" / "marker.txt").read_text() == "old for Dataset042_Toy"
     write_raw_dataset(tmp_path, 42, "Toy", write_marker("new"), overwrite=True)
-    assert (tmp_path / "Dataset042_Toy" / "marker.txt").read_text() == "new"
+    assert (tmp_path / "Dataset042_Toy" / "marker.txt").read_text() == "new for Dataset042_Toy"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset042_Toy"]
 
 
@@ -74,8 +74,8 @@ def test_the_leftover_of_a_killed_run_is_removed_by_the_next_write(tmp_path):
 
 
 def test_a_target_made_by_another_run_meanwhile_is_not_replaced_without_overwrite(tmp_path):
-    def fill(folder: Path) -> None:
-        (tmp_path / "Dataset042_Toy").mkdir()  # as if a concurrent run finished first
+    def fill(folder: Path, target: Path) -> None:
+        target.mkdir()  # as if a concurrent run finished first
         (folder / "marker.txt").write_text("new")
 
     with pytest.raises(RawDatasetError, match="already exists"):
