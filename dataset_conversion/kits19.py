@@ -14,7 +14,9 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
+from nnunetv2_hlfd.dataset_conversion.command_line import entry_points
+from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
+from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
     name="KiTS2019", dataset_id=40, organ="kidney", has_cysts=False,
@@ -25,7 +27,8 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits19(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' (kidney 1, tumour 2) or 'tumour' (tumour 1).
+# convert_kits19(input_folder, nnunet_raw, ...) -> the dataset folder (see conversion.convert): labels 'full'
+#   (kidney 1, tumour 2) or 'tumour' (tumour 1).
 # main(argv=None) -> exit status: the console command hlfd_convert_kits19.
 convert_kits19, main = entry_points(SPEC, prog="hlfd_convert_kits19", description=__doc__)
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
+from nnunetv2_hlfd.dataset_conversion.command_line import entry_points
+from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
+from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
     name="KiTS2021", dataset_id=135, organ="kidney", has_cysts=True,
@@ -29,7 +31,8 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits21(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' or 'tumour'; cysts 'keep', 'kidney' or 'drop' (required, see common.label_layout).
+# convert_kits21(input_folder, nnunet_raw, ...) -> the dataset folder (see conversion.convert): labels 'full' or
+#   'tumour'; cysts 'keep', 'kidney' or 'drop' (required, see label_layouts.label_layout).
 # main(argv=None) -> exit status: the console command hlfd_convert_kits21.
 convert_kits21, main = entry_points(SPEC, prog="hlfd_convert_kits21", description=__doc__)
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 import sys
 from functools import partial
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, discover_case_folders, entry_points
+from nnunetv2_hlfd.dataset_conversion.command_line import entry_points
+from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
+from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
     name="KiTS2023", dataset_id=220, organ="kidney", has_cysts=True,
@@ -37,7 +39,8 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_kits23(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full', 'tumour' or 'regions'; cysts 'keep', 'kidney' or 'drop' (required with 'full' and 'tumour').
+# convert_kits23(input_folder, nnunet_raw, ...) -> the dataset folder (see conversion.convert): labels 'full',
+#   'tumour' or 'regions'; cysts 'keep', 'kidney' or 'drop' (required with 'full' and 'tumour').
 # main(argv=None) -> exit status: the console command hlfd_convert_kits23.
 convert_kits23, main = entry_points(SPEC, prog="hlfd_convert_kits23", description=__doc__)
 

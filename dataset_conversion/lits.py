@@ -19,7 +19,7 @@ volume-N; labels 0 background, 1 liver, 2 cancer). nnU-Net converts it itself::
     nnUNetv2_convert_MSD_dataset -i /path/to/Task03_Liver
 
 That gives the same integer labels as ``--labels full`` here (cancer == tumour == 2), which
-tests/test_dataset_conversion_lits.py checks. For the tumour-only protocol, convert LiTS with
+tests/dataset_conversion/test_dataset_conversion_lits.py checks. For the tumour-only protocol, convert LiTS with
 ``--labels tumour``.
 
 Example::
@@ -33,7 +33,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from nnunetv2_hlfd.dataset_conversion.common import DatasetSpec, Discovery, entry_points
+from nnunetv2_hlfd.dataset_conversion.command_line import entry_points
+from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
+from nnunetv2_hlfd.dataset_conversion.discovery import Discovery
 
 _LITS_FILE = re.compile(r"(?P<kind>test-volume|volume|segmentation)-(?P<n>\d+)\.nii(?:\.gz)?")
 
@@ -64,7 +66,8 @@ SPEC = DatasetSpec(
 )
 
 
-# convert_lits(input_folder, nnunet_raw, ...) -> the dataset folder (see common.convert): labels 'full' (liver 1, tumour 2) or 'tumour' (tumour 1).
+# convert_lits(input_folder, nnunet_raw, ...) -> the dataset folder (see conversion.convert): labels 'full' (liver
+#   1, tumour 2) or 'tumour' (tumour 1).
 # main(argv=None) -> exit status: the console command hlfd_convert_lits.
 convert_lits, main = entry_points(SPEC, prog="hlfd_convert_lits", description=__doc__)
 

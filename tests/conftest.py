@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# the fixtures raw and kits19 of tests/dataset_conversion (found through pytest's pythonpath setting)
+pytest_plugins = ["conversion_cases"]
+
 REPO = Path(__file__).resolve().parents[1]
 EXT_TRAINERS = os.pathsep.join([str(REPO / "tests" / "ext_trainers"), str(REPO / "trainers")])
 DATASET_ID = 991

@@ -5,14 +5,22 @@ import importlib.util
 import json
 from pathlib import Path
 
+import nnunetv2
 import numpy as np
 import pytest
-from conversion_fixtures import (GEOMETRY, array, geometry, label_array, make_kits_case, read, write_volume,
-                                 verify_integrity_in_process)
-
-import nnunetv2
+from conversion_cases import (
+    GEOMETRY,
+    array,
+    geometry,
+    label_array,
+    make_kits_case,
+    read,
+    verify_integrity_in_process,
+    write_volume,
+)
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-from nnunetv2_hlfd.dataset_conversion.common import ConversionError
+
+from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 from nnunetv2_hlfd.dataset_conversion.kits21 import convert_kits21
 from nnunetv2_hlfd.dataset_conversion.kits23 import convert_kits23

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_fixtures import array, kits19, label_array, leftovers, raw  # noqa: F401 (fixtures)
+from conversion_cases import array, label_array, leftovers
 
-from nnunetv2_hlfd.dataset_conversion import common
-from nnunetv2_hlfd.dataset_conversion.common import ConversionError
+from nnunetv2_hlfd import raw_dataset
+from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
 TARGET = "Dataset040_KiTS2019"
@@ -29,7 +29,7 @@ def dead_pid() -> int:
 
 def leftover(raw: Path, pid: int, host: str | None = None, replaced: bool = False) -> Path:
     """A temporary folder named as a run with this pid on this host would name it, with a file in it."""
-    name = f".{TARGET}.partial-{host or common._host()}-{pid}-0123abcd" + ("-replaced" if replaced else "")
+    name = f".{TARGET}.partial-{host or raw_dataset._host()}-{pid}-0123abcd" + ("-replaced" if replaced else "")
     (raw / name / "labelsTr").mkdir(parents=True)
     (raw / name / "labelsTr" / "case_00000.nii.gz").write_text("old")
     return raw / name
@@ -37,7 +37,7 @@ def leftover(raw: Path, pid: int, host: str | None = None, replaced: bool = Fals
 
 def test_partial_folder_of_a_killed_run_is_removed(kits19, raw, caplog):
     stale = leftover(raw, dead_pid())
-    with caplog.at_level(logging.WARNING, logger=common.__name__):
+    with caplog.at_level(logging.WARNING, logger=raw_dataset.__name__):
         out = convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == [TARGET]
     assert (out / "dataset.json").is_file()
@@ -47,7 +47,7 @@ def test_partial_folder_of_a_killed_run_is_removed(kits19, raw, caplog):
 @pytest.mark.parametrize("owner", ["this process", "another host"])
 def test_partial_folder_of_a_possibly_live_run_is_left_alone(kits19, raw, caplog, owner):
     live = leftover(raw, os.getpid()) if owner == "this process" else leftover(raw, dead_pid(), host="elsewhere")
-    with caplog.at_level(logging.WARNING, logger=common.__name__):
+    with caplog.at_level(logging.WARNING, logger=raw_dataset.__name__):
         convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == sorted([live.name, TARGET])
     assert f"left {live} alone" in caplog.text and "delete it" in caplog.text
@@ -55,7 +55,7 @@ def test_partial_folder_of_a_possibly_live_run_is_left_alone(kits19, raw, caplog
 
 def test_partial_folder_without_an_owner_in_its_name_is_left_alone(kits19, raw, caplog):
     (raw / f".{TARGET}.partial-0123abcd").mkdir()  # named by an older version of the converter
-    with caplog.at_level(logging.WARNING, logger=common.__name__):
+    with caplog.at_level(logging.WARNING, logger=raw_dataset.__name__):
         convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == [f".{TARGET}.partial-0123abcd", TARGET]
     assert "it may belong to a conversion that is still running" in caplog.text
@@ -63,7 +63,7 @@ def test_partial_folder_without_an_owner_in_its_name_is_left_alone(kits19, raw, 
 
 def test_dataset_hidden_by_a_killed_overwrite_is_restored_before_the_target_check(kits19, raw, caplog):
     hidden = leftover(raw, dead_pid(), replaced=True)
-    with caplog.at_level(logging.WARNING, logger=common.__name__), \
+    with caplog.at_level(logging.WARNING, logger=raw_dataset.__name__), \
             pytest.raises(ConversionError, match="already exists; pass --overwrite"):
         convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == [TARGET]
@@ -95,12 +95,12 @@ def test_check_mode_reports_a_dataset_the_real_run_would_restore_and_then_refuse
 
 def run_killed(kits19: Path, raw: Path, patch: str, *, overwrite: bool = False,
                kill_when: Path | None = None) -> subprocess.CompletedProcess:
-    """A real conversion in a subprocess with ``patch`` applied to ``common``, ended by SIGKILL: by the parent once
-    ``kill_when`` exists, or by the patch itself."""
+    """A real conversion in a subprocess with ``patch`` applied (to ``case_jobs`` or ``os``), ended by SIGKILL: by
+    the parent once ``kill_when`` exists, or by the patch itself."""
     script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
-        from nnunetv2_hlfd.dataset_conversion import common
+        from nnunetv2_hlfd.dataset_conversion import case_jobs
         from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
     """) + textwrap.dedent(patch) + textwrap.dedent(f"""
         convert_kits19({str(kits19)!r}, {str(raw)!r}, overwrite={overwrite}, num_processes=1)
@@ -119,13 +119,13 @@ def run_killed(kits19: Path, raw: Path, patch: str, *, overwrite: bool = False,
 def test_run_killed_mid_conversion_is_cleaned_up_by_the_next_run(kits19, raw, tmp_path):
     marker = tmp_path / "one_case_written"
     patch = f"""
-        convert_case = common._convert_case
+        convert_case = case_jobs._convert_case
         def convert_then_hang(job):
             problems = convert_case(job)
             Path({str(marker)!r}).touch()
             time.sleep(120)
             return problems
-        common._convert_case = convert_then_hang
+        case_jobs._convert_case = convert_then_hang
     """
     run_killed(kits19, raw, patch, kill_when=marker)
     [partial] = leftovers(raw)

@@ -7,11 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conversion_fixtures import (GEOMETRY, array, ct_array, kits19, label_array, leftovers,  # noqa: F401 (fixtures)
-                                 make_kits_case, make_lits_case, raw, write_volume)
+from conversion_cases import (
+    GEOMETRY,
+    array,
+    ct_array,
+    label_array,
+    leftovers,
+    make_kits_case,
+    make_lits_case,
+    write_volume,
+)
 
-from nnunetv2_hlfd.dataset_conversion import common
-from nnunetv2_hlfd.dataset_conversion.common import ConversionError
+from nnunetv2_hlfd.dataset_conversion import case_jobs, conversion
+from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import SPEC as KITS19
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 from nnunetv2_hlfd.dataset_conversion.kits21 import convert_kits21
@@ -89,6 +97,12 @@ def test_label_values_outside_the_documented_set_are_refused(kits19, raw):
             "case_00000: label values 3", "outside the documented set (0 background, 1 kidney, 2 tumour)")
 
 
+def test_many_unexpected_label_values_name_the_first_ten_and_count_the_rest(kits19, raw):
+    write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array((0, 1, 2, *range(4, 16))))
+    refused(lambda **kw: convert_kits19(kits19, **kw), raw,
+            "case_00000: label values 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2 more in")
+
+
 def test_non_integer_label_values_are_refused(kits19, raw):
     write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array().astype(np.float32) * 0.75)
     refused(lambda **kw: convert_kits19(kits19, **kw), raw, "case_00000: label values 0.75, 1.5")
@@ -142,13 +156,13 @@ def test_problems_found_in_worker_processes_are_reported_per_case(kits19, raw, m
     write_volume(kits19 / "case_00001" / "segmentation.nii.gz", label_array((0, 1, 2, 5)))
     (kits19 / "case_00002" / "imaging.nii.gz").write_bytes(b"garbage")
     contexts = []
-    get_context = common.multiprocessing.get_context
+    get_context = case_jobs.multiprocessing.get_context
 
     def spy(method):
         contexts.append(method)
         return get_context(method)
 
-    monkeypatch.setattr(common.multiprocessing, "get_context", spy)
+    monkeypatch.setattr(case_jobs.multiprocessing, "get_context", spy)
     with pytest.raises(ConversionError) as info:
         convert_kits19(kits19, raw, num_processes=2)
     assert contexts == ["spawn"]  # the cases really ran in worker processes
@@ -159,7 +173,7 @@ def test_problems_found_in_worker_processes_are_reported_per_case(kits19, raw, m
 
 
 def test_interrupted_run_leaves_no_partial_dataset(kits19, raw, monkeypatch):
-    convert_case = common._convert_case
+    convert_case = case_jobs._convert_case
     calls = []
 
     def interrupted_after_first_case(job):
@@ -168,7 +182,7 @@ def test_interrupted_run_leaves_no_partial_dataset(kits19, raw, monkeypatch):
             raise KeyboardInterrupt
         return convert_case(job)
 
-    monkeypatch.setattr(common, "_convert_case", interrupted_after_first_case)
+    monkeypatch.setattr(case_jobs, "_convert_case", interrupted_after_first_case)
     with pytest.raises(KeyboardInterrupt):
         convert_kits19(kits19, raw, num_processes=1)
     assert calls == ["case_00000", "case_00001"]  # the first case had been written into the temporary folder
@@ -256,7 +270,7 @@ def test_invalid_dataset_id_or_name_is_refused(kits19, raw, kwargs, message):
 
 def test_cysts_option_is_refused_for_datasets_without_cysts(kits19, raw):
     with pytest.raises(ConversionError, match="KiTS2019 has no cyst label"):
-        common.convert(KITS19, kits19, raw, cysts="keep", num_processes=1)
+        conversion.convert(KITS19, kits19, raw, cysts="keep", num_processes=1)
 
 
 @pytest.mark.parametrize("labels", ["full", "tumour"])
@@ -264,7 +278,8 @@ def test_cysts_must_be_chosen_where_the_dataset_has_them(tmp_path, raw, labels):
     root = tmp_path / "kits21"
     make_kits_case(root, 0, label_name="aggregated_MAJ_seg.nii.gz", label_values=(0, 1, 2, 3))
     refused(lambda **kw: convert_kits21(root, labels=labels, **kw), raw,
-            f"--labels {labels} on KiTS2021 needs an explicit --cysts", "add --cysts keep, --cysts kidney or --cysts drop")
+            f"--labels {labels} on KiTS2021 needs an explicit --cysts",
+            "add --cysts keep, --cysts kidney or --cysts drop")
 
 
 def test_missing_cyst_choice_is_refused_even_in_check_mode(tmp_path, raw):

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conversion_fixtures import geometry
+from conversion_cases import geometry
 
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
 # In the repository (origin and licence: tests/data/realct/README.md), so the test runs in every clone.
-REAL_LABEL = Path(__file__).resolve().parent / "data" / "realct" / "case_00061_segmentation.nii.gz"
+REAL_LABEL = Path(__file__).resolve().parents[1] / "data" / "realct" / "case_00061_segmentation.nii.gz"
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conversion_fixtures import leftovers, make_kits_case
+from conversion_cases import leftovers, make_kits_case
 
 from nnunetv2_hlfd.dataset_conversion import kits19, kits21, kits23, lits
 
 COMMANDS = {"hlfd_convert_kits19": kits19, "hlfd_convert_kits21": kits21, "hlfd_convert_kits23": kits23,
             "hlfd_convert_lits": lits}
-README = Path(__file__).resolve().parents[1] / "dataset_conversion" / "README.md"
+README = Path(__file__).resolve().parents[2] / "dataset_conversion" / "README.md"
 
 
 @pytest.fixture

@@ -6,10 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_fixtures import (array, ct_array, geometry, label_array, make_lits_case, read,
-                                 verify_integrity_in_process, write_volume)
-
+from conversion_cases import (
+    array,
+    ct_array,
+    geometry,
+    label_array,
+    make_lits_case,
+    read,
+    verify_integrity_in_process,
+    write_volume,
+)
 from nnunetv2.dataset_conversion.convert_MSD_dataset import convert_msd_dataset
+
 from nnunetv2_hlfd.dataset_conversion.lits import convert_lits
 
 

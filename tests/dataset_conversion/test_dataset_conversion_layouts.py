@@ -6,11 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_fixtures import array, ct_array, label_array, make_kits_case, make_lits_case, \
-    verify_integrity_in_process, write_volume
+from conversion_cases import (
+    array,
+    ct_array,
+    label_array,
+    make_kits_case,
+    make_lits_case,
+    verify_integrity_in_process,
+    write_volume,
+)
 
 from nnunetv2_hlfd.dataset_conversion import kits19, kits21, kits23, lits
-from nnunetv2_hlfd.dataset_conversion.common import CYST_CHOICES
+from nnunetv2_hlfd.dataset_conversion.label_layouts import CYST_CHOICES
 
 FULL_KIDNEY = {"background": 0, "kidney": 1, "tumour": 2}
 TUMOUR = {"background": 0, "tumour": 1}

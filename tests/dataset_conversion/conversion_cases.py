@@ -1,4 +1,9 @@
-"""Tiny synthetic CT cases in the public KiTS and LiTS layouts, for the dataset-conversion tests."""
+"""Tiny synthetic CT cases in the public KiTS and LiTS layouts, for the dataset-conversion tests.
+
+Plain helpers, imported by name (``from conversion_cases import make_kits_case``), and the fixtures ``raw`` and
+``kits19``, which tests/conftest.py registers as a plugin (``pytest_plugins``), so test modules only name them as
+arguments. (Not a tests/dataset_conversion/conftest.py: a second module named ``conftest`` would shadow the
+one that the other test modules import names from.)"""
 from __future__ import annotations
 
 import itertools
@@ -102,7 +107,7 @@ def verify_integrity_in_process(folder: Path, monkeypatch) -> None:
 
 @pytest.fixture
 def raw(tmp_path: Path) -> Path:
-    """An empty nnUNet_raw folder (imported by the conversion test modules that convert)."""
+    """An empty nnUNet_raw folder."""
     folder = tmp_path / "nnUNet_raw"
     folder.mkdir()
     return folder

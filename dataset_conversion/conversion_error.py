@@ -1,0 +1,8 @@
+"""The error every refused conversion raises."""
+from __future__ import annotations
+
+from nnunetv2_hlfd.problems import ProblemListError
+
+
+class ConversionError(ProblemListError):
+    """A conversion cannot go ahead. Each problem names the case (or folder) and says how to fix it."""
