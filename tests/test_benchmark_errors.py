@@ -154,6 +154,35 @@ def test_paper_protocol_scores_tumour_slices_with_plus_one_smoothing(preprocesse
         assert student.loc[case, ["dsc", "rvd"]].tolist() == pytest.approx(expected, nan_ok=True)
 
 
+def tumour_slices(preprocessed_root: Path, case: str, axis: int) -> int:
+    labels = sitk.GetArrayFromImage(read_ground_truth(preprocessed_root, case))
+    return int(np.moveaxis(labels == TUMOUR, axis, 0).any(axis=(1, 2)).sum())
+
+
+@pytest.fixture
+def plans_slicing_axis_1(preprocessed_root, tmp_path) -> Path:
+    """The preprocessed dataset with plans whose 2d configuration slices array axis 1."""
+    root = tmp_path / "preprocessed"
+    shutil.copytree(preprocessed_root, root)
+    plans_file = root / DATASET_NAME / "nnUNetPlans.json"
+    plans = json.loads(plans_file.read_text())
+    plans["transpose_forward"] = plans["transpose_backward"] = [1, 0, 2]
+    plans_file.write_text(json.dumps(plans))
+    return root
+
+
+def test_paper_protocol_slices_the_axis_the_plans_2d_configuration_slices(plans_slicing_axis_1, tmp_path):
+    results = teacher_and_student(tmp_path / "results", plans_slicing_axis_1)
+    output = benchmark(plans_slicing_axis_1, results, tmp_path, protocol="paper")
+    teacher = pd.read_csv(output / "per_case.csv").query("trainer == @TEACHER").set_index("case")
+    cases = validation_cases(plans_slicing_axis_1, 0)
+    assert [teacher.loc[case, "n_tumour_slices"] for case in cases] == \
+        [tumour_slices(plans_slicing_axis_1, case, axis=1) for case in cases]
+    assert [tumour_slices(plans_slicing_axis_1, case, 1) for case in cases] != \
+        [tumour_slices(plans_slicing_axis_1, case, 0) for case in cases]  # the axis makes a difference here
+    assert "along array axis 1" in (output / "report.md").read_text()
+
+
 def test_markdown_report_has_one_row_per_trainer(shared_run):
     report = (shared_run[1] / "report.md").read_text()
     first_table = report.split("## ")[2]

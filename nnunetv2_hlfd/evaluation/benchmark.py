@@ -19,7 +19,8 @@ from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, reg
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.metrics import (PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, evaluate_case,
-                                              paper_protocol_scores, paper_protocol_scores_from_probabilities)
+                                              paper_protocol_scores, paper_protocol_scores_from_probabilities,
+                                              paper_slice_axis)
 from nnunetv2_hlfd.evaluation.results import (BenchmarkDataset, BenchmarkInputError, FoldPredictions, ModelFolder,
                                               check_folds_trained, check_ground_truth, check_model_folder,
                                               check_no_extra_predictions, check_prediction, check_trainer_classes,
@@ -66,6 +67,7 @@ class CaseEvaluator:
     convention: str
     lesion_iou_threshold: float | None
     tumour_channel: int | None = None  # of the tumour in nnU-Net's saved probabilities
+    slice_axis: int | None = None  # paper protocol: the array axis of the tumour slices
 
     def __call__(self, job: CaseJob) -> list[dict]:
         reference = read_segmentation(job.reference, self.reader)
@@ -97,13 +99,14 @@ class CaseEvaluator:
         probabilities, else of the segmentation (its argmax)."""
         reference_tumour = region_or_label_to_mask(reference, self.tumour)
         if probabilities is None:
-            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour)
+            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour,
+                                           self.slice_axis)
             source = "segmentation"
         else:
             probability = self.tumour_probability(probabilities, reference.shape)
             if ignored is not None:
                 probability = np.where(ignored, 0.0, probability)
-            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour)
+            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour, self.slice_axis)
             source = f"probability > {PAPER_PROTOCOL_THRESHOLD:g}"
         return {"dsc": scores.dsc, "rvd": scores.rvd, "n_tumour_slices": scores.n_slices, "tumour_source": source}
 
@@ -127,7 +130,18 @@ def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
     return CaseEvaluator(dataset.plans_manager.image_reader_writer_class(), tuple(dataset.classes()),
                          dataset.class_names(), tuple(manager.all_labels), manager.ignore_label, settings.protocol,
                          tumour, settings.tolerance_mm, settings.empty_convention, settings.lesion_iou_threshold,
-                         probability_channel(dataset, tumour))
+                         probability_channel(dataset, tumour), paper_slice_axis_of(dataset))
+
+
+def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
+    """The axis nnU-Net's 2d configuration of this dataset slices (its plans' transpose_forward[0])."""
+    return paper_slice_axis(spacing=(), transpose_forward=dataset.plans_manager.transpose_forward)
+
+
+def slice_axis_note(dataset: BenchmarkDataset, plans: str) -> str:
+    axis = paper_slice_axis_of(dataset)
+    return (f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
+            f"configuration slices (transpose_forward[0] = {axis} in {plans}).")
 
 
 def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
@@ -281,7 +295,8 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
     with_probabilities = folds_with_probabilities(predictions) if settings.protocol == "paper" else frozenset()
     table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
                            case_evaluator(dataset, settings, tumour), settings.num_processes)
-    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour))
+    notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else ()
+    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes)
     costs = compression.measure_models(models, dataset, settings)
     compression_table = report.write_benchmark(output, results, costs)
     print(report.console_summary(results, compression_table, output))

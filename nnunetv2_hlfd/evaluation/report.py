@@ -37,6 +37,7 @@ class BenchmarkResults:
     summary: pd.DataFrame
     comparisons: pd.DataFrame
     tumour_sizes: pd.DataFrame | None  # None: no tumour class, paper protocol, or under three tumour cases
+    protocol_notes: tuple[str, ...] = ()  # how the protocol was applied to this dataset, e.g. the slice axis
 
     @property
     def trainers(self) -> list[str]:
@@ -48,14 +49,14 @@ class BenchmarkResults:
 
 
 def analyse(table: pd.DataFrame, settings: BenchmarkSettings, metrics: Sequence[str],
-            tumour_name: str | None) -> BenchmarkResults:
+            tumour_name: str | None, protocol_notes: Sequence[str] = ()) -> BenchmarkResults:
     metrics = tuple(metrics)
     comparisons = compare_to_reference(table, settings.reference, metrics)
     tumour_sizes = None
     if settings.protocol == "standard" and tumour_name is not None:
         tumour_sizes = dsc_by_tumour_size(table, tumour_name)
     return BenchmarkResults(settings, metrics, table, per_fold_summary(table, metrics),
-                            across_fold_summary(table, metrics), comparisons, tumour_sizes)
+                            across_fold_summary(table, metrics), comparisons, tumour_sizes, tuple(protocol_notes))
 
 
 def dsc_by_tumour_size(table: pd.DataFrame, tumour_name: str) -> pd.DataFrame | None:
@@ -120,6 +121,7 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n",
         f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
         f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n",
+        *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
         "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
         results_table(results, "cases"),
@@ -185,4 +187,5 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
 
 
 def console_summary(results: BenchmarkResults, compression: pd.DataFrame, output: Path) -> str:
-    return "\n".join([results_table(results), frame_to_markdown(compression), f"Everything is in {output}"])
+    return "\n".join([*results.protocol_notes, results_table(results), frame_to_markdown(compression),
+                      f"Everything is in {output}"])
