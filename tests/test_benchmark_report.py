@@ -11,7 +11,6 @@ from nnunetv2_hlfd.evaluation.command import (ALL_FOLDS, DEFAULT_TOLERANCE_MM, E
                                               settings_from_args)
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
-from nnunetv2_hlfd.evaluation.statistics import across_fold_summary
 
 
 def parse(*argv: str):
@@ -84,10 +83,11 @@ def test_tumour_size_terciles_need_three_tumour_cases():
 
 # --- the compression table ---------------------------------------------------------------
 
-def dsc_summary(dsc_by_trainer: dict[str, tuple[float, float]]) -> pd.DataFrame:
+def dsc_per_case(dsc_by_trainer: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """One case: each trainer's (kidney, tumour) DSC."""
     rows = [{"trainer": trainer, "fold": 0, "case": "c0", "class": name, "dsc": value}
             for trainer, values in dsc_by_trainer.items() for name, value in zip(("kidney", "tumor"), values)]
-    return across_fold_summary(pd.DataFrame(rows), ["dsc"])
+    return pd.DataFrame(rows)
 
 
 def costs(parameters: dict[str, int], speed: pd.DataFrame | None = None) -> ModelCosts:
@@ -97,7 +97,7 @@ def costs(parameters: dict[str, int], speed: pd.DataFrame | None = None) -> Mode
 
 def test_compression_table_relates_cost_and_dsc_to_teacher_and_reference():
     table = compression_table(costs({"teacher": 100, "student": 25, "hlfd": 25}),
-                              dsc_summary({"teacher": (0.9, 0.7), "student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
+                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
                               teacher="teacher", reference="student").set_index("trainer")
     assert table.loc["hlfd", "parameters_vs_teacher"] == 0.25
     assert table.loc["hlfd", "macs_per_patch_vs_teacher"] == 0.25
@@ -106,8 +106,20 @@ def test_compression_table_relates_cost_and_dsc_to_teacher_and_reference():
     assert table.loc["hlfd", "dsc_mean"] == pytest.approx(0.725)
 
 
+def test_compression_table_compares_dsc_on_the_cases_every_model_has():
+    # the teacher's tumour DSC is undefined in case c2: its mean over c0-c1 (0.7) must not meet the
+    # student's over c0-c2 (0.5): on the common cases c0-c1 both are 0.7
+    per_case = pd.DataFrame([{"trainer": trainer, "fold": 0, "case": case, "class": "tumor", "dsc": value}
+                             for trainer, values in (("teacher", (0.8, 0.6, math.nan)), ("student", (0.9, 0.5, 0.1)))
+                             for case, value in zip(("c0", "c1", "c2"), values)])
+    table = compression_table(costs({"teacher": 100, "student": 25}), per_case, "teacher", "student")
+    student = table.set_index("trainer").loc["student"]
+    assert student["dsc_tumor"] == pytest.approx(0.7) and student["delta_dsc_tumor_vs_teacher"] == pytest.approx(0)
+    assert (table["n_cases_dsc_tumor"] == 2).all()
+
+
 def test_compression_table_without_the_teacher_leaves_its_ratios_undefined():
-    table = compression_table(costs({"student": 25, "hlfd": 25}), dsc_summary({"student": (0.8, 0.5),
+    table = compression_table(costs({"student": 25, "hlfd": 25}), dsc_per_case({"student": (0.8, 0.5),
                                                                                "hlfd": (0.85, 0.6)}),
                               teacher="teacher", reference="student")
     assert table["parameters_vs_teacher"].isna().all() and table["delta_dsc_mean_vs_teacher"].isna().all()
@@ -118,7 +130,7 @@ def test_compression_table_has_one_speed_column_per_measure_and_device():
                            "volume_latency_s": 3.0, "volume_peak_memory_mib": 4.0}
                           for t in ("teacher", "student") for d in ("cpu", "cuda")])
     table = compression_table(costs({"teacher": 100, "student": 25}, speed),
-                              dsc_summary({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}), "teacher", "student")
+                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}), "teacher", "student")
     assert {"volume_latency_s_cpu", "volume_latency_s_cuda", "patch_peak_memory_mib_cuda"} <= set(table.columns)
 
 

@@ -18,7 +18,7 @@ its resident size right before the call; NaN where it cannot be reset. tracemall
 not used: it does not see torch's allocations.
 
 `compression_table` puts these beside each model's DSC and its DSC deltas to the teacher
-and to the reference trainer (the student without distillation).
+and to the reference trainer (the student without distillation), all on common cases.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
 from nnunetv2_hlfd.evaluation import results
 from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputError, ModelFolder
+from nnunetv2_hlfd.evaluation.statistics import common_case_means
 
 MIB = 2 ** 20
 MEMORY_MEASURES = {
@@ -273,22 +274,25 @@ def process_memory_kib(field: str) -> int:
 
 # --- the compression table ----------------------------------------------------------------
 
-def compression_table(costs: ModelCosts, summary: pd.DataFrame, teacher: str, reference: str) -> pd.DataFrame:
+def compression_table(costs: ModelCosts, per_case: pd.DataFrame, teacher: str, reference: str) -> pd.DataFrame:
     """One row per model: cost (and its share of the teacher's), speed per device, DSC per
-    class (mean over all cases) and the mean over classes, and every DSC's difference to the
-    teacher and to the reference. Shares and differences to a teacher not benchmarked are NaN."""
+    class and the mean over classes, and every DSC's difference to the teacher and to the
+    reference. DSC is averaged over the cases every model has a value for (paired as the tests
+    pair them, `statistics.common_case_means`; n_cases_dsc_<class> of them), so each difference
+    is the mean paired difference on the same cases. Shares and differences to a teacher not
+    benchmarked are NaN."""
     table = costs.cost.set_index("trainer")
     for column in ("parameters", "macs_per_patch"):
         table[f"{column}_vs_teacher"] = table[column] / table[column].get(teacher, math.nan)
     table = table[["patch_size", "parameters", "parameters_vs_teacher", "macs_per_patch", "macs_per_patch_vs_teacher"]]
     if costs.speed is not None:
         table = table.join(speed_by_device(costs.speed))
-    dsc = dsc_per_class(summary)
+    dsc, n_cases = dsc_per_class(per_case)
     table = table.join(dsc)
     for baseline_name, baseline in (("teacher", teacher), ("reference", reference)):
         baseline_dsc = dsc.loc[baseline] if baseline in dsc.index else math.nan
         table = table.join((dsc - baseline_dsc).add_prefix("delta_").add_suffix(f"_vs_{baseline_name}"))
-    return table.reset_index()
+    return table.assign(**n_cases).reset_index()
 
 
 SPEED_MEASURES = ("patch_latency_ms", "patch_peak_memory_mib", "volume_latency_s", "volume_peak_memory_mib")
@@ -301,8 +305,11 @@ def speed_by_device(speed: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def dsc_per_class(summary: pd.DataFrame) -> pd.DataFrame:
-    dsc = summary[summary["metric"] == "dsc"].pivot(index="trainer", columns="class", values="case_mean")
-    dsc = dsc[list(dict.fromkeys(summary["class"]))].add_prefix("dsc_")
-    return dsc.assign(dsc_mean=dsc.mean(axis=1))
-
+def dsc_per_class(per_case: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(DSC per trainer and class on the cases common to all trainers, with their mean over
+    classes; {n_cases_dsc_<class>: how many common cases})."""
+    means = common_case_means(per_case, "dsc")
+    dsc = means.pivot(index="trainer", columns="class", values="mean")
+    dsc = dsc[list(dict.fromkeys(means["class"]))].add_prefix("dsc_")
+    n_cases = {f"n_cases_dsc_{name}": int(n) for name, n in means.groupby("class", sort=False)["n_cases"].first().items()}
+    return dsc.assign(dsc_mean=dsc.mean(axis=1)), n_cases

@@ -19,7 +19,7 @@ from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
-from nnunetv2_hlfd.evaluation.statistics import (TableColumn, across_fold_summary, compare_to_reference,
+from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, TableColumn, across_fold_summary, compare_to_reference,
                                                  format_p_value, markdown_row, per_fold_summary,
                                                  render_markdown_table, write_per_case_csv,
                                                  write_per_case_json)
@@ -124,6 +124,8 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
         "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
+        f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
+        "between trainers; the tests and every difference below are on paired cases.\n",
         results_table(results, "cases"),
         "## Results: mean ± std of the fold means\n",
         results_table(results, "folds"),
@@ -132,13 +134,18 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
             render_markdown_table(results.summary, metric_columns_of_class(class_name, results.metrics),
                                   trainers=results.trainers))),
         f"## Paired Wilcoxon signed-rank tests against {settings.reference}\n",
-        "Differences are trainer minus reference; rank_biserial is the matched-pairs rank-biserial "
-        "correlation; p_holm is Holm-adjusted over every row.\n",
+        f"Cases are {PAIRING_RULE}. n_cases: the cases of the class; n_pairs: the pairs tested (n_nonzero of "
+        "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
+        "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
+        "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
+        "p_holm is Holm-adjusted over every row.\n",
         frame_to_markdown(results.comparisons.drop(columns="reference")),
         "## DSC by tumour size (terciles of the reference tumour volume, all folds)\n",
         frame_to_markdown(results.tumour_sizes) if results.tumour_sizes is not None else
         "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
         "## Compression: cost and DSC against the teacher and the reference\n",
+        "DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
+        "so each delta is a mean paired difference on the same cases.\n",
         frame_to_markdown(compression),
     ]
     return "\n".join(sections)
@@ -170,7 +177,7 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
     if output.exists():
         shutil.rmtree(output)
     output.mkdir(parents=True)
-    compression = compression_table(costs, results.summary, results.settings.teacher, results.settings.reference)
+    compression = compression_table(costs, results.per_case, results.settings.teacher, results.settings.reference)
     write_per_case_csv(results.per_case, output / "per_case.csv")
     write_per_case_json(results.per_case, output / "per_case.json")
     tables = {"per_fold_summary": results.per_fold, "summary": results.summary, "comparisons": results.comparisons,
