@@ -143,8 +143,9 @@ def test_ground_truth_as_prediction_scores_perfectly(preprocessed_root, shared_r
     assert (teacher["dsc"] == 1.0).all() and (teacher["hd95"] == 0.0).all() and (teacher["voe"] == 0.0).all()
 
 
-def test_paper_protocol_scores_tumour_slices_with_plus_one_smoothing(preprocessed_root, shared_run, tmp_path):
+def test_paper_protocol_scores_tumour_slices_with_plus_one_smoothing(preprocessed_root, shared_run, tmp_path, capsys):
     output = benchmark(preprocessed_root, shared_run[0], tmp_path, protocol="paper")
+    assert "no validation folder holds probabilities" in capsys.readouterr().out  # so every model's argmax
     per_case = pd.read_csv(output / "per_case.csv")
     assert set(per_case["class"]) == {"tumor"}
     student = per_case[per_case["trainer"] == STUDENT].set_index("case")
@@ -219,11 +220,16 @@ def student_folder(results_root: Path) -> Path:
     return results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d"
 
 
+def teacher_folder(results_root: Path) -> Path:
+    return results_root / DATASET_NAME / f"{TEACHER}__nnUNetPlans__2d"
+
+
 def test_paper_protocol_cuts_saved_probabilities_at_0_4_instead_of_the_argmax(
         preprocessed_root, results_root, tmp_path, capsys):
     # The student's segmentations call tumour kidney (the argmax); its probabilities say tumour.
     cases = validation_cases(preprocessed_root, 0)
-    add_probabilities(student_folder(results_root), preprocessed_root, cases)
+    for model in (student_folder(results_root), teacher_folder(results_root)):
+        add_probabilities(model, preprocessed_root, cases)
     output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper")
     per_case = pd.read_csv(output / "per_case.csv").set_index(["trainer", "case"])
     for case in cases:
@@ -232,27 +238,43 @@ def test_paper_protocol_cuts_saved_probabilities_at_0_4_instead_of_the_argmax(
         # so DSC = (2T + 1) / (T + T + 1) = 1 and RVD = T / T - 1 = 0 (the argmax: 1 / (T + 1), -1).
         expected = (1.0, 0.0) if tumour else (math.nan, math.nan)
         assert per_case.loc[(STUDENT, case), ["dsc", "rvd"]].tolist() == pytest.approx(expected, nan_ok=True)
-    assert set(per_case.loc[STUDENT, "tumour_source"]) == {"probability > 0.4"}
-    # The teacher's validation saved no probabilities: its segmentations are scored, and it is said.
-    assert set(per_case.loc[TEACHER, "tumour_source"]) == {"segmentation"}
-    log = capsys.readouterr().out
-    assert f"{TEACHER} fold 0" in log and f"holds probabilities of 0 of {len(cases)} cases" in log and "--npz" in log
-    assert f"{TEACHER}: segmentation ({len(cases)} cases)" in (output / "report.md").read_text()
+    assert set(per_case["tumour_source"]) == {"probability > 0.4"}
+    assert "from the saved probabilities (<case>.npz) of every model and fold" in capsys.readouterr().out
 
 
-def test_paper_protocol_scores_segmentations_where_some_probabilities_are_missing(
-        preprocessed_root, results_root, tmp_path, capsys):
+def test_paper_protocol_refuses_to_compare_probabilities_with_segmentations(preprocessed_root, results_root,
+                                                                            tmp_path):
     cases = validation_cases(preprocessed_root, 0)
+    add_probabilities(student_folder(results_root), preprocessed_root, cases)  # the teacher has none
+    message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")
+    assert str(teacher_folder(results_root) / "fold_0" / "validation") in message
+    assert f"lacks <case>.npz of {len(cases)} of {len(cases)} cases" in message
+    assert f"nnUNetv2_train {DATASET_NAME} 2d 0 -tr {TEACHER} --val --npz" in message
+    assert str(student_folder(results_root)) not in message and "--paper-masks argmax" in message
+
+
+def test_paper_protocol_refuses_a_folder_with_some_probabilities_missing(preprocessed_root, results_root, tmp_path):
+    cases = validation_cases(preprocessed_root, 0)
+    add_probabilities(teacher_folder(results_root), preprocessed_root, cases)
     add_probabilities(student_folder(results_root), preprocessed_root, cases[1:])
-    output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper")
-    student = pd.read_csv(output / "per_case.csv").set_index(["trainer", "case"]).loc[STUDENT]
-    assert set(student["tumour_source"]) == {"segmentation"}  # one source per model and fold, never mixed
-    assert f"{STUDENT} fold 0: " in capsys.readouterr().out
+    message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")
+    assert f"lacks <case>.npz of 1 of {len(cases)} cases" in message and f"-tr {STUDENT} --val --npz" in message
+
+
+def test_paper_masks_argmax_scores_every_segmentation_even_beside_probabilities(
+        preprocessed_root, results_root, tmp_path):
+    add_probabilities(student_folder(results_root), preprocessed_root, validation_cases(preprocessed_root, 0))
+    output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper", paper_masks="argmax")
+    per_case = pd.read_csv(output / "per_case.csv")
+    assert set(per_case["tumour_source"]) == {"segmentation"}
+    student = per_case[(per_case["trainer"] == STUDENT) & per_case["dsc"].notna()]
+    assert (student["rvd"] == -1.0).all()  # the argmax calls every tumour voxel kidney
 
 
 def test_probabilities_of_another_grid_are_refused(preprocessed_root, results_root, tmp_path):
     case = validation_cases(preprocessed_root, 0)[0]
-    add_probabilities(student_folder(results_root), preprocessed_root, validation_cases(preprocessed_root, 0))
+    for model in (student_folder(results_root), teacher_folder(results_root)):
+        add_probabilities(model, preprocessed_root, validation_cases(preprocessed_root, 0))
     np.savez_compressed(student_folder(results_root) / "fold_0" / "validation" / f"{case}.npz",
                         probabilities=np.zeros((3, 2, 2, 2), dtype=np.float32))
     message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")

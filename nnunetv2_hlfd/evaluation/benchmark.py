@@ -25,7 +25,7 @@ from nnunetv2_hlfd.evaluation.results import (BenchmarkDataset, BenchmarkInputEr
                                               check_folds_trained, check_ground_truth, check_model_folder,
                                               check_no_extra_predictions, check_prediction, check_trainer_classes,
                                               fold_predictions, open_dataset, parse_model, raise_missing_validation,
-                                              read_segmentation, run_validation)
+                                              read_segmentation, run_validation, training_command)
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")
@@ -189,24 +189,38 @@ def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
             for fold, models in by_fold.items() for case in models[0].expected]
 
 
-def folds_with_probabilities(predictions: Sequence[FoldPredictions]) -> frozenset[tuple[str, int]]:
-    """For the paper protocol: the (model, fold) pairs whose validation folder holds nnU-Net's
-    probabilities of every case (`<case>.npz`, written by validation with --npz), which are cut
-    at the reference code's 0.4. The others are scored from their segmentations, as printed."""
-    chosen = set()
-    for p in predictions:
-        folder = p.model.validation_folder(p.fold)
-        saved = sum((folder / f"{case}.npz").is_file() for case in p.expected)
-        if saved == len(p.expected):
-            chosen.add((p.model.label, p.fold))
-            print(f"Paper protocol, {p.model.label} fold {p.fold}: tumour probability > "
-                  f"{PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities (<case>.npz), as the reference code")
-        else:
-            print(f"Paper protocol, {p.model.label} fold {p.fold}: {folder} holds probabilities of {saved} of "
-                  f"{len(p.expected)} cases, so its segmentations (nnU-Net's argmax) are scored instead of tumour "
-                  f"probability > {PAPER_PROTOCOL_THRESHOLD:g}; for the reference code's rule rerun validation "
-                  f"with --npz (nnUNetv2_train ... --val --npz)")
-    return frozenset(chosen)
+def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
+                             paper_masks: str = "auto") -> frozenset[tuple[str, int]]:
+    """For the paper protocol: the (model, fold) pairs scored from their saved probabilities
+    (`<case>.npz`, written by validation with --npz) cut at the reference code's 0.4; the others
+    from their segmentations (nnU-Net's argmax). One rule for every model and fold, so that no
+    comparison mixes them: `paper_masks` "probability" needs every folder's probabilities,
+    "argmax" uses none, and "auto" takes probabilities where every folder has them, the argmax
+    where none has, and refuses a mix, naming the folders that lack them."""
+    if paper_masks == "argmax":
+        print("Paper protocol: tumour masks are nnU-Net's segmentations (argmax), as --paper-masks argmax asks")
+        return frozenset()
+    lacking = [p for p in predictions
+               if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)]
+    if not lacking:
+        print(f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
+              f"(<case>.npz) of every model and fold, as the reference code")
+        return frozenset((p.model.label, p.fold) for p in predictions)
+    if paper_masks == "auto" and len(lacking) == len(predictions):
+        print(f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
+              f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
+              f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)")
+        return frozenset()
+    why = "--paper-masks probability needs" if paper_masks == "probability" else \
+        "some validation folders hold probabilities and others do not, and one comparison must not mix " \
+        "tumour probability > 0.4 with the argmax; the paper protocol needs"
+    raise BenchmarkInputError(
+        [f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
+         f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
+         f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
+         for p in lacking],
+        summary=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
+                f"--paper-masks argmax to score every model's segmentations):")
 
 
 def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int) -> pd.DataFrame:
@@ -292,7 +306,8 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
         compression.check_devices(settings.devices)
     predictions = complete_predictions(models, settings, dataset)
 
-    with_probabilities = folds_with_probabilities(predictions) if settings.protocol == "paper" else frozenset()
+    with_probabilities = folds_with_probabilities(predictions, dataset, settings.paper_masks) \
+        if settings.protocol == "paper" else frozenset()
     table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
                            case_evaluator(dataset, settings, tumour), settings.num_processes)
     notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else ()

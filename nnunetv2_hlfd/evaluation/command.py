@@ -15,6 +15,7 @@ DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
 DEFAULT_TEACHER = "nnUNetTrainer"
 ALL_FOLDS = (0, 1, 2, 3, 4)
 PROTOCOLS = ("standard", "paper")
+PAPER_MASKS = ("auto", "probability", "argmax")
 EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
 DEFAULT_TOLERANCE_MM = 1.0
 DEFAULT_REPETITIONS = 3
@@ -32,6 +33,7 @@ class BenchmarkSettings:
     teacher: str = DEFAULT_TEACHER
     protocol: str = "standard"
     tumour_label: str | None = None
+    paper_masks: str = "auto"
     tolerance_mm: float = DEFAULT_TOLERANCE_MM
     empty_convention: str = "nnunet"
     lesion_iou_threshold: float | None = None
@@ -65,6 +67,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="standard",
                         help="standard: every class, every metric; paper: the reference HLFD code's tumour "
                              "DSC and RVD on tumour slices")
+    parser.add_argument("--paper-masks", choices=PAPER_MASKS, default="auto",
+                        help="paper protocol, one rule for every model: probability: tumour probability > 0.4 "
+                             "of the saved <case>.npz (validation with --npz), as the reference code; argmax: "
+                             "the segmentations; auto: probability where every folder has them, argmax where "
+                             "none has, else refused (default: %(default)s)")
     parser.add_argument("--tumour-label", help="name or value of the tumour class (default: the class named "
                                                "tumor or tumour in dataset.json)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
