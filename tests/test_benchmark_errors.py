@@ -184,6 +184,31 @@ def test_paper_protocol_slices_the_axis_the_plans_2d_configuration_slices(plans_
     assert "along array axis 1" in (output / "report.md").read_text()
 
 
+def test_settings_and_report_record_versions_commit_machine_and_the_split(preprocessed_root, shared_run):
+    from nnunetv2_hlfd.evaluation.provenance import cpu_model, file_sha256
+
+    recorded = json.loads((shared_run[1] / "settings.json").read_text())["provenance"]
+    splits_hash = file_sha256(dataset_folder(preprocessed_root) / "splits_final.json")
+    assert recorded["splits_final_sha256"] == splits_hash and recorded["cpu"] == cpu_model()
+    assert recorded["versions"]["nnunetv2"] == "2.8.1" and recorded["nnunetv2_hlfd_commit"]
+    report = (shared_run[1] / "report.md").read_text()
+    assert splits_hash in report and "nnunetv2 2.8.1" in report and cpu_model() in report
+
+
+def test_tumour_dsc_is_the_primary_endpoint_and_each_other_metric_a_family(shared_run):
+    comparisons = pd.read_csv(shared_run[1] / "comparisons.csv")
+    families = comparisons.set_index(["class", "metric"])["family"]
+    assert families[("tumor", "dsc")] == "primary" and families[("kidney", "dsc")] == "secondary: dsc"
+    assert "voe" not in set(comparisons["metric"])  # VOE follows DSC case by case: described, not tested
+    assert "- primary (tumor dsc): 1 test(s); an exact test needs 6 non-zero pairs" in \
+        (shared_run[1] / "report.md").read_text()
+
+
+def test_a_primary_endpoint_that_is_not_tested_is_refused(preprocessed_root, results_root, tmp_path):
+    message = refusal(preprocessed_root, results_root, tmp_path, primary_endpoint="liver:voe")
+    assert "'liver:voe'" in message and "classes kidney, tumor" in message and "tumor:dsc" not in message
+
+
 def test_markdown_report_has_one_row_per_trainer(shared_run):
     report = (shared_run[1] / "report.md").read_text()
     first_table = report.split("## ")[2]

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from nnunetv2_hlfd.evaluation import compression, metrics
 from nnunetv2_hlfd.evaluation.command import (ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS, add_parser,
@@ -127,11 +128,13 @@ def test_compression_table_without_the_teacher_leaves_its_ratios_undefined():
 
 def test_compression_table_has_one_speed_column_per_measure_and_device():
     speed = pd.DataFrame([{"trainer": t, "device": d, "patch_latency_ms": 1.0, "patch_peak_memory_mib": 2.0,
-                           "volume_latency_s": 3.0, "volume_peak_memory_mib": 4.0}
+                           "volume_latency_s": 3.0, "volume_peak_memory_mib": 4.0,
+                           "patch_latencies_ms": [1.0] * 3, "volume_round_seconds": [3.0] * 3}
                           for t in ("teacher", "student") for d in ("cpu", "cuda")])
     table = compression_table(costs({"teacher": 100, "student": 25}, speed),
                               dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}), "teacher", "student")
     assert {"volume_latency_s_cpu", "volume_latency_s_cuda", "patch_peak_memory_mib_cuda"} <= set(table.columns)
+    assert table.set_index("trainer").loc["student", "volume_speed_vs_teacher_cuda"].startswith("no difference")
 
 
 @pytest.mark.parametrize("column, value, text", [
@@ -163,12 +166,62 @@ class FakeDataset:
 def test_volumes_are_timed_on_the_first_validation_cases_of_the_first_fold(monkeypatch, volume_cases, expected):
     timed = []
     monkeypatch.setattr(compression, "network_cost", lambda model: {"trainer": model})
-    monkeypatch.setattr(compression, "measure_speed", lambda model, fold, cases, dataset, device, repetitions:
-                        timed.append((model, fold, list(cases), device.type)) or {"trainer": model})
+    monkeypatch.setattr(compression, "measure_speed", lambda models, fold, cases, dataset, device, repetitions:
+                        timed.append((list(models), fold, list(cases), device.type)) or
+                        [{"trainer": model} for model in models])
     settings = argparse.Namespace(speed=True, folds=(0, 1), volume_cases=volume_cases, devices=("cpu",),
                                   repetitions=1)
     compression.measure_models(["teacher", "student"], FakeDataset(), settings)
-    assert timed == [("teacher", 0, expected, "cpu"), ("student", 0, expected, "cpu")]
+    assert timed == [(["teacher", "student"], 0, expected, "cpu")]
+
+
+class Named:
+    def __init__(self, label):
+        self.label = label
+
+
+def mib_chunks(count: int, mib: int = 8) -> list[torch.Tensor]:
+    return [torch.ones(mib * 2 ** 18) for _ in range(count)]  # float32: 4 bytes each
+
+
+def fake_model_calls(log: list, allocate_mib: int = 0):
+    """compression.model_calls without models: each call logs its name and allocates `allocate_mib`."""
+    def calls(model, fold, cases, dataset, device, volumes):
+        def call(name):
+            def run():
+                log.append(f"{model.label}|{name}")
+                torch.ones(allocate_mib * 2 ** 18)
+            return run
+        return {name: call(name) for name in ("patch", *cases)}
+    return calls
+
+
+def test_repetitions_interleave_the_models_round_by_round(monkeypatch):
+    log = []
+    monkeypatch.setattr(compression, "model_calls", fake_model_calls(log))
+    rows = compression.measure_speed([Named("a"), Named("b")], 0, ["c1"], None, torch.device("cpu"), repetitions=3)
+    one_round = ["a|patch", "a|c1", "b|patch", "b|c1"]
+    assert log == one_round * 4  # the untimed warm-up (peak memory), then three rounds
+    assert [len(row["patch_latencies_ms"]) for row in rows] == [3, 3]
+    assert rows[0]["hardware"] == compression.hardware_name(torch.device("cpu")) != "x86_64"
+
+
+def test_cpu_peak_memory_counts_a_call_that_reuses_memory_the_process_already_holds(monkeypatch):
+    # freed memory the C allocator keeps: the resident size, measured before, did not rise (read 0 MiB)
+    mib_chunks(24), torch.ones(96 * 2 ** 18)
+    monkeypatch.setattr(compression, "model_calls", fake_model_calls([], allocate_mib=64))
+    row = compression.measure_speed([Named("a")], 0, ["c1"], None, torch.device("cpu"), repetitions=1)[0]
+    assert row["patch_peak_memory_mib"] == pytest.approx(64, rel=0.05)
+    assert row["volume_peak_memory_mib"] == pytest.approx(64, rel=0.05)
+
+
+@pytest.mark.parametrize("baseline, seconds, text", [
+    ([2.0, 2.1, 1.9], [1.0, 1.0, 1.0], "2.00x faster (1.90-2.10)"),
+    ([1.0, 1.0, 1.0], [2.0, 2.0, 2.5], "2.00x slower (2.00-2.50)"),
+    ([90.0, 56.0, 70.0], [56.0, 90.0, 70.0], "no difference (ratio 0.62-1.61 over 3 rounds)"),
+    ([90.0], [56.0], "not judged (1 round(s), needs 3)")])
+def test_a_speed_ratio_whose_spread_covers_one_is_no_speed_up(baseline, seconds, text):
+    assert compression.speed_ratio(baseline, seconds) == text
 
 
 def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
@@ -180,3 +233,20 @@ def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
     note = tumour_source_note(per_case)[0]
     assert "a: probability > 0.4 (2 cases); b: segmentation (2 cases)" in note and "--npz" in note
     assert tumour_source_note(per_case.drop(columns="tumour_source")) == []
+
+
+def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise():
+    from nnunetv2_hlfd.evaluation.report import speed_section
+
+    speed = pd.DataFrame([{"trainer": t, "device": "cpu", "hardware": "Some CPU 9000", "threads": 1,
+                           "repetitions": 3, "patch_latency_ms": 70.0, "patch_latency_q25_ms": 63.0,
+                           "patch_latency_q75_ms": 80.0, "patch_peak_memory_mib": 12.0, "volume_latency_s": 9.3,
+                           "volume_latency_s_per_case": '{"c1": 9.3, "c2": 18.4}', "n_cases": 2,
+                           "volume_peak_memory_mib": 300.0, "patch_latencies_ms": times,
+                           "volume_round_seconds": times} for t, times in
+                          (("teacher", [90.0, 56.0, 70.0]), ("student", [56.0, 90.0, 70.0]))])
+    table = compression_table(costs({"teacher": 100, "student": 100}, speed),
+                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.9, 0.7)}), "teacher", "teacher")
+    text = "\n".join(speed_section(speed, table))
+    assert "| teacher | cpu | Some CPU 9000 | 1 | 3 | 70 [63-80] | 12 | 9.3 [9.3-18.4] (2 cases) | 300 |" in text
+    assert "no difference (ratio 0.62-1.61 over 3 rounds)" in text and "faster" not in text

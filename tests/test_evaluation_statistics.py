@@ -19,6 +19,8 @@ from nnunetv2_hlfd.evaluation.statistics import (
     per_fold_summary,
     rank_biserial,
     render_markdown_table,
+    smallest_pairs_for,
+    smallest_two_sided_p,
     write_per_case_csv,
     write_per_case_json,
 )
@@ -285,3 +287,33 @@ def test_the_mean_difference_has_the_bootstrap_interval_of_a_normal_mean():
     assert test.mean_difference == pytest.approx(0.1)
     assert test.mean_difference_ci_low == pytest.approx(0.1 - half_width, abs=0.1 * half_width)
     assert test.mean_difference_ci_high == pytest.approx(0.1 + half_width, abs=0.1 * half_width)
+
+
+# --- Holm families ----------------------------------------------------------------------
+
+def two_class_table() -> pd.DataFrame:
+    """Two trainers against "ref", better on every case in DSC and RVD of two classes."""
+    frames = [table_of({"ref": REFERENCE_DSC, "kd": [v + 0.01 * (i + 1) for i, v in enumerate(REFERENCE_DSC)],
+                        "hlfd": [v + 0.02 * (i + 1) for i, v in enumerate(REFERENCE_DSC)]}, class_name=name)
+              for name in ("kidney", "tumour")]
+    table = pd.concat(frames, ignore_index=True)
+    return table.assign(rvd=table["dsc"] - 1)
+
+
+def test_the_primary_endpoint_is_a_holm_family_of_its_own():
+    result = compare_to_reference(two_class_table(), "ref", ["dsc", "rvd"], primary_endpoint=("tumour", "dsc"))
+    primary = result[result["family"] == "primary"]
+    assert sorted(zip(primary["class"], primary["metric"])) == [("tumour", "dsc")] * 2
+    assert (primary["family_size"] == 2).all()
+    # both p = 2/1024 (every difference positive); Holm over the two primary tests only
+    assert primary["p_holm"].tolist() == pytest.approx([2 * 2 / 2 ** 10] * 2)
+    secondary_rvd = result[result["family"] == "secondary: rvd"]
+    assert len(secondary_rvd) == 4 and (secondary_rvd["family_size"] == 4).all()
+    assert secondary_rvd["p_holm"].tolist() == pytest.approx([4 * 2 / 2 ** 10] * 4)
+
+
+@pytest.mark.parametrize("family_size, pairs", [(1, 6), (2, 7), (36, 11)])
+def test_the_pairs_a_test_needs_to_reach_significance_after_holm(family_size, pairs):
+    # exact two-sided Wilcoxon: p >= 2 / 2^n; Holm's bar for the smallest p is 0.05 / family size
+    assert smallest_pairs_for(0.05, family_size) == pairs
+    assert smallest_two_sided_p(pairs) < 0.05 / family_size <= smallest_two_sided_p(pairs - 1)

@@ -18,6 +18,7 @@ import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.provenance import provenance
 from nnunetv2_hlfd.evaluation.metrics import (PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, evaluate_case,
                                               paper_protocol_scores, paper_protocol_scores_from_probabilities,
                                               paper_slice_axis)
@@ -35,8 +36,32 @@ STANDARD_METRICS = ("dsc", "rvd", "abs_rvd", "voe", "hd95", "surface_dice",
 PAPER_METRICS = ("dsc", "rvd")
 
 
+# Tested against the reference: VOE follows DSC case by case, |RVD| is RVD's size, lesion
+# sensitivity and precision make up F1; those stay descriptive, out of the Holm families.
+STANDARD_TESTED_METRICS = ("dsc", "rvd", "hd95", "surface_dice", "lesion_f1")
+
+
 def compared_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
     return PAPER_METRICS if settings.protocol == "paper" else STANDARD_METRICS
+
+
+def tested_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
+    return PAPER_METRICS if settings.protocol == "paper" else STANDARD_TESTED_METRICS
+
+
+def primary_endpoint(settings: BenchmarkSettings, dataset: BenchmarkDataset,
+                     tumour: LabelOrRegion | None) -> tuple[str, str]:
+    """(class name, metric) of --primary-endpoint; by default the tumour's DSC, else the first class's."""
+    names = dataset.class_names()
+    if settings.primary_endpoint is None:
+        return names[tumour] if tumour is not None else next(iter(names.values())), "dsc"
+    class_name, _, metric = settings.primary_endpoint.rpartition(":")
+    known_classes = [names[tumour]] if settings.protocol == "paper" else list(names.values())
+    if class_name not in known_classes or metric not in tested_metrics(settings):
+        raise BenchmarkInputError(f"--primary-endpoint {settings.primary_endpoint!r} is not CLASS:METRIC of a "
+                                  f"tested comparison: classes {', '.join(known_classes)}; metrics "
+                                  f"{', '.join(tested_metrics(settings))} (e.g. {known_classes[0]}:dsc)")
+    return class_name, metric
 
 
 # --- one case ---------------------------------------------------------------------------
@@ -300,6 +325,7 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
     report.refuse_existing_output(output, settings.overwrite)
     models = benchmarked_models(settings, dataset)
     tumour = tumour_class(dataset, settings.tumour_label, required=settings.protocol == "paper")
+    endpoint = primary_endpoint(settings, dataset, tumour)
     check_folds_trained(models, settings.folds, dataset)
     check_ground_truth(dataset, settings.folds)
     if settings.speed:
@@ -311,7 +337,9 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
     table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
                            case_evaluator(dataset, settings, tumour), settings.num_processes)
     notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else ()
-    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes)
+    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes,
+                             provenance(dataset.preprocessed / "splits_final.json"), tested_metrics(settings),
+                             endpoint)
     costs = compression.measure_models(models, dataset, settings)
     compression_table = report.write_benchmark(output, results, costs)
     print(report.console_summary(results, compression_table, output))

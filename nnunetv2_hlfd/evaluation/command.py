@@ -34,6 +34,7 @@ class BenchmarkSettings:
     protocol: str = "standard"
     tumour_label: str | None = None
     paper_masks: str = "auto"
+    primary_endpoint: str | None = None  # CLASS:METRIC; None: the tumour's DSC, else the first class's
     tolerance_mm: float = DEFAULT_TOLERANCE_MM
     empty_convention: str = "nnunet"
     lesion_iou_threshold: float | None = None
@@ -72,6 +73,9 @@ def add_parser(subparsers) -> None:
                              "of the saved <case>.npz (validation with --npz), as the reference code; argmax: "
                              "the segmentations; auto: probability where every folder has them, argmax where "
                              "none has, else refused (default: %(default)s)")
+    parser.add_argument("--primary-endpoint", metavar="CLASS:METRIC",
+                        help="the comparison whose Holm family is its own, e.g. tumor:dsc (default: the tumour "
+                             "class's dsc, else the first class's); every other metric is a secondary family")
     parser.add_argument("--tumour-label", help="name or value of the tumour class (default: the class named "
                                                "tumor or tumour in dataset.json)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,

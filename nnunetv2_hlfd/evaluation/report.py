@@ -9,19 +9,19 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
-from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
+from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
-from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, TableColumn, across_fold_summary, compare_to_reference,
+from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, PRIMARY_FAMILY, TableColumn, across_fold_summary, compare_to_reference,
                                                  format_p_value, markdown_row, per_fold_summary,
-                                                 render_markdown_table, write_per_case_csv,
+                                                 render_markdown_table, smallest_pairs_for, write_per_case_csv,
                                                  write_per_case_json)
 
 # Shown in percent, as the paper's tables do.
@@ -38,6 +38,7 @@ class BenchmarkResults:
     comparisons: pd.DataFrame
     tumour_sizes: pd.DataFrame | None  # None: no tumour class, paper protocol, or under three tumour cases
     protocol_notes: tuple[str, ...] = ()  # how the protocol was applied to this dataset, e.g. the slice axis
+    provenance: dict = field(default_factory=dict)  # machine, software, split (`provenance.provenance`)
 
     @property
     def trainers(self) -> list[str]:
@@ -49,14 +50,20 @@ class BenchmarkResults:
 
 
 def analyse(table: pd.DataFrame, settings: BenchmarkSettings, metrics: Sequence[str],
-            tumour_name: str | None, protocol_notes: Sequence[str] = ()) -> BenchmarkResults:
+            tumour_name: str | None, protocol_notes: Sequence[str] = (),
+            provenance: dict | None = None, tested_metrics: Sequence[str] | None = None,
+            primary_endpoint: tuple[str, str] | None = None) -> BenchmarkResults:
+    """`metrics` are summarised; `tested_metrics` (default: all of them) tested against the reference,
+    Holm-corrected within the families `primary_endpoint` declares (`statistics.holm_family`)."""
     metrics = tuple(metrics)
-    comparisons = compare_to_reference(table, settings.reference, metrics)
+    comparisons = compare_to_reference(table, settings.reference, tested_metrics or metrics,
+                                       primary_endpoint=primary_endpoint)
     tumour_sizes = None
     if settings.protocol == "standard" and tumour_name is not None:
         tumour_sizes = dsc_by_tumour_size(table, tumour_name)
     return BenchmarkResults(settings, metrics, table, per_fold_summary(table, metrics),
-                            across_fold_summary(table, metrics), comparisons, tumour_sizes, tuple(protocol_notes))
+                            across_fold_summary(table, metrics), comparisons, tumour_sizes, tuple(protocol_notes),
+                            provenance or {})
 
 
 def dsc_by_tumour_size(table: pd.DataFrame, tumour_name: str) -> pd.DataFrame | None:
@@ -114,7 +121,43 @@ def results_table(results: BenchmarkResults, spread: str = "cases") -> str:
                                  results.comparisons, results.trainers, spread)
 
 
-def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
+SPEED_COLUMNS = {"trainer": "Trainer", "device": "device", "hardware": "hardware", "threads": "threads",
+                 "repetitions": "rounds", "patch": "patch latency ms, median [quartiles]",
+                 "patch_peak_memory_mib": "patch peak MiB", "volume": "volume latency s, median of cases [range]",
+                 "volume_peak_memory_mib": "volume peak MiB"}
+
+
+def speed_section(speed: pd.DataFrame | None, compression: pd.DataFrame) -> list[str]:
+    """The timings with their spread, the machine they ran on, and each model's speed against the teacher."""
+    if speed is None:
+        return ["## Speed\n", "Not measured (--no-speed).\n"]
+
+    def volume_cell(row) -> str:
+        medians = json.loads(row["volume_latency_s_per_case"]).values()
+        return f"{row['volume_latency_s']:.3g} [{min(medians):.3g}-{max(medians):.3g}] ({row['n_cases']} cases)"
+
+    table = speed.assign(
+        patch=[f"{r.patch_latency_ms:.3g} [{r.patch_latency_q25_ms:.3g}-{r.patch_latency_q75_ms:.3g}]"
+               for r in speed.itertuples()],
+        volume=[volume_cell(row) for _, row in speed.iterrows()])[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
+    ratios = [column for column in compression.columns if "_speed_vs_teacher_" in column]
+    return ["## Speed (models timed in interleaved rounds)\n",
+            f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
+            " A ratio whose range over the rounds includes 1 is no difference.\n",
+            frame_to_markdown(table), frame_to_markdown(compression[["trainer", *ratios]]) if ratios else ""]
+
+
+def provenance_section(provenance: dict) -> list[str]:
+    if not provenance:
+        return []
+    versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
+    return ["## Machine, software and split\n",
+            f"CPU: {provenance['cpu']} ({provenance['cpu_count']} cores available); GPU: {provenance['gpu']}; "
+            f"torch threads: {provenance['torch_threads']}. Software: {versions}; nnunetv2_hlfd commit "
+            f"{provenance['nnunetv2_hlfd_commit']}. splits_final.json sha256 {provenance['splits_final_sha256']}.\n"]
+
+
+def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: pd.DataFrame | None = None) -> str:
     settings = results.settings
     sections = [
         f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
@@ -138,7 +181,8 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
         "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
         "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
-        "p_holm is Holm-adjusted over every row.\n",
+        "p_holm is Holm-adjusted within its family (family, family_size).\n",
+        *holm_family_note(results.comparisons),
         frame_to_markdown(results.comparisons.drop(columns="reference")),
         "## DSC by tumour size (terciles of the reference tumour volume, all folds)\n",
         frame_to_markdown(results.tumour_sizes) if results.tumour_sizes is not None else
@@ -147,8 +191,28 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame) -> str:
         "DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
         "so each delta is a mean paired difference on the same cases.\n",
         frame_to_markdown(compression),
+        *speed_section(speed, compression),
+        *provenance_section(results.provenance),
     ]
     return "\n".join(sections)
+
+
+def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    """The declared families, and how many non-zero pairs a test needs before it can be significant."""
+    lines = []
+    for family, rows in comparisons.groupby("family", sort=False):
+        size = int(rows["p_value"].notna().sum())
+        if not size:
+            continue
+        endpoint = ", ".join(dict.fromkeys(rows["class"] + " " + rows["metric"])) if family == PRIMARY_FAMILY \
+            else f"{rows['metric'].iloc[0]} of every class"
+        needed = smallest_pairs_for(alpha, size)
+        reach = rows["smallest_p"].min() * size
+        lines.append(f"- {family} ({endpoint}): {size} test(s); an exact test needs {needed} non-zero pairs to "
+                     f"reach p < {alpha:g} after Holm; here n_nonzero is {int(rows['n_nonzero'].min())}-"
+                     f"{int(rows['n_nonzero'].max())}, the smallest reachable p_holm {min(reach, 1.0):.3g}"
+                     + (" (nothing in this family can be significant)" if reach >= alpha else ""))
+    return ["Holm families (the primary endpoint is declared with --primary-endpoint):\n", "\n".join(lines) + "\n"]
 
 
 def tumour_source_note(per_case: pd.DataFrame) -> list[str]:
@@ -187,8 +251,9 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
             table.to_csv(output / f"{name}.csv", index=False)
     if costs.speed is not None:
         costs.speed.to_csv(output / "speed.csv", index=False)
-    (output / "settings.json").write_text(json.dumps(asdict(results.settings), indent=2, default=str))
-    (output / "report.md").write_text(render_report(results, compression))
+    (output / "settings.json").write_text(json.dumps(asdict(results.settings) | {"provenance": results.provenance},
+                                                     indent=2, default=str))
+    (output / "report.md").write_text(render_report(results, compression, costs.speed))
     figures.write_figures(output / "figures", results.per_case, results.metrics, compression)
     return compression
 

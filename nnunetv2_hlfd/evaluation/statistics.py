@@ -269,21 +269,49 @@ def _check_pairs(candidate: pd.DataFrame, reference: pd.DataFrame, trainer: str,
                                  "do not pair up by fold, case and class; " + "; ".join(problems))
 
 
-COMPARISON_COLUMNS = ["trainer", "reference", "class", "metric", "n_cases", "n_dropped", "dropped",
+COMPARISON_COLUMNS = ["trainer", "reference", "class", "metric", "family", "n_cases", "n_dropped", "dropped",
                       *PairedTest.__dataclass_fields__]
+PRIMARY_FAMILY = "primary"
+
+
+def holm_family(class_name: str, metric: str, primary_endpoint: tuple[str, str] | None) -> str:
+    """The Holm family of a test: the primary endpoint's tests (one per trainer) are a family of
+    their own, every other metric a secondary family over classes and trainers; without a declared
+    primary endpoint every test is in one family."""
+    if primary_endpoint is None:
+        return "all"
+    return PRIMARY_FAMILY if (class_name, metric) == tuple(primary_endpoint) else f"secondary: {metric}"
+
+
+def holm_within_families(p_values: pd.Series, families: pd.Series) -> np.ndarray:
+    adjusted = np.full(len(p_values), math.nan)
+    for _, rows in p_values.groupby(families.to_numpy(), sort=False):
+        adjusted[p_values.index.get_indexer(rows.index)] = holm_adjust(rows.to_numpy())
+    return adjusted
+
+
+def smallest_pairs_for(alpha: float, family_size: int) -> int:
+    """The fewest non-zero pairs with which an exact two-sided Wilcoxon test can reach p below
+    alpha / family_size, the bar Holm sets for the family's smallest p."""
+    n = 1
+    while smallest_two_sided_p(n) >= alpha / family_size:
+        n += 1
+    return n
 
 
 def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
                          metrics: Sequence[str] | None = None,
-                         alternative: str = "two-sided") -> pd.DataFrame:
+                         alternative: str = "two-sided",
+                         primary_endpoint: tuple[str, str] | None = None) -> pd.DataFrame:
     """Paired Wilcoxon test of every other trainer against `reference_trainer`.
 
     Values pair by fold, case and class under `PAIRING_RULE`; differences are trainer minus
     reference, so a positive rank-biserial correlation or median difference means larger values
     (better for DSC, worse for HD95). Each row says how many cases the class has (n_cases), how
     many pairs were dropped and why (n_dropped, dropped), and how many the test used (n_pairs;
-    n_nonzero of them ranked). The Holm correction (p_holm) runs over the whole family: every
-    trainer, class and metric compared here.
+    n_nonzero of them ranked). The Holm correction (p_holm) runs within each family
+    (`holm_family`: the declared primary endpoint (class, metric), one secondary family per
+    metric; without one, every test compared here); family_size says how many tests it holds.
     """
     check_per_case_table(table)
     trainers = list(dict.fromkeys(table["trainer"]))
@@ -302,11 +330,14 @@ def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
                 pairs = pair_up(ours, theirs, metric, trainer, reference_trainer)
                 test = paired_wilcoxon(pairs.differences, alternative)
                 rows.append({"trainer": trainer, "reference": reference_trainer, "class": class_name,
-                             "metric": metric, "n_cases": pairs.n_cases, "n_dropped": pairs.n_dropped,
+                             "metric": metric, "family": holm_family(class_name, metric, primary_endpoint),
+                             "n_cases": pairs.n_cases, "n_dropped": pairs.n_dropped,
                              "dropped": pairs.dropped_text(), **asdict(test)})
     comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     comparisons.insert(comparisons.columns.get_loc("p_value") + 1, "p_holm",
-                       holm_adjust(comparisons["p_value"].to_numpy()))
+                       holm_within_families(comparisons["p_value"], comparisons["family"]))
+    comparisons.insert(comparisons.columns.get_loc("family") + 1, "family_size",
+                       comparisons.groupby("family")["p_value"].transform("count"))
     return comparisons
 
 
