@@ -317,3 +317,11 @@ def test_the_pairs_a_test_needs_to_reach_significance_after_holm(family_size, pa
     # exact two-sided Wilcoxon: p >= 2 / 2^n; Holm's bar for the smallest p is 0.05 / family size
     assert smallest_pairs_for(0.05, family_size) == pairs
     assert smallest_two_sided_p(pairs) < 0.05 / family_size <= smallest_two_sided_p(pairs - 1)
+
+
+def test_distances_show_median_and_quartiles_beside_the_mean():
+    # one missed structure scores the image diagonal (752 mm): the mean follows it, the median does not
+    table = table_of({"teacher": [2.0, 3.0, 4.0, 5.0, 752.0]}, metric="hd95")
+    summary = across_fold_summary(table, ["hd95"])
+    line = render_markdown_table(summary, [TableColumn("HD95", "tumour", "hd95", decimals=1)]).splitlines()[2]
+    assert line == "| teacher | 153.2 ± 334.7; median 4.0 [3.0, 5.0] (n=5) |"

@@ -9,7 +9,9 @@ dsc           2|P∩G| / (|P| + |G|)
 rvd           signed relative volume difference (|P| - |G|) / |G| = |P|/|G| - 1
 abs_rvd       |rvd|
 voe           volumetric overlap error 1 - |P∩G| / |P∪G|
-hd95          95th-percentile symmetric Hausdorff distance in mm (MONAI, edge voxels)
+hd95          95th-percentile Hausdorff distance in mm (MONAI, edge voxels): the larger of the
+              two one-way 95th percentiles (prediction to reference, reference to
+              prediction); medpy's hd95 takes one 95th percentile of both directions pooled
 surface_dice  normalised surface Dice at a tolerance in mm (MONAI, DeepMind surfels)
 lesion_*      lesion-wise detection from connected components (see `lesion_detection`)
 
@@ -188,7 +190,8 @@ def volumetric_overlap_error(pred: np.ndarray, ref: np.ndarray,
 # --- surface distances (MONAI) ------------------------------------------------------
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
-    """The largest distance between two voxels of the image, in mm."""
+    """The length of the image's diagonal in mm: the norm of shape x spacing (the grid's extent, one
+    voxel longer per axis than the distance between its outermost voxel centres)."""
     return float(np.linalg.norm(np.asarray(shape, float) * np.asarray(spacing, float)))
 
 
@@ -230,7 +233,9 @@ def _check_spacing(mask: np.ndarray, spacing: Sequence[float]) -> None:
 
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
          convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    """95th-percentile symmetric Hausdorff distance in mm between the masks' edge voxels."""
+    """95th-percentile Hausdorff distance in mm between the masks' edge voxels, as MONAI's
+    `compute_hausdorff_distance(percentile=95)`: max(P95 of the distances from each prediction edge
+    voxel to the reference, P95 from each reference edge voxel to the prediction)."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     _check_spacing(pred, spacing)
     worst = image_diagonal_mm(pred.shape, spacing)

@@ -94,12 +94,14 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
     """Per trainer, class and metric: the fold means' mean and std, and all cases' mean and std.
 
     Columns: trainer, class, metric, fold_mean, fold_std, n_folds (folds with a valid
-    mean), case_mean, case_std, n_valid, n_cases.
+    mean), case_mean, case_std, case_median, case_q25, case_q75 (quartiles), n_valid, n_cases.
     """
     fold_means = per_fold_summary(table, metrics).groupby(SUMMARY_KEYS)["mean"].agg(
         fold_mean="mean", fold_std="std", n_folds="count")
-    cases = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"].agg(
-        case_mean="mean", case_std="std", n_valid="count", n_cases="size")
+    grouped = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"]
+    cases = grouped.agg(case_mean="mean", case_std="std", case_median="median",
+                        case_q25=lambda v: v.quantile(0.25), case_q75=lambda v: v.quantile(0.75),
+                        n_valid="count", n_cases="size")
     return fold_means.join(cases).reset_index()
 
 
@@ -371,6 +373,8 @@ class TableColumn:
 
 
 _SPREADS = {"cases": ("case_mean", "case_std", "n_valid"), "folds": ("fold_mean", "fold_std", "n_folds")}
+# Distances: one empty mask scores the image diagonal, which dominates a mean; the median does not.
+MEDIAN_METRICS = ("hd95",)
 
 
 def format_p_value(p: float) -> str:
@@ -398,7 +402,17 @@ def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn,
     if row is None:
         return "n/a"
     mean_column, std_column, count_column = _SPREADS[spread]
-    return f"{_format_mean_std(float(row[mean_column]), float(row[std_column]), column)} (n={int(row[count_column])})"
+    cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
+    if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
+        cell += f"; median {_format_median_iqr(row, column)}"
+    return f"{cell} (n={int(row[count_column])})"
+
+
+def _format_median_iqr(row: pd.Series, column: TableColumn) -> str:
+    if math.isnan(row["case_median"]):
+        return "n/a"
+    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(*(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")),
+                                               d=column.decimals)
 
 
 def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) -> str:
