@@ -250,3 +250,26 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
     text = "\n".join(speed_section(speed, table))
     assert "| teacher | cpu | Some CPU 9000 | 1 | 3 | 70 [63-80] | 12 | 9.3 [9.3-18.4] (2 cases) | 300 |" in text
     assert "no difference (ratio 0.62-1.61 over 3 rounds)" in text and "faster" not in text
+
+
+# --- scoring: processes and progress -----------------------------------------------------
+
+def test_cases_are_scored_by_nnunets_default_process_count_capped_at_the_cpus(monkeypatch):
+    from nnunetv2_hlfd.evaluation import benchmark
+
+    monkeypatch.setattr("nnunetv2.configuration.default_num_processes", 8)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert benchmark.scoring_processes(None) == 2 and benchmark.scoring_processes(3) == 3
+    assert settings_from_args(parse()).num_processes is None
+
+
+def test_scoring_shows_a_progress_bar_of_the_cases(capsys):
+    from nnunetv2_hlfd.evaluation import benchmark
+
+    def one_row(job):
+        return [{"trainer": "a", "fold": 0, "case": job, "class": "tumor", "dsc": 1.0}]
+
+    table = benchmark.evaluate_cases(["c1", "c2", "c3"], one_row, num_processes=1)
+    assert table["case"].tolist() == ["c1", "c2", "c3"]
+    progress = capsys.readouterr().err
+    assert "Scoring: 100%" in progress and "3/3" in progress

@@ -8,6 +8,7 @@ report (`report`, `figures`) into one output folder. docs/EVALUATION.md describe
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
@@ -248,16 +250,29 @@ def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: Be
                 f"--paper-masks argmax to score every model's segmentations):")
 
 
-def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int) -> pd.DataFrame:
-    """The per-case table of every job, in job order; cases run in parallel when num_processes > 1."""
-    print(f"Scoring {len(jobs)} validation cases with {max(1, num_processes)} process(es)")
-    if num_processes <= 1 or len(jobs) <= 1:
-        results = list(map(evaluator, jobs))
+def scoring_processes(requested: int | None) -> int:
+    """-np, or by default nnU-Net's own process count (nnUNet_def_n_proc) capped at the CPUs this
+    process may use."""
+    if requested is not None:
+        return requested
+    from nnunetv2.configuration import default_num_processes
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(default_num_processes, available))
+
+
+def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int | None) -> pd.DataFrame:
+    """The per-case table of every job, in job order; cases run in parallel when there are several
+    processes, with a progress bar (cases scored, time left)."""
+    processes = min(scoring_processes(num_processes), max(1, len(jobs)))
+    print(f"Scoring {len(jobs)} validation cases with {processes} process(es)")
+    progress = {"total": len(jobs), "desc": "Scoring", "unit": "case", "mininterval": 5.0}
+    if processes <= 1:
+        results = [evaluator(job) for job in tqdm(jobs, **progress)]
     else:
         # spawn, as nnU-Net's own evaluation: forked workers can deadlock on torch's threads
-        with ProcessPoolExecutor(min(num_processes, len(jobs)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(evaluator, jobs))
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(tqdm(pool.map(evaluator, jobs), **progress))
     return per_case_table(row for rows in results for row in rows)
 
 

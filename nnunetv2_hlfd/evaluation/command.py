@@ -45,7 +45,7 @@ class BenchmarkSettings:
     repetitions: int = DEFAULT_REPETITIONS
     volume_cases: int = DEFAULT_VOLUME_CASES
     devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
-    num_processes: int = 1
+    num_processes: int | None = None  # None: nnU-Net's default process count, at most the CPUs
 
 
 def add_parser(subparsers) -> None:
@@ -100,14 +100,15 @@ def add_parser(subparsers) -> None:
                              "timed; the median over them is reported (default: %(default)s)")
     parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "cuda"),
                         help="devices to time on (default: cpu, and cuda where torch sees a GPU)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1,
-                        help="processes scoring cases in parallel (default: %(default)s)")
+    parser.add_argument("-np", "--num-processes", type=int,
+                        help="processes scoring cases in parallel (default: nnU-Net's default process count, "
+                             "nnUNet_def_n_proc, at most the CPUs available)")
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     for option, value, least in (("--repetitions", args.repetitions, 1), ("--tolerance-mm", args.tolerance_mm, 0),
                                  ("--num-processes", args.num_processes, 1), ("--volume-cases", args.volume_cases, 1)):
-        if value < least:
+        if value is not None and value < least:
             raise ValueError(f"{option} must be at least {least}, got {value}")
     for option, values in (("--folds", args.folds), ("--trainers", args.trainers)):
         if len(set(values)) != len(values):
