@@ -193,6 +193,7 @@ def test_settings_and_report_record_versions_commit_machine_and_the_split(prepro
     assert recorded["versions"]["nnunetv2"] == "2.8.1" and recorded["nnunetv2_hlfd_commit"]
     report = (shared_run[1] / "report.md").read_text()
     assert splits_hash in report and "nnunetv2 2.8.1" in report and cpu_model() in report
+    assert f"Dataset: {len(validation_cases(preprocessed_root, 0))} validation cases scored" in report
 
 
 def test_tumour_dsc_is_the_primary_endpoint_and_each_other_metric_a_family(shared_run):

@@ -273,3 +273,51 @@ def test_scoring_shows_a_progress_bar_of_the_cases(capsys):
     assert table["case"].tolist() == ["c1", "c2", "c3"]
     progress = capsys.readouterr().err
     assert "Scoring: 100%" in progress and "3/3" in progress
+
+
+# --- what the report adds: lesions pooled, values lost, the dataset ----------------------
+
+def lesion_table() -> pd.DataFrame:
+    """Trainer a on two cases: 2 of 3 reference lesions found, 4 predicted of which 2 match."""
+    return pd.DataFrame([
+        {"trainer": "a", "fold": 0, "case": "c1", "class": "tumor", "dsc": 0.5, "lesion_n_reference": 2,
+         "lesion_n_reference_detected": 2, "lesion_n_predicted": 3, "lesion_n_predicted_matched": 2,
+         "reference_volume_ml": 3.0, "spacing_mm": "4x0.98x0.98"},
+        {"trainer": "a", "fold": 0, "case": "c2", "class": "tumor", "dsc": 0.0, "lesion_n_reference": 1,
+         "lesion_n_reference_detected": 0, "lesion_n_predicted": 1, "lesion_n_predicted_matched": 0,
+         "reference_volume_ml": 1.0, "spacing_mm": "5x0.78x0.78"},
+        {"trainer": "a", "fold": 1, "case": "c3", "class": "tumor", "dsc": math.nan, "lesion_n_reference": 0,
+         "lesion_n_reference_detected": 0, "lesion_n_predicted": 0, "lesion_n_predicted_matched": 0,
+         "reference_volume_ml": 0.0, "spacing_mm": "3x0.9x0.9"}])
+
+
+def test_lesions_are_also_pooled_over_cases_with_false_positives_per_case():
+    from nnunetv2_hlfd.evaluation.report import lesion_counts
+
+    row = lesion_counts(lesion_table()).iloc[0]
+    assert (row["tp"], row["fn"], row["fp"], row["n_cases"]) == (2, 1, 2, 3)
+    assert row["fp_per_case"] == pytest.approx(2 / 3)
+    assert (row["sensitivity"], row["precision"]) == pytest.approx((2 / 3, 2 / 4))
+
+
+def test_the_cases_each_trainer_lost_to_nan_are_named():
+    from nnunetv2_hlfd.evaluation.report import undefined_values
+
+    lost = undefined_values(lesion_table(), ["dsc"]).iloc[0]
+    assert (lost["n_undefined"], lost["n_cases"], lost["cases"]) == (1, 3, "fold 1 c3")
+
+
+def test_the_dataset_is_described_by_cases_absent_classes_and_spacing():
+    from nnunetv2_hlfd.evaluation.report import dataset_description
+
+    assert dataset_description(lesion_table()) == ("Dataset: 3 validation cases scored (1 without tumor); spacing "
+                                                   "(mm, array axes in nnU-Net's order) median 4 x 0.9 x 0.9, "
+                                                   "range 3-5 x 0.78-0.98 x 0.78-0.98.\n")
+
+
+def test_figure_axes_name_units_tolerance_and_the_paper_protocols_metric():
+    from nnunetv2_hlfd.evaluation.figures import metric_label
+
+    assert metric_label("hd95", 1.0, "standard") == "HD95 (mm)"
+    assert metric_label("surface_dice", 1.5, "standard") == "surface Dice at 1.5 mm"
+    assert metric_label("dsc", 1.0, "paper") == "tumour DSC (tumour slices)" != metric_label("dsc", 1.0, "standard")

@@ -103,7 +103,9 @@ class CaseEvaluator:
             prediction = read_segmentation(path, self.reader)
             check_prediction(prediction, reference, self.allowed_labels, path, job.case)
             scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
-            rows += per_case_rows(label, job.fold, job.case, scores, self.class_names)
+            spacing = "x".join(f"{s:.4g}" for s in reference.spacing)  # for the dataset description
+            rows += [row | {"spacing_mm": spacing}
+                     for row in per_case_rows(label, job.fold, job.case, scores, self.class_names)]
         return rows
 
     def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing, probabilities: Path | None = None) -> dict:

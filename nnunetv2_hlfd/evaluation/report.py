@@ -19,7 +19,8 @@ from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
-from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, PRIMARY_FAMILY, TableColumn, across_fold_summary, compare_to_reference,
+from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, PRIMARY_FAMILY, TableColumn,
+                                                 reference_absent, across_fold_summary, compare_to_reference,
                                                  format_p_value, markdown_row, per_fold_summary,
                                                  render_markdown_table, smallest_pairs_for, write_per_case_csv,
                                                  write_per_case_json)
@@ -159,11 +160,13 @@ def provenance_section(provenance: dict) -> list[str]:
 
 def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: pd.DataFrame | None = None) -> str:
     settings = results.settings
+    undefined, lesions = undefined_values(results.per_case, results.metrics), lesion_counts(results.per_case)
     sections = [
         f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
         f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n",
         f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
         f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n",
+        dataset_description(results.per_case),
         *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
         "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
@@ -184,6 +187,10 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
         "p_holm is Holm-adjusted within its family (family, family_size).\n",
         *holm_family_note(results.comparisons),
         frame_to_markdown(results.comparisons.drop(columns="reference")),
+        "## Cases without a value (NaN), left out of the means above\n",
+        frame_to_markdown(undefined) if len(undefined) else "None.\n",
+        *(["## Lesion detection pooled over all cases (TP: reference lesions detected, FN: missed, "
+           "FP: predicted lesions matching none)\n", frame_to_markdown(lesions)] if lesions is not None else []),
         "## DSC by tumour size (terciles of the reference tumour volume, all folds)\n",
         frame_to_markdown(results.tumour_sizes) if results.tumour_sizes is not None else
         "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
@@ -195,6 +202,52 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
         *provenance_section(results.provenance),
     ]
     return "\n".join(sections)
+
+
+def dataset_description(per_case: pd.DataFrame) -> str:
+    """How many cases were scored, how many lack each class, and their voxel spacing."""
+    cases = per_case.drop_duplicates(["fold", "case", "class"])
+    absent = reference_absent(cases)
+    lacking = ", ".join(f"{int(absent[cases['class'] == name].sum())} without {name}"
+                        for name in dict.fromkeys(cases["class"]))
+    text = f"Dataset: {cases[['fold', 'case']].drop_duplicates().shape[0]} validation cases scored ({lacking})"
+    if "spacing_mm" in cases.columns:
+        spacing = cases.drop_duplicates(["fold", "case"])["spacing_mm"].str.split("x", expand=True).astype(float)
+        text += "; spacing (mm, array axes in nnU-Net's order) median " + " x ".join(
+            f"{axis.median():.3g}" for _, axis in spacing.items()) + ", range " + " x ".join(
+            f"{axis.min():.3g}-{axis.max():.3g}" for _, axis in spacing.items())
+    return text + ".\n"
+
+
+def undefined_values(per_case: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """Per trainer, class and metric: how many cases have no value (NaN) and which."""
+    rows = []
+    for (trainer, class_name), cases in per_case.groupby(["trainer", "class"], sort=False):
+        for metric in metrics:
+            lost = cases[cases[metric].isna()]
+            if len(lost):
+                rows.append({"trainer": trainer, "class": class_name, "metric": metric, "n_undefined": len(lost),
+                             "n_cases": len(cases), "cases": ", ".join(f"fold {f} {c}" for f, c in
+                                                                       zip(lost["fold"], lost["case"]))})
+    return pd.DataFrame(rows, columns=["trainer", "class", "metric", "n_undefined", "n_cases", "cases"])
+
+
+def lesion_counts(per_case: pd.DataFrame) -> pd.DataFrame | None:
+    """Lesion detection pooled over all cases per trainer and class: detected reference lesions (TP),
+    missed ones (FN), unmatched predicted lesions (FP), FP per case, and the pooled sensitivity and
+    precision; None without lesion counts (paper protocol)."""
+    columns = ["lesion_n_reference", "lesion_n_reference_detected", "lesion_n_predicted", "lesion_n_predicted_matched"]
+    if not set(columns) <= set(per_case.columns):
+        return None
+    pooled = per_case.groupby(["trainer", "class"], sort=False).agg(
+        n_cases=("case", "size"), **{column: (column, "sum") for column in columns}).reset_index()
+    tp, fp = pooled["lesion_n_reference_detected"], pooled["lesion_n_predicted"] - pooled["lesion_n_predicted_matched"]
+    return pd.DataFrame({"trainer": pooled["trainer"], "class": pooled["class"], "n_cases": pooled["n_cases"],
+                         "tp": tp, "fn": pooled["lesion_n_reference"] - tp, "fp": fp,
+                         "fp_per_case": fp / pooled["n_cases"],
+                         "sensitivity": tp / pooled["lesion_n_reference"].where(pooled["lesion_n_reference"] > 0),
+                         "precision": pooled["lesion_n_predicted_matched"] / pooled["lesion_n_predicted"].where(
+                             pooled["lesion_n_predicted"] > 0)})
 
 
 def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -245,7 +298,9 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
     write_per_case_csv(results.per_case, output / "per_case.csv")
     write_per_case_json(results.per_case, output / "per_case.json")
     tables = {"per_fold_summary": results.per_fold, "summary": results.summary, "comparisons": results.comparisons,
-              "compression": compression, "dsc_by_tumour_size": results.tumour_sizes}
+              "compression": compression, "dsc_by_tumour_size": results.tumour_sizes,
+              "lesion_detection": lesion_counts(results.per_case),
+              "undefined_values": undefined_values(results.per_case, results.metrics)}
     for name, table in tables.items():
         if table is not None:
             table.to_csv(output / f"{name}.csv", index=False)
@@ -254,7 +309,8 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
     (output / "settings.json").write_text(json.dumps(asdict(results.settings) | {"provenance": results.provenance},
                                                      indent=2, default=str))
     (output / "report.md").write_text(render_report(results, compression, costs.speed))
-    figures.write_figures(output / "figures", results.per_case, results.metrics, compression)
+    figures.write_figures(output / "figures", results.per_case, results.metrics, compression,
+                          results.settings.tolerance_mm, results.settings.protocol)
     return compression
 
 
