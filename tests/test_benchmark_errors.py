@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from conftest import DATASET_NAME
+
 from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
@@ -208,6 +208,21 @@ def test_tumour_dsc_is_the_primary_endpoint_and_each_other_metric_a_family(share
 def test_a_primary_endpoint_that_is_not_tested_is_refused(preprocessed_root, results_root, tmp_path):
     message = refusal(preprocessed_root, results_root, tmp_path, primary_endpoint="liver:voe")
     assert "'liver:voe'" in message and "classes kidney, tumor" in message and "tumor:dsc" not in message
+
+
+def test_class_tolerances_are_used_and_named_in_the_report(preprocessed_root, shared_run, tmp_path):
+    output = benchmark(preprocessed_root, shared_run[0], tmp_path, tolerance_mm=0.0, class_tolerances_mm=("tumor=5",))
+    assert "Surface Dice tolerance: kidney 0 mm, tumor 5 mm." in (output / "report.md").read_text()
+    default = pd.read_csv(shared_run[1] / "per_case.csv").set_index(["trainer", "case", "class"])["surface_dice"]
+    ours = pd.read_csv(output / "per_case.csv").set_index(["trainer", "case", "class"])["surface_dice"]
+    at_zero, at_one = (values.xs((STUDENT, "kidney"), level=("trainer", "class")) for values in (ours, default))
+    assert (at_zero <= at_one).all() and (at_zero < at_one).any()
+    assert "Surface Dice tolerance: 1 mm for every class." in (shared_run[1] / "report.md").read_text()
+
+
+def test_a_tolerance_of_an_unknown_class_is_refused(preprocessed_root, results_root, tmp_path):
+    message = refusal(preprocessed_root, results_root, tmp_path, class_tolerances_mm=("liver=1", "tumor=x"))
+    assert "'liver=1'" in message and "'tumor=x'" in message and "(kidney, tumor)" in message
 
 
 def test_markdown_report_has_one_row_per_trainer(shared_run):

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from nnunetv2_hlfd.evaluation import compression, metrics
-from nnunetv2_hlfd.evaluation.command import (ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS, add_parser,
-                                              settings_from_args)
+from nnunetv2_hlfd.evaluation.command import (
+    ALL_FOLDS,
+    DEFAULT_TOLERANCE_MM,
+    EMPTY_CONVENTIONS,
+    add_parser,
+    settings_from_args,
+)
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
 

@@ -42,7 +42,7 @@ def row_mask(indices, length=10):
 
 
 # Reference voxels 0-3, prediction voxels 2-5: |G| = 4, |P| = 4, |P∩G| = 2, |P∪G| = 6.
-REF_ROW = row_mask(range(0, 4))
+REF_ROW = row_mask(range(4))
 PRED_ROW = row_mask(range(2, 6))
 
 
@@ -256,6 +256,7 @@ def real_liver():
     """The liver (label 1) of dcmqi's 3-slice CT label map, with its spacing in (z, y, x) as the
     benchmark reads it (nnU-Net's SimpleITK reader)."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
     from nnunetv2_hlfd.evaluation.results import read_segmentation
 
     segmentation = read_segmentation(REAL_LIVER, SimpleITKIO())
@@ -414,6 +415,7 @@ def real_kits_tumour(case: str) -> tuple[np.ndarray, tuple[float, ...]]:
     """The tumour (label 2) of a real KiTS19 label map as the benchmark reads it: (z, y, x) arrays
     of nnU-Net's SimpleITK reader; KiTS19 as distributed puts its axial slices on the last of them."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
     from nnunetv2_hlfd.evaluation.results import read_segmentation
 
     segmentation = read_segmentation(REAL_CT_LABELS / f"{case}_segmentation.nii.gz", SimpleITKIO())
@@ -559,3 +561,11 @@ def test_lesion_detection_counts_several_lesions_in_2d():
     result = lesion_detection(pred, ref)
     assert (result.n_reference, result.n_reference_detected, result.n_predicted, result.n_predicted_matched) \
         == (3, 1, 2, 1)
+
+
+def test_surface_dice_takes_a_tolerance_per_class():
+    reference = np.zeros((1, 12, 12), dtype=np.uint8)
+    reference[0, 2:6, 2:6], reference[0, 6:10, 6:10] = 1, 2
+    prediction = np.roll(reference, 1, axis=2)  # both classes one 1 mm voxel to the side
+    scores = evaluate_case(prediction, reference, (1.0, 1.0, 1.0), [1, 2], {1: 0.0, 2: 1.5})
+    assert scores[1]["surface_dice"] < 1.0 == scores[2]["surface_dice"]

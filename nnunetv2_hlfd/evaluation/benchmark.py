@@ -7,28 +7,48 @@ report (`report`, `figures`) into one output folder. docs/EVALUATION.md describe
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
+from tqdm import tqdm
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.metrics import (
+    PAPER_PROTOCOL_THRESHOLD,
+    LabelOrRegion,
+    evaluate_case,
+    paper_protocol_scores,
+    paper_protocol_scores_from_probabilities,
+    paper_slice_axis,
+)
 from nnunetv2_hlfd.evaluation.provenance import provenance
-from nnunetv2_hlfd.evaluation.metrics import (PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, evaluate_case,
-                                              paper_protocol_scores, paper_protocol_scores_from_probabilities,
-                                              paper_slice_axis)
-from nnunetv2_hlfd.evaluation.results import (BenchmarkDataset, BenchmarkInputError, FoldPredictions, ModelFolder,
-                                              check_folds_trained, check_ground_truth, check_model_folder,
-                                              check_no_extra_predictions, check_prediction, check_trainer_classes,
-                                              fold_predictions, open_dataset, parse_model, raise_missing_validation,
-                                              read_segmentation, run_validation, training_command)
+from nnunetv2_hlfd.evaluation.results import (
+    BenchmarkDataset,
+    BenchmarkInputError,
+    FoldPredictions,
+    ModelFolder,
+    check_folds_trained,
+    check_ground_truth,
+    check_model_folder,
+    check_no_extra_predictions,
+    check_prediction,
+    check_trainer_classes,
+    fold_predictions,
+    open_dataset,
+    parse_model,
+    raise_missing_validation,
+    read_segmentation,
+    run_validation,
+    training_command,
+)
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")
@@ -90,7 +110,7 @@ class CaseEvaluator:
     ignore_label: int | None
     protocol: str
     tumour: LabelOrRegion | None
-    tolerance_mm: float
+    tolerance_mm: float | dict  # surface Dice: one for all classes, or {label or region: mm}
     convention: str
     lesion_iou_threshold: float | None
     tumour_channel: int | None = None  # of the tumour in nnU-Net's saved probabilities
@@ -158,8 +178,40 @@ def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
     manager = dataset.label_manager
     return CaseEvaluator(dataset.plans_manager.image_reader_writer_class(), tuple(dataset.classes()),
                          dataset.class_names(), tuple(manager.all_labels), manager.ignore_label, settings.protocol,
-                         tumour, settings.tolerance_mm, settings.empty_convention, settings.lesion_iou_threshold,
+                         tumour, surface_dice_tolerances(dataset, settings), settings.empty_convention,
+                         settings.lesion_iou_threshold,
                          probability_channel(dataset, tumour), paper_slice_axis_of(dataset))
+
+
+def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> float | dict:
+    """--tolerance-mm, or with --class-tolerance-mm {label or region: mm}, --tolerance-mm for the others."""
+    if not settings.class_tolerances_mm:
+        return settings.tolerance_mm
+    by_name = {name: region for region, name in dataset.class_names().items()}
+    tolerances = {region: settings.tolerance_mm for region in by_name.values()}
+    problems = []
+    for entry in settings.class_tolerances_mm:
+        name, _, millimetres = entry.partition("=")
+        try:
+            value = float(millimetres)
+        except ValueError:
+            value = math.nan
+        if name not in by_name or not value >= 0:
+            problems.append(f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
+                            f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0")
+        else:
+            tolerances[by_name[name]] = value
+    if problems:
+        raise BenchmarkInputError(problems, summary="surface Dice tolerances:")
+    return tolerances
+
+
+def tolerance_note(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> str:
+    tolerances = surface_dice_tolerances(dataset, settings)
+    if not isinstance(tolerances, dict):
+        return f"Surface Dice tolerance: {tolerances:g} mm for every class."
+    names = dataset.class_names()
+    return "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
 
 
 def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
@@ -343,6 +395,7 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
     models = benchmarked_models(settings, dataset)
     tumour = tumour_class(dataset, settings.tumour_label, required=settings.protocol == "paper")
     endpoint = primary_endpoint(settings, dataset, tumour)
+    surface_dice_tolerances(dataset, settings)  # refuse bad ones before scoring
     check_folds_trained(models, settings.folds, dataset)
     check_ground_truth(dataset, settings.folds)
     if settings.speed:
@@ -353,7 +406,8 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
         if settings.protocol == "paper" else frozenset()
     table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
                            case_evaluator(dataset, settings, tumour), settings.num_processes)
-    notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else ()
+    notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else \
+        (tolerance_note(dataset, settings),)
     results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes,
                              provenance(dataset.preprocessed / "splits_final.json"), tested_metrics(settings),
                              endpoint)

@@ -36,6 +36,7 @@ class BenchmarkSettings:
     paper_masks: str = "auto"
     primary_endpoint: str | None = None  # CLASS:METRIC; None: the tumour's DSC, else the first class's
     tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    class_tolerances_mm: tuple[str, ...] = ()  # CLASS=MM: surface Dice tolerance of that class instead
     empty_convention: str = "nnunet"
     lesion_iou_threshold: float | None = None
     output: Path | None = None
@@ -80,6 +81,9 @@ def add_parser(subparsers) -> None:
                                                "tumor or tumour in dataset.json)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
                         help="surface Dice tolerance in mm (default: %(default)s)")
+    parser.add_argument("--class-tolerance-mm", dest="class_tolerances_mm", nargs="+", metavar="CLASS=MM",
+                        help="surface Dice tolerance of named classes instead of --tolerance-mm, e.g. KiTS21's "
+                             "kidney=1.03 tumor=1.15")
     parser.add_argument("--empty-convention", choices=EMPTY_CONVENTIONS, default="nnunet",
                         help="score of a class absent from both prediction and reference: nnunet NaN "
                              "(left out of means), kits a perfect score (default: %(default)s)")
@@ -114,8 +118,9 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         if len(set(values)) != len(values):
             raise ValueError(f"{option} names an entry twice: {' '.join(map(str, values))}")
     chosen = {field.name: getattr(args, field.name) for field in fields(BenchmarkSettings)}
-    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in ("trainers", "folds", "devices")
-                                         if chosen[name] is not None})
+    as_tuples = ("trainers", "folds", "devices", "class_tolerances_mm")
+    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in as_tuples if chosen[name] is not None}
+                             | {"class_tolerances_mm": tuple(chosen["class_tolerances_mm"] or ())})
 
 
 def run(args: argparse.Namespace) -> None:

@@ -29,8 +29,8 @@ import functools
 import json
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ class ModelPlans:
     dataset_json: dict
 
     @classmethod
-    def of(cls, model: ModelFolder) -> "ModelPlans":
+    def of(cls, model: ModelFolder) -> ModelPlans:
         plans_manager = PlansManager(str(model.path / "plans.json"))
         return cls(plans_manager, plans_manager.get_configuration(model.configuration),
                    json.loads((model.path / "dataset.json").read_text()))

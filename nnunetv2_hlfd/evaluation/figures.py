@@ -24,18 +24,20 @@ DPI = 120
 MAX_CASES_SHOWN_AS_POINTS = 40  # beyond, the points hide the boxes
 
 
-def metric_label(metric: str, tolerance_mm: float, protocol: str) -> str:
+def metric_label(metric: str, tolerance_mm: float | None, protocol: str) -> str:
     """The y axis of a metric, with its unit or tolerance."""
     if protocol == "paper":
         return {"dsc": "tumour DSC (tumour slices)", "rvd": "tumour RVD (tumour slices)"}[metric]
     return {"dsc": "DSC", "rvd": "RVD (|P|/|G| - 1)", "abs_rvd": "|RVD|", "voe": "VOE (1 - IoU)",
-            "hd95": "HD95 (mm)", "surface_dice": f"surface Dice at {tolerance_mm:g} mm",
+            "hd95": "HD95 (mm)",
+            "surface_dice": f"surface Dice at {tolerance_mm:g} mm" if tolerance_mm is not None else
+            "surface Dice (tolerance per class: report.md)",
             "lesion_sensitivity": "lesion sensitivity", "lesion_precision": "lesion precision",
             "lesion_f1": "lesion F1"}.get(metric, metric)
 
 
 def write_figures(folder: Path, per_case: pd.DataFrame, metrics: Sequence[str], compression: pd.DataFrame,
-                  tolerance_mm: float = 1.0, protocol: str = "standard") -> list[Path]:
+                  tolerance_mm: float | None = 1.0, protocol: str = "standard") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with style.context("default"):
         paths = [box_plot(per_case, metric, folder / f"box_{metric}.png", metric_label(metric, tolerance_mm, protocol))

@@ -49,9 +49,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Callable, Sequence
 
 import cc3d
 import numpy as np
@@ -447,16 +447,23 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     return metrics | detection.as_flat_dict()
 
 
+def tolerance_of(tolerance_mm: float | Mapping[LabelOrRegion, float], region: LabelOrRegion) -> float:
+    if isinstance(tolerance_mm, Mapping):
+        return float(tolerance_mm.get(region, DEFAULT_TOLERANCE_MM))
+    return float(tolerance_mm)
+
+
 def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
                   spacing: Sequence[float], labels_or_regions: Sequence[LabelOrRegion],
-                  tolerance_mm: float = DEFAULT_TOLERANCE_MM, *,
+                  tolerance_mm: float | Mapping[LabelOrRegion, float] = DEFAULT_TOLERANCE_MM, *,
                   convention: EmptyConvention | str = EmptyConvention.NNUNET,
                   lesion_iou_threshold: float | None = None,
                   connectivity: int | None = None) -> dict[LabelOrRegion, dict[str, float]]:
     """Metrics of every label or region of one case: {label_or_region: {metric: value}}.
 
     Regions are tuples of label values, as nnU-Net's label manager gives them; masks
-    come from nnU-Net's own `region_or_label_to_mask`.
+    come from nnU-Net's own `region_or_label_to_mask`. `tolerance_mm` (surface Dice) is one
+    value for every class, or one per class ({label_or_region: mm}, the default for those missing).
     """
     pred_labelmap, ref_labelmap = np.asarray(pred_labelmap), np.asarray(ref_labelmap)
     if pred_labelmap.shape != ref_labelmap.shape:
@@ -464,5 +471,6 @@ def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
                          f"{ref_labelmap.shape} differ in shape")
     return {region: evaluate_masks(region_or_label_to_mask(pred_labelmap, region),
                                    region_or_label_to_mask(ref_labelmap, region), spacing,
-                                   tolerance_mm, convention, lesion_iou_threshold, connectivity)
+                                   tolerance_of(tolerance_mm, region), convention, lesion_iou_threshold,
+                                   connectivity)
             for region in labels_or_regions}

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -19,11 +19,21 @@ from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
-from nnunetv2_hlfd.evaluation.statistics import (PAIRING_RULE, PRIMARY_FAMILY, TableColumn,
-                                                 reference_absent, across_fold_summary, compare_to_reference,
-                                                 format_p_value, markdown_row, per_fold_summary,
-                                                 render_markdown_table, smallest_pairs_for, write_per_case_csv,
-                                                 write_per_case_json)
+from nnunetv2_hlfd.evaluation.statistics import (
+    PAIRING_RULE,
+    PRIMARY_FAMILY,
+    TableColumn,
+    across_fold_summary,
+    compare_to_reference,
+    format_p_value,
+    markdown_row,
+    per_fold_summary,
+    reference_absent,
+    render_markdown_table,
+    smallest_pairs_for,
+    write_per_case_csv,
+    write_per_case_json,
+)
 
 # Shown in percent, as the paper's tables do.
 PAPER_LAYOUT_METRICS = (("DSC (%)", "dsc"), ("RVD (%)", "rvd"))
@@ -143,8 +153,8 @@ def speed_section(speed: pd.DataFrame | None, compression: pd.DataFrame) -> list
         volume=[volume_cell(row) for _, row in speed.iterrows()])[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
     ratios = [column for column in compression.columns if "_speed_vs_teacher_" in column]
     return ["## Speed (models timed in interleaved rounds)\n",
-            f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
-            " A ratio whose range over the rounds includes 1 is no difference.\n",
+            (f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
+            " A ratio whose range over the rounds includes 1 is no difference.\n"),
             frame_to_markdown(table), frame_to_markdown(compression[["trainer", *ratios]]) if ratios else ""]
 
 
@@ -153,25 +163,25 @@ def provenance_section(provenance: dict) -> list[str]:
         return []
     versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
     return ["## Machine, software and split\n",
-            f"CPU: {provenance['cpu']} ({provenance['cpu_count']} cores available); GPU: {provenance['gpu']}; "
+            (f"CPU: {provenance['cpu']} ({provenance['cpu_count']} cores available); GPU: {provenance['gpu']}; "
             f"torch threads: {provenance['torch_threads']}. Software: {versions}; nnunetv2_hlfd commit "
-            f"{provenance['nnunetv2_hlfd_commit']}. splits_final.json sha256 {provenance['splits_final_sha256']}.\n"]
+            f"{provenance['nnunetv2_hlfd_commit']}. splits_final.json sha256 {provenance['splits_final_sha256']}.\n")]
 
 
 def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: pd.DataFrame | None = None) -> str:
     settings = results.settings
     undefined, lesions = undefined_values(results.per_case, results.metrics), lesion_counts(results.per_case)
     sections = [
-        f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
-        f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n",
-        f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
-        f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n",
+        (f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
+        f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n"),
+        (f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
+        f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n"),
         dataset_description(results.per_case),
         *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
         "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
-        f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
-        "between trainers; the tests and every difference below are on paired cases.\n",
+        (f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
+        "between trainers; the tests and every difference below are on paired cases.\n"),
         results_table(results, "cases"),
         "## Results: mean ± std of the fold means\n",
         results_table(results, "folds"),
@@ -180,23 +190,23 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
             render_markdown_table(results.summary, metric_columns_of_class(class_name, results.metrics),
                                   trainers=results.trainers))),
         f"## Paired Wilcoxon signed-rank tests against {settings.reference}\n",
-        f"Cases are {PAIRING_RULE}. n_cases: the cases of the class; n_pairs: the pairs tested (n_nonzero of "
+        (f"Cases are {PAIRING_RULE}. n_cases: the cases of the class; n_pairs: the pairs tested (n_nonzero of "
         "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
         "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
         "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
-        "p_holm is Holm-adjusted within its family (family, family_size).\n",
+        "p_holm is Holm-adjusted within its family (family, family_size).\n"),
         *holm_family_note(results.comparisons),
         frame_to_markdown(results.comparisons.drop(columns="reference")),
         "## Cases without a value (NaN), left out of the means above\n",
         frame_to_markdown(undefined) if len(undefined) else "None.\n",
-        *(["## Lesion detection pooled over all cases (TP: reference lesions detected, FN: missed, "
-           "FP: predicted lesions matching none)\n", frame_to_markdown(lesions)] if lesions is not None else []),
+        *([("## Lesion detection pooled over all cases (TP: reference lesions detected, FN: missed, "
+           "FP: predicted lesions matching none)\n"), frame_to_markdown(lesions)] if lesions is not None else []),
         "## DSC by tumour size (terciles of the reference tumour volume, all folds)\n",
         frame_to_markdown(results.tumour_sizes) if results.tumour_sizes is not None else
         "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
         "## Compression: cost and DSC against the teacher and the reference\n",
-        "DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
-        "so each delta is a mean paired difference on the same cases.\n",
+        ("DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
+        "so each delta is a mean paired difference on the same cases.\n"),
         frame_to_markdown(compression),
         *speed_section(speed, compression),
         *provenance_section(results.provenance),
@@ -253,12 +263,13 @@ def lesion_counts(per_case: pd.DataFrame) -> pd.DataFrame | None:
 def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """The declared families, and how many non-zero pairs a test needs before it can be significant."""
     lines = []
-    for family, rows in comparisons.groupby("family", sort=False):
+    families = sorted(comparisons.groupby("family", sort=False), key=lambda item: item[0] != PRIMARY_FAMILY)
+    for family, rows in families:
         size = int(rows["p_value"].notna().sum())
         if not size:
             continue
         endpoint = ", ".join(dict.fromkeys(rows["class"] + " " + rows["metric"])) if family == PRIMARY_FAMILY \
-            else f"{rows['metric'].iloc[0]} of every class"
+            else f"{rows['metric'].iloc[0]} of {', '.join(dict.fromkeys(rows['class']))}"
         needed = smallest_pairs_for(alpha, size)
         reach = rows["smallest_p"].min() * size
         lines.append(f"- {family} ({endpoint}): {size} test(s); an exact test needs {needed} non-zero pairs to "
@@ -310,7 +321,8 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
                                                      indent=2, default=str))
     (output / "report.md").write_text(render_report(results, compression, costs.speed))
     figures.write_figures(output / "figures", results.per_case, results.metrics, compression,
-                          results.settings.tolerance_mm, results.settings.protocol)
+                          None if results.settings.class_tolerances_mm else results.settings.tolerance_mm,
+                          results.settings.protocol)
     return compression
 
 
