@@ -10,6 +10,7 @@ from nnunetv2_hlfd.evaluation.statistics import (
     TableColumn,
     UnpairedCasesError,
     across_fold_summary,
+    bootstrap_mean_ci,
     compare_to_reference,
     format_p_value,
     holm_adjust,
@@ -324,4 +325,15 @@ def test_distances_show_median_and_quartiles_beside_the_mean():
     table = table_of({"teacher": [2.0, 3.0, 4.0, 5.0, 752.0]}, metric="hd95")
     summary = across_fold_summary(table, ["hd95"])
     line = render_markdown_table(summary, [TableColumn("HD95", "tumour", "hd95", decimals=1)]).splitlines()[2]
-    assert line == "| teacher | 153.2 ± 334.7; median 4.0 [3.0, 5.0] (n=5) |"
+    low, high = bootstrap_mean_ci([2.0, 3.0, 4.0, 5.0, 752.0])
+    assert line == f"| teacher | 153.2 ± 334.7 [{low:.1f}, {high:.1f}]; median 4.0 [3.0, 5.0] (n=5) |"
+
+
+def test_the_mean_over_cases_has_its_bootstrap_interval_in_summary_and_table():
+    table = table_of({"teacher": list(np.linspace(0.6, 0.9, 40))})
+    row = summary_row(across_fold_summary(table, ["dsc"]), trainer="teacher")
+    assert (row["case_mean_ci_low"], row["case_mean_ci_high"]) == bootstrap_mean_ci(np.linspace(0.6, 0.9, 40))
+    assert row["case_mean_ci_low"] < row["case_mean"] < row["case_mean_ci_high"]
+    line = render_markdown_table(across_fold_summary(table, ["dsc"]), [TUMOUR_DSC]).splitlines()[2]
+    assert line == (f"| teacher | 0.750 ± {row['case_std']:.3f} [{row['case_mean_ci_low']:.3f}, "
+                    f"{row['case_mean_ci_high']:.3f}] (n=40) |")

@@ -179,7 +179,7 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
         dataset_description(results.per_case),
         *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
-        "## Results: mean ± std over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
+        "## Results: mean ± std [95% bootstrap CI] over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
         (f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
         "between trainers; the tests and every difference below are on paired cases.\n"),
         results_table(results, "cases"),

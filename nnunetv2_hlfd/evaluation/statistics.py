@@ -94,7 +94,8 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
     """Per trainer, class and metric: the fold means' mean and std, and all cases' mean and std.
 
     Columns: trainer, class, metric, fold_mean, fold_std, n_folds (folds with a valid
-    mean), case_mean, case_std, case_median, case_q25, case_q75 (quartiles), n_valid, n_cases.
+    mean), case_mean, case_std, case_median, case_q25, case_q75 (quartiles), n_valid, n_cases,
+    case_mean_ci_low, case_mean_ci_high (95% bootstrap interval of the mean over cases).
     """
     fold_means = per_fold_summary(table, metrics).groupby(SUMMARY_KEYS)["mean"].agg(
         fold_mean="mean", fold_std="std", n_folds="count")
@@ -102,6 +103,8 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
     cases = grouped.agg(case_mean="mean", case_std="std", case_median="median",
                         case_q25=lambda v: v.quantile(0.25), case_q75=lambda v: v.quantile(0.75),
                         n_valid="count", n_cases="size")
+    intervals = grouped.apply(bootstrap_mean_ci)
+    cases["case_mean_ci_low"], cases["case_mean_ci_high"] = intervals.str[0], intervals.str[1]
     return fold_means.join(cases).reset_index()
 
 
@@ -403,6 +406,9 @@ def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn,
         return "n/a"
     mean_column, std_column, count_column = _SPREADS[spread]
     cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
+    if spread == "cases" and "case_mean_ci_low" in row and not math.isnan(row["case_mean_ci_low"]):
+        cell += " [{:.{d}f}, {:.{d}f}]".format(row["case_mean_ci_low"] * column.scale,
+                                               row["case_mean_ci_high"] * column.scale, d=column.decimals)
     if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
         cell += f"; median {_format_median_iqr(row, column)}"
     return f"{cell} (n={int(row[count_column])})"
