@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import DATASET_ID, DATASET_NAME, train_in_process
+
 from nnunetv2_hlfd.evaluation import command
+from nnunetv2_hlfd.evaluation.provenance import cpu_model
 
 pytestmark = pytest.mark.integration  # trains two models
 
@@ -131,7 +132,7 @@ def test_json_holds_the_same_per_case_values_as_the_csv(benchmark_output):
 
 def test_markdown_report_has_one_row_per_trainer_in_each_table(benchmark_output):
     report = (benchmark_output / "report.md").read_text()
-    results_section, compression_section = report.split("## ")[1], report.split("## Compression")[1]
+    results_section, compression_section = report.split("## ")[1], report.split("## Compression")[1].split("## ")[0]
     for section in (results_section, compression_section):
         assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| nnUNet")] \
             == [TEACHER, STUDENT]
@@ -151,7 +152,9 @@ def test_latency_and_memory_are_measured_per_patch_and_volume_on_every_device(be
     speed = pd.read_csv(benchmark_output / "speed.csv")
     devices = {"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"}  # the default devices
     assert sorted(speed["trainer"]) == sorted([TEACHER, STUDENT] * len(devices)) and set(speed["device"]) == devices
-    assert (speed[["patch_latency_ms", "volume_latency_s"]] > 0).all().all()
+    assert (speed[["patch_latency_ms", "volume_latency_s", "patch_peak_memory_mib", "volume_peak_memory_mib"]]
+            > 0).all().all()
+    assert (speed.loc[speed["device"] == "cpu", "hardware"] == cpu_model()).all()
     # the first validation cases, the same for every model; the volume latency is their median
     first_cases = sorted(validation_cases())[:VOLUME_CASES]
     assert (speed["cases"] == " ".join(first_cases)).all() and (speed["n_cases"] == VOLUME_CASES).all()

@@ -17,6 +17,7 @@ from nnunetv2_hlfd.evaluation.metrics import (
     mask_volume_ml,
     paper_protocol_scores,
     paper_protocol_scores_from_probabilities,
+    paper_slice_axis,
     relative_volume_difference,
     surface_dice,
     volumetric_overlap_error,
@@ -41,7 +42,7 @@ def row_mask(indices, length=10):
 
 
 # Reference voxels 0-3, prediction voxels 2-5: |G| = 4, |P| = 4, |P∩G| = 2, |P∪G| = 6.
-REF_ROW = row_mask(range(0, 4))
+REF_ROW = row_mask(range(4))
 PRED_ROW = row_mask(range(2, 6))
 
 
@@ -246,8 +247,9 @@ def test_surface_dice_weights_contour_lengths_by_the_anisotropic_spacing():
 
 # --- real geometry: a liver label of a CT, 1 x 0.81 x 0.81 mm ---------------------------
 
-# In the repository (origin and licence: tests/data/realct/README.md), so the test runs in every clone.
-REAL_LIVER = Path(__file__).resolve().parent / "data" / "realct" / "liver_spine_label.nii.gz"
+# In the repository (origin and licence: its README.md), so the test runs in every clone.
+REAL_CT_LABELS = Path(__file__).resolve().parent / "data" / "realct"
+REAL_LIVER = REAL_CT_LABELS / "liver_spine_label.nii.gz"
 
 
 @pytest.fixture(scope="module")
@@ -387,7 +389,7 @@ def paper_case():
 def test_paper_protocol_pools_tumour_slices_with_plus_one_smoothing():
     pred, ref = paper_case()
     # Slices 1-2: P = 3 + 4 = 7, G = 4 + 2 = 6, I = 3 + 2 = 5.
-    scores = paper_protocol_scores(pred, ref)
+    scores = paper_protocol_scores(pred, ref, slice_axis=0)
     assert scores.dsc == pytest.approx((2 * 5 + 1) / (7 + 6 + 1))
     assert scores.rvd == pytest.approx(7 / 6 - 1)
     assert scores.n_slices == 2
@@ -395,7 +397,7 @@ def test_paper_protocol_pools_tumour_slices_with_plus_one_smoothing():
 
 def test_paper_protocol_without_reference_tumour_is_nan():
     pred, ref = paper_case()
-    scores = paper_protocol_scores(pred, np.zeros_like(ref))
+    scores = paper_protocol_scores(pred, np.zeros_like(ref), slice_axis=0)
     assert math.isnan(scores.dsc) and math.isnan(scores.rvd)
 
 
@@ -404,10 +406,48 @@ def test_paper_protocol_counts_probabilities_strictly_above_0_4_as_tumour():
     probability = np.full(ref.shape, 0.1)
     probability[1, 0, 0:4] = 0.41     # above the threshold: 4 voxels, all tumour
     probability[2, 1, 0:4] = 0.4      # at the threshold: not tumour
-    scores = paper_protocol_scores_from_probabilities(probability, ref)
+    scores = paper_protocol_scores_from_probabilities(probability, ref, slice_axis=0)
     # P = 4, G = 6, I = 4.
     assert scores.dsc == pytest.approx((2 * 4 + 1) / (4 + 6 + 1))
     assert scores.rvd == pytest.approx(4 / 6 - 1)
+
+
+def real_kits_tumour(case: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The tumour (label 2) of a real KiTS19 label map as the benchmark reads it: (z, y, x) arrays
+    of nnU-Net's SimpleITK reader; KiTS19 as distributed puts its axial slices on the last of them."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    from nnunetv2_hlfd.evaluation.results import read_segmentation
+
+    segmentation = read_segmentation(REAL_CT_LABELS / f"{case}_segmentation.nii.gz", SimpleITKIO())
+    return segmentation.array == 2, segmentation.spacing
+
+
+@pytest.mark.parametrize("case, axial_tumour_slices", [("case_00004", 8), ("case_00061", 13)])
+def test_paper_protocol_slices_the_lowest_resolution_axis_of_real_kits19(case, axial_tumour_slices):
+    tumour, spacing = real_kits_tumour(case)
+    axis = paper_slice_axis(spacing)
+    assert spacing[axis] >= 4.0  # the 4-5 mm slice step, not an in-plane 0.98 mm axis
+    assert paper_protocol_scores(tumour, tumour, axis).n_slices == axial_tumour_slices
+
+
+def test_paper_protocol_slices_the_axis_of_nnunets_2d_configuration_when_given():
+    _, spacing = real_kits_tumour("case_00004")
+    # plans transpose the low-resolution axis first; here a 2d model slicing array axis 1
+    assert paper_slice_axis(spacing, transpose_forward=(1, 0, 2)) == 1
+    assert paper_slice_axis(spacing, transpose_forward=(2, 0, 1)) == paper_slice_axis(spacing) == 2
+
+
+def test_paper_protocol_ignores_false_positives_outside_the_axial_tumour_slices_of_real_kits19():
+    tumour, spacing = real_kits_tumour("case_00004")
+    axial = np.flatnonzero(tumour.any(axis=(0, 1)))
+    rows, columns = np.flatnonzero(tumour.any(axis=(1, 2))), np.flatnonzero(tumour.any(axis=(0, 2)))
+    prediction = tumour.copy()
+    # two small false positives in the tumour's rows and columns, but on axial slices without tumour
+    for z in (axial.min() - 3, axial.max() + 3):
+        prediction[rows[0]:rows[0] + 3, columns[0]:columns[0] + 3, z] = True
+    scores = paper_protocol_scores(prediction, tumour, paper_slice_axis(spacing))
+    assert (scores.dsc, scores.rvd, scores.n_slices) == (1.0, 0.0, len(axial))
 
 
 # --- DSC by tumour size -------------------------------------------------------------
@@ -522,3 +562,11 @@ def test_lesion_detection_counts_several_lesions_in_2d():
     result = lesion_detection(pred, ref)
     assert (result.n_reference, result.n_reference_detected, result.n_predicted, result.n_predicted_matched) \
         == (3, 1, 2, 1)
+
+
+def test_surface_dice_takes_a_tolerance_per_class():
+    reference = np.zeros((1, 12, 12), dtype=np.uint8)
+    reference[0, 2:6, 2:6], reference[0, 6:10, 6:10] = 1, 2
+    prediction = np.roll(reference, 1, axis=2)  # both classes one 1 mm voxel to the side
+    scores = evaluate_case(prediction, reference, (1.0, 1.0, 1.0), [1, 2], {1: 0.0, 2: 1.5})
+    assert scores[1]["surface_dice"] < 1.0 == scores[2]["surface_dice"]

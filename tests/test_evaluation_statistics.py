@@ -10,6 +10,7 @@ from nnunetv2_hlfd.evaluation.statistics import (
     TableColumn,
     UnpairedCasesError,
     across_fold_summary,
+    bootstrap_mean_ci,
     compare_to_reference,
     format_p_value,
     holm_adjust,
@@ -19,6 +20,8 @@ from nnunetv2_hlfd.evaluation.statistics import (
     per_fold_summary,
     rank_biserial,
     render_markdown_table,
+    smallest_pairs_for,
+    smallest_two_sided_p,
     write_per_case_csv,
     write_per_case_json,
 )
@@ -187,33 +190,33 @@ def test_per_case_rows_use_given_class_names():
 
 SUMMARY = pd.DataFrame([
     {"trainer": "teacher", "class": "tumour", "metric": "dsc", "case_mean": 0.8123,
-     "case_std": 0.1049, "fold_mean": 0.81, "fold_std": 0.02},
+     "case_std": 0.1049, "fold_mean": 0.81, "fold_std": 0.02, "n_valid": 9, "n_folds": 5},
     {"trainer": "hlfd", "class": "tumour", "metric": "dsc", "case_mean": 0.7751,
-     "case_std": 0.1203, "fold_mean": 0.77, "fold_std": float("nan")},
+     "case_std": 0.1203, "fold_mean": 0.77, "fold_std": float("nan"), "n_valid": 7, "n_folds": 1},
 ])
 COMPARISONS = pd.DataFrame([{"trainer": "hlfd", "reference": "teacher", "class": "tumour",
                              "metric": "dsc", "p_holm": 0.0004}])
 TUMOUR_DSC = TableColumn("Tumour DSC", "tumour", "dsc")
 
 
-def test_markdown_table_shows_mean_and_std_over_cases():
+def test_markdown_table_shows_mean_std_and_the_number_of_cases():
     lines = render_markdown_table(SUMMARY, [TUMOUR_DSC]).splitlines()
     assert lines[0] == "| Trainer | Tumour DSC |"
-    assert lines[2] == "| teacher | 0.812 ± 0.105 |"
+    assert lines[2] == "| teacher | 0.812 ± 0.105 (n=9) |"
 
 
-def test_markdown_table_can_show_fold_spread_and_scale_to_percent():
+def test_markdown_table_can_show_fold_spread_with_the_number_of_folds_and_scale_to_percent():
     column = TableColumn("Tumour DSC (%)", "tumour", "dsc", decimals=1, scale=100)
     lines = render_markdown_table(SUMMARY, [column], spread="folds").splitlines()
-    assert lines[2] == "| teacher | 81.0 ± 2.0 |"
-    assert lines[3] == "| hlfd | 77.0 ± n/a |"
+    assert lines[2] == "| teacher | 81.0 ± 2.0 (n=5) |"
+    assert lines[3] == "| hlfd | 77.0 ± n/a (n=1) |"
 
 
 def test_markdown_table_adds_holm_p_values_and_marks_the_reference():
     lines = render_markdown_table(SUMMARY, [TUMOUR_DSC], COMPARISONS).splitlines()
     assert lines[0].endswith("| p (Tumour DSC) |")
     assert lines[2].endswith("| ref |")
-    assert lines[3] == "| hlfd | 0.775 ± 0.120 | <0.001 |"
+    assert lines[3] == "| hlfd | 0.775 ± 0.120 (n=7) | <0.001 |"
 
 
 def test_p_values_print_with_three_decimals():
@@ -236,3 +239,101 @@ def test_csv_writer_round_trips_the_table(tmp_path):
 def test_per_case_table_rejects_rows_without_identifiers():
     with pytest.raises(ValueError, match="lacks the columns"):
         per_case_table([{"trainer": "A", "dsc": 0.5}])
+
+
+# --- pairing: both empty, and what is dropped ------------------------------------------
+
+def tumour_free_table(candidate_volumes_ml) -> pd.DataFrame:
+    """Ten cases, the last four tumour-free: the reference model is perfect everywhere (NaN where
+    both are empty, the nnunet convention); the candidate equals it, except that it invents a
+    tumour (DSC 0) in the tumour-free cases with a predicted volume above 0."""
+    rows = []
+    for i in range(10):
+        reference_volume = 0.0 if i >= 6 else 5.0
+        for trainer, predicted in (("ref", reference_volume), ("kd", candidate_volumes_ml[i])):
+            both_empty = reference_volume == 0 and predicted == 0
+            dsc = math.nan if both_empty else (1.0 if predicted == reference_volume else 0.0)
+            rows.append({"trainer": trainer, "fold": 0, "case": f"case_{i:03d}", "class": "tumour", "dsc": dsc,
+                         "rvd": math.nan if reference_volume == 0 else predicted / reference_volume - 1,
+                         "reference_volume_ml": reference_volume, "predicted_volume_ml": predicted})
+    return pd.DataFrame(rows)
+
+
+def test_a_tumour_invented_in_a_tumour_free_case_counts_against_predicting_nothing():
+    inventing = [5.0] * 6 + [0.5] * 4
+    row = summary_row(compare_to_reference(tumour_free_table(inventing), "ref", ["dsc"]), metric="dsc")
+    # all ten cases pair: the four inventions are differences 0 - 1, not dropped as 0 - NaN
+    assert (row["n_cases"], row["n_pairs"], row["n_dropped"], row["n_nonzero"]) == (10, 10, 0, 4)
+    assert row["rank_biserial"] == -1.0 and row["mean_difference"] == pytest.approx(-0.4)
+    assert row["p_value"] == pytest.approx(2 / 2 ** 4) == row["smallest_p"]
+
+
+def test_correctly_empty_cases_pair_as_equal():
+    row = summary_row(compare_to_reference(tumour_free_table([5.0] * 6 + [0.0] * 4), "ref", ["dsc"]), metric="dsc")
+    assert (row["n_pairs"], row["n_nonzero"], row["p_value"]) == (10, 0, 1.0)
+
+
+def test_pairs_undefined_for_an_empty_reference_are_dropped_and_named():
+    row = summary_row(compare_to_reference(tumour_free_table([5.0] * 6 + [0.5] * 4), "ref", ["rvd"]), metric="rvd")
+    assert (row["n_cases"], row["n_pairs"], row["n_dropped"]) == (10, 6, 4)
+    assert row["dropped"].startswith("4 rvd undefined: no reference tumour (fold 0 case_006, ")
+
+
+def test_the_mean_difference_has_the_bootstrap_interval_of_a_normal_mean():
+    differences = np.linspace(-0.1, 0.3, 40)
+    test = paired_wilcoxon(differences)
+    # over 40 evenly spread cases the bootstrap distribution of the mean is close to normal with the
+    # plug-in standard error: mean +- 1.96 std / sqrt(n), to within a tenth of that half-width
+    half_width = 1.96 * differences.std() / math.sqrt(differences.size)
+    assert test.mean_difference == pytest.approx(0.1)
+    assert test.mean_difference_ci_low == pytest.approx(0.1 - half_width, abs=0.1 * half_width)
+    assert test.mean_difference_ci_high == pytest.approx(0.1 + half_width, abs=0.1 * half_width)
+
+
+# --- Holm families ----------------------------------------------------------------------
+
+def two_class_table() -> pd.DataFrame:
+    """Two trainers against "ref", better on every case in DSC and RVD of two classes."""
+    frames = [table_of({"ref": REFERENCE_DSC, "kd": [v + 0.01 * (i + 1) for i, v in enumerate(REFERENCE_DSC)],
+                        "hlfd": [v + 0.02 * (i + 1) for i, v in enumerate(REFERENCE_DSC)]}, class_name=name)
+              for name in ("kidney", "tumour")]
+    table = pd.concat(frames, ignore_index=True)
+    return table.assign(rvd=table["dsc"] - 1)
+
+
+def test_the_primary_endpoint_is_a_holm_family_of_its_own():
+    result = compare_to_reference(two_class_table(), "ref", ["dsc", "rvd"], primary_endpoint=("tumour", "dsc"))
+    primary = result[result["family"] == "primary"]
+    assert sorted(zip(primary["class"], primary["metric"])) == [("tumour", "dsc")] * 2
+    assert (primary["family_size"] == 2).all()
+    # both p = 2/1024 (every difference positive); Holm over the two primary tests only
+    assert primary["p_holm"].tolist() == pytest.approx([2 * 2 / 2 ** 10] * 2)
+    secondary_rvd = result[result["family"] == "secondary: rvd"]
+    assert len(secondary_rvd) == 4 and (secondary_rvd["family_size"] == 4).all()
+    assert secondary_rvd["p_holm"].tolist() == pytest.approx([4 * 2 / 2 ** 10] * 4)
+
+
+@pytest.mark.parametrize("family_size, pairs", [(1, 6), (2, 7), (36, 11)])
+def test_the_pairs_a_test_needs_to_reach_significance_after_holm(family_size, pairs):
+    # exact two-sided Wilcoxon: p >= 2 / 2^n; Holm's bar for the smallest p is 0.05 / family size
+    assert smallest_pairs_for(0.05, family_size) == pairs
+    assert smallest_two_sided_p(pairs) < 0.05 / family_size <= smallest_two_sided_p(pairs - 1)
+
+
+def test_distances_show_median_and_quartiles_beside_the_mean():
+    # one missed structure scores the image diagonal (752 mm): the mean follows it, the median does not
+    table = table_of({"teacher": [2.0, 3.0, 4.0, 5.0, 752.0]}, metric="hd95")
+    summary = across_fold_summary(table, ["hd95"])
+    line = render_markdown_table(summary, [TableColumn("HD95", "tumour", "hd95", decimals=1)]).splitlines()[2]
+    low, high = bootstrap_mean_ci([2.0, 3.0, 4.0, 5.0, 752.0])
+    assert line == f"| teacher | 153.2 ± 334.7 [{low:.1f}, {high:.1f}]; median 4.0 [3.0, 5.0] (n=5) |"
+
+
+def test_the_mean_over_cases_has_its_bootstrap_interval_in_summary_and_table():
+    table = table_of({"teacher": list(np.linspace(0.6, 0.9, 40))})
+    row = summary_row(across_fold_summary(table, ["dsc"]), trainer="teacher")
+    assert (row["case_mean_ci_low"], row["case_mean_ci_high"]) == bootstrap_mean_ci(np.linspace(0.6, 0.9, 40))
+    assert row["case_mean_ci_low"] < row["case_mean"] < row["case_mean_ci_high"]
+    line = render_markdown_table(across_fold_summary(table, ["dsc"]), [TUMOUR_DSC]).splitlines()[2]
+    assert line == (f"| teacher | 0.750 ± {row['case_std']:.3f} [{row['case_mean_ci_low']:.3f}, "
+                    f"{row['case_mean_ci_high']:.3f}] (n=40) |")

@@ -7,24 +7,48 @@ report (`report`, `figures`) into one output folder. docs/EVALUATION.md describe
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
+import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
+from tqdm import tqdm
 
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
-from nnunetv2_hlfd.evaluation.metrics import (PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, evaluate_case,
-                                              paper_protocol_scores, paper_protocol_scores_from_probabilities)
-from nnunetv2_hlfd.evaluation.results import (BenchmarkDataset, BenchmarkInputError, FoldPredictions, ModelFolder,
-                                              check_folds_trained, check_ground_truth, check_model_folder,
-                                              check_no_extra_predictions, check_prediction, check_trainer_classes,
-                                              fold_predictions, open_dataset, parse_model, raise_missing_validation,
-                                              read_segmentation, run_validation)
+from nnunetv2_hlfd.evaluation.metrics import (
+    PAPER_PROTOCOL_THRESHOLD,
+    LabelOrRegion,
+    evaluate_case,
+    paper_protocol_scores,
+    paper_protocol_scores_from_probabilities,
+    paper_slice_axis,
+)
+from nnunetv2_hlfd.evaluation.provenance import provenance
+from nnunetv2_hlfd.evaluation.results import (
+    BenchmarkDataset,
+    BenchmarkInputError,
+    FoldPredictions,
+    ModelFolder,
+    check_folds_trained,
+    check_ground_truth,
+    check_model_folder,
+    check_no_extra_predictions,
+    check_prediction,
+    check_trainer_classes,
+    fold_predictions,
+    open_dataset,
+    parse_model,
+    raise_missing_validation,
+    read_segmentation,
+    run_validation,
+    training_command,
+)
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")
@@ -34,8 +58,32 @@ STANDARD_METRICS = ("dsc", "rvd", "abs_rvd", "voe", "hd95", "surface_dice",
 PAPER_METRICS = ("dsc", "rvd")
 
 
+# Tested against the reference: VOE follows DSC case by case, |RVD| is RVD's size, lesion
+# sensitivity and precision make up F1; those stay descriptive, out of the Holm families.
+STANDARD_TESTED_METRICS = ("dsc", "rvd", "hd95", "surface_dice", "lesion_f1")
+
+
 def compared_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
     return PAPER_METRICS if settings.protocol == "paper" else STANDARD_METRICS
+
+
+def tested_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
+    return PAPER_METRICS if settings.protocol == "paper" else STANDARD_TESTED_METRICS
+
+
+def primary_endpoint(settings: BenchmarkSettings, dataset: BenchmarkDataset,
+                     tumour: LabelOrRegion | None) -> tuple[str, str]:
+    """(class name, metric) of --primary-endpoint; by default the tumour's DSC, else the first class's."""
+    names = dataset.class_names()
+    if settings.primary_endpoint is None:
+        return names[tumour] if tumour is not None else next(iter(names.values())), "dsc"
+    class_name, _, metric = settings.primary_endpoint.rpartition(":")
+    known_classes = [names[tumour]] if settings.protocol == "paper" else list(names.values())
+    if class_name not in known_classes or metric not in tested_metrics(settings):
+        raise BenchmarkInputError(f"--primary-endpoint {settings.primary_endpoint!r} is not CLASS:METRIC of a "
+                                  f"tested comparison: classes {', '.join(known_classes)}; metrics "
+                                  f"{', '.join(tested_metrics(settings))} (e.g. {known_classes[0]}:dsc)")
+    return class_name, metric
 
 
 # --- one case ---------------------------------------------------------------------------
@@ -62,10 +110,11 @@ class CaseEvaluator:
     ignore_label: int | None
     protocol: str
     tumour: LabelOrRegion | None
-    tolerance_mm: float
+    tolerance_mm: float | dict  # surface Dice: one for all classes, or {label or region: mm}
     convention: str
     lesion_iou_threshold: float | None
     tumour_channel: int | None = None  # of the tumour in nnU-Net's saved probabilities
+    slice_axis: int | None = None  # paper protocol: the array axis of the tumour slices
 
     def __call__(self, job: CaseJob) -> list[dict]:
         reference = read_segmentation(job.reference, self.reader)
@@ -74,7 +123,9 @@ class CaseEvaluator:
             prediction = read_segmentation(path, self.reader)
             check_prediction(prediction, reference, self.allowed_labels, path, job.case)
             scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
-            rows += per_case_rows(label, job.fold, job.case, scores, self.class_names)
+            spacing = "x".join(f"{s:.4g}" for s in reference.spacing)  # for the dataset description
+            rows += [row | {"spacing_mm": spacing}
+                     for row in per_case_rows(label, job.fold, job.case, scores, self.class_names)]
         return rows
 
     def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing, probabilities: Path | None = None) -> dict:
@@ -97,13 +148,14 @@ class CaseEvaluator:
         probabilities, else of the segmentation (its argmax)."""
         reference_tumour = region_or_label_to_mask(reference, self.tumour)
         if probabilities is None:
-            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour)
+            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour,
+                                           self.slice_axis)
             source = "segmentation"
         else:
             probability = self.tumour_probability(probabilities, reference.shape)
             if ignored is not None:
                 probability = np.where(ignored, 0.0, probability)
-            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour)
+            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour, self.slice_axis)
             source = f"probability > {PAPER_PROTOCOL_THRESHOLD:g}"
         return {"dsc": scores.dsc, "rvd": scores.rvd, "n_tumour_slices": scores.n_slices, "tumour_source": source}
 
@@ -126,8 +178,51 @@ def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
     manager = dataset.label_manager
     return CaseEvaluator(dataset.plans_manager.image_reader_writer_class(), tuple(dataset.classes()),
                          dataset.class_names(), tuple(manager.all_labels), manager.ignore_label, settings.protocol,
-                         tumour, settings.tolerance_mm, settings.empty_convention, settings.lesion_iou_threshold,
-                         probability_channel(dataset, tumour))
+                         tumour, surface_dice_tolerances(dataset, settings), settings.empty_convention,
+                         settings.lesion_iou_threshold,
+                         probability_channel(dataset, tumour), paper_slice_axis_of(dataset))
+
+
+def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> float | dict:
+    """--tolerance-mm, or with --class-tolerance-mm {label or region: mm}, --tolerance-mm for the others."""
+    if not settings.class_tolerances_mm:
+        return settings.tolerance_mm
+    by_name = {name: region for region, name in dataset.class_names().items()}
+    tolerances = {region: settings.tolerance_mm for region in by_name.values()}
+    problems = []
+    for entry in settings.class_tolerances_mm:
+        name, _, millimetres = entry.partition("=")
+        try:
+            value = float(millimetres)
+        except ValueError:
+            value = math.nan
+        if name not in by_name or not value >= 0:
+            problems.append(f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
+                            f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0")
+        else:
+            tolerances[by_name[name]] = value
+    if problems:
+        raise BenchmarkInputError(problems, summary="surface Dice tolerances:")
+    return tolerances
+
+
+def tolerance_note(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> str:
+    tolerances = surface_dice_tolerances(dataset, settings)
+    if not isinstance(tolerances, dict):
+        return f"Surface Dice tolerance: {tolerances:g} mm for every class."
+    names = dataset.class_names()
+    return "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
+
+
+def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
+    """The axis nnU-Net's 2d configuration of this dataset slices (its plans' transpose_forward[0])."""
+    return paper_slice_axis(spacing=(), transpose_forward=dataset.plans_manager.transpose_forward)
+
+
+def slice_axis_note(dataset: BenchmarkDataset, plans: str) -> str:
+    axis = paper_slice_axis_of(dataset)
+    return (f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
+            f"configuration slices (transpose_forward[0] = {axis} in {plans}).")
 
 
 def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
@@ -175,36 +270,63 @@ def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
             for fold, models in by_fold.items() for case in models[0].expected]
 
 
-def folds_with_probabilities(predictions: Sequence[FoldPredictions]) -> frozenset[tuple[str, int]]:
-    """For the paper protocol: the (model, fold) pairs whose validation folder holds nnU-Net's
-    probabilities of every case (`<case>.npz`, written by validation with --npz), which are cut
-    at the reference code's 0.4. The others are scored from their segmentations, as printed."""
-    chosen = set()
-    for p in predictions:
-        folder = p.model.validation_folder(p.fold)
-        saved = sum((folder / f"{case}.npz").is_file() for case in p.expected)
-        if saved == len(p.expected):
-            chosen.add((p.model.label, p.fold))
-            print(f"Paper protocol, {p.model.label} fold {p.fold}: tumour probability > "
-                  f"{PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities (<case>.npz), as the reference code")
-        else:
-            print(f"Paper protocol, {p.model.label} fold {p.fold}: {folder} holds probabilities of {saved} of "
-                  f"{len(p.expected)} cases, so its segmentations (nnU-Net's argmax) are scored instead of tumour "
-                  f"probability > {PAPER_PROTOCOL_THRESHOLD:g}; for the reference code's rule rerun validation "
-                  f"with --npz (nnUNetv2_train ... --val --npz)")
-    return frozenset(chosen)
+def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
+                             paper_masks: str = "auto") -> frozenset[tuple[str, int]]:
+    """For the paper protocol: the (model, fold) pairs scored from their saved probabilities
+    (`<case>.npz`, written by validation with --npz) cut at the reference code's 0.4; the others
+    from their segmentations (nnU-Net's argmax). One rule for every model and fold, so that no
+    comparison mixes them: `paper_masks` "probability" needs every folder's probabilities,
+    "argmax" uses none, and "auto" takes probabilities where every folder has them, the argmax
+    where none has, and refuses a mix, naming the folders that lack them."""
+    if paper_masks == "argmax":
+        print("Paper protocol: tumour masks are nnU-Net's segmentations (argmax), as --paper-masks argmax asks")
+        return frozenset()
+    lacking = [p for p in predictions
+               if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)]
+    if not lacking:
+        print(f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
+              f"(<case>.npz) of every model and fold, as the reference code")
+        return frozenset((p.model.label, p.fold) for p in predictions)
+    if paper_masks == "auto" and len(lacking) == len(predictions):
+        print(f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
+              f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
+              f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)")
+        return frozenset()
+    why = "--paper-masks probability needs" if paper_masks == "probability" else \
+        "some validation folders hold probabilities and others do not, and one comparison must not mix " \
+        "tumour probability > 0.4 with the argmax; the paper protocol needs"
+    raise BenchmarkInputError(
+        [f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
+         f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
+         f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
+         for p in lacking],
+        summary=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
+                f"--paper-masks argmax to score every model's segmentations):")
 
 
-def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int) -> pd.DataFrame:
-    """The per-case table of every job, in job order; cases run in parallel when num_processes > 1."""
-    print(f"Scoring {len(jobs)} validation cases with {max(1, num_processes)} process(es)")
-    if num_processes <= 1 or len(jobs) <= 1:
-        results = list(map(evaluator, jobs))
+def scoring_processes(requested: int | None) -> int:
+    """-np, or by default nnU-Net's own process count (nnUNet_def_n_proc) capped at the CPUs this
+    process may use."""
+    if requested is not None:
+        return requested
+    from nnunetv2.configuration import default_num_processes
+
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(default_num_processes, available))
+
+
+def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int | None) -> pd.DataFrame:
+    """The per-case table of every job, in job order; cases run in parallel when there are several
+    processes, with a progress bar (cases scored, time left)."""
+    processes = min(scoring_processes(num_processes), max(1, len(jobs)))
+    print(f"Scoring {len(jobs)} validation cases with {processes} process(es)")
+    progress = {"total": len(jobs), "desc": "Scoring", "unit": "case", "mininterval": 5.0}
+    if processes <= 1:
+        results = [evaluator(job) for job in tqdm(jobs, **progress)]
     else:
         # spawn, as nnU-Net's own evaluation: forked workers can deadlock on torch's threads
-        with ProcessPoolExecutor(min(num_processes, len(jobs)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(evaluator, jobs))
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(tqdm(pool.map(evaluator, jobs), **progress))
     return per_case_table(row for rows in results for row in rows)
 
 
@@ -272,16 +394,23 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
     report.refuse_existing_output(output, settings.overwrite)
     models = benchmarked_models(settings, dataset)
     tumour = tumour_class(dataset, settings.tumour_label, required=settings.protocol == "paper")
+    endpoint = primary_endpoint(settings, dataset, tumour)
+    surface_dice_tolerances(dataset, settings)  # refuse bad ones before scoring
     check_folds_trained(models, settings.folds, dataset)
     check_ground_truth(dataset, settings.folds)
     if settings.speed:
         compression.check_devices(settings.devices)
     predictions = complete_predictions(models, settings, dataset)
 
-    with_probabilities = folds_with_probabilities(predictions) if settings.protocol == "paper" else frozenset()
+    with_probabilities = folds_with_probabilities(predictions, dataset, settings.paper_masks) \
+        if settings.protocol == "paper" else frozenset()
     table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
                            case_evaluator(dataset, settings, tumour), settings.num_processes)
-    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour))
+    notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else \
+        (tolerance_note(dataset, settings),)
+    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes,
+                             provenance(dataset.preprocessed / "splits_final.json"), tested_metrics(settings),
+                             endpoint)
     costs = compression.measure_models(models, dataset, settings)
     compression_table = report.write_benchmark(output, results, costs)
     print(report.console_summary(results, compression_table, output))

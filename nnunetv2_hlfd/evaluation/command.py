@@ -15,6 +15,7 @@ DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
 DEFAULT_TEACHER = "nnUNetTrainer"
 ALL_FOLDS = (0, 1, 2, 3, 4)
 PROTOCOLS = ("standard", "paper")
+PAPER_MASKS = ("auto", "probability", "argmax")
 EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
 DEFAULT_TOLERANCE_MM = 1.0
 DEFAULT_REPETITIONS = 3
@@ -32,7 +33,10 @@ class BenchmarkSettings:
     teacher: str = DEFAULT_TEACHER
     protocol: str = "standard"
     tumour_label: str | None = None
+    paper_masks: str = "auto"
+    primary_endpoint: str | None = None  # CLASS:METRIC; None: the tumour's DSC, else the first class's
     tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    class_tolerances_mm: tuple[str, ...] = ()  # CLASS=MM: surface Dice tolerance of that class instead
     empty_convention: str = "nnunet"
     lesion_iou_threshold: float | None = None
     output: Path | None = None
@@ -42,7 +46,7 @@ class BenchmarkSettings:
     repetitions: int = DEFAULT_REPETITIONS
     volume_cases: int = DEFAULT_VOLUME_CASES
     devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
-    num_processes: int = 1
+    num_processes: int | None = None  # None: nnU-Net's default process count, at most the CPUs
 
 
 def add_parser(subparsers) -> None:
@@ -65,10 +69,21 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="standard",
                         help="standard: every class, every metric; paper: the reference HLFD code's tumour "
                              "DSC and RVD on tumour slices")
+    parser.add_argument("--paper-masks", choices=PAPER_MASKS, default="auto",
+                        help="paper protocol, one rule for every model: probability: tumour probability > 0.4 "
+                             "of the saved <case>.npz (validation with --npz), as the reference code; argmax: "
+                             "the segmentations; auto: probability where every folder has them, argmax where "
+                             "none has, else refused (default: %(default)s)")
+    parser.add_argument("--primary-endpoint", metavar="CLASS:METRIC",
+                        help="the comparison whose Holm family is its own, e.g. tumor:dsc (default: the tumour "
+                             "class's dsc, else the first class's); every other metric is a secondary family")
     parser.add_argument("--tumour-label", help="name or value of the tumour class (default: the class named "
                                                "tumor or tumour in dataset.json)")
     parser.add_argument("--tolerance-mm", type=float, default=DEFAULT_TOLERANCE_MM,
                         help="surface Dice tolerance in mm (default: %(default)s)")
+    parser.add_argument("--class-tolerance-mm", dest="class_tolerances_mm", nargs="+", metavar="CLASS=MM",
+                        help="surface Dice tolerance of named classes instead of --tolerance-mm, e.g. KiTS21's "
+                             "kidney=1.03 tumor=1.15")
     parser.add_argument("--empty-convention", choices=EMPTY_CONVENTIONS, default="nnunet",
                         help="score of a class absent from both prediction and reference: nnunet NaN "
                              "(left out of means), kits a perfect score (default: %(default)s)")
@@ -89,21 +104,23 @@ def add_parser(subparsers) -> None:
                              "timed; the median over them is reported (default: %(default)s)")
     parser.add_argument("--device", dest="devices", nargs="+", choices=("cpu", "cuda"),
                         help="devices to time on (default: cpu, and cuda where torch sees a GPU)")
-    parser.add_argument("-np", "--num-processes", type=int, default=1,
-                        help="processes scoring cases in parallel (default: %(default)s)")
+    parser.add_argument("-np", "--num-processes", type=int,
+                        help="processes scoring cases in parallel (default: nnU-Net's default process count, "
+                             "nnUNet_def_n_proc, at most the CPUs available)")
 
 
 def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     for option, value, least in (("--repetitions", args.repetitions, 1), ("--tolerance-mm", args.tolerance_mm, 0),
                                  ("--num-processes", args.num_processes, 1), ("--volume-cases", args.volume_cases, 1)):
-        if value < least:
+        if value is not None and value < least:
             raise ValueError(f"{option} must be at least {least}, got {value}")
     for option, values in (("--folds", args.folds), ("--trainers", args.trainers)):
         if len(set(values)) != len(values):
             raise ValueError(f"{option} names an entry twice: {' '.join(map(str, values))}")
     chosen = {field.name: getattr(args, field.name) for field in fields(BenchmarkSettings)}
-    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in ("trainers", "folds", "devices")
-                                         if chosen[name] is not None})
+    as_tuples = ("trainers", "folds", "devices", "class_tolerances_mm")
+    return BenchmarkSettings(**chosen | {name: tuple(chosen[name]) for name in as_tuples if chosen[name] is not None}
+                             | {"class_tolerances_mm": tuple(chosen["class_tolerances_mm"] or ())})
 
 
 def run(args: argparse.Namespace) -> None:

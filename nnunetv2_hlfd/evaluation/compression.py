@@ -8,29 +8,29 @@ validation cases (`nnUNetPredictor`, sliding window with nnUNetv2_predict's defa
 0.5, Gaussian weighting, mirroring; the logits path, without resampling or export): the
 first `volume_cases` validation cases of the first benchmarked fold.
 
-Each measured call runs once untimed, which warms up and measures peak memory, then
-`repetitions` times timed; a case's latency is the median of its timings, the volume
-latency the median over the cases, and the volume peak memory the largest of the cases.
-Peak memory, on a GPU: torch.cuda.max_memory_allocated during the call (weights, input,
-activations and output together). On the CPU: how far the process's peak resident set
-size (VmHWM in /proc/self/status, reset through /proc/self/clear_refs; Linux) rose above
-its resident size right before the call; NaN where it cannot be reset. tracemalloc is
-not used: it does not see torch's allocations.
+Each measured call runs once untimed, which warms up and measures peak memory; then
+`repetitions` rounds run every call of every model once (interleaved, as the speed command
+does), so all models see the same machine load. A case's latency is the median of its
+rounds, the volume latency the median over the cases, the volume peak memory the largest of
+the cases; the patch latency comes with its quartiles. Peak memory is torch's own allocations
+during the call above those before it (`benchmarking.speed.peak_memory`): on a GPU from
+torch.cuda.max_memory_allocated, on the CPU from the profiler's memory events (the process's
+resident size, which the allocator keeps, would read 0 for a call that fits into memory the
+process already holds). Speed ratios to the teacher are taken round by round; a ratio whose
+range over the rounds includes 1 is reported as no difference, never as a speed-up.
 
 `compression_table` puts these beside each model's DSC and its DSC deltas to the teacher
-and to the reference trainer (the student without distillation).
+and to the reference trainer (the student without distillation), all on common cases.
 """
 from __future__ import annotations
 
 import contextlib
-import gc
+import functools
 import json
 import math
 import statistics
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,16 +38,21 @@ import torch
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunetv2_hlfd.benchmarking.speed import peak_memory, time_side_by_side
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
 from nnunetv2_hlfd.evaluation import results
+from nnunetv2_hlfd.evaluation.provenance import hardware_name
 from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputError, ModelFolder
+from nnunetv2_hlfd.evaluation.statistics import common_case_means
+from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
 
 MIB = 2 ** 20
-MEMORY_MEASURES = {
-    "cuda": "torch.cuda.max_memory_allocated during the call",
-    "cpu": "rise of the peak RSS (VmHWM, reset via /proc/self/clear_refs) over the RSS before the call",
+MEMORY_MEASURES = {  # both by nnunetv2_hlfd.benchmarking.speed.peak_memory
+    "cuda": "peak of torch.cuda.max_memory_allocated during the call above the memory allocated before it",
+    "cpu": "peak of torch's CPU allocations during the call (profiler memory events) above those before it",
 }
+# Fewer timed rounds give no spread to judge a speed ratio by.
+MIN_ROUNDS_FOR_A_RATIO = 3
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,8 @@ def measure_models(models: Sequence[ModelFolder], dataset: BenchmarkDataset, set
     # the same cases for every model: the first validation cases of the first benchmarked fold
     fold = settings.folds[0]
     cases = dataset.validation_cases(fold)[:settings.volume_cases]
-    speed = [measure_speed(model, fold, cases, dataset, torch.device(device), settings.repetitions)
-             for model in models for device in timing_devices(settings.devices)]
+    speed = [row for device in timing_devices(settings.devices)
+             for row in measure_speed(models, fold, cases, dataset, torch.device(device), settings.repetitions)]
     return ModelCosts(cost, pd.DataFrame(speed))
 
 
@@ -88,7 +93,7 @@ class ModelPlans:
     dataset_json: dict
 
     @classmethod
-    def of(cls, model: ModelFolder) -> "ModelPlans":
+    def of(cls, model: ModelFolder) -> ModelPlans:
         plans_manager = PlansManager(str(model.path / "plans.json"))
         return cls(plans_manager, plans_manager.get_configuration(model.configuration),
                    json.loads((model.path / "dataset.json").read_text()))
@@ -117,10 +122,29 @@ def network_cost(model: ModelFolder) -> dict:
 
 # --- latency and peak memory --------------------------------------------------------------
 
-def measure_speed(model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
-                  device: torch.device, repetitions: int) -> dict:
-    print(f"Timing {model.label} on {device.type}: one patch and {len(cases)} validation case(s) "
-          f"({', '.join(cases)}), {repetitions} repetition(s) each")
+def measure_speed(models: Sequence[ModelFolder], fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
+                  device: torch.device, repetitions: int) -> list[dict]:
+    """Every model's patch forward pass and whole-volume predictions on one device: each call once
+    untimed (warm-up and peak memory), then `repetitions` rounds that run every call of every
+    model once, so that all models see the same machine load (`benchmarking.speed`)."""
+    print(f"Timing {', '.join(model.label for model in models)} on {device.type}: one patch and {len(cases)} "
+          f"validation case(s) ({', '.join(cases)}), {repetitions} interleaved round(s)")
+    volumes: dict[tuple[str, str], torch.Tensor] = {}  # models of the same plans share their inputs
+    calls = {f"{model.label}|{name}": call for model in models
+             for name, call in model_calls(model, fold, cases, dataset, device, volumes).items()}
+    with nnunet_thread_count(device):
+        threads = torch.get_num_threads()
+        memory = {name: peak_memory(call, device) / MIB for name, call in calls.items()}  # also the warm-up
+        times = {name: list(measurement.times) for name, measurement in
+                 time_side_by_side(calls, device, warmup=0, steps=repetitions).items()}
+    return [speed_row(model.label, cases, times, memory) | {
+        "device": device.type, "hardware": hardware_name(device), "threads": threads, "repetitions": repetitions,
+        "memory_measure": MEMORY_MEASURES[device.type]} for model in models]
+
+
+def model_calls(model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
+                device: torch.device, volumes: dict) -> dict[str, Callable[[], object]]:
+    """{"patch": one forward pass on a random patch, case: nnU-Net's prediction of that case}."""
     predictor = load_predictor(model, fold, device)
     network = predictor.network.to(device).eval()
     network.load_state_dict(predictor.list_of_parameters[0])
@@ -131,16 +155,27 @@ def measure_speed(model: ModelFolder, fold: int, cases: Sequence[str], dataset: 
         with torch.inference_mode(), autocast_as_nnunet(device):
             network(patch)
 
-    with nnunet_thread_count(device):
-        threads = torch.get_num_threads()
-        patch_memory, patch_seconds = measure_call(forward_patch, device, repetitions)
-        volumes = {case: measure_volume(predictor, model, case, dataset, device, repetitions) for case in cases}
-    return {"trainer": model.label, "device": device.type, "hardware": hardware_name(device),
-            "threads": threads, "repetitions": repetitions,
-            "patch_latency_ms": 1000 * statistics.median(patch_seconds),
-            "patch_peak_memory_mib": patch_memory,
-            "patch_latencies_ms": [round(1000 * s, 3) for s in patch_seconds],
-            "memory_measure": MEMORY_MEASURES[device.type]} | volume_summary(volumes)
+    calls: dict[str, Callable[[], object]] = {"patch": forward_patch}
+    for case in cases:
+        key = (plans.configuration_manager.data_identifier, case)
+        if key not in volumes:
+            volumes[key] = load_preprocessed_case(model, case, dataset)
+        calls[case] = functools.partial(predictor.predict_logits_from_preprocessed_data, volumes[key])
+    return calls
+
+
+def speed_row(label: str, cases: Sequence[str], times: dict[str, list[float]], memory: dict[str, float]) -> dict:
+    """One model's row of speed.csv from the seconds of every round and the peak MiB of every call."""
+    patch_ms = [1000 * s for s in times[f"{label}|patch"]]
+    case_seconds = {case: times[f"{label}|{case}"] for case in cases}
+    return {"trainer": label, "patch_latency_ms": statistics.median(patch_ms),
+            "patch_latency_q25_ms": float(np.percentile(patch_ms, 25)),
+            "patch_latency_q75_ms": float(np.percentile(patch_ms, 75)),
+            "patch_peak_memory_mib": memory[f"{label}|patch"],
+            "patch_latencies_ms": [round(ms, 3) for ms in patch_ms],
+            # a round's volume time: all its cases, so rounds of two models compare the same work
+            "volume_round_seconds": [round(sum(round_times), 4) for round_times in zip(*case_seconds.values())]
+            } | volume_summary({case: (memory[f"{label}|{case}"], seconds) for case, seconds in case_seconds.items()})
 
 
 def volume_summary(volumes: dict[str, tuple[float, list[float]]]) -> dict:
@@ -155,23 +190,10 @@ def volume_summary(volumes: dict[str, tuple[float, list[float]]]) -> dict:
                                               for case, (_, seconds) in volumes.items()})}
 
 
-def measure_volume(predictor, model: ModelFolder, case: str, dataset: BenchmarkDataset, device: torch.device,
-                   repetitions: int) -> tuple[float, list[float]]:
-    """nnU-Net's sliding-window prediction of one whole preprocessed case: (peak MiB, seconds)."""
-    volume = load_preprocessed_case(model, case, dataset)
-    return measure_call(lambda: predictor.predict_logits_from_preprocessed_data(volume), device, repetitions)
-
-
 def check_devices(devices: Sequence[str]) -> None:
     if "cuda" in devices and not torch.cuda.is_available():
         raise BenchmarkInputError("--device cuda was asked for, but torch sees no CUDA device; "
                                   "time on --device cpu, or pass --no-speed")
-
-
-def hardware_name(device: torch.device) -> str:
-    import platform
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
 
 
 def load_predictor(model: ModelFolder, fold: int, device: torch.device):
@@ -221,74 +243,27 @@ def nnunet_thread_count(device: torch.device):
         torch.set_num_threads(previous)
 
 
-def measure_call(call: Callable[[], None], device: torch.device, repetitions: int) -> tuple[float, list[float]]:
-    """(peak memory of the first, untimed call in MiB, the next `repetitions` calls' seconds)."""
-    memory = peak_memory_mib(call, device)
-    seconds = []
-    for _ in range(repetitions):
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return memory, seconds
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_memory_mib(call: Callable[[], None], device: torch.device) -> float:
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        call()
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device) / MIB
-    gc.collect()
-    if not reset_peak_rss():
-        call()
-        return math.nan
-    before = process_memory_kib("VmRSS")
-    call()
-    return (process_memory_kib("VmHWM") - before) / 1024
-
-
-def reset_peak_rss() -> bool:
-    """Set the process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0); False where not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def process_memory_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])  # "VmHWM:   123456 kB"
-    raise OSError(f"/proc/self/status has no {field}")
-
-
 # --- the compression table ----------------------------------------------------------------
 
-def compression_table(costs: ModelCosts, summary: pd.DataFrame, teacher: str, reference: str) -> pd.DataFrame:
+def compression_table(costs: ModelCosts, per_case: pd.DataFrame, teacher: str, reference: str) -> pd.DataFrame:
     """One row per model: cost (and its share of the teacher's), speed per device, DSC per
-    class (mean over all cases) and the mean over classes, and every DSC's difference to the
-    teacher and to the reference. Shares and differences to a teacher not benchmarked are NaN."""
+    class and the mean over classes, and every DSC's difference to the teacher and to the
+    reference. DSC is averaged over the cases every model has a value for (paired as the tests
+    pair them, `statistics.common_case_means`; n_cases_dsc_<class> of them), so each difference
+    is the mean paired difference on the same cases. Shares and differences to a teacher not
+    benchmarked are NaN."""
     table = costs.cost.set_index("trainer")
     for column in ("parameters", "macs_per_patch"):
         table[f"{column}_vs_teacher"] = table[column] / table[column].get(teacher, math.nan)
     table = table[["patch_size", "parameters", "parameters_vs_teacher", "macs_per_patch", "macs_per_patch_vs_teacher"]]
     if costs.speed is not None:
-        table = table.join(speed_by_device(costs.speed))
-    dsc = dsc_per_class(summary)
+        table = table.join(speed_by_device(costs.speed)).join(speedups(costs.speed, teacher))
+    dsc, n_cases = dsc_per_class(per_case)
     table = table.join(dsc)
     for baseline_name, baseline in (("teacher", teacher), ("reference", reference)):
         baseline_dsc = dsc.loc[baseline] if baseline in dsc.index else math.nan
         table = table.join((dsc - baseline_dsc).add_prefix("delta_").add_suffix(f"_vs_{baseline_name}"))
-    return table.reset_index()
+    return table.assign(**n_cases).reset_index()
 
 
 SPEED_MEASURES = ("patch_latency_ms", "patch_peak_memory_mib", "volume_latency_s", "volume_peak_memory_mib")
@@ -301,8 +276,37 @@ def speed_by_device(speed: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def dsc_per_class(summary: pd.DataFrame) -> pd.DataFrame:
-    dsc = summary[summary["metric"] == "dsc"].pivot(index="trainer", columns="class", values="case_mean")
-    dsc = dsc[list(dict.fromkeys(summary["class"]))].add_prefix("dsc_")
-    return dsc.assign(dsc_mean=dsc.mean(axis=1))
+def speed_ratio(baseline_seconds: Sequence[float], seconds: Sequence[float]) -> str:
+    """How many times faster than the baseline, from the rounds' ratios: "2.10x faster (1.95-2.30)", or
+    no difference when their range includes 1, or not judged with fewer than 3 rounds."""
+    if len(seconds) < MIN_ROUNDS_FOR_A_RATIO:
+        return f"not judged ({len(seconds)} round(s), needs {MIN_ROUNDS_FOR_A_RATIO})"
+    ratios = np.asarray(baseline_seconds, dtype=float) / np.asarray(seconds, dtype=float)
+    low, median, high = ratios.min(), float(np.median(ratios)), ratios.max()
+    if low <= 1 <= high:
+        return f"no difference (ratio {low:.2f}-{high:.2f} over {len(ratios)} rounds)"
+    if median > 1:
+        return f"{median:.2f}x faster ({low:.2f}-{high:.2f})"
+    return f"{1 / median:.2f}x slower ({1 / high:.2f}-{1 / low:.2f})"
 
+
+def speedups(speed: pd.DataFrame, teacher: str) -> pd.DataFrame:
+    """Per model and device: patch and volume speed against the teacher's, round by round."""
+    rows = {}
+    for device, timings in speed.groupby("device", sort=False):
+        timings = timings.set_index("trainer")
+        for trainer, row in timings.iterrows():
+            for measure, column in (("patch", "patch_latencies_ms"), ("volume", "volume_round_seconds")):
+                rows.setdefault(trainer, {})[f"{measure}_speed_vs_teacher_{device}"] = \
+                    speed_ratio(timings.loc[teacher, column], row[column]) if teacher in timings.index else "n/a"
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def dsc_per_class(per_case: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """(DSC per trainer and class on the cases common to all trainers, with their mean over
+    classes; {n_cases_dsc_<class>: how many common cases})."""
+    means = common_case_means(per_case, "dsc")
+    dsc = means.pivot(index="trainer", columns="class", values="mean")
+    dsc = dsc[list(dict.fromkeys(means["class"]))].add_prefix("dsc_")
+    n_cases = {f"n_cases_dsc_{name}": int(n) for name, n in means.groupby("class", sort=False)["n_cases"].first().items()}
+    return dsc.assign(dsc_mean=dsc.mean(axis=1)), n_cases

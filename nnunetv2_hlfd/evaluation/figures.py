@@ -6,53 +6,105 @@ progress plot sets seaborn's font scale 2.5 for the whole process.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
+import numpy as np
 import pandas as pd
 from matplotlib import style
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from nnunetv2_hlfd.evaluation.statistics import bootstrap_mean_ci, pairing_values
 
 COST_AXES = (("parameters", "parameters"), ("macs_per_patch", "multiply-adds per patch"),
-             ("volume_latency_s_cpu", "CPU latency per validation volume (s)"),
-             ("volume_latency_s_cuda", "GPU latency per validation volume (s)"))
+             ("volume_latency_s_cpu", "CPU latency per validation volume (s, median)"),
+             ("volume_latency_s_cuda", "GPU latency per validation volume (s, median)"))
 DPI = 120
+MAX_CASES_SHOWN_AS_POINTS = 40  # beyond, the points hide the boxes
 
 
-def write_figures(folder: Path, per_case: pd.DataFrame, metrics: Sequence[str], compression: pd.DataFrame) -> list[Path]:
+def metric_label(metric: str, tolerance_mm: float | None, protocol: str) -> str:
+    """The y axis of a metric, with its unit or tolerance."""
+    if protocol == "paper":
+        return {"dsc": "tumour DSC (tumour slices)", "rvd": "tumour RVD (tumour slices)"}[metric]
+    return {"dsc": "DSC", "rvd": "RVD (|P|/|G| - 1)", "abs_rvd": "|RVD|", "voe": "VOE (1 - IoU)",
+            "hd95": "HD95 (mm)",
+            "surface_dice": f"surface Dice at {tolerance_mm:g} mm" if tolerance_mm is not None else
+            "surface Dice (tolerance per class: report.md)",
+            "lesion_sensitivity": "lesion sensitivity", "lesion_precision": "lesion precision",
+            "lesion_f1": "lesion F1"}.get(metric, metric)
+
+
+def write_figures(folder: Path, per_case: pd.DataFrame, metrics: Sequence[str], compression: pd.DataFrame,
+                  tolerance_mm: float | None = 1.0, protocol: str = "standard") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with style.context("default"):
-        paths = [box_plot(per_case, metric, folder / f"box_{metric}.png") for metric in metrics]
-        return paths + [accuracy_versus_cost(compression, folder / "accuracy_vs_cost.png")]
+        paths = [box_plot(per_case, metric, folder / f"box_{metric}.png", metric_label(metric, tolerance_mm, protocol))
+                 for metric in metrics]
+        return paths + [accuracy_versus_cost(compression, per_case, folder / "accuracy_vs_cost.png", protocol)]
 
 
-def box_plot(per_case: pd.DataFrame, metric: str, path: Path) -> Path:
-    """One panel per class, one box of per-case values per trainer; undefined (NaN) values left out."""
+def box_plot(per_case: pd.DataFrame, metric: str, path: Path, label: str | None = None) -> Path:
+    """One panel per class, one box of per-case values per trainer (n below each), the cases as
+    points where there are few; undefined (NaN) values left out."""
     trainers = list(dict.fromkeys(per_case["trainer"]))
     classes = list(dict.fromkeys(per_case["class"]))
-    figure = Figure(figsize=(1.2 + 1.1 * len(trainers) * len(classes), 4), layout="constrained")
+    figure = Figure(figsize=(1.6 + 1.3 * len(trainers) * len(classes), 4.4), layout="constrained")
     for axes, class_name in zip(figure.subplots(1, len(classes), squeeze=False)[0], classes):
         rows = per_case[per_case["class"] == class_name]
         values = [rows.loc[rows["trainer"] == trainer, metric].dropna().to_numpy() for trainer in trainers]
-        axes.boxplot(values, showmeans=True)
-        axes.set_xticks(range(1, len(trainers) + 1), trainers, rotation=30, ha="right", fontsize=8)
+        as_points = max(map(len, values), default=0) <= MAX_CASES_SHOWN_AS_POINTS
+        axes.boxplot(values, showmeans=True, showfliers=not as_points,  # the points include the outliers
+                     meanprops={"marker": "^", "markerfacecolor": "green", "markeredgecolor": "green"})
+        jitter = np.random.default_rng(0)
+        for position, case_values in enumerate(values, start=1):
+            if as_points:
+                axes.scatter(position + jitter.uniform(-0.12, 0.12, len(case_values)), case_values, s=10,
+                             color="tab:blue", alpha=0.6, zorder=3)
+        axes.set_xticks(range(1, len(trainers) + 1),
+                        [f"{trainer}\n(n={len(v)})" for trainer, v in zip(trainers, values)],
+                        rotation=30, ha="right", fontsize=8)
         axes.set_title(class_name)
-        axes.set_ylabel(metric)
+        axes.set_ylabel(label or metric)
+    figure.legend(handles=[Line2D([], [], color="tab:orange", label="median"),
+                           Line2D([], [], marker="^", color="green", linestyle="", label="mean"),
+                           Line2D([], [], marker="o", color="tab:blue", alpha=0.6, linestyle="", label="one case")],
+                  loc="outside lower center", ncols=3, fontsize=8)
     figure.savefig(path, dpi=DPI)
     return path
 
 
-def accuracy_versus_cost(compression: pd.DataFrame, path: Path) -> Path:
-    """Mean DSC over classes against each cost measured, one labelled point per model."""
+def dsc_with_intervals(per_case: pd.DataFrame, trainers: Sequence[str]) -> pd.DataFrame:
+    """Per trainer: the mean over classes of DSC per case on the cases every trainer has (as the
+    compression table averages), its mean and 95% bootstrap interval."""
+    values = per_case.assign(value=pairing_values(per_case, "dsc")).pivot(
+        index=["fold", "case", "class"], columns="trainer", values="value").dropna()
+    per_case_mean = values.groupby(level=["fold", "case"]).mean()
+    rows = {trainer: (per_case_mean[trainer].mean(), *bootstrap_mean_ci(per_case_mean[trainer]))
+            for trainer in trainers}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high"])
+
+
+def accuracy_versus_cost(compression: pd.DataFrame, per_case: pd.DataFrame, path: Path,
+                         protocol: str = "standard") -> Path:
+    """Mean DSC over classes (95% bootstrap interval over cases) against each cost measured, one
+    labelled point per model."""
     axes_present = [(column, label) for column, label in COST_AXES if column in compression.columns]
-    figure = Figure(figsize=(4.5 * len(axes_present), 4), layout="constrained")
+    dsc = dsc_with_intervals(per_case, compression["trainer"])
+    y_label = "tumour DSC (tumour slices)" if protocol == "paper" else "mean DSC over classes"
+    figure = Figure(figsize=(4.8 * len(axes_present), 4.2), layout="constrained")
     for axes, (column, label) in zip(figure.subplots(1, len(axes_present), squeeze=False)[0], axes_present):
-        axes.scatter(compression[column], compression["dsc_mean"])
         for _, row in compression.iterrows():
-            axes.annotate(row["trainer"], (row[column], row["dsc_mean"]), fontsize=7,
-                          xytext=(3, 3), textcoords="offset points")
+            mean, low, high = dsc.loc[row["trainer"]]
+            errors = None if np.isnan(low) else [[mean - low], [high - mean]]
+            axes.errorbar(row[column], mean, yerr=errors, fmt="o", capsize=3)
+            rightmost = row[column] == compression[column].max()  # its label goes left, inside the axes
+            axes.annotate(row["trainer"], (row[column], mean), fontsize=7, xytext=(-5 if rightmost else 5, 4),
+                          textcoords="offset points", ha="right" if rightmost else "left")
         axes.set_xscale("log")
+        axes.margins(x=0.3, y=0.15)  # room for the labels inside the axes
         axes.set_xlabel(label)
-        axes.set_ylabel("mean DSC over classes")
+        axes.set_ylabel(f"{y_label}\n(common cases, 95% bootstrap CI)")
     figure.savefig(path, dpi=DPI)
     return path

@@ -9,7 +9,9 @@ dsc           2|P∩G| / (|P| + |G|)
 rvd           signed relative volume difference (|P| - |G|) / |G| = |P|/|G| - 1
 abs_rvd       |rvd|
 voe           volumetric overlap error 1 - |P∩G| / |P∪G|
-hd95          95th-percentile symmetric Hausdorff distance in mm (MONAI, edge voxels)
+hd95          95th-percentile Hausdorff distance in mm (MONAI, edge voxels): the larger of the
+              two one-way 95th percentiles (prediction to reference, reference to
+              prediction); medpy's hd95 takes one 95th percentile of both directions pooled
 surface_dice  normalised surface Dice at a tolerance in mm (MONAI, DeepMind surfels)
 lesion_*      lesion-wise detection from connected components (see `lesion_detection`)
 
@@ -47,9 +49,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Callable, Sequence
 
 import cc3d
 import numpy as np
@@ -188,7 +190,8 @@ def volumetric_overlap_error(pred: np.ndarray, ref: np.ndarray,
 # --- surface distances (MONAI) ------------------------------------------------------
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
-    """The largest distance between two voxels of the image, in mm."""
+    """The length of the image's diagonal in mm: the norm of shape x spacing (the grid's extent, one
+    voxel longer per axis than the distance between its outermost voxel centres)."""
     return float(np.linalg.norm(np.asarray(shape, float) * np.asarray(spacing, float)))
 
 
@@ -230,7 +233,9 @@ def _check_spacing(mask: np.ndarray, spacing: Sequence[float]) -> None:
 
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
          convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    """95th-percentile symmetric Hausdorff distance in mm between the masks' edge voxels."""
+    """95th-percentile Hausdorff distance in mm between the masks' edge voxels, as MONAI's
+    `compute_hausdorff_distance(percentile=95)`: max(P95 of the distances from each prediction edge
+    voxel to the reference, P95 from each reference edge voxel to the prediction)."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     _check_spacing(pred, spacing)
     worst = image_diagonal_mm(pred.shape, spacing)
@@ -343,17 +348,29 @@ class PaperProtocolScores:
     n_slices: int
 
 
-def paper_protocol_scores(pred_mask: np.ndarray, ref_mask: np.ndarray) -> PaperProtocolScores:
+def paper_slice_axis(spacing: Sequence[float], transpose_forward: Sequence[int] | None = None) -> int:
+    """The array axis the paper protocol slices: the one nnU-Net's 2d configuration slices
+    (`transpose_forward[0]` of the plans) or, without plans, the lowest-resolution (largest
+    spacing) axis, the first of equals, as nnU-Net's planner chooses it."""
+    if transpose_forward is not None:
+        return int(transpose_forward[0])
+    return int(np.argmax(np.asarray(spacing, dtype=float)))
+
+
+def paper_protocol_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, slice_axis: int) -> PaperProtocolScores:
     """Tumour DSC and signed RVD as the reference HLFD code computes them.
 
-    Only the slices along the first axis in which the reference has tumour count
-    (the reference code trains and tests on tumour slices only). Voxels of those slices
-    are pooled per case; DSC = (2I + 1) / (P + G + 1) with its +1 smoothing, and
+    Only the slices along `slice_axis` (see `paper_slice_axis`) in which the reference has
+    tumour count (the reference code trains and tests on tumour slices only). Voxels of those
+    slices are pooled per case; DSC = (2I + 1) / (P + G + 1) with its +1 smoothing, and
     RVD = P / G - 1. A case without reference tumour has no slices: both are NaN.
     """
     pred, ref = _as_mask(pred_mask), _as_mask(ref_mask)
     if pred.shape != ref.shape:
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
+    if not 0 <= slice_axis < ref.ndim:
+        raise ValueError(f"slice_axis {slice_axis} is not an axis of masks of shape {ref.shape}")
+    pred, ref = np.moveaxis(pred, slice_axis, 0), np.moveaxis(ref, slice_axis, 0)
     tumour_slices = ref.reshape(ref.shape[0], -1).any(axis=1)
     if not tumour_slices.any():
         return PaperProtocolScores(math.nan, math.nan, 0)
@@ -363,13 +380,13 @@ def paper_protocol_scores(pred_mask: np.ndarray, ref_mask: np.ndarray) -> PaperP
 
 
 def paper_protocol_scores_from_probabilities(
-        tumour_probability: np.ndarray, ref_mask: np.ndarray,
+        tumour_probability: np.ndarray, ref_mask: np.ndarray, slice_axis: int,
         threshold: float = PAPER_PROTOCOL_THRESHOLD) -> PaperProtocolScores:
     """`paper_protocol_scores` of the tumour probability map cut at `threshold`.
 
     Strictly greater than the threshold counts as tumour, as in the reference code.
     """
-    return paper_protocol_scores(np.asarray(tumour_probability) > threshold, ref_mask)
+    return paper_protocol_scores(np.asarray(tumour_probability) > threshold, ref_mask, slice_axis)
 
 
 # --- DSC by tumour size -------------------------------------------------------------
@@ -430,16 +447,23 @@ def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     return metrics | detection.as_flat_dict()
 
 
+def tolerance_of(tolerance_mm: float | Mapping[LabelOrRegion, float], region: LabelOrRegion) -> float:
+    if isinstance(tolerance_mm, Mapping):
+        return float(tolerance_mm.get(region, DEFAULT_TOLERANCE_MM))
+    return float(tolerance_mm)
+
+
 def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
                   spacing: Sequence[float], labels_or_regions: Sequence[LabelOrRegion],
-                  tolerance_mm: float = DEFAULT_TOLERANCE_MM, *,
+                  tolerance_mm: float | Mapping[LabelOrRegion, float] = DEFAULT_TOLERANCE_MM, *,
                   convention: EmptyConvention | str = EmptyConvention.NNUNET,
                   lesion_iou_threshold: float | None = None,
                   connectivity: int | None = None) -> dict[LabelOrRegion, dict[str, float]]:
     """Metrics of every label or region of one case: {label_or_region: {metric: value}}.
 
     Regions are tuples of label values, as nnU-Net's label manager gives them; masks
-    come from nnU-Net's own `region_or_label_to_mask`.
+    come from nnU-Net's own `region_or_label_to_mask`. `tolerance_mm` (surface Dice) is one
+    value for every class, or one per class ({label_or_region: mm}, the default for those missing).
     """
     pred_labelmap, ref_labelmap = np.asarray(pred_labelmap), np.asarray(ref_labelmap)
     if pred_labelmap.shape != ref_labelmap.shape:
@@ -447,5 +471,6 @@ def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
                          f"{ref_labelmap.shape} differ in shape")
     return {region: evaluate_masks(region_or_label_to_mask(pred_labelmap, region),
                                    region_or_label_to_mask(ref_labelmap, region), spacing,
-                                   tolerance_mm, convention, lesion_iou_threshold, connectivity)
+                                   tolerance_of(tolerance_mm, region), convention, lesion_iou_threshold,
+                                   connectivity)
             for region in labels_or_regions}

@@ -9,14 +9,16 @@ were valid. Standard deviations are sample standard deviations (ddof=1).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
-from scipy.stats import rankdata, wilcoxon
+from scipy.stats import bootstrap, rankdata, wilcoxon
+
+from nnunetv2_hlfd.evaluation.metrics import EMPTY_MASK_RULES
 
 ID_COLUMNS = ("trainer", "fold", "case", "class")
 PAIR_KEYS = ["class", "fold", "case"]
@@ -92,13 +94,97 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
     """Per trainer, class and metric: the fold means' mean and std, and all cases' mean and std.
 
     Columns: trainer, class, metric, fold_mean, fold_std, n_folds (folds with a valid
-    mean), case_mean, case_std, n_valid, n_cases.
+    mean), case_mean, case_std, case_median, case_q25, case_q75 (quartiles), n_valid, n_cases,
+    case_mean_ci_low, case_mean_ci_high (95% bootstrap interval of the mean over cases).
     """
     fold_means = per_fold_summary(table, metrics).groupby(SUMMARY_KEYS)["mean"].agg(
         fold_mean="mean", fold_std="std", n_folds="count")
-    cases = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"].agg(
-        case_mean="mean", case_std="std", n_valid="count", n_cases="size")
+    grouped = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"]
+    cases = grouped.agg(case_mean="mean", case_std="std", case_median="median",
+                        case_q25=lambda v: v.quantile(0.25), case_q75=lambda v: v.quantile(0.75),
+                        n_valid="count", n_cases="size")
+    intervals = grouped.apply(bootstrap_mean_ci)
+    cases["case_mean_ci_low"], cases["case_mean_ci_high"] = intervals.str[0], intervals.str[1]
     return fold_means.join(cases).reset_index()
+
+
+# --- pairing ------------------------------------------------------------------------
+
+PAIRING_RULE = ("paired on the cases both were scored on: a class absent from both prediction and reference "
+                "counts as correctly predicted (DSC 1, HD95 0, ...: the kits value) whatever --empty-convention "
+                "gives the means, so a model that invents a structure where there is none is penalised against "
+                "one that predicts nothing; a pair is dropped only where a value stays undefined (RVD of an "
+                "empty reference; paper protocol: a case without reference tumour slices)")
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+
+
+def pairing_values(table: pd.DataFrame, metric: str) -> pd.Series:
+    """`metric` as comparisons use it (`PAIRING_RULE`): where a row's class is absent from both
+    prediction and reference (both volumes 0), the empty-mask table's kits value."""
+    values = table[metric].astype(float)
+    rule = EMPTY_MASK_RULES.get(metric)
+    if rule is None or not {"reference_volume_ml", "predicted_volume_ml"} <= set(table.columns):
+        return values
+    both_empty = (table["reference_volume_ml"] == 0) & (table["predicted_volume_ml"] == 0)
+    return values.mask(both_empty, rule.both_empty_kits)
+
+
+def reference_absent(table: pd.DataFrame) -> pd.Series:
+    """Rows whose reference lacks the class: no volume, or (paper protocol) no tumour slice."""
+    absent = pd.Series(False, index=table.index)
+    for column in ("reference_volume_ml", "n_tumour_slices"):
+        if column in table.columns:
+            absent |= table[column] == 0
+    return absent
+
+
+def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over cases (SciPy, fixed seed); NaN under two values."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return math.nan, math.nan
+    interval = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                         method="percentile", rng=BOOTSTRAP_SEED).confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """One comparison's paired differences (trainer minus reference) and the pairs it dropped."""
+
+    differences: np.ndarray
+    n_cases: int
+    dropped: dict[str, list[str]]  # reason: the cases ("fold 0 case_001")
+
+    @property
+    def n_dropped(self) -> int:
+        return sum(map(len, self.dropped.values()))
+
+    def dropped_text(self) -> str:
+        return "; ".join(f"{len(cases)} {reason} ({', '.join(cases[:_MAX_NAMED_CASES])}"
+                         f"{' ...' if len(cases) > _MAX_NAMED_CASES else ''})"
+                         for reason, cases in self.dropped.items())
+
+
+def pair_up(candidate: pd.DataFrame, reference: pd.DataFrame, metric: str, trainer: str,
+            reference_trainer: str) -> Pairs:
+    """Both trainers' rows of one class, indexed alike by fold and case, paired by `PAIRING_RULE`."""
+    ours, theirs = pairing_values(candidate, metric), pairing_values(reference, metric)
+    valid = ours.notna() & theirs.notna()
+    absent = reference_absent(reference)
+    dropped: dict[str, list[str]] = {}
+    for key in valid.index[~valid]:
+        if absent[key]:
+            reason = f"{metric} undefined: no reference {key[0]}"
+        elif np.isnan(ours[key]) and np.isnan(theirs[key]):
+            reason = f"{metric} undefined for both"
+        else:
+            reason = f"{metric} undefined for {trainer if np.isnan(ours[key]) else reference_trainer}"
+        dropped.setdefault(reason, []).append(f"fold {key[1]} {key[2]}")
+    return Pairs((ours[valid] - theirs[valid]).to_numpy(), len(valid), dropped)
 
 
 # --- paired tests -------------------------------------------------------------------
@@ -108,10 +194,15 @@ class PairedTest:
     """Wilcoxon signed-rank test of paired differences (trainer minus reference)."""
 
     n_pairs: int
+    n_nonzero: int  # the pairs the test ranks
     statistic: float
     p_value: float
+    smallest_p: float  # the smallest two-sided p an exact test of n_nonzero pairs can give
     rank_biserial: float
     median_difference: float
+    mean_difference: float
+    mean_difference_ci_low: float  # 95% bootstrap interval over cases
+    mean_difference_ci_high: float
 
 
 def rank_biserial(differences: np.ndarray) -> float:
@@ -127,6 +218,11 @@ def rank_biserial(differences: np.ndarray) -> float:
     return float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
 
 
+def smallest_two_sided_p(n_nonzero: int) -> float:
+    """2 / 2^n: every one of n non-zero differences on one side, the most extreme outcome."""
+    return min(1.0, 2.0 / 2 ** n_nonzero) if n_nonzero else 1.0
+
+
 def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided") -> PairedTest:
     """Wilcoxon signed-rank test; pairs with a NaN difference are left out.
 
@@ -137,13 +233,14 @@ def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided"
     d = np.asarray(differences, dtype=float)
     d = d[~np.isnan(d)]
     if d.size == 0:
-        return PairedTest(0, math.nan, math.nan, math.nan, math.nan)
+        return PairedTest(0, 0, *(math.nan,) * 8)
     nonzero = d[d != 0]
+    mean_and_ci = (float(d.mean()), *bootstrap_mean_ci(d))
     if nonzero.size == 0:
-        return PairedTest(int(d.size), 0.0, 1.0, 0.0, 0.0)
+        return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, 0.0, 0.0, *mean_and_ci)
     result = wilcoxon(nonzero, alternative=alternative)
-    return PairedTest(int(d.size), float(result.statistic), float(result.pvalue),
-                      rank_biserial(d), float(np.median(d)))
+    return PairedTest(int(d.size), int(nonzero.size), float(result.statistic), float(result.pvalue),
+                      smallest_two_sided_p(nonzero.size), rank_biserial(d), float(np.median(d)), *mean_and_ci)
 
 
 def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
@@ -177,17 +274,49 @@ def _check_pairs(candidate: pd.DataFrame, reference: pd.DataFrame, trainer: str,
                                  "do not pair up by fold, case and class; " + "; ".join(problems))
 
 
+COMPARISON_COLUMNS = ["trainer", "reference", "class", "metric", "family", "n_cases", "n_dropped", "dropped",
+                      *PairedTest.__dataclass_fields__]
+PRIMARY_FAMILY = "primary"
+
+
+def holm_family(class_name: str, metric: str, primary_endpoint: tuple[str, str] | None) -> str:
+    """The Holm family of a test: the primary endpoint's tests (one per trainer) are a family of
+    their own, every other metric a secondary family over classes and trainers; without a declared
+    primary endpoint every test is in one family."""
+    if primary_endpoint is None:
+        return "all"
+    return PRIMARY_FAMILY if (class_name, metric) == tuple(primary_endpoint) else f"secondary: {metric}"
+
+
+def holm_within_families(p_values: pd.Series, families: pd.Series) -> np.ndarray:
+    adjusted = np.full(len(p_values), math.nan)
+    for _, rows in p_values.groupby(families.to_numpy(), sort=False):
+        adjusted[p_values.index.get_indexer(rows.index)] = holm_adjust(rows.to_numpy())
+    return adjusted
+
+
+def smallest_pairs_for(alpha: float, family_size: int) -> int:
+    """The fewest non-zero pairs with which an exact two-sided Wilcoxon test can reach p below
+    alpha / family_size, the bar Holm sets for the family's smallest p."""
+    n = 1
+    while smallest_two_sided_p(n) >= alpha / family_size:
+        n += 1
+    return n
+
+
 def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
                          metrics: Sequence[str] | None = None,
-                         alternative: str = "two-sided") -> pd.DataFrame:
+                         alternative: str = "two-sided",
+                         primary_endpoint: tuple[str, str] | None = None) -> pd.DataFrame:
     """Paired Wilcoxon test of every other trainer against `reference_trainer`.
 
-    Values pair by fold, case and class; differences are trainer minus reference, so a
-    positive rank-biserial correlation or median difference means larger values (better
-    for DSC, worse for HD95). The Holm correction (p_holm) runs over the whole family:
-    every trainer, class and metric compared here.
-    Columns: trainer, reference, class, metric, n_pairs, statistic, p_value, p_holm,
-    rank_biserial, median_difference.
+    Values pair by fold, case and class under `PAIRING_RULE`; differences are trainer minus
+    reference, so a positive rank-biserial correlation or median difference means larger values
+    (better for DSC, worse for HD95). Each row says how many cases the class has (n_cases), how
+    many pairs were dropped and why (n_dropped, dropped), and how many the test used (n_pairs;
+    n_nonzero of them ranked). The Holm correction (p_holm) runs within each family
+    (`holm_family`: the declared primary endpoint (class, metric), one secondary family per
+    metric; without one, every test compared here); family_size says how many tests it holds.
     """
     check_per_case_table(table)
     trainers = list(dict.fromkeys(table["trainer"]))
@@ -200,17 +329,37 @@ def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
     for trainer in (t for t in trainers if t != reference_trainer):
         candidate = _trainer_values(table, trainer)
         _check_pairs(candidate, reference, trainer, reference_trainer)
-        differences = candidate[metrics].astype(float) - reference[metrics].astype(float)
-        for class_name, class_differences in differences.groupby(level="class", sort=False):
+        for class_name in dict.fromkeys(candidate.index.get_level_values("class")):
+            ours, theirs = candidate.xs(class_name, drop_level=False), reference.xs(class_name, drop_level=False)
             for metric in metrics:
-                test = paired_wilcoxon(class_differences[metric].to_numpy(), alternative)
-                rows.append({"trainer": trainer, "reference": reference_trainer,
-                             "class": class_name, "metric": metric, **asdict(test)})
-    comparisons = pd.DataFrame(rows, columns=["trainer", "reference", "class", "metric",
-                                              *PairedTest.__dataclass_fields__])
+                pairs = pair_up(ours, theirs, metric, trainer, reference_trainer)
+                test = paired_wilcoxon(pairs.differences, alternative)
+                rows.append({"trainer": trainer, "reference": reference_trainer, "class": class_name,
+                             "metric": metric, "family": holm_family(class_name, metric, primary_endpoint),
+                             "n_cases": pairs.n_cases, "n_dropped": pairs.n_dropped,
+                             "dropped": pairs.dropped_text(), **asdict(test)})
+    comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     comparisons.insert(comparisons.columns.get_loc("p_value") + 1, "p_holm",
-                       holm_adjust(comparisons["p_value"].to_numpy()))
+                       holm_within_families(comparisons["p_value"], comparisons["family"]))
+    comparisons.insert(comparisons.columns.get_loc("family") + 1, "family_size",
+                       comparisons.groupby("family")["p_value"].transform("count"))
     return comparisons
+
+
+def common_case_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per class, each trainer's mean of `metric` (`pairing_values`) over the cases every trainer
+    has a value for, so that differences between rows are paired differences of the same cases.
+    Columns: class, trainer, mean, n_cases (the common cases), n_dropped."""
+    check_per_case_table(table)
+    values = table.assign(value=pairing_values(table, metric)).pivot(
+        index=PAIR_KEYS, columns="trainer", values="value")
+    rows = []
+    for class_name, cases in values.groupby(level="class", sort=False):
+        common = cases.dropna()
+        rows += [{"class": class_name, "trainer": trainer, "mean": float(common[trainer].mean()),
+                  "n_cases": len(common), "n_dropped": len(cases) - len(common)}
+                 for trainer in dict.fromkeys(table["trainer"])]
+    return pd.DataFrame(rows, columns=["class", "trainer", "mean", "n_cases", "n_dropped"])
 
 
 # --- reports ------------------------------------------------------------------------
@@ -226,7 +375,9 @@ class TableColumn:
     scale: float = 1.0  # e.g. 100 to show DSC in percent
 
 
-_SPREADS = {"cases": ("case_mean", "case_std"), "folds": ("fold_mean", "fold_std")}
+_SPREADS = {"cases": ("case_mean", "case_std", "n_valid"), "folds": ("fold_mean", "fold_std", "n_folds")}
+# Distances: one empty mask scores the image diagonal, which dominates a mean; the median does not.
+MEDIAN_METRICS = ("hd95",)
 
 
 def format_p_value(p: float) -> str:
@@ -253,8 +404,21 @@ def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn,
     row = _lookup(summary, trainer, column)
     if row is None:
         return "n/a"
-    mean_column, std_column = _SPREADS[spread]
-    return _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
+    mean_column, std_column, count_column = _SPREADS[spread]
+    cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
+    if spread == "cases" and "case_mean_ci_low" in row and not math.isnan(row["case_mean_ci_low"]):
+        cell += " [{:.{d}f}, {:.{d}f}]".format(row["case_mean_ci_low"] * column.scale,
+                                               row["case_mean_ci_high"] * column.scale, d=column.decimals)
+    if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
+        cell += f"; median {_format_median_iqr(row, column)}"
+    return f"{cell} (n={int(row[count_column])})"
+
+
+def _format_median_iqr(row: pd.Series, column: TableColumn) -> str:
+    if math.isnan(row["case_median"]):
+        return "n/a"
+    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(*(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")),
+                                               d=column.decimals)
 
 
 def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) -> str:
@@ -272,10 +436,10 @@ def render_markdown_table(summary: pd.DataFrame, columns: Sequence[TableColumn],
                           comparisons: pd.DataFrame | None = None,
                           trainers: Sequence[str] | None = None,
                           spread: str = "cases") -> str:
-    """One row per trainer, one "mean ± std" column per `TableColumn`.
+    """One row per trainer, one "mean ± std (n=...)" column per `TableColumn`.
 
     `summary` comes from `across_fold_summary`; `spread` "cases" shows the mean and std
-    over all cases, "folds" those of the fold means. With `comparisons` (from
+    over all cases (n: the cases with a value), "folds" those of the fold means (n: folds). With `comparisons` (from
     `compare_to_reference`) a Holm-adjusted p-value column follows for each column;
     the reference trainer's cells read "ref".
     """
