@@ -202,7 +202,7 @@ def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettin
         else:
             tolerances[by_name[name]] = value
     if problems:
-        raise BenchmarkInputError(problems, summary="surface Dice tolerances:")
+        raise BenchmarkInputError(problems, headline="surface Dice tolerances:")
     return tolerances
 
 
@@ -300,7 +300,7 @@ def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: Be
          f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
          f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
          for p in lacking],
-        summary=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
+        headline=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
                 f"--paper-masks argmax to score every model's segmentations):")
 
 

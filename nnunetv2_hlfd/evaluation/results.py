@@ -18,24 +18,17 @@ import numpy as np
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.evaluation.command import DEFAULT_PLANS
+from nnunetv2_hlfd.problems import ProblemListError, first_and_more
 
 _MAX_NAMED = 10
 
 
-class BenchmarkInputError(ValueError):
+class BenchmarkInputError(ProblemListError, ValueError):
     """The benchmark cannot run on these inputs. Each problem names what and how to fix it."""
-
-    def __init__(self, problems: str | Sequence[str], summary: str | None = None):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        lines = self.problems if summary is None and len(self.problems) == 1 else \
-            [summary or f"{len(self.problems)} problems:"] + [f"  - {p}" for p in self.problems]
-        super().__init__("\n".join(lines))
 
 
 def _name_some(items: Iterable) -> str:
-    items = sorted(map(str, items))
-    more = len(items) - _MAX_NAMED
-    return ", ".join(items[:_MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+    return first_and_more(sorted(map(str, items)), _MAX_NAMED)
 
 
 def _read_json(path: Path) -> dict:
@@ -172,7 +165,7 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
             problems.append(f"{model.path} was trained on the labels {labels}, but {dataset.name} has "
                             f"{dataset.dataset_json['labels']}; retrain it on this dataset")
     if problems:
-        raise BenchmarkInputError(problems, summary=f"trainer {model.label!r} cannot be benchmarked:")
+        raise BenchmarkInputError(problems, headline=f"trainer {model.label!r} cannot be benchmarked:")
 
 
 def trainer_class(model: ModelFolder) -> type:
@@ -198,7 +191,7 @@ def check_trainer_classes(models: Sequence[ModelFolder]) -> None:
         except BenchmarkInputError as error:
             problems += error.problems
     if problems:
-        raise BenchmarkInputError(problems, summary="trainer classes not found:")
+        raise BenchmarkInputError(problems, headline="trainer classes not found:")
 
 
 def check_folds_trained(models: Sequence[ModelFolder], folds: Sequence[int], dataset: BenchmarkDataset) -> None:
@@ -210,7 +203,7 @@ def check_folds_trained(models: Sequence[ModelFolder], folds: Sequence[int], dat
                 problems.append(f"{model.label} has no fold {fold} ({model.path} holds {', '.join(present) or 'no folds'}); "
                                 f"train it ({training_command(dataset, model, fold)}) or leave it out of --folds")
     if problems:
-        raise BenchmarkInputError(problems, summary="folds missing:")
+        raise BenchmarkInputError(problems, headline="folds missing:")
 
 
 # --- validation predictions ---------------------------------------------------------------
@@ -251,7 +244,7 @@ def check_no_extra_predictions(predictions: Iterable[FoldPredictions]) -> None:
                 f"validation ran, or files were added: delete the folder and rerun validation"
                 for p in predictions if p.extra]
     if problems:
-        raise BenchmarkInputError(problems, summary="predictions that do not match the case list:")
+        raise BenchmarkInputError(problems, headline="predictions that do not match the case list:")
 
 
 def check_ground_truth(dataset: BenchmarkDataset, folds: Sequence[int]) -> None:
@@ -272,7 +265,7 @@ def missing_validation_problem(predictions: FoldPredictions, dataset: BenchmarkD
 def raise_missing_validation(incomplete: Sequence[FoldPredictions], dataset: BenchmarkDataset) -> None:
     raise BenchmarkInputError(
         [missing_validation_problem(p, dataset) for p in incomplete],
-        summary="validation predictions are missing (nothing is skipped); run nnU-Net's validation for each, "
+        headline="validation predictions are missing (nothing is skipped); run nnU-Net's validation for each, "
                 "or pass --run-missing-validation to run it from here:")
 
 

@@ -19,6 +19,7 @@ from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 from scipy.stats import bootstrap, rankdata, wilcoxon
 
 from nnunetv2_hlfd.evaluation.metrics import EMPTY_MASK_RULES
+from nnunetv2_hlfd.problems import first_and_more
 
 ID_COLUMNS = ("trainer", "fold", "case", "class")
 PAIR_KEYS = ["class", "fold", "case"]
@@ -64,10 +65,9 @@ def check_per_case_table(table: pd.DataFrame) -> None:
 
 
 def _name_rows(keys: pd.DataFrame) -> str:
-    named = ["; ".join(f"{column} {value}" for column, value in row.items())
-             for _, row in keys.head(_MAX_NAMED_CASES).iterrows()]
-    more = len(keys) - len(named)
-    return ", ".join(f"[{name}]" for name in named) + (f" and {more} more" if more > 0 else "")
+    named = ["[" + "; ".join(f"{column} {value}" for column, value in row.items()) + "]"
+             for _, row in keys.iterrows()]
+    return first_and_more(named, _MAX_NAMED_CASES)
 
 
 def _long_format(table: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
@@ -164,8 +164,7 @@ class Pairs:
         return sum(map(len, self.dropped.values()))
 
     def dropped_text(self) -> str:
-        return "; ".join(f"{len(cases)} {reason} ({', '.join(cases[:_MAX_NAMED_CASES])}"
-                         f"{' ...' if len(cases) > _MAX_NAMED_CASES else ''})"
+        return "; ".join(f"{len(cases)} {reason} ({first_and_more(cases, _MAX_NAMED_CASES)})"
                          for reason, cases in self.dropped.items())
 
 
