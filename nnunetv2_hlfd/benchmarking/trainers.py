@@ -15,7 +15,7 @@ from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.trainer_classes import environment, find_trainer_class
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
-from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource
+from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource, weights_sha256
 
 
 def method_trainer(method: str | DistillationConfig, name: str = "method") -> type[nnUNetTrainerDistillation]:
@@ -38,6 +38,7 @@ def random_teacher(plans: dict, configuration: str, dataset_json: dict, device: 
     teacher = Teacher(in_memory, plans_manager, plans_manager.get_configuration(configuration), dataset_json,
                       DEFAULT_TEACHER_TRAINER, weights={})
     teacher.weights = teacher.build_architecture().state_dict()
+    teacher.weights_sha256 = weights_sha256(teacher.weights)
     teacher.load_network(device)
     return teacher
 

@@ -137,6 +137,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                     + teachers.channel_problems(teacher, self.dataset_json)
                     + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
                     + teachers.patch_problems(teacher, self.configuration_manager.patch_size))
+        if several:
+            problems = [f"{teacher.source.fold_folder}: {problem}" for problem in problems]
         if self.fold == "all":  # nnU-Net "validates" fold all on its training cases: nothing held out can leak
             return problems
         preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
@@ -177,22 +179,28 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.teachers:
             return
         self._load_teachers()  # resuming: the geometry came from the checkpoint
-        recorded = self._resumed_distillation.get("teachers")
-        if recorded is None:
-            self.print_to_log_file("WARNING: the checkpoint records no teacher identity (written by an older "
-                                   "version); the teacher cannot be checked to be the one this run started with.")
-        elif [r["weights_sha256"] for r in recorded] != [t.weights_sha256 for t in self.teachers]:
-            def named(identities):
-                return "; ".join(f"{i['checkpoint']} (weights sha256 {i['weights_sha256'][:16]})" for i in identities)
-            raise teachers.TeacherError(
-                f"The teacher is not the one this run started with. The checkpoint was trained against "
-                f"{named(recorded)}; the teacher now is {named([t.identity for t in self.teachers])}. Resume with "
-                f"the original teacher ({teachers.TEACHER_ENV}, {teachers.TEACHER_FOLDS_ENV}, "
-                f"{teachers.TEACHER_CHECKPOINT_ENV} as when the run started), or start a new run without --c.")
+        self._refuse_another_teacher(self._resumed_distillation.get("teachers"))
         if self._geometry_from_networks() != self.distiller.geometry:
             raise teachers.TeacherError(
                 f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
                 f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+
+    def _refuse_another_teacher(self, recorded: list[dict] | None) -> None:
+        """A resumed run must distil the teacher it started with: each member's weights hash is compared."""
+        if recorded is None:
+            self.print_to_log_file("WARNING: the checkpoint records no teacher identity (written by an older "
+                                   "version); the teacher cannot be checked to be the one this run started with.")
+            return
+        if [r["weights_sha256"] for r in recorded] == [t.weights_sha256 for t in self.teachers]:
+            return
+
+        def named(identities):
+            return "; ".join(f"{i['checkpoint']} (weights sha256 {i['weights_sha256'][:16]})" for i in identities)
+        raise teachers.TeacherError(
+            f"The teacher is not the one this run started with. The checkpoint was trained against "
+            f"{named(recorded)}; the teacher now is {named([t.identity for t in self.teachers])}. Resume with the "
+            f"original teacher ({teachers.TEACHER_ENV}, {teachers.TEACHER_FOLDS_ENV}, "
+            f"{teachers.TEACHER_CHECKPOINT_ENV} as when the run started), or start a new run without --c.")
 
     def _cost_line(self) -> str:
         members = f"; the ensemble runs {len(self.teachers)} such networks" if len(self.teachers) > 1 else ""
@@ -313,6 +321,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
             raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
                                         "current one; resume with the original teacher.")
+        if self.teachers:  # loaded already (initialize ran before the checkpoint); else on_train_start checks
+            self._refuse_another_teacher(entry.get("teachers"))
         self._resumed_distillation = entry
         # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
         super().load_checkpoint(filename_or_checkpoint)
