@@ -55,8 +55,8 @@ def other_methods_table(results: list[SettingResult], methods: list[str]) -> str
 
 
 def levers_table(results: list[SettingResult], method: str) -> str:
-    rows = ["| setting | lever | teacher forward (s) | vs fp32 teacher | step (s) | step / (student + fp32 teacher) | "
-            "rel. error teacher maps / terms (tolerance) |", "|---|---|---|---|---|---|---|"]
+    rows = [("| setting | lever | teacher forward (s) | vs fp32 teacher | step (s) | step / (student + fp32 teacher) | "
+             "rel. error teacher maps / terms (tolerance) |"), "|---|---|---|---|---|---|---|"]
     for r in results:
         levers_round = dataclasses.replace(r, times=r.lever_times)  # ratios within the levers' own rounds
         for lever in (name.removeprefix("teacher forward ") for name in r.lever_times
@@ -80,8 +80,8 @@ def _lever_row(r: SettingResult, method: str, lever: str) -> str:
 
 def ensemble_table(results: list[SettingResult], method: str) -> str:
     """The step with an ensemble teacher of each member count: all members every step, or one in turn."""
-    rows = [f"| setting | members | student step (s) | teacher forward, all members (s) | {method} step, all members (s) "
-            f"| / student | {method} step, {ROTATION} (s) | / student |", "|---|---|---|---|---|---|---|---|"]
+    rows = [(f"| setting | members | student step (s) | teacher forward, all members (s) | {method} step, all members "
+             f"(s) | / student | {method} step, {ROTATION} (s) | / student |"), "|---|---|---|---|---|---|---|---|"]
     for r in results:
         rotation = f"{method} step {ROTATION}"
         rotation_cells = (f"{_seconds(r, rotation)} | {r.ratio(rotation, 'student step'):.3f}" if rotation in r.times
