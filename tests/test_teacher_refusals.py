@@ -311,6 +311,18 @@ def test_checkpoint_whose_unpickling_runs_code_is_refused_and_the_code_does_not_
     assert not marker.exists()
 
 
+def test_untrusted_teacher_checkpoint_is_refused_by_the_trainer_and_logged(teacher_copy):
+    checkpoint = torch.load(teacher_copy / "fold_0" / "checkpoint_final.pth", weights_only=False)
+    checkpoint["payload"] = _RunsCodeWhenUnpickled()
+    checkpoint["payload"].marker = teacher_copy / "code_ran"
+    torch.save(checkpoint, teacher_copy / "fold_0" / "checkpoint_final.pth")
+    trainer = hlfd_trainer()
+    with pytest.raises(UntrustedCheckpointError):
+        trainer.initialize()
+    assert "ERROR: Refused to load" in Path(trainer.log_file).read_text()
+    assert not (teacher_copy / "code_ran").exists()
+
+
 def test_real_nnunet_checkpoint_loads_weights_only(teacher_2d):
     checkpoint = load_checkpoint_weights_only(teacher_2d / "checkpoint_final.pth")
     assert checkpoint["trainer_name"] == "nnUNetTrainer" and checkpoint["network_weights"]
