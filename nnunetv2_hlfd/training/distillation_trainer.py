@@ -116,8 +116,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         for member in members:
             member.load_network(self.device)
         self.teachers = members
-        kind = "Teacher" if len(members) == 1 else \
-            f"Ensemble teacher of {len(members)} members ({'one per step, in turn' if self.teacher_rotation else 'all every step'})"
+        schedule = "one per step, in turn" if self.teacher_rotation else "all every step"
+        kind = "Teacher" if len(members) == 1 else f"Ensemble teacher of {len(members)} members ({schedule})"
         self.print_to_log_file(f"{kind}, frozen:\n" + "\n".join(
             f"  {m.source.checkpoint} (trainer {m.trainer_name}, weights sha256 {m.weights_sha256[:16]})"
             for m in members))
@@ -144,7 +144,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
         check = teachers.check_leak(teacher, set(self.do_split()[1]), preprocessed)
         if check.caveat:
-            self.print_to_log_file("WARNING: " + teachers.leak_caveat_message(check) + f" ({teacher.source.fold_folder}).")
+            self.print_to_log_file(f"WARNING: {teachers.leak_caveat_message(check)} ({teacher.source.fold_folder}).")
         leaks = teachers.leak_problems(check, teacher)
         if leaks and several:
             leaks = [leaks[0] + ". An ensemble of cross-validation folds has trained on every fold's validation "
@@ -316,8 +316,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
         entry = checkpoint.get("distillation")
         if entry is None:
-            raise teachers.TeacherError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); it was "
-                               f"not written by a distillation trainer. Start a new run instead of --c.")
+            raise teachers.TeacherError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); "
+                                        f"it was not written by a distillation trainer. Start a new run without --c.")
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
             raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
                                         "current one; resume with the original teacher.")
