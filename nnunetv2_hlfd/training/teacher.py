@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import os
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,8 +208,8 @@ def label_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     kinds = _label_kind(theirs["labels"]), _label_kind(ours["labels"])
     what = f"the teacher predicts {kinds[0]}, the student {kinds[1]}" if kinds[0] != kinds[1] else \
         f"the teacher's {kinds[0]} are not the student's"
-    return [f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
-            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels"]
+    return [(f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
+            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels")]
 
 
 def _label_kind(labels: dict | None) -> str:
@@ -223,8 +222,8 @@ def channel_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     t, s = len(teacher.dataset_json["channel_names"]), len(student_dataset_json["channel_names"])
     if t == s:
         return []
-    return [f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
-            f"the same imaging modalities"]
+    return [(f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
+            f"the same imaging modalities")]
 
 
 def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
@@ -244,9 +243,9 @@ def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
     differing = [f"{name} (teacher {t}, student {s})" for name, (t, s) in pairs.items() if not _same(t, s)]
     if not differing:
         return []
-    return [f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
+    return [(f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
             f"{'; '.join(differing)}. Train the student with the teacher's plans (-p "
-            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student"]
+            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student")]
 
 
 def _same(a, b) -> bool:
@@ -262,8 +261,8 @@ def patch_problems(teacher: Teacher, student_patch_size) -> list[str]:
     strides = np.prod(np.array(teacher.configuration_manager.network_arch_init_kwargs["strides"]), axis=0)
     if all(p % s == 0 for p, s in zip(student_patch_size, strides)):
         return []
-    return [f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
-            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)"]
+    return [(f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
+            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)")]
 
 
 def leak_allowed() -> bool:
@@ -308,10 +307,10 @@ def leak_problems(check: LeakCheck, teacher: Teacher) -> list[str]:
         return []
     leaked = sorted(check.leaked)
     shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
-    return [f"the teacher {teacher.source.fold_folder} was trained on {len(leaked)} of the student's validation "
+    return [(f"the teacher {teacher.source.fold_folder} was trained on {len(leaked)} of the student's validation "
             f"cases ({shown}; {check.evidence}); its knowledge of them would inflate every validation metric. "
             f"Use the teacher of the same fold, train the student on all cases (fold all), or set "
-            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly"]
+            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly")]
 
 
 def leak_caveat_message(check: LeakCheck) -> str:
