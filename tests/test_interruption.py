@@ -75,3 +75,21 @@ def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
     assert all(torch.equal(trained_adapters[k], resumed_adapters[k]) for k in trained_adapters)
     momentum = lambda trainer: [trainer.optimizer.state[p]["momentum_buffer"] for p in trainer.distiller.parameters()]
     assert all(torch.equal(a, b) and a.abs().sum() > 0 for a, b in zip(momentum(trained), momentum(resumed)))
+
+
+def test_resuming_against_another_teacher_is_refused_naming_both(tmp_path):
+    from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
+    from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+    from nnunetv2_hlfd.training.teacher import TeacherError
+    cpu = torch.device("cpu")
+    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
+    original, other = (random_teacher(plans, "2d", dataset_json, cpu) for _ in range(2))  # same stages, other weights
+    build = lambda teacher: initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, cpu, teacher)
+    trained = build(original)
+    trained.train_step(synthetic_batch(trained))
+    trained.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+
+    build(original).load_checkpoint(tmp_path / "checkpoint_latest.pth")  # the same teacher resumes
+    with pytest.raises(TeacherError, match="not the one this run started with") as refusal:
+        build(other).load_checkpoint(tmp_path / "checkpoint_latest.pth")
+    assert original.weights_sha256[:16] in str(refusal.value) and other.weights_sha256[:16] in str(refusal.value)

@@ -5,10 +5,16 @@ import torch
 
 from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.benchmarking.report import markdown_report, overhead_breakdown
-from nnunetv2_hlfd.benchmarking.speed import (PRECISION_TOLERANCE, Setting, measure_setting, peak_memory,
-                                              precision_errors, time_side_by_side, torch_threads)
-from nnunetv2_hlfd.benchmarking.trainers import (initialized_trainer, method_trainer, random_teacher,
-                                                 synthetic_batch)
+from nnunetv2_hlfd.benchmarking.speed import (
+    PRECISION_TOLERANCE,
+    Setting,
+    measure_setting,
+    peak_memory,
+    precision_errors,
+    time_side_by_side,
+    torch_threads,
+)
+from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.training import teacher as teachers
 
@@ -105,3 +111,11 @@ def test_a_trainer_without_distillation_is_not_a_method():
 
 def test_peak_memory_sees_an_allocation_made_during_the_call():
     assert peak_memory(lambda: torch.ones(4_000_000, dtype=torch.uint8), CPU) >= 4_000_000
+
+
+def test_ensemble_teacher_is_timed_with_all_members_and_in_rotation():
+    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT, members=2), {"HLFD": "HLFD"},
+                             CPU, levers=(), warmup=0, steps=1)
+    rotation = result.times["HLFD step one member per step"].median
+    report = markdown_report([result], ["HLFD"])
+    assert "| 2d default, 2 members | 2 |" in report and f"{rotation:.3f}" in report

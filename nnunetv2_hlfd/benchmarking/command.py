@@ -19,6 +19,9 @@ def add_parser(subparsers) -> None:
     speed.add_argument("--patch-factor", type=float, default=1.0,
                        help="scale each patch axis (kept a multiple of the total stride), e.g. 0.25 on a CPU")
     speed.add_argument("--batch-size", type=int, default=None, help="override the plans' batch size")
+    speed.add_argument("--members", type=int, nargs="+", default=[1],
+                       help="teacher networks, e.g. 1 3 5: more than one is an ensemble teacher, measured with all "
+                            "members every step and with one member per step in turn (default 1)")
     speed.add_argument("--levers", default="bf16,fp16,channels_last,encoder_only",
                        help="comma-separated levers to measure as well ('' for none)")
     speed.add_argument("--warmup", type=int, default=2, help="rounds discarded before timing (default 2)")
@@ -38,6 +41,8 @@ def run(args) -> None:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
     unknown = set(levers) - set(LEVERS)
+    if any(m < 1 for m in args.members):
+        raise ValueError(f"--members {args.members}: each member count must be at least 1")
     if unknown or not methods:
         raise ValueError(f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown
                          else "--methods names no method")
@@ -47,10 +52,11 @@ def run(args) -> None:
         results = []
         for configuration in args.configurations:
             for planner in args.planners:
-                setting = Setting(planner, configuration, args.patch_factor, args.batch_size)
-                results.append(measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup,
-                                               args.steps))
-                print(f"measured {setting.name}", flush=True)
+                for members in args.members:
+                    setting = Setting(planner, configuration, args.patch_factor, args.batch_size, members=members)
+                    results.append(measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup,
+                                                   args.steps))
+                    print(f"measured {setting.name}", flush=True)
     print(markdown_report(results, methods))
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
-from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import \
-    nnUNetPlannerResEncL
+from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_encoder_unet_planners import (
+    nnUNetPlannerResEncL,
+)
 
 from nnunetv2_hlfd.trainer_classes import environment
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from nnunetv2_hlfd.benchmarking.speed import PRECISION_TOLERANCE, SettingResult
+from nnunetv2_hlfd.benchmarking.speed import PRECISION_TOLERANCE, ROTATION, SettingResult
 
 # Issue 6's targets: the distillation step within 1.10x (student step + teacher forward),
 # and the terms with their adapters at most 5% of the distillation step.
@@ -55,8 +55,8 @@ def other_methods_table(results: list[SettingResult], methods: list[str]) -> str
 
 
 def levers_table(results: list[SettingResult], method: str) -> str:
-    rows = ["| setting | lever | teacher forward (s) | vs fp32 teacher | step (s) | step / (student + fp32 teacher) | "
-            "rel. error teacher maps / terms (tolerance) |", "|---|---|---|---|---|---|---|"]
+    rows = [("| setting | lever | teacher forward (s) | vs fp32 teacher | step (s) | step / (student + fp32 teacher) | "
+             "rel. error teacher maps / terms (tolerance) |"), "|---|---|---|---|---|---|---|"]
     for r in results:
         levers_round = dataclasses.replace(r, times=r.lever_times)  # ratios within the levers' own rounds
         for lever in (name.removeprefix("teacher forward ") for name in r.lever_times
@@ -78,9 +78,25 @@ def _lever_row(r: SettingResult, method: str, lever: str) -> str:
             f"{step_cells} | {error_cell} |")
 
 
+def ensemble_table(results: list[SettingResult], method: str) -> str:
+    """The step with an ensemble teacher of each member count: all members every step, or one in turn."""
+    rows = [(f"| setting | members | student step (s) | teacher forward, all members (s) | {method} step, all members "
+             f"(s) | / student | {method} step, {ROTATION} (s) | / student |"), "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        rotation = f"{method} step {ROTATION}"
+        rotation_cells = (f"{_seconds(r, rotation)} | {r.ratio(rotation, 'student step'):.3f}" if rotation in r.times
+                          else "- | -")
+        rows.append(f"| {r.setting.name} | {r.setting.members} | {_seconds(r, 'student step')} | "
+                    f"{_seconds(r, 'teacher forward')} | {_seconds(r, f'{method} step')} | "
+                    f"{r.ratio(f'{method} step', 'student step'):.3f} | {rotation_cells} |")
+    return "\n".join(rows)
+
+
 def markdown_report(results: list[SettingResult], methods: list[str]) -> str:
     method = methods[0]
     parts = [summary_table(results, method)]
+    if any(r.setting.members > 1 for r in results):
+        parts.append(ensemble_table(results, method))
     if len(methods) > 1:
         parts.append(other_methods_table(results, methods[1:]))
     if any(r.lever_times for r in results):

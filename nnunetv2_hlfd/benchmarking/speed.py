@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -27,6 +27,7 @@ REDUCED_PRECISIONS = ("bf16", "fp16")
 # reduced-precision teacher counts as equivalent (bf16 keeps 8 mantissa bits: ~0.4% per op).
 PRECISION_TOLERANCE = {"bf16": 0.05, "fp16": 0.01}
 LEVERS = ("bf16", "fp16", "channels_last", "encoder_only")
+ROTATION = "one member per step"  # an ensemble teacher in rotation (HLFD_TEACHER_ROTATION)
 
 
 @dataclass
@@ -36,10 +37,11 @@ class Setting:
     patch_factor: float = 1.0
     batch_size: int | None = None
     fingerprint: dict | None = None  # the dataset planned for; default: KiTS-like CT
+    members: int = 1  # teacher networks: more than one is an ensemble teacher
 
     @property
     def name(self) -> str:
-        return f"{self.configuration} {self.planner}"
+        return f"{self.configuration} {self.planner}" + (f", {self.members} members" if self.members > 1 else "")
 
 
 @dataclass
@@ -202,17 +204,21 @@ def measure_setting(setting: Setting, methods: dict[str, object], device: torch.
                     warmup: int, steps: int) -> SettingResult:
     plans, dataset_json = plan(setting.planner, setting.fingerprint)
     plans = scaled_down(plans, setting.configuration, setting.patch_factor, setting.batch_size)
-    teacher = random_teacher(plans, setting.configuration, dataset_json, device)
+    teachers = [random_teacher(plans, setting.configuration, dataset_json, device) for _ in range(setting.members)]
     build = lambda trainer_class: initialized_trainer(trainer_class, plans, setting.configuration, dataset_json,
-                                                      device, teacher)
+                                                      device, teachers)
     student = build(nnUNetTrainerStudent)
     trainers = {name: build(method_trainer(method, name)) for name, method in methods.items()}
-    first = next(iter(trainers.values()))  # the first method (HLFD by default) is broken down
+    first_name, first = next(iter(trainers.items()))  # the first method (HLFD by default) is broken down
     batch = synthetic_batch(student)
     measured = {"student step": lambda: student.train_step(batch),
                 **{f"{name} step": (lambda t=t: t.train_step(batch)) for name, t in trainers.items()},
                 "teacher forward": lambda: first.teacher_forward(batch["data"]),
                 "terms": terms_alone(first, batch)}
+    if setting.members > 1:  # the cheaper alternative: one member per step, in turn
+        in_rotation = build(method_trainer(methods[first_name], first_name))
+        in_rotation.teacher_rotation = True
+        measured[f"{first_name} step {ROTATION}"] = lambda: in_rotation.train_step(batch)
     times = time_side_by_side(measured, device, warmup, steps)
     memory = {name: peak_memory(measured[name], device)
               for name in ("student step", f"{next(iter(trainers))} step", "teacher forward")}

@@ -15,7 +15,7 @@ from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.trainer_classes import environment, find_trainer_class
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
-from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource
+from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource, weights_sha256
 
 
 def method_trainer(method: str | DistillationConfig, name: str = "method") -> type[nnUNetTrainerDistillation]:
@@ -38,20 +38,23 @@ def random_teacher(plans: dict, configuration: str, dataset_json: dict, device: 
     teacher = Teacher(in_memory, plans_manager, plans_manager.get_configuration(configuration), dataset_json,
                       DEFAULT_TEACHER_TRAINER, weights={})
     teacher.weights = teacher.build_architecture().state_dict()
+    teacher.weights_sha256 = weights_sha256(teacher.weights)
     teacher.load_network(device)
     return teacher
 
 
 def _with_given_teacher(trainer_class: type[nnUNetTrainerDistillation]) -> type:
-    """The trainer class with its teacher handed over instead of loaded from nnUNet_results."""
-    def _load_teacher(self):
-        self.teacher = self.given_teacher
-    return type(trainer_class.__name__, (trainer_class,), {"_load_teacher": _load_teacher})
+    """The trainer class with its teacher (or an ensemble's members) handed over instead of loaded from
+    nnUNet_results."""
+    def _load_teachers(self):
+        self.teachers = list(self.given_teachers)
+    return type(trainer_class.__name__, (trainer_class,), {"_load_teachers": _load_teachers})
 
 
 def initialized_trainer(trainer_class: type, plans: dict, configuration: str, dataset_json: dict,
-                        device: torch.device, teacher: Teacher | None = None) -> nnUNetTrainerStudent:
-    """`trainer_class` after nnU-Net's initialize: network, optimizer, loss (and teacher, terms, adapters)."""
+                        device: torch.device, teacher: Teacher | list[Teacher] | None = None) -> nnUNetTrainerStudent:
+    """`trainer_class` after nnU-Net's initialize: network, optimizer, loss (and teacher, terms, adapters).
+    A list of teachers is an ensemble's members."""
     if teacher is not None:
         trainer_class = _with_given_teacher(trainer_class)
     with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
@@ -59,7 +62,7 @@ def initialized_trainer(trainer_class: type, plans: dict, configuration: str, da
         _placeholder_dataset(preprocessed, plans, configuration)
         with environment(nnUNet_results=str(results), nnUNet_preprocessed=str(preprocessed)):
             trainer = trainer_class({**plans, "continue_training": False}, configuration, 0, dataset_json, device)
-            trainer.given_teacher = teacher
+            trainer.given_teachers = teacher if isinstance(teacher, list) else [teacher]
             trainer.initialize()
     return trainer
 

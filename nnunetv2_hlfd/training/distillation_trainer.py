@@ -6,6 +6,7 @@ training step, data pipeline and cross-validation.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 
@@ -16,10 +17,19 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
-from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps, teacher_maps
+from nnunetv2_hlfd.distillation.maps import (
+    TEACHER_ENCODER,
+    DistillationGeometry,
+    NetworkGeometry,
+    UNetMaps,
+    teacher_maps,
+)
+from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
+from nnunetv2_hlfd.training.safe_checkpoint import checkpoints_trusted
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
+from nnunetv2_hlfd.training.teacher_ensemble import ATTENTION_FEATURE_TERMS, ensemble_maps
 
 GRADIENT_CLIP_NORM = 12  # nnU-Net's value, applied to the student and the adapters together
 SKIPPED_STEP = "the optimiser step (non-finite gradients)"  # counted with the non-finite terms
@@ -29,21 +39,48 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     distillation: DistillationConfig | None = None  # each method declares its own
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda")):  # noqa: B008  (nnU-Net's signature)
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.distillation is None:
             raise TypeError(f"{type(self).__name__} declares no `distillation` configuration.")
-        self.teacher: teachers.Teacher | None = None
+        self.teachers: list[teachers.Teacher] = []  # one for a single teacher, the members of an ensemble
         self.distiller: DistillationEngine | None = None
         self._resumed_distillation: dict | None = None  # the checkpoint entry while resuming
         self._non_finite_term_counts: Counter[str] = Counter()
-        self.teacher_precision = teachers.teacher_precision()
+        self._rotation_step = 0
+        with self._refusals_logged():
+            # Every setting is read (and a misspelt one refused) before anything runs.
+            self.teacher_precision = teachers.teacher_precision()
+            self.teacher_rotation = teachers.teacher_rotation()  # an ensemble runs one member per step, in turn
+            self.allow_teacher_leak = teachers.leak_allowed()
+            checkpoints_trusted()
         self.logger.local_logger = DistillationLocalLogger()
+
+    @property
+    def teacher(self) -> teachers.Teacher | None:
+        """The teacher, or an ensemble's first member (its network stands for the ensemble's cost)."""
+        return self.teachers[0] if self.teachers else None
+
+    @contextlib.contextmanager
+    def _refusals_logged(self):
+        """A refusal goes into the training log, and reaches the user of nnUNetv2_train as its message alone
+        (UserFacingError is a SystemExit: no traceback, exit status 1); Python callers still catch it."""
+        try:
+            yield
+        except UserFacingError as refusal:
+            self.print_to_log_file(f"ERROR: {refusal}", also_print_to_console=False)
+            refusal.code = f"ERROR: {refusal}\n(Also written to the training log {self.log_file}.)"
+            raise
 
     # ---- set-up -----------------------------------------------------------------------
     def initialize(self):
+        with self._refusals_logged():
+            self._initialize()
+
+    def _initialize(self):
         super().initialize()
         self.distiller = DistillationEngine(self.distillation, self._geometry(), log=self.print_to_log_file)
+        self._refuse_raw_feature_terms_for_an_ensemble()
         self.distiller.to(self.device)
         if self.is_ddp:
             self.distiller.broadcast_from_first_rank()
@@ -60,54 +97,114 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         """From the checkpoint when resuming (so --val needs no teacher), else from the teacher."""
         if self._resumed_distillation is not None:
             return DistillationGeometry.from_dict(self._resumed_distillation["geometry"])
-        self._load_teacher()
+        self._load_teachers()
         return self._geometry_from_networks()
 
     def _geometry_from_networks(self) -> DistillationGeometry:
-        return DistillationGeometry(NetworkGeometry.of(self.teacher.network),
-                                    NetworkGeometry.of(self.unwrapped_network),
+        # An ensemble's encoder maps are its members' side by side (teacher_ensemble.py).
+        members = [NetworkGeometry.of(t.network) for t in self.teachers]
+        teacher = NetworkGeometry(tuple(map(sum, zip(*(m.encoder_channels for m in members)))), members[0].spatial_dims)
+        return DistillationGeometry(teacher, NetworkGeometry.of(self.unwrapped_network),
                                     self.label_manager.num_segmentation_heads, self.label_manager.has_regions,
                                     self.label_manager.ignore_label)
 
-    def _load_teacher(self) -> None:
-        source = teachers.locate_teacher(nnUNet_results.get(), self.plans_manager.dataset_name,
-                                         self.plans_manager.plans_name, self.configuration_name, self.fold)
-        teacher = teachers.open_teacher(source)
-        self._refuse_incompatible(teacher)
-        teacher.load_network(self.device)
-        self.teacher = teacher
-        self.print_to_log_file(f"Teacher: {source.checkpoint} (trainer {teacher.trainer_name}), frozen.")
+    def _load_teachers(self) -> None:
+        sources = teachers.locate_teachers(nnUNet_results.get(), self.plans_manager.dataset_name,
+                                           self.plans_manager.plans_name, self.configuration_name, self.fold)
+        members = [teachers.open_teacher(source) for source in sources]
+        self._refuse_incompatible(members)
+        for member in members:
+            member.load_network(self.device)
+        self.teachers = members
+        schedule = "one per step, in turn" if self.teacher_rotation else "all every step"
+        kind = "Teacher" if len(members) == 1 else f"Ensemble teacher of {len(members)} members ({schedule})"
+        self.print_to_log_file(f"{kind}, frozen:\n" + "\n".join(
+            f"  {m.source.checkpoint} (trainer {m.trainer_name}, weights sha256 {m.weights_sha256[:16]})"
+            for m in members))
 
-    def _refuse_incompatible(self, teacher: teachers.Teacher) -> None:
+    def _refuse_incompatible(self, members: list[teachers.Teacher]) -> None:
+        problems = teachers.stage_problems(members) if len(members) > 1 else []
+        for member in members:
+            problems += self._member_problems(member, several=len(members) > 1)
+        if problems:
+            who = f"The teacher {members[0].source.fold_folder}" if len(members) == 1 else \
+                f"The ensemble teacher ({', '.join(str(m.source.fold_folder) for m in members)})"
+            raise teachers.TeacherError(f"{who} cannot teach this student:\n- " + "\n- ".join(problems))
+
+    def _member_problems(self, teacher: teachers.Teacher, several: bool) -> list[str]:
+        """Every check of a single teacher; an ensemble's members are each checked alike."""
         problems = (teachers.label_problems(teacher, self.dataset_json)
                     + teachers.channel_problems(teacher, self.dataset_json)
                     + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
                     + teachers.patch_problems(teacher, self.configuration_manager.patch_size))
+        if several:
+            problems = [f"{teacher.source.fold_folder}: {problem}" for problem in problems]
+        if self.fold == "all":  # nnU-Net "validates" fold all on its training cases: nothing held out can leak
+            return problems
         preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
-        training_cases = teachers.teacher_training_cases(
-            teacher, preprocessed, warn=lambda message: self.print_to_log_file("WARNING: " + message))
-        leaks = teachers.leak_problems(training_cases, set(self.do_split()[1]))
-        if leaks and teachers.leak_allowed():
+        check = teachers.check_leak(teacher, set(self.do_split()[1]), preprocessed)
+        if check.caveat:
+            self.print_to_log_file(f"WARNING: {teachers.leak_caveat_message(check)} ({teacher.source.fold_folder}).")
+        leaks = teachers.leak_problems(check, teacher)
+        if leaks and several:
+            leaks = [leaks[0] + ". An ensemble of cross-validation folds has trained on every fold's validation "
+                                "cases: distil it into the deployment student, trained on all cases "
+                                f"(nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} all "
+                                f"-tr {type(self).__name__})"]
+        if leaks and self.allow_teacher_leak:
             self.print_to_log_file("WARNING: " + leaks[0] + f" ({teachers.ALLOW_LEAK_ENV} is set).")
-        else:
-            problems += leaks
-        if problems:
-            raise teachers.TeacherError(f"The teacher {teacher.source.fold_folder} cannot teach this student:\n- "
-                                        + "\n- ".join(problems))
+            return problems
+        return problems + leaks
+
+    def _refuse_raw_feature_terms_for_an_ensemble(self) -> None:
+        if len(self.teachers) < 2:
+            return
+        raw = [name for name, term in self.distiller.terms.items()
+               if TEACHER_ENCODER in term.teacher_reads and name not in ATTENTION_FEATURE_TERMS]
+        if raw:
+            raise teachers.TeacherError(
+                f"{type(self).__name__}'s terms {raw} read the teacher's raw features through adapters sized to "
+                f"one network's channels; an ensemble's members have no common features to average (attention "
+                f"maps and predictions they have). Use one teacher for this method, or a method whose feature "
+                f"terms are attention maps ({', '.join(sorted(ATTENTION_FEATURE_TERMS))}) or pixel terms.")
 
     def on_train_start(self):
         if not self.was_initialized:
             self.initialize()
-        if self.teacher is None:  # resuming: the geometry came from the checkpoint
-            self._load_teacher()
-            if self._geometry_from_networks() != self.distiller.geometry:
-                raise teachers.TeacherError(
-                    f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
-                    f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+        with self._refusals_logged():
+            self._load_teachers_when_resuming()
         super().on_train_start()
 
+    def _load_teachers_when_resuming(self) -> None:
+        if self.teachers:
+            return
+        self._load_teachers()  # resuming: the geometry came from the checkpoint
+        self._refuse_another_teacher(self._resumed_distillation.get("teachers"))
+        if self._geometry_from_networks() != self.distiller.geometry:
+            raise teachers.TeacherError(
+                f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
+                f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+
+    def _refuse_another_teacher(self, recorded: list[dict] | None) -> None:
+        """A resumed run must distil the teacher it started with: each member's weights hash is compared."""
+        if recorded is None:
+            self.print_to_log_file("WARNING: the checkpoint records no teacher identity (written by an older "
+                                   "version); the teacher cannot be checked to be the one this run started with.")
+            return
+        if [r["weights_sha256"] for r in recorded] == [t.weights_sha256 for t in self.teachers]:
+            return
+
+        def named(identities):
+            return "; ".join(f"{i['checkpoint']} (weights sha256 {i['weights_sha256'][:16]})" for i in identities)
+        raise teachers.TeacherError(
+            f"The teacher is not the one this run started with. The checkpoint was trained against "
+            f"{named(recorded)}; the teacher now is {named([t.identity for t in self.teachers])}. Resume with the "
+            f"original teacher ({teachers.TEACHER_ENV}, {teachers.TEACHER_FOLDS_ENV}, "
+            f"{teachers.TEACHER_CHECKPOINT_ENV} as when the run started), or start a new run without --c.")
+
     def _cost_line(self) -> str:
-        return f"Reference: the teacher ({self.teacher.trainer_name}). " + self._cost_line_against(
+        members = f"; the ensemble runs {len(self.teachers)} such networks" if len(self.teachers) > 1 else ""
+        return f"Reference: the teacher ({self.teacher.trainer_name}{members}). " + self._cost_line_against(
             self.teacher.build_architecture)
 
     # ---- the step ---------------------------------------------------------------------
@@ -132,9 +229,16 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 "distillation_terms": torch.stack([v.detach() for v in terms.values()]) if terms else None}
 
     def teacher_forward(self, data: torch.Tensor) -> UNetMaps:
-        """The frozen teacher's maps, only the stages the terms read, in the teacher's precision."""
+        """The frozen teacher's maps, only the stages the terms read, in the teacher's precision; for an
+        ensemble, every member's combined (teacher_ensemble.py), or in rotation one member's."""
+        members = self.teachers
+        if self.teacher_rotation and len(members) > 1:
+            members = [members[self._rotation_step % len(members)]]
+            self._rotation_step += 1
+        needs = self.distiller.teacher_needs()
         with torch.no_grad(), teachers.teacher_autocast(self.device.type, self.teacher_precision):
-            return teacher_maps(self.teacher.network, data, self.distiller.teacher_needs())
+            maps = [teacher_maps(member.network, data, needs) for member in members]
+            return ensemble_maps(maps, self.label_manager.has_regions, self.distillation.attention_p)
 
     def _to_device(self, x):
         if isinstance(x, list):
@@ -198,20 +302,27 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         return {**super()._checkpoint_entries(),
                 "distillation": {"geometry": self.distiller.geometry.to_dict(),
                                  "state_dict": self.distiller.state_dict(),
-                                 "teacher_checkpoint": str(self.teacher.source.checkpoint) if self.teacher else None}}
+                                 # Each member's identity: a resume against another teacher is refused.
+                                 "teachers": [t.identity for t in self.teachers]}}
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
+        with self._refusals_logged():
+            self._load_checkpoint(filename_or_checkpoint)
+
+    def _load_checkpoint(self, filename_or_checkpoint) -> None:
         if isinstance(filename_or_checkpoint, os.PathLike):
             filename_or_checkpoint = os.fspath(filename_or_checkpoint)  # nnU-Net's loader takes str only
         checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
             torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
         entry = checkpoint.get("distillation")
         if entry is None:
-            raise RuntimeError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); it was "
-                               f"not written by a distillation trainer. Start a new run instead of --c.")
+            raise teachers.TeacherError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); "
+                                        f"it was not written by a distillation trainer. Start a new run without --c.")
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
             raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
                                         "current one; resume with the original teacher.")
+        if self.teachers:  # loaded already (initialize ran before the checkpoint); else on_train_start checks
+            self._refuse_another_teacher(entry.get("teachers"))
         self._resumed_distillation = entry
         # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
         super().load_checkpoint(filename_or_checkpoint)

@@ -6,12 +6,13 @@ anything else is refused unless the user explicitly says the file is trusted.
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nnunetv2_hlfd.environment import UserFacingError, env_flag
 
 TRUST_ENV = "HLFD_TRUST_TEACHER_CHECKPOINT"
 
@@ -22,7 +23,7 @@ NNUNET_CHECKPOINT_GLOBALS = [
 ]
 
 
-class CheckpointLoadError(RuntimeError):
+class CheckpointLoadError(UserFacingError):
     """A checkpoint that cannot be read: truncated, corrupt or not a checkpoint."""
 
 
@@ -30,8 +31,12 @@ class UntrustedCheckpointError(CheckpointLoadError):
     """A checkpoint whose loading would need arbitrary (possibly code-running) objects."""
 
 
+def checkpoints_trusted() -> bool:
+    return env_flag(TRUST_ENV)
+
+
 def load_checkpoint_weights_only(path: str | Path, map_location="cpu") -> dict:
-    if os.environ.get(TRUST_ENV, "0").lower() in ("1", "true", "yes"):
+    if checkpoints_trusted():
         return torch.load(path, map_location=map_location, weights_only=False)
     try:
         with torch.serialization.safe_globals(NNUNET_CHECKPOINT_GLOBALS):

@@ -4,15 +4,19 @@ Default teacher: the nnUNetTrainer model of the same dataset, plans, configurati
 fold. HLFD_TEACHER points to any other trained model folder (a trainer folder such as
 `.../nnUNetTrainer__nnUNetResEncUNetLPlans__2d`, or one of its `fold_X` folders) and
 HLFD_TEACHER_CHECKPOINT names its checkpoint file.
+
+An ensemble teacher is several such models: HLFD_TEACHER_FOLDS lists the folds of the
+trainer folder(s), and/or HLFD_TEACHER lists model folders separated by os.pathsep. Each
+member is checked exactly as a single teacher is (teacher_ensemble.py combines their maps).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,10 +26,13 @@ from nnunetv2.utilities.label_handling.label_handling import determine_num_input
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
+from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 
 TEACHER_ENV = "HLFD_TEACHER"
 TEACHER_CHECKPOINT_ENV = "HLFD_TEACHER_CHECKPOINT"
+TEACHER_FOLDS_ENV = "HLFD_TEACHER_FOLDS"
+TEACHER_ROTATION_ENV = "HLFD_TEACHER_ROTATION"
 ALLOW_LEAK_ENV = "HLFD_ALLOW_TEACHER_LEAK"
 TEACHER_PRECISION_ENV = "HLFD_TEACHER_PRECISION"
 _TEACHER_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,7 +41,7 @@ TEACHER_PRECISIONS = ("student", "fp32", *_TEACHER_AUTOCAST_DTYPES)
 DEFAULT_TEACHER_TRAINER = "nnUNetTrainer"
 
 
-class TeacherError(RuntimeError):
+class TeacherError(UserFacingError):
     """The teacher cannot be used; the message says why and how to fix it."""
 
 
@@ -59,6 +66,11 @@ class Teacher:
     trainer_name: str
     weights: dict
     network: nn.Module | None = None
+    weights_sha256: str = ""  # content hash of the weights: the teacher's identity when a run resumes
+
+    @property
+    def identity(self) -> dict:
+        return {"checkpoint": str(self.source.checkpoint), "weights_sha256": self.weights_sha256}
 
     def build_architecture(self) -> nn.Module:
         """The teacher's network, untrained, as its own trainer class builds it."""
@@ -81,9 +93,10 @@ class Teacher:
 
 def teacher_precision() -> str:
     """The teacher's precision from HLFD_TEACHER_PRECISION, checked once before training starts."""
-    precision = os.environ.get(TEACHER_PRECISION_ENV, "student").lower()
+    precision = os.environ.get(TEACHER_PRECISION_ENV, "student").strip().lower()
     if precision not in TEACHER_PRECISIONS:
-        raise TeacherError(f"{TEACHER_PRECISION_ENV}={precision} is not one of {', '.join(TEACHER_PRECISIONS)}.")
+        raise TeacherError(f"{TEACHER_PRECISION_ENV}={precision} is not one of {', '.join(TEACHER_PRECISIONS)}; "
+                           f"unset it to run the teacher in the student's precision.")
     return precision
 
 
@@ -97,16 +110,48 @@ def teacher_autocast(device_type: str, precision: str):
     return torch.autocast(device_type, dtype=_TEACHER_AUTOCAST_DTYPES[precision])
 
 
-def locate_teacher(results_root: str, dataset_name: str, plans_name: str, configuration: str,
-                   fold: int | str) -> TeacherSource:
-    explicit = os.environ.get(TEACHER_ENV)
-    if explicit:
-        folder = Path(explicit)
-        fold_folder = folder if folder.name.startswith("fold_") else folder / f"fold_{fold}"
-    else:
-        fold_folder = (Path(results_root) / dataset_name /
-                       f"{DEFAULT_TEACHER_TRAINER}__{plans_name}__{configuration}" / f"fold_{fold}")
-    return TeacherSource(fold_folder, _teacher_checkpoint(fold_folder, dataset_name, plans_name, configuration, fold))
+def locate_teachers(results_root: str, dataset_name: str, plans_name: str, configuration: str,
+                    fold: int | str) -> list[TeacherSource]:
+    """The teacher's members: one for a single teacher, several for an ensemble."""
+    explicit = os.environ.get(TEACHER_ENV, "").strip()
+    folders = [Path(f) for f in explicit.split(os.pathsep) if f.strip()] if explicit else \
+        [Path(results_root) / dataset_name / f"{DEFAULT_TEACHER_TRAINER}__{plans_name}__{configuration}"]
+    for folder in folders:
+        if explicit and not folder.is_dir():
+            raise TeacherError(f"{TEACHER_ENV}={explicit}: the folder {folder} does not exist. Point {TEACHER_ENV} "
+                               f"to a trained nnU-Net model folder (the one holding fold_X/, or a fold_X folder; "
+                               f"several separated by '{os.pathsep}'), or unset it to use the default teacher.")
+    folds = teacher_folds()
+    sources = []
+    for folder in folders:
+        if folder.name.startswith("fold_"):
+            if folds is not None:
+                raise TeacherError(f"{TEACHER_FOLDS_ENV} is set, but {TEACHER_ENV} names the fold folder {folder}; "
+                                   f"name its trainer folder {folder.parent} instead, or unset {TEACHER_FOLDS_ENV}.")
+            fold_folders = [folder]
+        else:
+            fold_folders = [folder / f"fold_{f}" for f in (folds or [fold])]
+        sources += [TeacherSource(f, _teacher_checkpoint(f, dataset_name, plans_name, configuration,
+                                                         f.name.removeprefix("fold_"))) for f in fold_folders]
+    return sources
+
+
+def teacher_folds() -> list[str] | None:
+    """HLFD_TEACHER_FOLDS, e.g. "0,1,2,3,4": the folds of each teacher trainer folder; None when unset."""
+    value = os.environ.get(TEACHER_FOLDS_ENV, "").strip()
+    if not value:
+        return None
+    folds = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in folds if not (f.isdigit() or f == "all")]
+    if bad or not folds or len(set(folds)) != len(folds):
+        raise TeacherError(f"{TEACHER_FOLDS_ENV}={value!r}: give distinct fold numbers (or 'all') separated by "
+                           f"commas, e.g. {TEACHER_FOLDS_ENV}=0,1,2,3,4.")
+    return folds
+
+
+def teacher_rotation() -> bool:
+    """HLFD_TEACHER_ROTATION: an ensemble runs one member per step, in turn, instead of all of them."""
+    return env_flag(TEACHER_ROTATION_ENV)
 
 
 def _teacher_checkpoint(fold_folder: Path, dataset_name: str, plans_name: str, configuration: str,
@@ -138,7 +183,17 @@ def open_teacher(source: TeacherSource) -> Teacher:
     checkpoint = load_checkpoint_weights_only(source.checkpoint)
     return Teacher(source, plans_manager, plans_manager.get_configuration(checkpoint["init_args"]["configuration"]),
                    load_json(str(source.model_folder / "dataset.json")), checkpoint["trainer_name"],
-                   checkpoint["network_weights"])
+                   checkpoint["network_weights"], weights_sha256=weights_sha256(checkpoint["network_weights"]))
+
+
+def weights_sha256(weights: dict) -> str:
+    """SHA-256 of the weights' names, shapes, types and bytes: the same for a copied or moved checkpoint."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -153,8 +208,8 @@ def label_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     kinds = _label_kind(theirs["labels"]), _label_kind(ours["labels"])
     what = f"the teacher predicts {kinds[0]}, the student {kinds[1]}" if kinds[0] != kinds[1] else \
         f"the teacher's {kinds[0]} are not the student's"
-    return [f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
-            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels"]
+    return [(f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
+            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels")]
 
 
 def _label_kind(labels: dict | None) -> str:
@@ -167,8 +222,8 @@ def channel_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     t, s = len(teacher.dataset_json["channel_names"]), len(student_dataset_json["channel_names"])
     if t == s:
         return []
-    return [f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
-            f"the same imaging modalities"]
+    return [(f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
+            f"the same imaging modalities")]
 
 
 def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
@@ -188,9 +243,9 @@ def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
     differing = [f"{name} (teacher {t}, student {s})" for name, (t, s) in pairs.items() if not _same(t, s)]
     if not differing:
         return []
-    return [f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
+    return [(f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
             f"{'; '.join(differing)}. Train the student with the teacher's plans (-p "
-            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student"]
+            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student")]
 
 
 def _same(a, b) -> bool:
@@ -206,45 +261,96 @@ def patch_problems(teacher: Teacher, student_patch_size) -> list[str]:
     strides = np.prod(np.array(teacher.configuration_manager.network_arch_init_kwargs["strides"]), axis=0)
     if all(p % s == 0 for p, s in zip(student_patch_size, strides)):
         return []
-    return [f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
-            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)"]
-
-
-def leak_problems(teacher_training_cases: set[str] | None, student_validation_cases: set[str]) -> list[str]:
-    leaked = sorted(student_validation_cases & (teacher_training_cases or set()))
-    if not leaked:
-        return []
-    shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
-    return [f"the teacher was trained on {len(leaked)} of the student's validation cases ({shown}); its "
-            f"knowledge of them would inflate every validation metric. Use the teacher of the same fold, or set "
-            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly"]
+    return [(f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
+            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)")]
 
 
 def leak_allowed() -> bool:
-    return os.environ.get(ALLOW_LEAK_ENV, "0").lower() in ("1", "true", "yes")
+    return env_flag(ALLOW_LEAK_ENV)
 
 
-def teacher_training_cases(teacher: Teacher, preprocessed_root: str | None,
-                           warn: Callable[[str], None] = warnings.warn) -> set[str] | None:
-    """The cases the teacher's fold trained on, from its dataset's splits; None when unknown, in
-    which case `warn` is told that the leak check cannot be done, why, and how to make it possible."""
+@dataclass(frozen=True)
+class LeakCheck:
+    """What is known of the student's validation cases the teacher may have trained on."""
+    leaked: frozenset[str]  # the student's validation cases the teacher (may have) trained on
+    evidence: str  # how that was determined, for the message
+    caveat: str = ""  # why the check may be wrong or was not done; empty when it is sound
+
+
+def check_leak(teacher: Teacher, student_validation_cases: set[str], preprocessed_root: str | None) -> LeakCheck:
+    """Which of the student's validation cases the teacher trained on, determined from the teacher's own
+    results folder: nnU-Net writes each fold's validation predictions (one file per case) into
+    fold_X/validation when its training ends, so they say what the fold held out at training time,
+    whatever splits_final.json says today. Without them, today's splits are the fallback, with a caveat."""
+    fold = teacher.source.fold_folder.name.removeprefix("fold_")
+    validated, where = teacher_validation_cases(teacher)
+    if validated is not None:
+        if fold == "all":  # nnU-Net validates fold all on its training cases, which are all cases
+            return LeakCheck(frozenset(student_validation_cases & validated),
+                             f"fold all trained on every case it was validated on, in {where}")
+        held_out_elsewhere = student_validation_cases - validated
+        dataset_cases = _preprocessed_cases(teacher, preprocessed_root)
+        if dataset_cases is not None:  # cases the teacher's dataset never held cannot have been trained on
+            held_out_elsewhere &= dataset_cases
+        return LeakCheck(frozenset(held_out_elsewhere),
+                         f"the teacher's fold was validated on other cases ({where}), and trained on the rest")
     cases, reason = _training_cases_or_reason(teacher, preprocessed_root)
     if cases is None:
-        warn(f"The teacher leak check was not done: the teacher's training cases are unknown because "
-             f"{reason}. A teacher trained on any of the student's validation cases inflates every validation "
-             f"metric. To check it, set nnUNet_preprocessed to where the teacher's dataset and its "
-             f"splits_final.json are preprocessed, and point {TEACHER_ENV} to a fold_<number> or fold_all folder")
-    return cases
+        return LeakCheck(frozenset(), "", f"the teacher's training cases are unknown: {where}, and {reason}")
+    return LeakCheck(frozenset(student_validation_cases & cases), "from today's splits_final.json",
+                     f"{where}, so today's splits_final.json was used, which may have changed since the teacher "
+                     f"trained")
+
+
+def leak_problems(check: LeakCheck, teacher: Teacher) -> list[str]:
+    if not check.leaked:
+        return []
+    leaked = sorted(check.leaked)
+    shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
+    return [(f"the teacher {teacher.source.fold_folder} was trained on {len(leaked)} of the student's validation "
+            f"cases ({shown}; {check.evidence}); its knowledge of them would inflate every validation metric. "
+            f"Use the teacher of the same fold, train the student on all cases (fold all), or set "
+            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly")]
+
+
+def leak_caveat_message(check: LeakCheck) -> str:
+    """The warning for a leak check that could not be done, or not soundly."""
+    not_done = "was not done" if not check.evidence else "may be wrong"
+    return (f"The teacher leak check {not_done}: {check.caveat}. A teacher trained on any of the student's "
+            f"validation cases inflates every validation metric. To check it, keep the teacher's fold_X/validation "
+            f"folder (nnU-Net writes it when training ends), or set nnUNet_preprocessed to where the teacher's "
+            f"dataset and its splits_final.json are preprocessed")
+
+
+def teacher_validation_cases(teacher: Teacher) -> tuple[set[str] | None, str]:
+    """The cases the teacher's fold was validated on, from its validation outputs (None if there are none),
+    and where they were read or looked for."""
+    folder = teacher.source.fold_folder / "validation"
+    ending = teacher.dataset_json.get("file_ending", "")
+    cases = {p.name[:-len(ending)] for p in folder.glob(f"*{ending}")} if ending and folder.is_dir() else set()
+    if cases:
+        return cases, f"{len(cases)} case(s) in {folder}"
+    return None, f"{folder} holds no validation outputs"
+
+
+def _preprocessed_cases(teacher: Teacher, preprocessed_root: str | None) -> set[str] | None:
+    if preprocessed_root is None:
+        return None
+    data_folder = Path(preprocessed_root) / teacher.plans_manager.dataset_name / \
+        teacher.configuration_manager.data_identifier
+    cases = {p.name.split(".")[0] for p in data_folder.glob("*") if not p.name.endswith(".pkl")}
+    return cases or None
 
 
 def _training_cases_or_reason(teacher: Teacher, preprocessed_root: str | None) -> tuple[set[str] | None, str]:
+    """The teacher's training cases from today's splits_final.json (or, for fold all, today's preprocessed cases)."""
     fold = teacher.source.fold_folder.name.removeprefix("fold_")
     if preprocessed_root is None:
         return None, "nnUNet_preprocessed is not set"
     dataset_folder = Path(preprocessed_root) / teacher.plans_manager.dataset_name
     if fold == "all":  # trained on every preprocessed case
+        cases = _preprocessed_cases(teacher, preprocessed_root)
         data_folder = dataset_folder / teacher.configuration_manager.data_identifier
-        cases = {p.name.split(".")[0] for p in data_folder.glob("*") if not p.name.endswith(".pkl")}
         return (cases, "") if cases else (None, f"{data_folder} holds no preprocessed cases")
     if not fold.isdigit():
         return None, f"the teacher folder {teacher.source.fold_folder.name} is neither fold_<number> nor fold_all"
@@ -255,3 +361,14 @@ def _training_cases_or_reason(teacher: Teacher, preprocessed_root: str | None) -
     if int(fold) >= len(splits):
         return None, f"{splits_file} has {len(splits)} folds, none for fold {fold}"
     return set(splits[int(fold)]["train"]), ""
+
+
+def stage_problems(members: list[Teacher]) -> list[str]:
+    """An ensemble's members must downsample alike, so their maps stand side by side stage by stage."""
+    strides = {str(m.source.fold_folder): np.array(m.configuration_manager.network_arch_init_kwargs["strides"]).tolist()
+               for m in members}
+    if len({str(s) for s in strides.values()}) <= 1:
+        return []
+    return ["the ensemble's members have other stages (strides per stage: "
+            + "; ".join(f"{folder}: {s}" for folder, s in strides.items())
+            + "); combine members whose networks downsample alike (same number of stages and strides)"]
