@@ -49,6 +49,16 @@ def test_student_checkpoint_holds_only_the_student_in_network_weights(hlfd_2d):
     assert any(k.startswith("terms.UPD.") for k in checkpoint["distillation"]["state_dict"])
 
 
+def test_checkpoint_geometry_knows_the_patch_and_so_the_bottleneck_size(hlfd_2d):
+    from nnunetv2_hlfd.distillation.maps import DistillationGeometry
+
+    checkpoint = load(hlfd_2d["fold"] / "checkpoint_final.pth")
+    patch = json.loads((hlfd_2d["fold"].parent / "plans.json").read_text())["configurations"]["2d"]["patch_size"]
+    geometry = DistillationGeometry.from_dict(checkpoint["distillation"]["geometry"])
+    assert geometry.patch_size == tuple(patch)
+    assert geometry.teacher_bottleneck_size is not None and all(s >= 1 for s in geometry.teacher_bottleneck_size)
+
+
 def test_every_term_is_logged_each_epoch_and_plotted(hlfd_2d):
     logging = load(hlfd_2d["fold"] / "checkpoint_final.pth")["logging"]
     for term in TERMS:

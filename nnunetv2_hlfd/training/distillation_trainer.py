@@ -103,10 +103,12 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _geometry_from_networks(self) -> DistillationGeometry:
         # An ensemble's encoder maps are its members' side by side (teacher_ensemble.py).
         members = [NetworkGeometry.of(t.network) for t in self.teachers]
-        teacher = NetworkGeometry(tuple(map(sum, zip(*(m.encoder_channels for m in members)))), members[0].spatial_dims)
+        teacher = NetworkGeometry(tuple(map(sum, zip(*(m.encoder_channels for m in members)))), members[0].spatial_dims,
+                                  members[0].total_stride)
+        # The patch size tells the terms the bottleneck's size (IFD skips a one-voxel bottleneck).
         return DistillationGeometry(teacher, NetworkGeometry.of(self.unwrapped_network),
                                     self.label_manager.num_segmentation_heads, self.label_manager.has_regions,
-                                    self.label_manager.ignore_label)
+                                    self.label_manager.ignore_label, tuple(self.configuration_manager.patch_size))
 
     def _load_teachers(self) -> None:
         sources = teachers.locate_teachers(nnUNet_results.get(), self.plans_manager.dataset_name,
@@ -129,7 +131,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if problems:
             who = f"The teacher {members[0].source.fold_folder}" if len(members) == 1 else \
                 f"The ensemble teacher ({', '.join(str(m.source.fold_folder) for m in members)})"
-            raise teachers.TeacherError(f"{who} cannot teach this student:\n- " + "\n- ".join(problems))
+            raise teachers.TeacherError(problems, headline=f"{who} cannot teach this student:")
 
     def _member_problems(self, teacher: teachers.Teacher, several: bool) -> list[str]:
         """Every check of a single teacher; an ensemble's members are each checked alike."""

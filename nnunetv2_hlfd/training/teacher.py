@@ -27,6 +27,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunetv2_hlfd.environment import UserFacingError, env_flag
+from nnunetv2_hlfd.problems import ProblemListError
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 
 TEACHER_ENV = "HLFD_TEACHER"
@@ -41,7 +42,7 @@ TEACHER_PRECISIONS = ("student", "fp32", *_TEACHER_AUTOCAST_DTYPES)
 DEFAULT_TEACHER_TRAINER = "nnUNetTrainer"
 
 
-class TeacherError(UserFacingError):
+class TeacherError(ProblemListError, UserFacingError):
     """The teacher cannot be used; the message says why and how to fix it."""
 
 
