@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nnunetv2_hlfd.benchmarking import command as speed
 from nnunetv2_hlfd.evaluation import command as benchmark
+from nnunetv2_hlfd.study import command as study
 
 
 def _add_demo(subparsers) -> None:
@@ -52,7 +53,8 @@ def _run_export(args) -> None:
 COMMANDS = {"demo": (_add_demo, _run_demo),
             "speed": (speed.add_parser, speed.run),
             "export": (_add_export, _run_export),
-            "benchmark": (benchmark.add_parser, benchmark.run)}
+            "benchmark": (benchmark.add_parser, benchmark.run),
+            "study": (study.add_parser, study.run)}
 
 
 def main(argv=None) -> None:
