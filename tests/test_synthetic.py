@@ -99,7 +99,7 @@ def test_written_spacing_and_size_follow_the_requested_zyx_order(tmp_path):
 
 
 def test_same_seed_gives_identical_files(tmp_path):
-    arguments = dict(num_training_cases=3, num_test_cases=1, shape=TINY_SHAPE, seed=3)
+    arguments = {"num_training_cases": 3, "num_test_cases": 1, "shape": TINY_SHAPE, "seed": 3}
     first = generate_synthetic_kidney_dataset(tmp_path / "a", **arguments)
     second = generate_synthetic_kidney_dataset(tmp_path / "b", **arguments)
     assert file_digests(first) == file_digests(second)
@@ -345,7 +345,7 @@ def test_study_body_has_intensity_inhomogeneity(study_cases, default_cases):
 
 
 def test_study_preset_is_reproducible_and_recorded(tmp_path):
-    arguments = dict(num_training_cases=2, shape=TINY_SHAPE, seed=4, preset="study")
+    arguments = {"num_training_cases": 2, "shape": TINY_SHAPE, "seed": 4, "preset": "study"}
     first = generate_synthetic_kidney_dataset(tmp_path / "a", **arguments)
     second = generate_synthetic_kidney_dataset(tmp_path / "b", **arguments)
     assert file_digests(first) == file_digests(second)

@@ -7,6 +7,8 @@ from pathlib import Path
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
 
 PROTOCOLS = ("standard", "paper")
+INTERRUPTED = ("interrupted; rerun the same command to continue: finished trainings are kept, started ones "
+               "continue from their last checkpoint")
 
 
 def add_parser(subparsers) -> None:
@@ -62,5 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
 def run(args: argparse.Namespace) -> None:
     from nnunetv2_hlfd.study.runner import run_study
 
-    study = run_study(settings_from_args(args))
+    try:
+        study = run_study(settings_from_args(args))
+    except KeyboardInterrupt:
+        raise SystemExit(INTERRUPTED) from None
     print(f"study written to {study.study_md}")

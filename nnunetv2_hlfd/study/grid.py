@@ -5,8 +5,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunetv2_hlfd.study.length import variant_name
-
 DEFAULT_STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD")
 DEFAULT_TEACHER = "nnUNetTrainer"
 PLAIN_STUDENT = "nnUNetTrainerStudent"  # the student without distillation, the benchmark's reference
@@ -14,6 +12,11 @@ ALL_FOLDS = (0, 1, 2, 3, 4)
 
 # What a training is, as the study sees it on disk and in its own records.
 QUEUED, RUNNING, DONE, FAILED, BLOCKED = "queued", "running", "done", "failed", "blocked"
+
+
+def variant_name(trainer: str, epochs: int, iterations: int) -> str:
+    """The name of a trainer's length variant (study/length.py), in nnU-Net's style (nnUNetTrainer_5epochs)."""
+    return f"{trainer}_{epochs}epochs_{iterations}iterations"
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import torch
 
+from nnunetv2_hlfd.study.grid import variant_name
 from nnunetv2_hlfd.trainer_classes import environment, find_trainer_class
 
 MODULE_NAME = "hlfd_study_length_variants.py"
-
-
-def variant_name(trainer: str, epochs: int, iterations: int) -> str:
-    return f"{trainer}_{epochs}epochs_{iterations}iterations"
 
 
 def process_cores() -> int:
@@ -30,7 +27,7 @@ def process_cores() -> int:
 def length_variant(base: type, epochs: int, iterations: int) -> type:
     # nnU-Net records __init__'s arguments by name (checkpoints, DDP), so the signature must be the base's
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnU-Net's own default)
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = epochs
         self.num_iterations_per_epoch = iterations

@@ -86,7 +86,7 @@ def commit() -> str:
     here = Path(__file__).resolve().parent
     try:
         described = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
-                                   capture_output=True, text=True, timeout=10)
+                                   capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (git not found)"
     return described.stdout.strip() if described.returncode == 0 else "unknown (not a git checkout)"
@@ -109,10 +109,11 @@ def write_study_md(path: Path, settings: StudySettings, dataset: str, records: d
              "## Wall time per training (minutes)", "", _wall_time_table(records, settings), ""]
     table = results_table(benchmark_folder) if benchmark_folder else None
     if table is not None:
-        lines += ["## Results", "", "Validation DSC per class (mean over the folds' cases), parameters and the "
-                  "median time to predict one validation case, from `nnunetv2_hlfd benchmark`. Confidence "
-                  "intervals, p-values against the student without distillation and the figures are in "
-                  f"[the benchmark's report]({benchmark_folder.name}/report.md).", "", format_table(table), ""]
+        about = ("Validation DSC per class (mean over the folds' cases), parameters and the median time to predict "
+                 "one validation case, from `nnunetv2_hlfd benchmark`. Confidence intervals, p-values against the "
+                 "student without distillation and the figures are in "
+                 f"[the benchmark's report]({benchmark_folder.name}/report.md).")
+        lines += ["## Results", "", about, "", format_table(table), ""]
     elif benchmark_folder:
         lines += ["## Results", "", f"See [the benchmark's report]({benchmark_folder.name}/report.md).", ""]
     path.write_text("\n".join(lines))

@@ -15,9 +15,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.study.grid import (BLOCKED, DONE, FAILED, PLAIN_STUDENT, StudySettings, check_settings,
-                                      cores_available, default_output, fold_folder, is_finished, study_graph,
-                                      teacher_environment, train_command)
+from nnunetv2_hlfd.study.grid import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    PLAIN_STUDENT,
+    StudySettings,
+    check_settings,
+    cores_available,
+    default_output,
+    fold_folder,
+    is_finished,
+    study_graph,
+    teacher_environment,
+    train_command,
+)
 from nnunetv2_hlfd.study.jobs import Slot, TrainingJob, log_tail, running_elsewhere, stop_running_trainings
 from nnunetv2_hlfd.study.length import write_variants_module
 from nnunetv2_hlfd.study.progress import StudyProgress
@@ -165,7 +177,8 @@ def run_logged(command: list[str], environment: dict[str, str], log: Path) -> No
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {' '.join(command)} (log {log})", flush=True)
     with open(log, "a") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment})
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment},
+                                check=False)
     if result.returncode:
         raise RuntimeError(f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n"
                            f"{log_tail(log)}")

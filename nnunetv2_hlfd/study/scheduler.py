@@ -97,9 +97,11 @@ class SubmititBackend:
 
     def outcome(self, handle, key: str) -> Outcome:
         self.active -= 1
+        from submitit.core.utils import FailedJobError, UncompletedJobError
+
         try:
             return handle.result()
-        except Exception as error:  # the job itself died (node failure, time limit, cancelled)
+        except (FailedJobError, UncompletedJobError) as error:  # the job itself died (node, time limit, cancel)
             return Outcome(key, 1, 0.0, f"the submitit job {handle.job_id} failed: {str(error)[-2000:]}")
 
     def cancel(self, handle) -> None:
