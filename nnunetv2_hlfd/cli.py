@@ -3,6 +3,8 @@ commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no comm
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from nnunetv2_hlfd.benchmarking import command as speed
@@ -36,7 +38,8 @@ def _run_demo(args) -> None:
     try:
         run_demo(DemoSettings(workdir=args.workdir, num_cases=args.cases, shape=tuple(args.shape),
                               preset=args.preset, configuration=args.configuration, epochs=args.epochs,
-                              iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
+                              iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite),
+                 command=shlex.join(["nnunetv2_hlfd", *sys.argv[1:]]))
     except KeyboardInterrupt:
         raise SystemExit(f"nnunetv2_hlfd demo: {study.INTERRUPTED}") from None
 

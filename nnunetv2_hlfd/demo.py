@@ -88,8 +88,8 @@ def study_settings(settings: DemoSettings, folders: dict[str, Path]):
                          benchmark_args=("--device", settings.device))
 
 
-def run_demo(settings: DemoSettings):
-    """Run the demo; returns its results table (one row per model)."""
+def run_demo(settings: DemoSettings, command: str | None = None):
+    """Run the demo; returns its results table (one row per model). `command`: the command line, for study.md."""
     from nnunetv2_hlfd.study.report import format_table, results_table
     from nnunetv2_hlfd.study.runner import run_study
     from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
@@ -100,7 +100,7 @@ def run_demo(settings: DemoSettings):
         generate_synthetic_kidney_dataset(folders["nnUNet_raw"], dataset_id=settings.dataset_id,
                                           num_training_cases=settings.num_cases, shape=settings.shape,
                                           seed=settings.seed, preset=settings.preset)
-    study = run_study(study_settings(settings, folders))
+    study = run_study(study_settings(settings, folders), command=command)
     table = results_table(study.benchmark)
     print(f"\nValidation Dice per class (fold 0), parameters and inference time per case "
           f"({settings.device}); study: {study.study_md}\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,3 +233,14 @@ def test_slurm_jobs_wait_for_their_teachers_job_afterok(tmp_path, monkeypatch):
 
 def test_slot_without_cores_leaves_threads_to_the_cluster():
     assert Slot().environment() == {}
+
+
+@pytest.mark.skipif(not (os.environ.get("HLFD_TEST_SLURM") == "1" and shutil.which("sbatch")),
+                    reason="opt-in: a reachable Slurm (sbatch on PATH) and HLFD_TEST_SLURM=1")
+def test_slurm_runs_the_grid_with_afterok_dependencies(calls, tmp_path):
+    # the nnU-Net folders are under tmp_path: on a multi-node cluster point --basetemp at a shared file system
+    run_study(fake_settings(cluster="slurm", slurm_time_min=10), show_progress=False)
+    done = by_key(calls)
+    assert len(done) == 6
+    for fold in (0, 1):
+        assert done[f"nnUNetTrainerHLFD/fold_{fold}"]["start"] >= done[f"nnUNetTrainer/fold_{fold}"]["end"]

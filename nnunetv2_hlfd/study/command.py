@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
     from nnunetv2_hlfd.study.runner import run_study
 
     try:
-        study = run_study(settings_from_args(args))
+        study = run_study(settings_from_args(args), command=shlex.join(["nnunetv2_hlfd", *sys.argv[1:]]))
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED) from None
     print(f"study written to {study.study_md}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def commit() -> str:
 
 
 def write_study_md(path: Path, settings: StudySettings, dataset: str, records: dict[str, Record],
-                   benchmark_folder: Path | None, total_wall_s: float) -> None:
+                   benchmark_folder: Path | None, total_wall_s: float, command: str | None) -> None:
     length = (f"{settings.epochs} epochs x {settings.iterations} iterations (length variants "
               f"{settings.run_name('<trainer>')})" if settings.shortened else "the trainers' own")
     grid = [("dataset", dataset), ("configuration", settings.configuration), ("plans", settings.plans),
@@ -102,7 +101,7 @@ def write_study_md(path: Path, settings: StudySettings, dataset: str, records: d
             ("device", settings.device), ("backend", settings.cluster or f"{settings.workers} local worker(s)"),
             ("protocol", settings.protocol)]
     lines = [f"# Study: {dataset} {settings.configuration}", "",
-             f"Command: `{' '.join(['nnunetv2_hlfd', *sys.argv[1:]]) if sys.argv[1:] else 'run_study()'}`", "",
+             f"Command: `{command or 'nnunetv2_hlfd.study.runner.run_study() from Python'}`", "",
              "## Grid", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in grid], "",
              "## Machine and versions", "", f"- Machine: {machine()}", f"- Versions: {versions()}",
              f"- Commit: {commit()}", f"- Wall time of this run: {total_wall_s / 60:.1f} min", "",

@@ -54,7 +54,8 @@ class StudyRun:
     study_md: Path
 
 
-def run_study(settings: StudySettings, show_progress: bool = True) -> StudyRun:
+def run_study(settings: StudySettings, show_progress: bool = True, command: str | None = None) -> StudyRun:
+    """`command`: the command line that asked for the study, for study.md."""
     check_settings(settings)
     environment = nnunet_environment(settings)
     dataset = dataset_name(settings.dataset, environment)
@@ -105,7 +106,7 @@ def run_study(settings: StudySettings, show_progress: bool = True) -> StudyRun:
         benchmark = output / "benchmark"
         run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")
     study_md = output / "study.md"
-    write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started)
+    write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command)
     if unfinished:
         lines = [f"{key}: {record.state}" + (f" (log {record.log})" if record.log else "")
                  + (f": {record.message.splitlines()[0]}" if record.state == BLOCKED else "")
