@@ -21,7 +21,7 @@ STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
 MARKER = ".nnunetv2_hlfd_demo.json"
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # each model's training length (README: the demo's measured time and Dice)
-DEMO_EPOCHS, DEMO_ITERATIONS = 8, 20
+DEMO_EPOCHS, DEMO_ITERATIONS = 20, 20
 
 
 @dataclass(frozen=True)
