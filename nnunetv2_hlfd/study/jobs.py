@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_TAIL_LINES = 25
-STOP_GRACE_S = 60  # for nnU-Net to stop its augmentation workers after Ctrl-C, before it is terminated
+STOP_GRACE_S = 30  # for nnU-Net to stop its augmentation workers after Ctrl-C (SIGINT), then SIGTERM
 
 _running: set[subprocess.Popen] = set()
 _running_lock = threading.Lock()
@@ -76,8 +76,10 @@ def run_training(job: TrainingJob) -> Outcome:
     with open(job.log, "a") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(job.command)}\n")
         log.flush()
+        # its own process group, so stopping it reaches nnU-Net's augmentation workers too
         process = subprocess.Popen([executable, *job.command[1:]], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **job.environment, **job.slot.environment()})
+                                   env={**os.environ, **job.environment, **job.slot.environment()},
+                                   start_new_session=True)
         if job.slot.cores and hasattr(os, "sched_setaffinity"):
             # set before the child starts its threads and augmentation workers, which inherit it
             os.sched_setaffinity(process.pid, job.slot.cores)
@@ -96,15 +98,22 @@ def run_training(job: TrainingJob) -> Outcome:
     return Outcome(job.key, returncode, time.time() - started, log_tail(job.log) if returncode else "")
 
 
+def signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def stop(process: subprocess.Popen) -> None:
-    """Ctrl-C first (nnU-Net then ends its augmentation workers), terminate if it does not end."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            process.wait()
+    """Ctrl-C to the training's process group first, SIGTERM if it does not end (SIGINT is ignored under nohup)."""
+    signal_group(process, signal.SIGINT)
+    try:
+        process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    signal_group(process, signal.SIGTERM)  # also what is left of its augmentation workers
+    process.wait()
 
 
 def stop_running_trainings() -> None:
@@ -112,8 +121,7 @@ def stop_running_trainings() -> None:
     with _running_lock:
         processes = list(_running)
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
+        signal_group(process, signal.SIGINT)
     for process in processes:
         stop(process)
 

@@ -102,10 +102,14 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         progress.close()
     unfinished = {k: r for k, r in progress.records.items() if r.state in (FAILED, BLOCKED)}
     benchmark = None
+    study_md = output / "study.md"
     if not unfinished and settings.benchmark:
         benchmark = output / "benchmark"
-        run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")
-    study_md = output / "study.md"
+        try:
+            run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")
+        except RuntimeError:  # the trainings are done: study.md still records them
+            write_study_md(study_md, settings, dataset, progress.records, None, time.time() - started, command)
+            raise
     write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command)
     if unfinished:
         lines = [f"{key}: {record.state}" + (f" (log {record.log})" if record.log else "")
