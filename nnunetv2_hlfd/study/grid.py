@@ -77,6 +77,10 @@ def check_settings(settings: StudySettings) -> None:
         problems.append(f"--folds must be fold numbers (0 and up), got {' '.join(map(str, settings.folds))}")
     if settings.device not in ("cpu", "cuda"):
         problems.append(f"--device must be cpu or cuda, got {settings.device}")
+    if settings.cluster not in (None, "slurm", "local"):
+        problems.append(f"--cluster must be slurm or local (or none: this machine's workers), got {settings.cluster}")
+    if settings.protocol not in ("standard", "paper"):
+        problems.append(f"--protocol must be standard or paper, got {settings.protocol}")
     if problems:
         raise ValueError("the study's settings are not valid:\n  - " + "\n  - ".join(problems))
 
