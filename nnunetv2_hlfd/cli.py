@@ -3,32 +3,45 @@ commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no comm
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 from nnunetv2_hlfd.benchmarking import command as speed
+from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS
 from nnunetv2_hlfd.evaluation import command as benchmark
+from nnunetv2_hlfd.study import command as study
 
 
 def _add_demo(subparsers) -> None:
-    demo = subparsers.add_parser("demo", help="generate a synthetic kidney CT dataset and run teacher, "
-                                              "student w/o KD and HLFD end to end")
+    demo = subparsers.add_parser("demo", help="a one-fold study on a generated kidney CT dataset: teacher, student "
+                                              "w/o KD and HLFD student, with Dice, parameters and inference time")
     demo.add_argument("--workdir", type=Path, default=Path("hlfd_demo"),
-                      help="folder for the demo's own nnUNet_raw/preprocessed/results (default: ./hlfd_demo)")
+                      help="folder for the demo's own nnUNet_raw/preprocessed/results (default: ./hlfd_demo); "
+                           "rerunning the same demo there continues it")
     demo.add_argument("--cases", type=int, default=16, help="training cases to generate (default 16)")
     demo.add_argument("--shape", type=int, nargs=3, default=(16, 64, 64), metavar=("Z", "Y", "X"),
                       help="voxels per case (default 16 64 64); larger for a GPU, e.g. 48 256 256")
+    demo.add_argument("--preset", default="default", choices=("default", "study"),
+                      help="synthetic data: default, or study (harder tumours, see docs/RESULTS.md)")
     demo.add_argument("--configuration", default="2d", choices=("2d", "3d_fullres"))
-    demo.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
-    demo.add_argument("--iterations", type=int, default=20, help="training iterations per epoch (default 20)")
-    demo.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
-    demo.add_argument("--overwrite", action="store_true", help="delete an existing --workdir first")
+    demo.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs per model (default %(default)s)")
+    demo.add_argument("--iterations", type=int, default=DEMO_ITERATIONS,
+                      help="training iterations per epoch (default %(default)s)")
+    demo.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    demo.add_argument("--overwrite", action="store_true",
+                      help="delete the --workdir of an earlier demo first (only a folder the demo made)")
 
 
 def _run_demo(args) -> None:
     from nnunetv2_hlfd.demo import DemoSettings, run_demo
-    run_demo(DemoSettings(workdir=args.workdir, num_cases=args.cases, shape=tuple(args.shape),
-                          configuration=args.configuration, epochs=args.epochs,
-                          iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite))
+    try:
+        run_demo(DemoSettings(workdir=args.workdir, num_cases=args.cases, shape=tuple(args.shape),
+                              preset=args.preset, configuration=args.configuration, epochs=args.epochs,
+                              iterations_per_epoch=args.iterations, device=args.device, overwrite=args.overwrite),
+                 command=shlex.join(["nnunetv2_hlfd", *sys.argv[1:]]))
+    except KeyboardInterrupt:
+        raise SystemExit(f"nnunetv2_hlfd demo: {study.INTERRUPTED}") from None
 
 
 def _add_export(subparsers) -> None:
@@ -63,7 +76,8 @@ COMMANDS = {"demo": (_add_demo, _run_demo),
             "speed": (speed.add_parser, speed.run),
             "export": (_add_export, _run_export),
             "benchmark": (benchmark.add_parser, benchmark.run),
-            "trainers-path": (_add_trainers_path, _run_trainers_path)}
+            "trainers-path": (_add_trainers_path, _run_trainers_path),
+            "study": (study.add_parser, study.run)}
 
 
 def main(argv=None) -> None:

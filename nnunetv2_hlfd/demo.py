@@ -1,104 +1,108 @@
-"""The embedded default: the whole job on a generated dataset, with no downloads.
+"""The embedded default: a one-fold study on a generated dataset, with no downloads.
 
-Generate a synthetic kidney-and-tumour CT dataset, plan and preprocess it with nnU-Net,
-train a teacher (nnUNetTrainer), the student without distillation (nnUNetTrainerStudent)
-and the HLFD student (nnUNetTrainerHLFD) on fold 0, predict the validation cases with
-nnU-Net's own validation and print Dice per class for all three.
+Generate a synthetic kidney-and-tumour CT dataset in the demo's own nnU-Net folders, then run
+`nnunetv2_hlfd study` on fold 0 with a short training length: nnU-Net plans and preprocesses it, trains
+the teacher (nnUNetTrainer), the student without distillation (nnUNetTrainerStudent) and the HLFD
+student (nnUNetTrainerHLFD), and `nnunetv2_hlfd benchmark` scores them. The demo prints, per model,
+validation Dice per class beside its parameters and its measured inference time per case.
+
+The demo folder carries a mark (MARKER) written before anything else: `--overwrite` removes only a
+marked folder, and a rerun of the same demo in its marked folder continues where it stopped.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
+TEACHER = "nnUNetTrainer"
+STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
+MARKER = ".nnunetv2_hlfd_demo.json"
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+# each model's training length (README: the demo's measured time and Dice)
+DEMO_EPOCHS, DEMO_ITERATIONS = 20, 20
 
-TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
-REPO_TRAINERS = Path(__file__).resolve().parents[1] / "trainers"
 
-
-@dataclass
+@dataclass(frozen=True)
 class DemoSettings:
     workdir: Path
     dataset_id: int = 990
     num_cases: int = 16
     shape: tuple[int, int, int] = (16, 64, 64)
     configuration: str = "2d"
-    epochs: int = 8
-    iterations_per_epoch: int = 20
+    epochs: int = DEMO_EPOCHS
+    iterations_per_epoch: int = DEMO_ITERATIONS
     device: str = "cpu"
+    preset: str = "default"
     overwrite: bool = False
     seed: int = 0
 
+    def recorded(self) -> dict:
+        """What makes two demo runs the same demo (and a rerun a continuation)."""
+        settings = asdict(self)
+        for not_the_demo in ("workdir", "overwrite", "device"):
+            settings.pop(not_the_demo)
+        return settings | {"shape": list(self.shape)}
+
 
 def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
-    """The demo's own nnU-Net folders, so it never touches a user's real nnU-Net data."""
-    if settings.workdir.exists() and any(settings.workdir.iterdir()):
-        if not settings.overwrite:
-            raise FileExistsError(f"Demo folder {settings.workdir} already exists and is not empty. Pass "
-                                  f"--overwrite to delete it and start over, or choose another --workdir.")
-        shutil.rmtree(settings.workdir)
-    folders = {name: settings.workdir / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for name, folder in folders.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        os.environ[name] = str(folder)
-    _point_nnunet_at_our_trainers()
+    """The demo's own nnU-Net folders in a marked folder; nothing unmarked is ever removed."""
+    workdir = settings.workdir
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        raise FileExistsError(f"--workdir {workdir} is not a folder; choose another --workdir")
+    marker = workdir / MARKER
+    if workdir.is_dir() and any(workdir.iterdir()):
+        if not marker.is_file():
+            raise FileExistsError(f"{workdir} is not empty and was not made by the demo (it has no {MARKER}); "
+                                  f"the demo never deletes it, not even with --overwrite. Choose another --workdir "
+                                  f"(default ./hlfd_demo).")
+        if settings.overwrite:
+            shutil.rmtree(workdir)
+        elif _recorded_settings(marker) != settings.recorded():
+            raise FileExistsError(f"{workdir} holds a demo with other settings ({_recorded_settings(marker)}); "
+                                  f"pass --overwrite to replace it, or choose another --workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        marker.write_text(json.dumps(settings.recorded(), indent=2))
+    folders = {name: workdir / name for name in NNUNET_FOLDERS}
+    for folder in folders.values():
+        folder.mkdir(exist_ok=True)
     return folders
 
 
-def _point_nnunet_at_our_trainers() -> None:
-    paths = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
-    if not any((Path(p) / "nnUNetTrainerHLFD.py").is_file() for p in paths):
-        if not (REPO_TRAINERS / "nnUNetTrainerHLFD.py").is_file():
-            raise RuntimeError("Cannot find the trainers/ folder of nnunetv2_hlfd; set nnUNet_extTrainer to it.")
-        os.environ["nnUNet_extTrainer"] = os.pathsep.join(paths + [str(REPO_TRAINERS)])
+def _recorded_settings(marker: Path) -> dict | None:
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
 
 
-def plan_and_preprocess(settings: DemoSettings) -> None:
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                      preprocess)
-    extract_fingerprints([settings.dataset_id], num_processes=2, check_dataset_integrity=True)
-    plan_experiments([settings.dataset_id])
-    preprocess([settings.dataset_id], configurations=(settings.configuration,), num_processes=(2,))
+def study_settings(settings: DemoSettings, folders: dict[str, Path]):
+    from nnunetv2_hlfd.study.grid import StudySettings
+
+    return StudySettings(dataset=str(settings.dataset_id), configuration=settings.configuration, teacher=TEACHER,
+                         students=STUDENTS, folds=(0,), device=settings.device, epochs=settings.epochs,
+                         iterations=settings.iterations_per_epoch, output=settings.workdir / "study",
+                         extra_env={name: str(path) for name, path in folders.items()},
+                         benchmark_args=("--device", settings.device))
 
 
-def train_and_validate(trainer_name: str, settings: DemoSettings) -> Path:
-    """nnU-Net's own training and validation, shortened to the demo's length."""
-    import torch
-    from nnunetv2.run.run_training import get_trainer_from_args
+def run_demo(settings: DemoSettings, command: str | None = None):
+    """Run the demo; returns its results table (one row per model). `command`: the command line, for study.md."""
+    from nnunetv2_hlfd.study.report import format_table, results_table
+    from nnunetv2_hlfd.study.runner import run_study
+    from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
 
-    trainer = get_trainer_from_args(str(settings.dataset_id), settings.configuration, 0, trainer_name,
-                                    device=torch.device(settings.device))
-    trainer.num_epochs = settings.epochs
-    trainer.num_iterations_per_epoch = settings.iterations_per_epoch
-    trainer.num_val_iterations_per_epoch = max(1, settings.iterations_per_epoch // 5)
-    trainer.run_training()
-    trainer.perform_actual_validation()
-    return Path(trainer.output_folder) / "validation" / "summary.json"
-
-
-def dice_per_class(summary_file: Path) -> dict[str, float]:
-    summary = json.loads(summary_file.read_text())
-    return {label: values["Dice"] for label, values in summary["mean"].items()}
-
-
-def format_results(results: dict[str, dict[str, float]], label_names: dict[str, str]) -> str:
-    labels = sorted({label for dice in results.values() for label in dice})
-    header = f"{'trainer':<24}" + "".join(f"{label_names.get(label, label):>12}" for label in labels)
-    rows = [f"{trainer:<24}" + "".join(f"{dice.get(label, float('nan')):>12.3f}" for label in labels)
-            for trainer, dice in results.items()]
-    return "\n".join(["Validation Dice per class (fold 0):", header, *rows])
-
-
-def run_demo(settings: DemoSettings) -> dict[str, dict[str, float]]:
     folders = prepare_workdir(settings)
-    dataset = generate_synthetic_kidney_dataset(folders["nnUNet_raw"], dataset_id=settings.dataset_id,
-                                                num_training_cases=settings.num_cases, shape=settings.shape,
-                                                seed=settings.seed)
-    plan_and_preprocess(settings)
-    results = {name: dice_per_class(train_and_validate(name, settings)) for name in TRAINERS}
-    labels = json.loads((dataset / "dataset.json").read_text())["labels"]
-    print(format_results(results, {str(v): k for k, v in labels.items()}))
-    return results
+    dataset = folders["nnUNet_raw"] / f"Dataset{settings.dataset_id:03d}_SyntheticKidney"
+    if not dataset.is_dir():  # a rerun of the same demo keeps the dataset it made (written atomically)
+        generate_synthetic_kidney_dataset(folders["nnUNet_raw"], dataset_id=settings.dataset_id,
+                                          num_training_cases=settings.num_cases, shape=settings.shape,
+                                          seed=settings.seed, preset=settings.preset)
+    study = run_study(study_settings(settings, folders), command=command)
+    table = results_table(study.benchmark)
+    print(f"\nValidation Dice per class (fold 0), parameters and inference time per case "
+          f"({settings.device}); study: {study.study_md}\n")
+    print(format_table(table))
+    return table

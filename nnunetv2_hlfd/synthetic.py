@@ -12,6 +12,12 @@ direction SimpleITK reads the axes as LPS: +x is the patient's left, +y posterio
 
 Every case draws from its own ``numpy.random.Generator`` seeded by ``(seed, case index)``, so a dataset
 is exactly reproducible and one case does not change when the number of cases does.
+
+Two presets: ``default`` (ellipsoid tumours of clear contrast, learnable in a few hundred iterations,
+for the demo's kidneys and the tests) and ``study``, hard enough that a small student can fall short
+of its teacher: irregular (lobulated) tumours with heterogeneous texture and low, varied contrast
+(some nearly iso-dense), small lesions, up to four per case and often several in one kidney, water-dense
+cysts that are kidney, not tumour, and a smooth intensity inhomogeneity across the body.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.ndimage import gaussian_filter
-
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+from scipy.ndimage import gaussian_filter
+from scipy.ndimage import label as label_components
 
-__all__ = ["LABELS", "generate_synthetic_kidney_dataset", "make_case"]
+__all__ = ["LABELS", "PRESETS", "generate_synthetic_kidney_dataset", "make_case"]
 
 BACKGROUND, KIDNEY, TUMOR = 0, 1, 2
 LABELS = {"background": BACKGROUND, "kidney": KIDNEY, "tumor": TUMOR}
@@ -48,6 +54,8 @@ BLUR_SIGMA_MM = 0.6
 TUMOUR_FREE_EVERY = 5
 
 Z, Y, X = 0, 1, 2
+
+PRESETS = ("default", "study")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,12 @@ class Ellipsoid:
             along = sum(self.rotation[world, own_axis] * offsets[world] for world in range(3))
             normalised_sq = normalised_sq + (along / self.semi_axes_mm[own_axis]) ** 2
         return normalised_sq <= 1.0
+
+    def normalised_radius(self, grid_mm: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """Distance from the centre in units of the ellipsoid's own radius in that direction (1 on the surface)."""
+        offsets = [axis_mm - c for axis_mm, c in zip(grid_mm, self.centre_mm)]
+        along = [sum(self.rotation[world, own] * offsets[world] for world in range(3)) for own in range(3)]
+        return np.sqrt(sum((a / r) ** 2 for a, r in zip(along, self.semi_axes_mm)))
 
     def half_extent_mm(self) -> np.ndarray:
         """Half size of the axis-aligned bounding box (finite semi-axes only)."""
@@ -114,14 +128,22 @@ def make_case(
     spacing: tuple[float, float, float] = DEFAULT_SPACING,
     *,
     num_tumours: int | None = None,
+    preset: str = "default",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one CT-like volume and its label map, both (z, y, x).
 
     Returns ``(image, label)``: image int16 in HU, label uint8 with 0 background, 1 kidney,
-    2 tumour (tumour overrides kidney). ``num_tumours`` (0-2) fixes the tumour count; by default it
-    is drawn from ``rng`` (mostly one, sometimes two or none).
+    2 tumour (tumour overrides kidney). ``num_tumours`` (0-2, or 0-4 for the ``study`` preset) fixes
+    the tumour count; by default it is drawn from ``rng`` (mostly one, sometimes two or none).
     """
     shape, spacing = _validated_geometry(shape, spacing)
+    _validate_preset(preset)
+    if preset == "study":
+        if num_tumours is None:
+            num_tumours = int(rng.choice(5, p=[0.1, 0.3, 0.25, 0.2, 0.15]))
+        if num_tumours not in range(STUDY_MAX_TUMOURS + 1):
+            raise ValueError(f"num_tumours must be 0 to {STUDY_MAX_TUMOURS} for the study preset, got {num_tumours!r}")
+        return _make_study_case(rng, shape, spacing, num_tumours)
     if num_tumours is None:
         num_tumours = int(rng.choice(3, p=[0.15, 0.6, 0.25]))
     if num_tumours not in (0, 1, 2):
@@ -134,6 +156,11 @@ def make_case(
     label = _label_map(masks)
     image = _render_ct(masks, intensities, spacing, rng)
     return image, label
+
+
+def _validate_preset(preset) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
 
 
 def _validated_geometry(shape, spacing) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -219,17 +246,18 @@ def _sample_kidney(
 def _sample_tumour(rng: np.random.Generator, kidney: Ellipsoid, spacing) -> Ellipsoid:
     """A tumour centred inside the kidney, from small to almost the kidney's width.
 
-    The centre lies at most about half way to the kidney surface and the radius is at most about the
-    kidney's short semi-axis, so a tumour may bulge out a little (exophytic, as many renal tumours
-    are) but stays anchored in the kidney and leaves kidney tissue around it.
+    The centre lies at most about half way to the kidney surface and the radius is at most 1.2 times the
+    kidney's short semi-axis, so a tumour may bulge out (exophytic, as many renal tumours are) but stays
+    anchored in the kidney, whose longer axes leave kidney tissue beside it.
     """
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
     centre = kidney.point_at(direction * rng.uniform(0.15, 0.55))
 
     smallest_kidney_axis = float(kidney.semi_axes_mm.min())
-    # log-uniform radius: small and large tumours are equally common
-    radius = smallest_kidney_axis * np.exp(rng.uniform(np.log(0.3), np.log(0.9)))
+    # log-uniform radius: small and large tumours are equally common; from 0.6 of the kidney's short semi-axis,
+    # so a short CPU run learns them (from 0.3, a teacher found none in 360 iterations: docs/RESULTS.md)
+    radius = smallest_kidney_axis * np.exp(rng.uniform(np.log(0.6), np.log(1.2)))
     semi_axes = radius * rng.uniform(0.85, 1.15, 3)
     # at least half a voxel diagonal, so even the smallest tumour covers a voxel centre
     semi_axes = np.maximum(semi_axes, 0.5 * float(np.linalg.norm(spacing)))
@@ -282,6 +310,116 @@ def _render_ct(masks, intensities: Intensities, spacing, rng: np.random.Generato
 
 
 # --------------------------------------------------------------------------------------------
+# study preset
+# --------------------------------------------------------------------------------------------
+
+STUDY_MAX_TUMOURS = 4
+# the chance that each further lesion grows in the same kidney as the one before
+STUDY_SAME_KIDNEY = 0.6
+# fraction of lesions nearly iso-dense with the kidney (|contrast| below about half the noise)
+STUDY_ISO_DENSE = 0.3
+
+
+@dataclass(frozen=True)
+class StudyLesion:
+    """A lobulated lesion: an ellipsoid whose radius is perturbed by a smooth random field."""
+
+    outline: Ellipsoid
+    lobulation: float  # amplitude of the radius perturbation, as a fraction of the radius
+    mean_hu: float
+    texture_hu: float  # standard deviation of the smooth texture inside the lesion
+
+
+def _make_study_case(rng: np.random.Generator, shape, spacing, num_tumours: int) -> tuple[np.ndarray, np.ndarray]:
+    grid_mm = _voxel_centres_mm(shape, spacing)
+    extent_mm = np.asarray(shape) * np.asarray(spacing)
+    body = _sample_body(rng, in_plane_fov_mm=float(min(extent_mm[Y], extent_mm[X])))
+    spine = _sample_spine(rng, body)
+    kidneys = _sample_kidneys(rng, body, extent_mm)
+    intensities = _sample_intensities(rng)
+    tumours = [_sample_study_tumour(rng, kidneys[k], spacing, intensities.kidney)
+               for k in _study_lesion_kidneys(rng, num_tumours)]
+    cysts = [_sample_cyst(rng, kidneys[rng.integers(2)], spacing) for _ in range(rng.choice(4, p=[0.3, 0.3, 0.25, 0.15]))]
+
+    masks = _tissue_masks(Anatomy(body, spine, kidneys, ()), grid_mm)
+    tumour_masks = [_lobulated_mask(rng, lesion, grid_mm, spacing) & masks["body"] for lesion in tumours]
+    # cysts lie inside the kidney and stay kidney in the label map (as in KiTS19), only their HU differ
+    cyst_masks = [_lobulated_mask(rng, lesion, grid_mm, spacing) & masks["kidney"] for lesion in cysts]
+
+    label = np.zeros(shape, dtype=np.uint8)
+    label[masks["kidney"]] = KIDNEY
+    image = np.full(shape, AIR_HU, dtype=np.float32)
+    image[masks["body"]] = intensities.soft_tissue
+    image[masks["spine"]] = intensities.bone
+    image[masks["kidney"]] = intensities.kidney
+    for lesion, mask in zip(cysts + tumours, cyst_masks + tumour_masks):
+        texture = _smooth_field(rng, shape, [1.5 / s for s in spacing]) * lesion.texture_hu
+        image[mask] = lesion.mean_hu + texture[mask]
+    for mask in tumour_masks:
+        label[mask] = TUMOR
+    # smooth additive bias over the body (scanner inhomogeneity, beam hardening), then blur and noise
+    bias = _smooth_field(rng, shape, [0.3 * min(extent_mm) / s for s in spacing])
+    image[masks["body"]] += rng.uniform(20, 45) * (bias / np.abs(bias).max())[masks["body"]]
+    image = gaussian_filter(image, sigma=[BLUR_SIGMA_MM / s for s in spacing], mode="nearest")
+    image += rng.standard_normal(shape, dtype=np.float32) * np.float32(intensities.noise_sigma)
+    return np.clip(np.rint(image), *HU_CLIP).astype(np.int16), label
+
+
+def _study_lesion_kidneys(rng: np.random.Generator, num_tumours: int) -> list[int]:
+    """Which kidney (0 right, 1 left) each tumour grows in; often several in the same one."""
+    kidneys = []
+    for _ in range(num_tumours):
+        same = kidneys and rng.random() < STUDY_SAME_KIDNEY
+        kidneys.append(kidneys[-1] if same else int(rng.integers(2)))
+    return kidneys
+
+
+def _sample_study_tumour(rng: np.random.Generator, kidney: Ellipsoid, spacing, kidney_hu: float) -> StudyLesion:
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    centre = kidney.point_at(direction * rng.uniform(0.1, 0.6))
+    # log-uniform from small (a fraction of the kidney's width) to about the kidney's half width
+    radius = float(kidney.semi_axes_mm.min()) * np.exp(rng.uniform(np.log(0.18), np.log(0.85)))
+    semi_axes = np.maximum(radius * rng.uniform(0.7, 1.3, 3), 0.5 * float(np.linalg.norm(spacing)))
+    outline = Ellipsoid(centre, semi_axes, _small_rotation(rng, max_degrees=(90.0, 90.0, 90.0)))
+    # darker than the kidney by a varied margin, nearly iso-dense, or (rarely) brighter
+    kind = rng.choice(3, p=[1 - STUDY_ISO_DENSE - 0.15, STUDY_ISO_DENSE, 0.15])
+    contrast = (rng.uniform(15, 70), rng.uniform(-10, 10), -rng.uniform(10, 30))[kind]
+    return StudyLesion(outline, lobulation=rng.uniform(0.25, 0.45), mean_hu=kidney_hu - contrast,
+                       texture_hu=rng.uniform(8, 20))
+
+
+def _sample_cyst(rng: np.random.Generator, kidney: Ellipsoid, spacing) -> StudyLesion:
+    """A round, homogeneous, water-dense lesion (a simple renal cyst)."""
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    centre = kidney.point_at(direction * rng.uniform(0.1, 0.6))
+    radius = float(kidney.semi_axes_mm.min()) * rng.uniform(0.2, 0.5)
+    semi_axes = np.maximum(radius * rng.uniform(0.9, 1.1, 3), 0.5 * float(np.linalg.norm(spacing)))
+    return StudyLesion(Ellipsoid(centre, semi_axes, np.eye(3)), lobulation=0.0, mean_hu=rng.uniform(0, 20),
+                       texture_hu=0.0)
+
+
+def _lobulated_mask(rng: np.random.Generator, lesion: StudyLesion, grid_mm, spacing) -> np.ndarray:
+    """Inside where the normalised radius is below 1 + lobulation x a smooth field (kept >= 0.5: the centre stays in)."""
+    shape = tuple(len(axis.ravel()) for axis in grid_mm)
+    field = _smooth_field(rng, shape, [0.5 * float(lesion.outline.semi_axes_mm.mean()) / s for s in spacing])
+    limit = np.maximum(1.0 + lesion.lobulation * field, 0.5)
+    inside = lesion.outline.normalised_radius(grid_mm) <= limit
+    # the field can pinch off islands; one lesion is one connected piece (the largest)
+    pieces, count = label_components(inside)
+    if count <= 1:
+        return inside
+    return pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
+
+
+def _smooth_field(rng: np.random.Generator, shape, sigma_voxels) -> np.ndarray:
+    """Gaussian-smoothed white noise with zero mean and unit standard deviation."""
+    field = gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma=sigma_voxels, mode="reflect")
+    return (field - field.mean()) / max(float(field.std()), 1e-6)
+
+
+# --------------------------------------------------------------------------------------------
 # dataset
 # --------------------------------------------------------------------------------------------
 
@@ -296,6 +434,7 @@ def generate_synthetic_kidney_dataset(
     spacing: tuple[float, float, float] = DEFAULT_SPACING,
     seed: int = 0,
     overwrite: bool = False,
+    preset: str = "default",
 ) -> Path:
     """Write ``<nnunet_raw>/DatasetXXX_<dataset_name>`` in nnU-Net v2 raw format and return its path.
 
@@ -305,8 +444,10 @@ def generate_synthetic_kidney_dataset(
     ``overwrite=True``; another folder with the same dataset id is always refused, because nnU-Net
     finds datasets by id. The dataset is built in a hidden sibling folder and renamed into place at
     the end, so an interrupted run never leaves a half-written dataset under the real name.
+    ``preset`` is ``default`` or ``study`` (see the module docstring).
     """
     _validate_dataset_args(dataset_id, dataset_name, num_training_cases, num_test_cases, seed)
+    _validate_preset(preset)
     shape, spacing = _validated_geometry(shape, spacing)
 
     raw_root = Path(nnunet_raw)
@@ -318,7 +459,7 @@ def generate_synthetic_kidney_dataset(
     staging = raw_root / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        _write_dataset(staging, target.name, num_training_cases, num_test_cases, shape, spacing, seed)
+        _write_dataset(staging, target.name, num_training_cases, num_test_cases, shape, spacing, seed, preset)
         _move_into_place(staging, target, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
@@ -374,25 +515,29 @@ def _refuse_existing_target(target: Path, overwrite: bool) -> None:
         )
 
 
-def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed) -> None:
+def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed,
+                   preset) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs") if num_test_cases else ("imagesTr", "labelsTr"):
         (folder / sub).mkdir()
     for case_index in range(num_training_cases + num_test_cases):
         is_training = case_index < num_training_cases
         rng = case_rng(seed, case_index)
-        image, label = make_case(rng, shape, spacing, num_tumours=_scheduled_num_tumours(rng, case_index))
+        num_tumours = _scheduled_num_tumours(rng, case_index, preset)
+        image, label = make_case(rng, shape, spacing, num_tumours=num_tumours, preset=preset)
         case_id = case_identifier(case_index)
         images_dir = folder / ("imagesTr" if is_training else "imagesTs")
         _write_volume(image, spacing, images_dir / f"{case_id}_0000{FILE_ENDING}")
         if is_training:
             _write_volume(label, spacing, folder / "labelsTr" / f"{case_id}{FILE_ENDING}")
-    _write_dataset_json(folder, name, num_training_cases, num_test_cases, shape, spacing, seed)
+    _write_dataset_json(folder, name, num_training_cases, num_test_cases, shape, spacing, seed, preset)
 
 
-def _scheduled_num_tumours(rng: np.random.Generator, case_index: int) -> int:
-    """0 for every fifth case, otherwise one tumour or (30 %) two."""
+def _scheduled_num_tumours(rng: np.random.Generator, case_index: int, preset: str = "default") -> int:
+    """0 for every fifth case, otherwise one tumour or (30 %) two; 1-4 for the study preset."""
     if case_index % TUMOUR_FREE_EVERY == TUMOUR_FREE_EVERY - 1:
         return 0
+    if preset == "study":
+        return 1 + int(rng.choice(STUDY_MAX_TUMOURS, p=[0.3, 0.3, 0.25, 0.15]))
     return 1 + int(rng.random() < 0.3)
 
 
@@ -406,7 +551,8 @@ def _write_volume(array: np.ndarray, spacing, path: Path) -> None:
     sitk.WriteImage(volume, str(path), useCompression=True)
 
 
-def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed):
+def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed,
+                        preset):
     generate_dataset_json(
         str(folder),
         channel_names={0: "CT"},  # "CT" selects nnU-Net's CT intensity normalisation
@@ -415,14 +561,15 @@ def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_ca
         file_ending=FILE_ENDING,
         dataset_name=name,
         description=(
-            "Synthetic kidney and kidney-tumour CT phantoms (ellipsoid organs with noise) made by "
-            "nnunetv2_hlfd.synthetic for demos and tests; not patient data."
+            f"Synthetic kidney and kidney-tumour CT phantoms ({preset} preset) made by "
+            "nnunetv2_hlfd.synthetic for demos, tests and studies; not patient data."
         ),
         license="CC0 (synthetic)",
         converted_by="nnunetv2_hlfd.synthetic.generate_synthetic_kidney_dataset",
         # provenance, ignored by nnU-Net: enough to regenerate the exact same files
         synthetic_generator={
             "seed": int(seed),
+            "preset": preset,
             "shape_zyx": list(shape),
             "spacing_zyx": list(spacing),
             "num_test_cases": int(num_test_cases),

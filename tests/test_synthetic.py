@@ -99,7 +99,7 @@ def test_written_spacing_and_size_follow_the_requested_zyx_order(tmp_path):
 
 
 def test_same_seed_gives_identical_files(tmp_path):
-    arguments = dict(num_training_cases=3, num_test_cases=1, shape=TINY_SHAPE, seed=3)
+    arguments = {"num_training_cases": 3, "num_test_cases": 1, "shape": TINY_SHAPE, "seed": 3}
     first = generate_synthetic_kidney_dataset(tmp_path / "a", **arguments)
     second = generate_synthetic_kidney_dataset(tmp_path / "b", **arguments)
     assert file_digests(first) == file_digests(second)
@@ -238,4 +238,122 @@ def test_invalid_arguments_are_refused_before_anything_is_written(tmp_path, bad_
     arguments = {"num_training_cases": 1, "shape": TINY_SHAPE} | bad_argument
     with pytest.raises(ValueError):
         generate_synthetic_kidney_dataset(tmp_path / "raw", **arguments)
+    assert not (tmp_path / "raw").exists()
+
+
+# ---------------------------------------------------------------------------- study preset
+
+STUDY_SEEDS = range(8)
+
+
+def lesion_pieces(label: np.ndarray, value: int) -> list[np.ndarray]:
+    components, count = ndimage.label(label == value)
+    return [components == piece for piece in range(1, count + 1)]
+
+
+@pytest.fixture(scope="module")
+def study_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [make_case(np.random.default_rng([7, seed]), preset="study", num_tumours=3) for seed in STUDY_SEEDS]
+
+
+@pytest.fixture(scope="module")
+def default_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [make_case(np.random.default_rng([7, seed]), num_tumours=2) for seed in STUDY_SEEDS]
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Voxels over the volume of their convex hull (1 for a convex body, lower for a lobulated one)."""
+    from scipy.spatial import ConvexHull
+
+    corners = np.argwhere(mask)[:, None, :] + np.array(np.meshgrid([0, 1], [0, 1], [0, 1])).reshape(3, -1).T
+    return mask.sum() / ConvexHull(corners.reshape(-1, 3)).volume
+
+
+def test_study_tumours_are_lobulated_not_ellipsoids(study_cases, default_cases):
+    def median_solidity(cases):
+        return np.median([solidity(p) for _, label in cases for p in lesion_pieces(label, 2) if p.sum() >= 30])
+
+    assert median_solidity(study_cases) < median_solidity(default_cases) - 0.08
+
+
+def test_study_tumours_have_heterogeneous_texture(study_cases, default_cases):
+    def mean_spread(cases):  # HU standard deviation inside each lesion's core, denoised (texture is smooth)
+        return np.mean([ndimage.gaussian_filter(image.astype(np.float32), (0.5, 1, 1))[ndimage.binary_erosion(p)].std()
+                        for image, label in cases for p in lesion_pieces(label, 2)
+                        if ndimage.binary_erosion(p).sum() >= 20])
+
+    assert mean_spread(study_cases) > mean_spread(default_cases) + 4
+
+
+def lesion_contrasts(cases) -> list[float]:
+    """Kidney HU around each lesion minus the lesion's HU, on a denoised copy."""
+    contrasts = []
+    for image, label in cases:
+        denoised = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+        for piece in lesion_pieces(label, 2):
+            core = ndimage.binary_erosion(piece)
+            ring = ndimage.binary_dilation(piece, iterations=3) & ~ndimage.binary_dilation(piece) & (label == 1)
+            if core.sum() >= 10 and ring.sum() >= 10:
+                contrasts.append(float(denoised[ring].mean() - denoised[core].mean()))
+    return contrasts
+
+
+def test_study_contrast_is_low_and_varied_with_nearly_iso_dense_lesions(study_cases, default_cases):
+    contrasts = lesion_contrasts(study_cases)
+    assert min(abs(c) for c in contrasts) < 12  # nearly iso-dense
+    assert max(contrasts) - min(contrasts) > 40  # varied
+    # the default preset's tumours are all clearly darker than the kidney
+    assert min(lesion_contrasts(default_cases)) > 25
+
+
+def test_study_has_small_lesions_and_several_per_kidney(study_cases):
+    sizes_mm3 = [p.sum() * np.prod(synthetic.DEFAULT_SPACING) for _, label in study_cases
+                 for p in lesion_pieces(label, 2)]
+    assert min(sizes_mm3) < 4 / 3 * np.pi * 3.0**3  # smaller than a 3 mm-radius ball
+    assert max(sizes_mm3) > 10 * min(sizes_mm3)
+
+    def most_lesions_in_one_kidney(label):
+        kidneys, _ = ndimage.label(label > 0)
+        return max(np.bincount([kidneys[p].max() for p in lesion_pieces(label, 2)]))
+
+    assert max(most_lesions_in_one_kidney(label) for _, label in study_cases) >= 2
+
+
+def test_study_cysts_are_water_dense_and_labelled_kidney_not_tumour(study_cases, default_cases):
+    def water_dense_kidney_voxels(cases):  # kidney tissue is enhanced to 140-170 HU, cysts are 0-20 HU
+        total = 0
+        for image, label in cases:
+            denoised = ndimage.gaussian_filter(image.astype(np.float32), (0.3, 1.0, 1.0))  # thick slices: in-plane
+            total += int(((label == 1) & (denoised < 50)).sum())
+        return total
+
+    assert water_dense_kidney_voxels(study_cases) > 100
+    assert water_dense_kidney_voxels(default_cases) == 0
+
+
+def test_study_body_has_intensity_inhomogeneity(study_cases, default_cases):
+    def octant_spread(image, label):  # soft tissue mean HU per octant of the volume, max - min
+        denoised = ndimage.gaussian_filter(image.astype(np.float32), 1.0)
+        soft = ndimage.binary_erosion(image > -500, iterations=2) & (denoised < 120)
+        soft &= ~ndimage.binary_dilation(label > 0, iterations=2)
+        halves = [np.arange(n) < n // 2 for n in image.shape]
+        means = [denoised[soft & (hz[:, None, None] == a) & (hy[None, :, None] == b) & (hx[None, None, :] == c)].mean()
+                 for hz, hy, hx in [halves] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+        return max(means) - min(means)
+
+    assert np.median([octant_spread(*case) for case in study_cases]) > 12
+    assert np.median([octant_spread(*case) for case in default_cases]) < 6
+
+
+def test_study_preset_is_reproducible_and_recorded(tmp_path):
+    arguments = {"num_training_cases": 2, "shape": TINY_SHAPE, "seed": 4, "preset": "study"}
+    first = generate_synthetic_kidney_dataset(tmp_path / "a", **arguments)
+    second = generate_synthetic_kidney_dataset(tmp_path / "b", **arguments)
+    assert file_digests(first) == file_digests(second)
+    assert json.loads((first / "dataset.json").read_text())["synthetic_generator"]["preset"] == "study"
+
+
+def test_unknown_preset_is_refused_naming_the_choices(tmp_path):
+    with pytest.raises(ValueError, match=r"preset must be one of default, study, got 'hard'"):
+        generate_synthetic_kidney_dataset(tmp_path / "raw", num_training_cases=1, shape=TINY_SHAPE, preset="hard")
     assert not (tmp_path / "raw").exists()

@@ -1,0 +1,152 @@
+"""What a study trains: its settings, the trainings of its grid, their order and their state on disk."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD")
+DEFAULT_TEACHER = "nnUNetTrainer"
+PLAIN_STUDENT = "nnUNetTrainerStudent"  # the student without distillation, the benchmark's reference
+ALL_FOLDS = (0, 1, 2, 3, 4)
+
+# What a training is, as the study sees it on disk and in its own records.
+QUEUED, RUNNING, DONE, FAILED, BLOCKED = "queued", "running", "done", "failed", "blocked"
+
+
+def variant_name(trainer: str, epochs: int, iterations: int) -> str:
+    """The name of a trainer's length variant (study/length.py), in nnU-Net's style (nnUNetTrainer_5epochs)."""
+    return f"{trainer}_{epochs}epochs_{iterations}iterations"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    dataset: str
+    configuration: str
+    plans: str = "nnUNetPlans"
+    teacher: str = DEFAULT_TEACHER
+    students: tuple[str, ...] = DEFAULT_STUDENTS
+    folds: tuple[int, ...] = ALL_FOLDS
+    device: str = "cpu"
+    workers: int = 1
+    threads: int | None = None  # per CPU worker; None: the cores divided among the workers
+    gpus: tuple[int, ...] | None = None  # None: every GPU torch sees, one worker each
+    epochs: int | None = None  # None (with iterations): the trainers' own length
+    iterations: int | None = None
+    protocol: str = "standard"  # the benchmark's; "paper" needs the validation probabilities (--npz)
+    output: Path | None = None  # None: nnUNet_results/<dataset>/hlfd_study_<configuration>
+    cluster: str | None = None  # None: this machine's workers; "slurm" or "local": submitit's executors
+    slurm_partition: str | None = None
+    slurm_time_min: int = 24 * 60
+    benchmark: bool = True
+    benchmark_args: tuple[str, ...] = ()  # passed on to `nnunetv2_hlfd benchmark`
+    extra_env: dict[str, str] = field(default_factory=dict)  # for every training (the demo's folders)
+
+    @property
+    def shortened(self) -> bool:
+        return self.epochs is not None
+
+    def run_name(self, trainer: str) -> str:
+        """The trainer nnU-Net trains: the trainer itself, or its length variant in a shortened study."""
+        return variant_name(trainer, self.epochs, self.iterations) if self.shortened else trainer
+
+    @property
+    def trainers(self) -> tuple[str, ...]:
+        return (self.teacher, *self.students)
+
+    @property
+    def needs_probabilities(self) -> bool:
+        return self.protocol == "paper"
+
+
+def check_settings(settings: StudySettings) -> None:
+    problems = []
+    if (settings.epochs is None) != (settings.iterations is None):
+        problems.append("--epochs and --iterations go together (a shortened study sets both), got "
+                        f"--epochs {settings.epochs} --iterations {settings.iterations}")
+    for option, value in (("--epochs", settings.epochs), ("--iterations", settings.iterations),
+                          ("--workers", settings.workers), ("--threads", settings.threads)):
+        if value is not None and value < 1:
+            problems.append(f"{option} must be at least 1, got {value}")
+    if not settings.students:
+        problems.append("--students names no trainer")
+    for option, values in (("--folds", settings.folds), ("trainers (--teacher and --students)", settings.trainers)):
+        if len(set(values)) != len(values):
+            problems.append(f"{option} names an entry twice: {' '.join(map(str, values))}")
+    if any(f < 0 for f in settings.folds):
+        problems.append(f"--folds must be fold numbers (0 and up), got {' '.join(map(str, settings.folds))}")
+    if settings.device not in ("cpu", "cuda"):
+        problems.append(f"--device must be cpu or cuda, got {settings.device}")
+    if settings.cluster not in (None, "slurm", "local"):
+        problems.append(f"--cluster must be slurm or local (or none: this machine's workers), got {settings.cluster}")
+    if settings.protocol not in ("standard", "paper"):
+        problems.append(f"--protocol must be standard or paper, got {settings.protocol}")
+    if problems:
+        raise ValueError("the study's settings are not valid:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class Training:
+    """One `nnUNetv2_train` of the grid: a trainer (as the study names it) on one fold."""
+
+    trainer: str
+    fold: int
+    depends_on: tuple[str, ...] = ()  # keys of the trainings that must be done first
+
+    @property
+    def key(self) -> str:
+        return f"{self.trainer}/fold_{self.fold}"
+
+
+def study_graph(settings: StudySettings) -> list[Training]:
+    """Teacher of fold f before the students of fold f; in order, so each training follows what it needs."""
+    graph = []
+    for fold in settings.folds:
+        teacher = Training(settings.teacher, fold)
+        graph.append(teacher)
+        graph += [Training(student, fold, depends_on=(teacher.key,)) for student in settings.students]
+    return graph
+
+
+def fold_folder(results: Path, settings: StudySettings, trainer: str, fold: int) -> Path:
+    return results / f"{settings.run_name(trainer)}__{settings.plans}__{settings.configuration}" / f"fold_{fold}"
+
+
+def is_finished(folder: Path, needs_probabilities: bool) -> bool:
+    """nnU-Net wrote the final checkpoint and the validation (with the probabilities, where needed)."""
+    if not ((folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file()):
+        return False
+    return not needs_probabilities or any((folder / "validation").glob("*.npz"))
+
+
+def was_started(folder: Path) -> bool:
+    """A checkpoint to continue from (`--c` then resumes training, or reruns an aborted validation)."""
+    return any((folder / name).is_file() for name in ("checkpoint_final.pth", "checkpoint_latest.pth",
+                                                     "checkpoint_best.pth"))
+
+
+def train_command(settings: StudySettings, training: Training, folder: Path) -> list[str]:
+    """nnU-Net's own command; a finished training whose validation lacks probabilities only revalidates."""
+    command = ["nnUNetv2_train", settings.dataset, settings.configuration, str(training.fold),
+               "-tr", settings.run_name(training.trainer), "-p", settings.plans, "-device", settings.device]
+    if settings.needs_probabilities:
+        command.append("--npz")
+    if (folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file():
+        command.append("--val")
+    elif was_started(folder):
+        command.append("--c")
+    return command
+
+
+def teacher_environment(results: Path, settings: StudySettings) -> dict[str, str]:
+    """HLFD_TEACHER names the study's teacher, so the distillation students never guess it."""
+    teacher_folder = fold_folder(results, settings, settings.teacher, 0).parent
+    return {"HLFD_TEACHER": str(teacher_folder)}
+
+
+def default_output(results: Path, settings: StudySettings) -> Path:
+    return results / f"hlfd_study_{settings.configuration}"
+
+
+def cores_available() -> list[int]:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

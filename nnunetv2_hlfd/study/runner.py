@@ -1,0 +1,265 @@
+"""`run_study`: plan if needed, train the grid in order, benchmark it, write study.md.
+
+Every step is one of nnU-Net's or the project's commands in a subprocess (nnUNetv2_plan_and_preprocess,
+nnUNetv2_train, nnunetv2_hlfd benchmark), so a study does exactly what a user would type, and a killed
+study loses only the trainings it was running: nnU-Net's checkpoints let the rerun continue them.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from nnunetv2_hlfd.study.grid import (
+    BLOCKED,
+    DONE,
+    FAILED,
+    PLAIN_STUDENT,
+    StudySettings,
+    check_settings,
+    cores_available,
+    default_output,
+    fold_folder,
+    is_finished,
+    study_graph,
+    teacher_environment,
+    train_command,
+)
+from nnunetv2_hlfd.study.jobs import Slot, TrainingJob, log_tail, running_elsewhere, stop_running_trainings
+from nnunetv2_hlfd.study.length import write_variants_module
+from nnunetv2_hlfd.study.progress import StudyProgress
+from nnunetv2_hlfd.study.report import write_study_md
+from nnunetv2_hlfd.study.scheduler import LocalBackend, SubmititBackend, run_graph
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+# nnU-Net's planners of the plans a study may name; any other plans must exist already
+PLANNERS = {"nnUNetPlans": "ExperimentPlanner", "nnUNetResEncUNetMPlans": "nnUNetPlannerResEncM",
+            "nnUNetResEncUNetLPlans": "nnUNetPlannerResEncL", "nnUNetResEncUNetXLPlans": "nnUNetPlannerResEncXL"}
+
+
+class StudyIncomplete(RuntimeError):
+    """Some trainings failed or could not run; the rerun of the same command retries exactly those."""
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    output: Path
+    dataset: str
+    benchmark: Path | None
+    study_md: Path
+
+
+def run_study(settings: StudySettings, show_progress: bool = True, command: str | None = None) -> StudyRun:
+    """`command`: the command line that asked for the study, for study.md."""
+    check_settings(settings)
+    environment = nnunet_environment(settings)
+    dataset = dataset_name(settings.dataset, environment)
+    results = Path(environment["nnUNet_results"]) / dataset
+    output = settings.output or default_output(results, settings)
+    for sub in ("logs", "locks"):
+        (output / sub).mkdir(parents=True, exist_ok=True)
+    variants = output / "trainers"
+    environment["nnUNet_extTrainer"] = trainer_path(variants if settings.shortened else None)
+    ensure_preprocessed(settings, dataset, environment, output / "logs" / "plan_and_preprocess.log")
+    if settings.shortened:
+        write_variants_module(variants, list(settings.trainers), settings.epochs, settings.iterations)
+    check_trainers_found(settings, environment)
+
+    started = time.time()
+    graph = study_graph(settings)
+    slots = worker_slots(settings)
+    progress = StudyProgress(graph, output / "status.json", workers=len(slots), show=show_progress)
+    jobs = {}
+    for training in graph:
+        folder = fold_folder(results, settings, training.trainer, training.fold)
+        if is_finished(folder, settings.needs_probabilities):
+            progress.mark_done_before(training.key)
+            continue
+        name = training.key.replace("/", "__")
+        lock = output / "locks" / f"{name}.json"
+        if owner := running_elsewhere(lock):
+            progress.block(training.key, f"still being trained by an earlier run of the study ({owner}); "
+                                         f"wait for it or stop it, then rerun")
+            continue
+        students_env = teacher_environment(results, settings) if training.trainer != settings.teacher else {}
+        jobs[training.key] = TrainingJob(training.key, tuple(train_command(settings, training, folder)),
+                                         environment | students_env, output / "logs" / f"{name}.log", lock)
+    backend = make_backend(settings, slots, output)
+    try:
+        with terminate_as_interrupt():
+            run_graph(graph, jobs, backend, progress)
+    except KeyboardInterrupt:
+        progress.note("interrupted: stopping the running trainings (rerun the same command to continue them)")
+        stop_running_trainings()
+        raise
+    finally:
+        backend.close()
+        progress.close()
+    unfinished = {k: r for k, r in progress.records.items() if r.state in (FAILED, BLOCKED)}
+    benchmark = None
+    study_md = output / "study.md"
+    if not unfinished and settings.benchmark:
+        benchmark = output / "benchmark"
+        try:
+            run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")
+        except RuntimeError:  # the trainings are done: study.md still records them
+            write_study_md(study_md, settings, dataset, progress.records, None, time.time() - started, command)
+            raise
+    write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command)
+    if unfinished:
+        lines = [f"{key}: {record.state}" + (f" (log {record.log})" if record.log else "")
+                 + (f": {record.message.splitlines()[0]}" if record.state == BLOCKED else "")
+                 for key, record in unfinished.items()]
+        raise StudyIncomplete(f"{len(unfinished)} of {len(graph)} trainings did not finish:\n  - "
+                              + "\n  - ".join(lines) + "\nRerun the same command to retry them; the "
+                              f"{sum(r.state == DONE for r in progress.records.values())} finished ones are kept.")
+    return StudyRun(output, dataset, benchmark, study_md)
+
+
+def nnunet_environment(settings: StudySettings) -> dict[str, str]:
+    environment = {name: value for name in NNUNET_FOLDERS if (value := os.environ.get(name))}
+    environment |= settings.extra_env
+    missing = [name for name in NNUNET_FOLDERS if name not in environment]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not set; a study uses nnU-Net's folders: export "
+                         f"{'=... '.join(missing)}=... (see nnU-Net's setting_up_paths.md)")
+    return environment
+
+
+def dataset_name(dataset: str, environment: dict[str, str]) -> str:
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    from nnunetv2_hlfd.trainer_classes import environment as set_environment
+
+    with set_environment(**environment):
+        try:
+            return maybe_convert_to_dataset_name(dataset)
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(f"dataset {dataset!r} not found in nnUNet_raw ({environment['nnUNet_raw']}) or "
+                             f"nnUNet_preprocessed ({environment['nnUNet_preprocessed']}): {error}") from None
+
+
+def trainer_path(variants: Path | None) -> str:
+    """The study's length variants first, then the user's nnUNet_extTrainer and the project's trainers."""
+    from nnunetv2_hlfd.trainer_classes import trainer_search_path
+
+    return os.pathsep.join(([str(variants)] if variants else []) + [trainer_search_path()])
+
+
+def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict[str, str], log: Path) -> None:
+    """nnU-Net's own planning and preprocessing, for what is missing only."""
+    import json
+
+    preprocessed = Path(environment["nnUNet_preprocessed"]) / dataset
+    plans_file = preprocessed / f"{settings.plans}.json"
+    dataset_id = dataset.removeprefix("Dataset").split("_")[0]
+    processes = str(len(cores_available()))
+    if not plans_file.is_file():
+        if settings.plans not in PLANNERS:
+            raise ValueError(f"{plans_file} does not exist and the study can plan only {', '.join(PLANNERS)}; "
+                             f"plan it first (nnUNetv2_plan_experiment -d {dataset_id} -pl YOUR_PLANNER)")
+        run_logged(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-pl", PLANNERS[settings.plans],
+                    "-c", settings.configuration, "-np", processes], environment, log)
+        return
+    configurations = json.loads(plans_file.read_text())["configurations"]
+    if settings.configuration not in configurations:
+        raise ValueError(f"{plans_file} has no configuration {settings.configuration!r} "
+                         f"(it has {', '.join(configurations)})")
+    identifier = configurations[settings.configuration].get("data_identifier",
+                                                            f"{settings.plans}_{settings.configuration}")
+    data = preprocessed / identifier
+    if not data.is_dir() or not any(data.iterdir()):
+        run_logged(["nnUNetv2_preprocess", "-d", dataset_id, "-plans_name", settings.plans,
+                    "-c", settings.configuration, "-np", processes], environment, log)
+
+
+def run_logged(command: list[str], environment: dict[str, str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running {' '.join(command)} (log {log})", flush=True)
+    with open(log, "a") as out:
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment},
+                                check=False)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n"
+                           f"{log_tail(log)}")
+
+
+def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -> None:
+    from nnunetv2_hlfd.trainer_classes import environment as set_environment
+    from nnunetv2_hlfd.trainer_classes import find_trainer_class
+
+    missing = []
+    with set_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+        for trainer in settings.trainers:
+            try:
+                find_trainer_class(settings.run_name(trainer))
+            except RuntimeError:
+                missing.append(trainer)
+    if missing:
+        raise ValueError(f"trainer(s) not found: {', '.join(missing)}; nnU-Net searched nnunetv2 and "
+                         f"nnUNet_extTrainer={environment['nnUNet_extTrainer']}. Check the names.")
+
+
+def worker_slots(settings: StudySettings) -> list[Slot]:
+    """One slot per worker: on the CPU its own cores (workers x threads within this process's cores),
+    on CUDA one GPU each."""
+    if settings.device == "cuda":
+        gpus = settings.gpus
+        if gpus is None:
+            import torch
+
+            gpus = tuple(range(torch.cuda.device_count()))
+        if not gpus:
+            raise ValueError("--device cuda but torch sees no GPU; use --device cpu or name GPUs with --gpus")
+        return [Slot(gpu=gpu) for gpu in gpus]
+    cores = cores_available()
+    threads = settings.threads or max(1, len(cores) // settings.workers)
+    if settings.workers * threads > len(cores):
+        raise ValueError(f"--workers {settings.workers} x --threads {threads} = {settings.workers * threads} "
+                         f"threads, more than the {len(cores)} cores this process may use; lower one of them")
+    return [Slot(cores=tuple(cores[w * threads:(w + 1) * threads])) for w in range(settings.workers)]
+
+
+def make_backend(settings: StudySettings, slots: list[Slot], output: Path):
+    if settings.cluster is None:
+        return LocalBackend(slots)
+    threads = settings.threads or 1
+    parameters = {"timeout_min": settings.slurm_time_min, "cpus_per_task": threads,
+                  "gpus_per_node": 1 if settings.device == "cuda" else 0}
+    if settings.cluster == "slurm" and settings.slurm_partition:
+        parameters["slurm_partition"] = settings.slurm_partition
+    return SubmititBackend(output / "submitit", settings.cluster, parallel=settings.workers, parameters=parameters)
+
+
+def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, str], output: Path,
+                  log: Path) -> None:
+    """`nnunetv2_hlfd benchmark` over the grid, the plain student as the reference where it is in the grid."""
+    reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
+    command = [sys.executable, "-m", "nnunetv2_hlfd.cli", "benchmark", "-d", dataset, "-c", settings.configuration,
+               "-p", settings.plans, "-tr", *[settings.run_name(t) for t in settings.trainers],
+               "-f", *map(str, settings.folds), "--reference", settings.run_name(reference),
+               "--teacher", settings.run_name(settings.teacher), "--protocol", settings.protocol,
+               "-o", str(output), "--overwrite", *settings.benchmark_args]
+    run_logged(command, environment, log)
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so running trainings are stopped too."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,246 @@
+"""The study runner's scheduling: order, skipping, resuming, failures, workers, submitit, status.
+
+A stand-in nnUNetv2_train (tests/fake_nnunet) "trains" in a fraction of a second, so these tests check
+what the runner asks nnU-Net to do; tests/test_demo.py runs the same code with real trainings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
+from nnunetv2_hlfd.study.jobs import Slot
+from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, worker_slots
+from nnunetv2_hlfd.study.scheduler import SubmititBackend
+from tests.study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold_folder, read_calls
+
+
+@pytest.fixture
+def calls(tmp_path, monkeypatch):
+    return fake_nnunet(tmp_path, monkeypatch)
+
+
+def by_key(calls_file) -> dict[str, dict]:
+    return {call["key"]: call for call in read_calls(calls_file)}
+
+
+# ---------------------------------------------------------------------------- the graph
+
+def test_graph_puts_each_folds_teacher_before_its_students():
+    graph = study_graph(fake_settings(folds=(0, 1, 2)))
+    position = {t.key: i for i, t in enumerate(graph)}
+    for training in graph:
+        for needed in training.depends_on:
+            assert position[needed] < position[training.key]
+    students = [t for t in graph if t.trainer != "nnUNetTrainer"]
+    assert {t.depends_on for t in students if t.fold == 1} == {("nnUNetTrainer/fold_1",)}
+    assert len(graph) == 3 * 3
+
+
+def test_students_start_only_after_their_teacher_finished(calls):
+    run_study(fake_settings(workers=2), show_progress=False)
+    done = by_key(calls)
+    assert len(done) == 6
+    for fold in (0, 1):
+        teacher = done[f"nnUNetTrainer/fold_{fold}"]
+        for student in ("nnUNetTrainerStudent", "nnUNetTrainerHLFD"):
+            assert done[f"{student}/fold_{fold}"]["start"] >= teacher["end"]
+
+
+def test_students_are_told_the_studys_teacher(calls, tmp_path):
+    run_study(fake_settings(folds=(0,)), show_progress=False)
+    done = by_key(calls)
+    teacher_folder = tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer__nnUNetPlans__2d"
+    assert done["nnUNetTrainerHLFD/fold_0"]["HLFD_TEACHER"] == str(teacher_folder)
+    assert done["nnUNetTrainer/fold_0"]["HLFD_TEACHER"] is None
+
+
+# ---------------------------------------------------------------------------- rerunning
+
+def test_finished_trainings_are_skipped_and_started_ones_continued_with_c(calls):
+    finish("nnUNetTrainer", 0)
+    fold_folder("nnUNetTrainerStudent", 0).mkdir(parents=True)
+    (fold_folder("nnUNetTrainerStudent", 0) / "checkpoint_latest.pth").write_text("half way")
+    run_study(fake_settings(folds=(0,)), show_progress=False)
+    done = by_key(calls)
+    assert "nnUNetTrainer/fold_0" not in done
+    assert "--c" in done["nnUNetTrainerStudent/fold_0"]["argv"]
+    assert "--c" not in done["nnUNetTrainerHLFD/fold_0"]["argv"]
+
+
+def test_failed_training_is_reported_with_its_log_tail_and_the_rerun_runs_only_it(calls, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_NNUNET_FAIL", "nnUNetTrainerHLFD/fold_1")
+    settings = fake_settings()
+    with pytest.raises(StudyIncomplete, match=r"(?s)1 of 6 trainings did not finish.*nnUNetTrainerHLFD/fold_1: failed"
+                                              r".*Rerun the same command.*5 finished ones are kept"):
+        run_study(settings, show_progress=False)
+    assert "RuntimeError: fake failure of nnUNetTrainerHLFD/fold_1" in "".join(capsys.readouterr())
+    status = json.loads((fold_folder("nnUNetTrainer", 0).parents[1] / "hlfd_study_2d" / "status.json").read_text())
+    assert status["counts"]["done"] == 5 and status["counts"]["failed"] == 1
+
+    monkeypatch.delenv("FAKE_NNUNET_FAIL")
+    calls.unlink()
+    run_study(settings, show_progress=False)
+    assert list(by_key(calls)) == ["nnUNetTrainerHLFD/fold_1"]
+
+
+def test_a_failed_teacher_blocks_its_students_but_not_the_other_folds(calls, monkeypatch):
+    monkeypatch.setenv("FAKE_NNUNET_FAIL", "nnUNetTrainer/fold_0")
+    with pytest.raises(StudyIncomplete, match=r"(?s)nnUNetTrainerStudent/fold_0: blocked: nnUNetTrainer/fold_0 did not"):
+        run_study(fake_settings(), show_progress=False)
+    assert sorted(by_key(calls)) == ["nnUNetTrainer/fold_1", "nnUNetTrainerHLFD/fold_1", "nnUNetTrainerStudent/fold_1"]
+
+
+def test_a_killed_study_stops_its_training_and_the_rerun_continues_it(calls, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_NNUNET_HANG", "nnUNetTrainerStudent/fold_0")
+    command = [sys.executable, "-m", "nnunetv2_hlfd.cli", "study", "-d", FAKE_DATASET, "-c", "2d", "-f", "0",
+               "--students", "nnUNetTrainerStudent", "--no-benchmark", "--threads", "1"]
+    study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lock = fold_folder("nnUNetTrainer", 0).parents[1] / "hlfd_study_2d" / "locks" / "nnUNetTrainerStudent__fold_0.json"
+    half_way = fold_folder("nnUNetTrainerStudent", 0) / "checkpoint_latest.pth"
+    deadline = time.time() + 120
+    while not (lock.is_file() and half_way.is_file()) and time.time() < deadline and study.poll() is None:
+        time.sleep(0.2)
+    assert lock.is_file() and half_way.is_file(), study.communicate()[0]
+    training_pid = json.loads(lock.read_text())["pid"]
+    study.send_signal(signal.SIGTERM)
+    output = study.communicate(timeout=120)[0]
+    assert study.returncode != 0 and "interrupted" in output
+    with pytest.raises(ProcessLookupError):
+        os.kill(training_pid, 0)  # the training was stopped with its study
+
+    monkeypatch.delenv("FAKE_NNUNET_HANG")
+    calls.unlink(missing_ok=True)
+    run_study(StudySettings(FAKE_DATASET, "2d", students=("nnUNetTrainerStudent",), folds=(0,), threads=1,
+                            benchmark=False), show_progress=False)
+    assert list(by_key(calls)) == ["nnUNetTrainerStudent/fold_0"]
+    assert "--c" in by_key(calls)["nnUNetTrainerStudent/fold_0"]["argv"]
+
+
+# ---------------------------------------------------------------------------- workers
+
+def test_cpu_workers_each_get_their_own_cores_and_thread_count(monkeypatch):
+    monkeypatch.setattr("nnunetv2_hlfd.study.runner.cores_available", lambda: [0, 1, 2, 3])
+    slots = worker_slots(fake_settings(workers=2, threads=2))
+    assert [slot.cores for slot in slots] == [(0, 1), (2, 3)]
+    assert slots[1].environment()["OMP_NUM_THREADS"] == "2"
+
+
+def test_more_threads_than_cores_are_refused_naming_the_numbers(monkeypatch):
+    monkeypatch.setattr("nnunetv2_hlfd.study.runner.cores_available", lambda: [0, 1])
+    with pytest.raises(ValueError, match=r"--workers 2 x --threads 2 = 4 threads, more than the 2 cores"):
+        worker_slots(fake_settings(workers=2, threads=2))
+
+
+def test_cuda_workers_each_see_one_gpu():
+    slots = worker_slots(fake_settings(device="cuda", gpus=(0, 3)))
+    assert [slot.environment() for slot in slots] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "3"}]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two cores and Linux CPU affinity")
+def test_parallel_cpu_trainings_run_on_separate_cores(calls):
+    run_study(fake_settings(workers=2, folds=(0,)), show_progress=False)
+    cores = [tuple(call["cores"]) for call in read_calls(calls)]
+    assert all(len(c) == 1 for c in cores) and len(set(cores)) == 2
+    assert {call["OMP_NUM_THREADS"] for call in read_calls(calls)} == {"1"}
+
+
+# ---------------------------------------------------------------------------- commands and status
+
+def test_paper_protocol_saves_probabilities_and_revalidates_a_training_without_them(calls):
+    finish("nnUNetTrainer", 0)  # finished, but validated without --npz
+    settings = fake_settings(folds=(0,), protocol="paper")
+    run_study(settings, show_progress=False)
+    done = by_key(calls)
+    assert done["nnUNetTrainer/fold_0"]["argv"][-2:] == ["--npz", "--val"]
+    assert "--npz" in done["nnUNetTrainerHLFD/fold_0"]["argv"]
+
+
+def test_shortened_study_trains_length_variants(calls):
+    settings = fake_settings(epochs=3, iterations=7)
+    command = train_command(settings, study_graph(settings)[0], fold_folder("nnUNetTrainer", 0))
+    assert command[:6] == ["nnUNetv2_train", FAKE_DATASET, "2d", "0", "-tr", "nnUNetTrainer_3epochs_7iterations"]
+
+
+def test_status_file_lists_every_training_with_its_state_and_wall_time(calls):
+    finish("nnUNetTrainer", 0)
+    run = run_study(fake_settings(folds=(0,)), show_progress=False)
+    status = json.loads((run.output / "status.json").read_text())
+    assert status["counts"] == {"done": 3, "running": 0, "queued": 0, "failed": 0, "blocked": 0}
+    assert status["trainings"]["nnUNetTrainer/fold_0"]["done_before"] is True
+    assert status["trainings"]["nnUNetTrainerHLFD/fold_0"]["wall_s"] > 0
+    study_md = run.study_md.read_text()
+    assert "| nnUNetTrainerHLFD |" in study_md and "Commit:" in study_md
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"epochs": 3}, r"--epochs and --iterations go together"),
+    ({"folds": (0, 0)}, r"--folds names an entry twice: 0 0"),
+    ({"students": ("nnUNetTrainer",)}, r"trainers \(--teacher and --students\) names an entry twice"),
+])
+def test_invalid_grids_are_refused_before_anything_runs(calls, changes, message):
+    with pytest.raises(ValueError, match=message):
+        run_study(fake_settings(**changes), show_progress=False)
+    assert not calls.exists()
+
+
+def test_unknown_trainer_is_refused_naming_it(calls):
+    with pytest.raises(ValueError, match=r"trainer\(s\) not found: nnUNetTrainerHFLD"):
+        run_study(fake_settings(students=("nnUNetTrainerHFLD",)), show_progress=False)
+    assert not calls.exists()
+
+
+# ---------------------------------------------------------------------------- submitit
+
+def test_submitit_local_executor_runs_the_grid_in_order(calls):
+    run_study(fake_settings(cluster="local", workers=2), show_progress=False)
+    done = by_key(calls)
+    assert len(done) == 6
+    for fold in (0, 1):
+        assert done[f"nnUNetTrainerHLFD/fold_{fold}"]["start"] >= done[f"nnUNetTrainer/fold_{fold}"]["end"]
+
+
+def test_slurm_jobs_wait_for_their_teachers_job_afterok(tmp_path, monkeypatch):
+    """Slurm is not installed here: a recording executor shows what submitit is asked to submit."""
+    submitted = []
+
+    class RecordingExecutor:
+        def __init__(self, folder, cluster):
+            self.parameters = {}
+
+        def update_parameters(self, **parameters):
+            self.parameters |= parameters
+
+        def submit(self, function, job):
+            submitted.append((job.key, dict(self.parameters.get("slurm_additional_parameters", {}))))
+            return type("Job", (), {"job_id": str(len(submitted)), "state": "PENDING"})()
+
+    monkeypatch.setattr("submitit.AutoExecutor", RecordingExecutor)
+    backend = SubmititBackend(tmp_path, "slurm", parallel=1, parameters={"timeout_min": 10})
+    teacher = backend.submit(type("J", (), {"key": "nnUNetTrainer/fold_0"})(), after=[])
+    backend.submit(type("J", (), {"key": "nnUNetTrainerHLFD/fold_0"})(), after=[teacher])
+    assert submitted == [("nnUNetTrainer/fold_0", {}), ("nnUNetTrainerHLFD/fold_0", {"dependency": "afterok:1"})]
+    assert backend.has_room() and backend.is_queued(teacher)
+
+
+def test_slot_without_cores_leaves_threads_to_the_cluster():
+    assert Slot().environment() == {}
+
+
+@pytest.mark.skipif(not (os.environ.get("HLFD_TEST_SLURM") == "1" and shutil.which("sbatch")),
+                    reason="opt-in: a reachable Slurm (sbatch on PATH) and HLFD_TEST_SLURM=1")
+def test_slurm_runs_the_grid_with_afterok_dependencies(calls, tmp_path):
+    # the nnU-Net folders are under tmp_path: on a multi-node cluster point --basetemp at a shared file system
+    run_study(fake_settings(cluster="slurm", slurm_time_min=10), show_progress=False)
+    done = by_key(calls)
+    assert len(done) == 6
+    for fold in (0, 1):
+        assert done[f"nnUNetTrainerHLFD/fold_{fold}"]["start"] >= done[f"nnUNetTrainer/fold_{fold}"]["end"]
