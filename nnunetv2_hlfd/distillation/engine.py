@@ -1,22 +1,31 @@
 """The one distillation engine: builds a method's terms and computes them each step."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from nnunetv2_hlfd.distillation import peer_terms  # noqa: F401  (registers the peer methods' terms)
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
 from nnunetv2_hlfd.distillation.terms import TERMS
 
 
+@dataclass
+class DistillationLoss:
+    """One step's distillation loss."""
+    total: Tensor | float  # the weighted sum of the finite terms (0 when there are none)
+    values: dict[str, Tensor]  # every term's unweighted value, finite or not
+    non_finite: list[str]  # the terms left out of `total` because their value was not finite
+
+
 class DistillationEngine(nn.Module):
     """Holds the applicable terms (and so their adapters) of one method.
 
-    Terms a network is too shallow for are left out and reported once through `log`.
+    Terms a network is too shallow for are left out and reported once through `log`. Each step
+    calls `loss` once; `teacher_reads` says which teacher maps (maps.teacher_maps) it needs.
     """
 
     def __init__(self, config: DistillationConfig, geometry: DistillationGeometry,
@@ -35,10 +44,20 @@ class DistillationEngine(nn.Module):
                 continue
             self.terms[name] = TERMS[name](geometry, config)
             self.weights[name] = weight
+        # The teacher maps any term reads (maps.READS_*): the teacher skips its decoder when none reads outputs.
+        self.teacher_reads: frozenset[str] = frozenset().union(*(term.teacher_reads for term in self.terms.values()))
 
     @property
     def term_names(self) -> list[str]:
         return list(self.terms.keys())
+
+    def loss(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> DistillationLoss:
+        """The step's distillation loss from the student's and the teacher's maps and nnU-Net's
+        full-resolution target: a non-finite term is left out of the total (so it can never write
+        NaN into the weights) and named."""
+        values = self(student, teacher, target)
+        finite_values, non_finite = self.finite_only(values)
+        return DistillationLoss(self.weighted_sum(finite_values), values, non_finite)
 
     def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> dict[str, Tensor]:
         """Unweighted value of every term, in float32 whatever autocast the step runs in."""
@@ -48,16 +67,15 @@ class DistillationEngine(nn.Module):
             return {name: term(student, teacher, target) for name, term in self.terms.items()}
 
     def teacher_needs(self) -> frozenset[str]:
-        """The teacher maps any term reads (maps.TEACHER_ENCODER / TEACHER_OUTPUTS)."""
-        return frozenset().union(*(term.teacher_reads for term in self.terms.values()))
+        """`teacher_reads`, for callers written before it was an attribute."""
+        return self.teacher_reads
 
     def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
         return sum(self.weights[name] * value for name, value in values.items())
 
     @staticmethod
     def finite_only(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
-        """The finite terms, and the names of those that were not: a non-finite term is left out
-        of the loss so it can never write NaN into the weights. One host sync for all terms."""
+        """The finite terms, and the names of those that were not. One host sync for all terms."""
         if not values:
             return values, []
         finite = torch.isfinite(torch.stack([v.detach() for v in values.values()])).tolist()

@@ -88,10 +88,11 @@ def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
 
 # What a distillation term reads from the teacher (DistillationTerm.teacher_reads).
 TEACHER_ENCODER, TEACHER_OUTPUTS = "encoder", "outputs"
+READS_ENCODER, READS_OUTPUTS = frozenset({TEACHER_ENCODER}), frozenset({TEACHER_OUTPUTS})
+READS_ENCODER_AND_OUTPUTS = READS_ENCODER | READS_OUTPUTS
 
 
-def teacher_maps(teacher: nn.Module, data: Tensor,
-                 reads: frozenset[str] = frozenset({TEACHER_ENCODER, TEACHER_OUTPUTS})) -> UNetMaps:
+def teacher_maps(teacher: nn.Module, data: Tensor, reads: frozenset[str] = READS_ENCODER_AND_OUTPUTS) -> UNetMaps:
     """Run a frozen nnU-Net U-Net's encoder, and its decoder only when `reads` has its outputs."""
     skips = teacher.encoder(data)
     if TEACHER_OUTPUTS not in reads:

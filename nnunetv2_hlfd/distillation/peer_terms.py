@@ -20,29 +20,25 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
 
-from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.distillation.functional import (
     attention_map,
     attention_transfer,
+    kl_divergence,
     masked_means,
-    prediction_kl,
     resize,
-    softmax_kl,
     spatial_size,
 )
-from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry
+from nnunetv2_hlfd.distillation.maps import READS_ENCODER, READS_OUTPUTS, DistillationGeometry
 from nnunetv2_hlfd.distillation.targets import class_masks
 from nnunetv2_hlfd.distillation.terms import (
     DistillationTerm,
-    _empty_range_reason,
-    _one_by_one_conv,
     middle_encoder_stages,
+    one_by_one_conv,
     register_term,
+    too_few_stages,
 )
 
 _MAX_POOLS = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-# What a term reads of the teacher: a method whose terms read no outputs skips the teacher's decoder.
-READS_FEATURES, READS_OUTPUTS = frozenset({TEACHER_ENCODER}), frozenset({TEACHER_OUTPUTS})
 
 
 def shared_stages(geometry: DistillationGeometry) -> range:
@@ -56,18 +52,13 @@ def _require_target(target: Tensor | None, term: str) -> Tensor:
     return target
 
 
-class _TermWithOptions(DistillationTerm):
-    def option(self, key: str, default):
-        return self.config.option(self.name, key, default)
-
-
 # ---- prediction maps -------------------------------------------------------------------
 # How a prediction KL is reduced, as each method's authors reduce it (KD.reduction / option `reduction`).
 KL_REDUCTIONS = ("voxel_mean", "batch_sum", "element_mean")
 
 
 @register_term
-class KD(_TermWithOptions):
+class KD(DistillationTerm):
     """Hinton, Vinyals & Dean 2015, "Distilling the knowledge in a neural network" (arXiv 1503.02531).
 
     KL_T between the teacher's and the student's final outputs O(0), T**2-scaled, averaged
@@ -91,7 +82,7 @@ class KD(_TermWithOptions):
     def forward(self, student, teacher, target=None):
         temperature = self.option("temperature", self.config.temperature)
         num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales", False) else 1
-        kl = sum(prediction_kl(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
+        kl = sum(kl_divergence(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
                                teacher.outputs[k], temperature, self.geometry.regions)
                  for k in range(num_scales)) / num_scales
         if self.kl_reduction == "batch_sum":
@@ -136,7 +127,7 @@ class EMKD_PMD(KD):
 
 # ---- attention (importance) maps -------------------------------------------------------
 @register_term
-class AT(_TermWithOptions):
+class AT(DistillationTerm):
     """Zagoruyko & Komodakis 2017, "Paying more attention to attention" (ICLR).
 
     Attention transfer between every pair of encoder stages E(k) both networks have, with the
@@ -149,7 +140,7 @@ class AT(_TermWithOptions):
     summed over the stages, a weight that does not depend on the map sizes. Channel-agnostic.
     """
     name = "AT"
-    teacher_reads = READS_FEATURES
+    teacher_reads = READS_ENCODER
     reduction = "mean_over_positions"
 
     def __init__(self, geometry, config):
@@ -172,12 +163,12 @@ class AT(_TermWithOptions):
         return total
 
 
-def emkd_stages(geometry: DistillationGeometry, config: DistillationConfig, term: str) -> list[int]:
+def emkd_stages(term: DistillationTerm) -> list[int]:
     """EMKD's low-level and high-level features, of the stages both networks have: their ResNet18
     takes the low after conv1 (1/2 resolution) and the high after layer2 (1/8), i.e. E1 and E3 of
     a U-Net whose stages halve the size (options `low_stage`, `high_stage`; clamped to the last)."""
-    last = len(shared_stages(geometry)) - 1
-    chosen = [config.option(term, "low_stage", 1), config.option(term, "high_stage", 3)]
+    last = len(shared_stages(term.geometry)) - 1
+    chosen = [term.option("low_stage", 1), term.option("high_stage", 3)]
     return sorted({min(k, last) for k in chosen})
 
 
@@ -192,12 +183,12 @@ class EMKD_IMD(AT):
     reduction = "sum_over_positions"
 
     def stages(self) -> list[int]:
-        return emkd_stages(self.geometry, self.config, self.name)
+        return emkd_stages(self)
 
 
 # ---- features through a trained adapter ------------------------------------------------
 @register_term
-class FitNets(_TermWithOptions):
+class FitNets(DistillationTerm):
     """Romero et al. 2015, "FitNets: hints for thin deep nets" (ICLR).
 
     The teacher's middle encoder stage E(k), k = N // 2 over the shared stages (option `stage`),
@@ -207,7 +198,7 @@ class FitNets(_TermWithOptions):
     the patch, and the trainer's weight 0.5 is the paper's 1/2.
     """
     name = "FitNets"
-    teacher_reads = READS_FEATURES
+    teacher_reads = READS_ENCODER
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
@@ -215,13 +206,13 @@ class FitNets(_TermWithOptions):
         if self.stage not in shared_stages(geometry):
             raise ValueError(f"FitNets stage {self.stage} is not a stage both networks have "
                              f"({list(shared_stages(geometry))}).")
-        self.regressor = _one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[self.stage],
+        self.regressor = one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[self.stage],
                                           geometry.teacher.encoder_channels[self.stage])
 
     @classmethod
     def skip_reason(cls, geometry):
         n = len(shared_stages(geometry))
-        return _empty_range_reason(middle_encoder_stages(n), "shallower network", n)
+        return too_few_stages("shallower network", n, middle_encoder_stages)
 
     def forward(self, student, teacher, target=None):
         hint = teacher.encoder[self.stage].float()
@@ -230,7 +221,7 @@ class FitNets(_TermWithOptions):
 
 
 @register_term
-class CWD(_TermWithOptions):
+class CWD(DistillationTerm):
     """Shu et al. 2021, "Channel-wise knowledge distillation for dense prediction" (ICCV).
 
     Each channel is turned into a distribution over positions by a softmax at temperature T;
@@ -250,9 +241,9 @@ class CWD(_TermWithOptions):
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
         self.on_features = bool(self.option("features", False))
-        self.teacher_reads = READS_FEATURES if self.on_features else READS_OUTPUTS
+        self.teacher_reads = READS_ENCODER if self.on_features else READS_OUTPUTS
         if self.on_features:
-            self.adapter = _one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[-1],
+            self.adapter = one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[-1],
                                             geometry.teacher.encoder_channels[-1])
 
     def forward(self, student, teacher, target=None):
@@ -262,9 +253,9 @@ class CWD(_TermWithOptions):
         else:
             teacher_map = teacher.outputs[0].float()
             student_map = resize(student.outputs[0].float(), spatial_size(teacher_map))
-        # Positions moved to dim 1 make softmax_kl's class-channel KL the per-channel spatial KL.
-        return softmax_kl(student_map.flatten(2).transpose(1, 2), teacher_map.flatten(2).transpose(1, 2),
-                          self.option("temperature", self.config.temperature))
+        # Positions moved to dim 1 make the softmax KL over classes the per-channel spatial KL.
+        return kl_divergence(student_map.flatten(2).transpose(1, 2), teacher_map.flatten(2).transpose(1, 2),
+                             self.option("temperature", self.config.temperature))
 
 
 # ---- structure -------------------------------------------------------------------------
@@ -278,7 +269,7 @@ def pairwise_similarity(x: Tensor) -> Tensor:
 
 
 @register_term
-class SKD_pair(_TermWithOptions):
+class SKD_pair(DistillationTerm):
     """Liu et al. 2019 (SKD, CVPR), pair-wise term, as CriterionPairWiseforWholeFeatAfterPool and
     sim_dis_compute (irfanICMLL/structure_knowledge_distillation, utils/criterion.py, utils/utils.py):
     both bottleneck features are max-pooled with kernel and stride int(`pool_scale` * size) per axis
@@ -287,7 +278,7 @@ class SKD_pair(_TermWithOptions):
     and batch. Channel-agnostic: no adapter. SKD's third, holistic term is SKD_holistic.
     """
     name = "SKD_pair"
-    teacher_reads = READS_FEATURES
+    teacher_reads = READS_ENCODER
 
     def _pool(self, x: Tensor) -> Tensor:
         window = [max(1, int(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
@@ -330,7 +321,7 @@ def segmentation_critic(spatial_dims: int, num_classes: int, width: int = 16) ->
 
 
 @register_term
-class SKD_holistic(_TermWithOptions):
+class SKD_holistic(DistillationTerm):
     """Liu et al. 2019 (SKD, CVPR), holistic term: an adversarial critic D scores the teacher's
     segmentation maps high and the student's low; the student learns to be scored like the teacher.
     Off in nnUNetTrainerSKD; nnUNetTrainerSKD_Holistic adds it at the paper's lambda_d = 0.1.
@@ -443,7 +434,7 @@ class IFVD(DistillationTerm):
     authors weight it by lambda_ifv = 200, beside IFVD_pixel (10) and IFVD_holistic.
     """
     name = "IFVD"
-    teacher_reads = READS_FEATURES
+    teacher_reads = READS_ENCODER
 
     def forward(self, student, teacher, target=None):
         masks, _ = class_masks(_require_target(target, self.name), self.geometry)
@@ -485,10 +476,10 @@ class EMKD_RAD(DistillationTerm):
     Channel-agnostic.
     """
     name = "EMKD_RAD"
-    teacher_reads = READS_FEATURES
+    teacher_reads = READS_ENCODER
 
     def forward(self, student, teacher, target=None):
         foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)
         return sum((region_affinity(student.encoder[k], foreground, reference)
                     - region_affinity(teacher.encoder[k], foreground, reference)).pow(2).mean()
-                   for k in emkd_stages(self.geometry, self.config, self.name))
+                   for k in emkd_stages(self))

@@ -2,24 +2,40 @@
 
 A term is built from the teacher/student geometry and the method's configuration; its
 trainable adapters (if any) are submodules, so they are optimised, saved and restored
-with the engine. `skip_reason` says when a network is too shallow for the term.
+with the engine. `skip_reason` says when a network is too shallow for the term, `option` reads
+the term's own settings. The peer methods' terms are in peer_terms.py; distillation/__init__.py
+imports both, so every term is in TERMS once the package is imported.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
 
+from nnunetv2_hlfd.distillation import fast_paths
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.distillation.functional import (area_attention_map, attention_distance, attention_map,
-                                                   attention_transfer, kl_to_teacher, prediction_kl, resize,
-                                                   smallest_spatial_size, spatial_size)
-from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, TEACHER_OUTPUTS, DistillationGeometry, UNetMaps
+from nnunetv2_hlfd.distillation.functional import (
+    area_attention_map,
+    attention_distance,
+    attention_map,
+    attention_transfer,
+    kl_divergence,
+    resize,
+    smallest_spatial_size,
+    spatial_size,
+)
+from nnunetv2_hlfd.distillation.maps import (
+    READS_ENCODER,
+    READS_ENCODER_AND_OUTPUTS,
+    READS_OUTPUTS,
+    DistillationGeometry,
+    UNetMaps,
+)
 
-TERMS: dict[str, type["DistillationTerm"]] = {}
+TERMS: dict[str, type["DistillationTerm"]] = {}  # filled as distillation/__init__.py imports the term modules
 
 
 def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
@@ -28,26 +44,25 @@ def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
 
 
 class DistillationTerm(nn.Module):
+    """One term of a method's loss: `forward` gives its unweighted value from the student's and the
+    teacher's maps (and the training target, for terms that read labels)."""
     name: str = ""
     # The teacher maps forward reads; the teacher skips its decoder when no term reads outputs.
-    teacher_reads: frozenset[str] = frozenset({TEACHER_ENCODER, TEACHER_OUTPUTS})
+    teacher_reads: frozenset[str] = READS_ENCODER_AND_OUTPUTS
 
     def __init__(self, geometry: DistillationGeometry, config: DistillationConfig):
         super().__init__()
         self.geometry = geometry
         self.config = config
 
-    # (network, stage range as a function of its stage count) the term reads; skipped when empty.
-    required_stages: tuple[str, Callable[[int], range]] | None = None
-
     @classmethod
     def skip_reason(cls, geometry: DistillationGeometry) -> str | None:
-        """Why this term cannot apply to these networks, or None when it can."""
-        if cls.required_stages is None:
-            return None
-        network, stages = cls.required_stages
-        n = getattr(geometry, network).num_stages
-        return _empty_range_reason(stages(n), network, n)
+        """Why this term cannot apply to these networks (e.g. too few stages), or None when it can."""
+        return None
+
+    def option(self, key: str, default: Any) -> Any:
+        """This term's setting `key` as the method declares it (DistillationConfig.options), else `default`."""
+        return self.config.option(self.name, key, default)
 
     def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> Tensor:
         """`target` is nnU-Net's full-resolution training target: a label map (B, 1, *spatial), or
@@ -68,16 +83,20 @@ def student_middle_outputs(num_stages: int) -> range:
     return range(1, num_stages - 1)  # O(1) .. O(N-2)
 
 
-def _empty_range_reason(stage_range: range, what: str, num_stages: int) -> str | None:
-    return None if len(stage_range) else f"the {what} has {num_stages} stages, too few for this term"
+def too_few_stages(network: str, num_stages: int, stages: Callable[[int], range]) -> str | None:
+    """A skip reason for a term that reads `stages` of a network: None unless that range is empty."""
+    return None if len(stages(num_stages)) else f"the {network} has {num_stages} stages, too few for this term"
 
 
 @register_term
 class UFD(DistillationTerm):
     """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
     name = "UFD"
-    required_stages = ("teacher", middle_encoder_stages)
-    teacher_reads = frozenset({TEACHER_ENCODER})
+    teacher_reads = READS_ENCODER
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        return too_few_stages("teacher", geometry.teacher.num_stages, middle_encoder_stages)
 
     def forward(self, student, teacher, target=None):
         middle = [teacher.encoder[k] for k in middle_encoder_stages(teacher.num_stages)]
@@ -102,12 +121,11 @@ class IFD(DistillationTerm):
     student voxel gets gradient (bilinear shrinking reaches a few percent of them).
     """
     name = "IFD"
-    required_stages = ("student", middle_encoder_stages)
-    teacher_reads = frozenset({TEACHER_ENCODER})
+    teacher_reads = READS_ENCODER
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.student_shrink = config.option(self.name, "student_shrink", "bilinear")
+        self.student_shrink = self.option("student_shrink", "bilinear")
         if self.student_shrink not in IFD_STUDENT_SHRINKS:
             raise ValueError(f"IFD option student_shrink is {self.student_shrink!r}; use one of {IFD_STUDENT_SHRINKS}.")
 
@@ -118,7 +136,7 @@ class IFD(DistillationTerm):
             # The attention of a single position is 1 for every map: the term is identically 0.
             return (f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
                     f"{list(geometry.teacher.total_stride)}), where attention is the same for every map")
-        return super().skip_reason(geometry)
+        return too_few_stages("student", geometry.student.num_stages, middle_encoder_stages)
 
     def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
@@ -130,16 +148,8 @@ class IFD(DistillationTerm):
         return sum(attention_transfer(stage, target, p, target_size=size) for stage in middle)
 
 
-def _one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
+def one_by_one_conv(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
     return convert_dim_to_conv_op(spatial_dims)(in_channels, out_channels, kernel_size=1)
-
-
-def pointwise(conv: nn.Module, x: Tensor) -> Tensor:
-    """A 1x1 convolution as one batched matrix product over positions: the same value, 3-7x faster
-    forward and backward on the CPU than mkldnn's convolution for a projection to a few classes."""
-    weight = conv.weight.flatten(1)
-    y = torch.bmm(weight.expand(x.shape[0], -1, -1), x.flatten(2))
-    return (y + conv.bias.view(1, -1, 1)).view(x.shape[0], weight.shape[0], *spatial_size(x))
 
 
 @register_term
@@ -152,13 +162,16 @@ class UPD(DistillationTerm):
     paper's 1x1 convolution starts from.
     """
     name = "UPD"
-    required_stages = ("teacher", teacher_middle_outputs)
-    teacher_reads = frozenset({TEACHER_OUTPUTS})
+    teacher_reads = READS_OUTPUTS
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
         dims, classes = geometry.student.spatial_dims, geometry.num_classes
-        self.student_projection = _one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
+        self.student_projection = one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        return too_few_stages("teacher", geometry.teacher.num_stages, teacher_middle_outputs)
 
     def unified_teacher_map(self, teacher: UNetMaps) -> Tensor:
         """The mean of the teacher's logits O(1) .. O(N-3), each upsampled to full resolution."""
@@ -168,8 +181,9 @@ class UPD(DistillationTerm):
 
     def forward(self, student, teacher, target=None):
         teacher_map = self.unified_teacher_map(teacher)
-        student_map = pointwise(self.student_projection, resize(student.encoder[0].float(), spatial_size(teacher_map)))
-        return prediction_kl(student_map, teacher_map, self.config.temperature, self.geometry.regions)
+        student_e0 = resize(student.encoder[0].float(), spatial_size(teacher_map))
+        student_map = fast_paths.pointwise(self.student_projection, student_e0)  # = self.student_projection(student_e0)
+        return kl_divergence(student_map, teacher_map, self.config.temperature, self.geometry.regions)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before the fusion was fixed hold its KL-trained (collapsed) weights: dropped.
@@ -182,11 +196,14 @@ class UPD(DistillationTerm):
 class IPD(DistillationTerm):
     """Individual pixel distillation: teacher final output -> every student middle-scale head."""
     name = "IPD"
-    required_stages = ("student", student_middle_outputs)
-    teacher_reads = frozenset({TEACHER_OUTPUTS})
+    teacher_reads = READS_OUTPUTS
+
+    @classmethod
+    def skip_reason(cls, geometry):
+        return too_few_stages("student", geometry.student.num_stages, student_middle_outputs)
 
     def forward(self, student, teacher, target=None):
         final = teacher.outputs[0]
         full, t, regions = spatial_size(final), self.config.temperature, self.geometry.regions
         heads = [resize(student.outputs[k].float(), full) for k in student_middle_outputs(student.num_stages)]
-        return kl_to_teacher(heads, final, t, regions)
+        return kl_divergence(heads, final, t, regions)

@@ -321,7 +321,7 @@ def test_holistic_term_options_set_the_clip_and_the_width():
 def peer_method_trainers():
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "trainers" / "nnUNetTrainerPeerMethods.py"
+    path = Path(__file__).resolve().parents[2] / "trainers" / "nnUNetTrainerPeerMethods.py"
     spec = importlib.util.spec_from_file_location("peer_method_trainers", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

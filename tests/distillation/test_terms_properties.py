@@ -75,38 +75,3 @@ def test_non_finite_terms_are_left_out_and_named():
     values = {"UFD": torch.tensor(0.5), "IFD": torch.tensor(float("nan")), "IPD": torch.tensor(float("inf"))}
     kept, skipped = DistillationEngine.finite_only(values)
     assert list(kept) == ["UFD"] and skipped == ["IFD", "IPD"]
-
-
-@st.composite
-def resizings(draw):
-    """Any linear resize that grows the map as a whole; single axes may shrink or stay."""
-    dims = draw(st.integers(1, 3))
-    source = tuple(draw(st.integers(1, 6)) for _ in range(dims))
-    target = tuple(draw(st.integers(1, 24)) for _ in range(dims - 1))
-    shortest_last = torch.Size(source).numel() // torch.Size(target).numel() + 1
-    target += (draw(st.integers(shortest_last, max(40, shortest_last))),)
-    channels = draw(st.integers(1, 300))  # more than one chunk of channels at the larger sizes
-    return (draw(st.integers(1, 2)), channels, *source), target, draw(st.sampled_from([1, 2, 3, 4]))
-
-
-@given(resizings(), st.integers(0, 2 ** 16))
-@settings(max_examples=80, deadline=None)
-def test_attention_of_a_resized_stack_equals_resizing_every_channel(case, seed):
-    """UFD's shortcut (channel moments of each input cell) gives what resizing every channel gives."""
-    from nnunetv2_hlfd.distillation.functional import attention_map, resize
-    shape, size, p = case
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-    explicit = torch.nn.functional.normalize((resize(x, size).pow(p).sum(1) / shape[1]).flatten(1), dim=1)
-    assert torch.allclose(attention_map(x, p, size=size), explicit, atol=1e-5, rtol=1e-4)
-
-
-@given(resizings(), st.integers(0, 2 ** 16))
-@settings(max_examples=40, deadline=None)
-def test_channel_power_sum_of_a_resized_stack_is_exact_for_every_integer_power(case, seed):
-    from nnunetv2_hlfd.distillation.functional import resize, upsampled_power_sum
-    shape, size, p = case
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 3 - 1  # mostly positive, as after ReLU
-    explicit = resize(x.double(), size).pow(p).sum(1)
-    got = upsampled_power_sum(x, p, size)
-    assert got.shape == explicit.shape
-    assert torch.allclose(got.double(), explicit, atol=1e-4 * explicit.abs().max().item() + 1e-6)
