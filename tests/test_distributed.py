@@ -28,7 +28,7 @@ ARCH = {
 def build_models(seed: int = 0):
     """The teacher is the same everywhere (a loaded checkpoint); student and adapters are initialised
     from `seed`, as every rank of an nnU-Net run initialises its own (nnU-Net seeds nothing)."""
-    configuration = ConfigurationManager({"architecture": {
+    configuration = ConfigurationManager({"patch_size": list(PATCH), "architecture": {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": ARCH, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}})
     torch.manual_seed(0)
