@@ -22,9 +22,6 @@ cysts that are kidney, not tumour, and a smooth intensity inhomogeneity across t
 
 from __future__ import annotations
 
-import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +30,8 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from scipy.ndimage import gaussian_filter
 from scipy.ndimage import label as label_components
+
+from nnunetv2_hlfd.raw_dataset import write_raw_dataset
 
 __all__ = ["LABELS", "PRESETS", "generate_synthetic_kidney_dataset", "make_case"]
 
@@ -446,24 +445,13 @@ def generate_synthetic_kidney_dataset(
     the end, so an interrupted run never leaves a half-written dataset under the real name.
     ``preset`` is ``default`` or ``study`` (see the module docstring).
     """
-    _validate_dataset_args(dataset_id, dataset_name, num_training_cases, num_test_cases, seed)
+    _validate_dataset_args(num_training_cases, num_test_cases, seed)
     _validate_preset(preset)
     shape, spacing = _validated_geometry(shape, spacing)
-
-    raw_root = Path(nnunet_raw)
-    target = raw_root / f"Dataset{dataset_id:03d}_{dataset_name}"
-    _refuse_other_folders_with_same_id(raw_root, dataset_id, target)
-    _refuse_existing_target(target, overwrite)
-
-    raw_root.mkdir(parents=True, exist_ok=True)
-    staging = raw_root / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        _write_dataset(staging, target.name, num_training_cases, num_test_cases, shape, spacing, seed, preset)
-        _move_into_place(staging, target, overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful move
-    return target
+    return write_raw_dataset(
+        nnunet_raw, dataset_id, dataset_name, overwrite=overwrite,
+        fill=lambda folder, target: _write_dataset(folder, target.name, num_training_cases, num_test_cases, shape,
+                                                   spacing, seed, preset))
 
 
 def case_identifier(case_index: int) -> str:
@@ -475,44 +463,13 @@ def case_rng(seed: int, case_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, case_index])
 
 
-def _validate_dataset_args(dataset_id, dataset_name, num_training_cases, num_test_cases, seed) -> None:
-    is_integer = isinstance(dataset_id, (int, np.integer)) and not isinstance(dataset_id, bool)
-    if not is_integer or not 1 <= dataset_id <= 999:
-        raise ValueError(f"dataset_id must be an integer from 1 to 999 (nnU-Net uses three digits), "
-                         f"got {dataset_id!r}")
-    if not isinstance(dataset_name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", dataset_name):
-        raise ValueError(f"dataset_name must be letters, digits, '_' or '-' (it becomes a folder name), "
-                         f"got {dataset_name!r}")
+def _validate_dataset_args(num_training_cases, num_test_cases, seed) -> None:
     if not isinstance(num_training_cases, (int, np.integer)) or num_training_cases < 1:
         raise ValueError(f"num_training_cases must be a positive integer, got {num_training_cases!r}")
     if not isinstance(num_test_cases, (int, np.integer)) or num_test_cases < 0:
         raise ValueError(f"num_test_cases must be a non-negative integer, got {num_test_cases!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-def _refuse_other_folders_with_same_id(raw_root: Path, dataset_id: int, target: Path) -> None:
-    if not raw_root.is_dir():
-        return
-    # the same prefix test nnU-Net uses to resolve an id (find_candidate_datasets)
-    prefix = f"Dataset{dataset_id:03d}"
-    clashes = sorted(
-        p.name for p in raw_root.iterdir() if p.is_dir() and p.name.startswith(prefix) and p.name != target.name
-    )
-    if clashes:
-        raise FileExistsError(
-            f"Dataset id {dataset_id} is already used by {', '.join(clashes)} in {raw_root}; "
-            f"nnU-Net resolves datasets by id, so {target.name} would make it ambiguous. "
-            f"Choose another dataset id or remove the other folder."
-        )
-
-
-def _refuse_existing_target(target: Path, overwrite: bool) -> None:
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"Dataset folder {target} already exists. Pass overwrite=True to replace it, "
-            f"or choose another dataset id."
-        )
 
 
 def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed,
@@ -575,21 +532,3 @@ def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_ca
             "num_test_cases": int(num_test_cases),
         },
     )
-
-
-def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
-    if not target.exists():
-        staging.rename(target)
-        return
-    if not overwrite:  # appeared while we were writing
-        _refuse_existing_target(target, overwrite)
-    # swap via a hidden backup, so the old dataset comes back if the final rename fails
-    backup = staging.with_name(staging.name.replace(".partial-", ".replaced-"))
-    target.rename(backup)
-    try:
-        staging.rename(target)
-    except BaseException:
-        backup.rename(target)
-        raise
-    # the new dataset is in place; a hidden backup that cannot be removed does no harm
-    shutil.rmtree(backup, ignore_errors=True)

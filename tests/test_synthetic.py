@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunetv2_hlfd import synthetic
+from nnunetv2_hlfd.raw_dataset import RawDatasetError
 from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset, make_case
 
 # small volumes keep the folder-handling tests fast; they still hold two kidneys
@@ -185,7 +186,7 @@ def test_kidney_is_brighter_than_tumour_which_is_brighter_than_soft_tissue():
 def test_existing_dataset_folder_is_refused_and_left_unchanged(tmp_path):
     folder = generate_synthetic_kidney_dataset(tmp_path, num_training_cases=1, shape=TINY_SHAPE)
     before = file_digests(folder)
-    with pytest.raises(FileExistsError, match=r"Dataset990_SyntheticKidney.*overwrite=True.*another dataset id"):
+    with pytest.raises(RawDatasetError, match=r"Dataset990_SyntheticKidney.*overwrite=True.*another dataset id"):
         generate_synthetic_kidney_dataset(tmp_path, num_training_cases=2, shape=TINY_SHAPE, seed=1)
     assert file_digests(folder) == before
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
@@ -205,7 +206,7 @@ def test_overwrite_replaces_the_existing_folder(tmp_path):
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_same_id_under_another_name_is_refused(tmp_path, overwrite):
     (tmp_path / "Dataset990_Other").mkdir()
-    with pytest.raises(FileExistsError, match=r"990.*Dataset990_Other"):
+    with pytest.raises(RawDatasetError, match=r"990.*Dataset990_Other"):
         generate_synthetic_kidney_dataset(tmp_path, num_training_cases=1, shape=TINY_SHAPE, overwrite=overwrite)
     assert [p.name for p in tmp_path.iterdir()] == ["Dataset990_Other"]
 

@@ -124,8 +124,7 @@ def terms_alone(trainer, batch: dict) -> Callable[[], None]:
         for m in [*student.encoder, *student.outputs]:
             m.grad = None  # a step hands these gradients on; summing them into .grad run after run would not
         with trainer._autocast():
-            values = trainer.distiller(student, teacher, full_resolution_target)
-            loss = trainer.distiller.weighted_sum(trainer.distiller.finite_only(values)[0])
+            loss = trainer.distiller.loss(student, teacher, full_resolution_target).total
         loss.backward()
     return run
 
@@ -148,7 +147,7 @@ def channels_last_teacher_forward(trainer, data: torch.Tensor) -> Callable[[], o
     network = network.to(trainer.device, memory_format=memory_format).eval().requires_grad_(False)
     network.decoder.deep_supervision = True
     data = data.contiguous(memory_format=memory_format)
-    needs = trainer.distiller.teacher_needs()
+    needs = trainer.distiller.teacher_reads
 
     def run():
         with torch.no_grad():

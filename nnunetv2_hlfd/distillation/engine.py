@@ -66,10 +66,6 @@ class DistillationEngine(nn.Module):
         with torch.autocast(device_type=student.outputs[0].device.type, enabled=False):
             return {name: term(student, teacher, target) for name, term in self.terms.items()}
 
-    def teacher_needs(self) -> frozenset[str]:
-        """`teacher_reads`, for callers written before it was an attribute."""
-        return self.teacher_reads
-
     def weighted_sum(self, values: dict[str, Tensor]) -> Tensor | float:
         return sum(self.weights[name] * value for name, value in values.items())
 

@@ -91,7 +91,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self.print_to_log_file(f"Distillation terms and weights: {self.distiller.weights}, "
                                f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}; "
                                f"teacher precision {self.teacher_precision}, teacher maps read "
-                               f"{sorted(self.distiller.teacher_needs())}")
+                               f"{sorted(self.distiller.teacher_reads)}")
 
     def _geometry(self) -> DistillationGeometry:
         """From the checkpoint when resuming (so --val needs no teacher), else from the teacher."""
@@ -220,15 +220,15 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             outputs, encoder_maps = self.network(data, return_encoder_maps=True)
             segmentation_loss = self.loss(outputs, target)
             full_resolution_target = target[0] if isinstance(target, list) else target
-            terms = self.distiller(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
-            del teacher  # the terms hold what their backward needs; the teacher's maps go before it (5% faster)
-            finite_terms, non_finite = self.distiller.finite_only(terms)
-            loss = segmentation_loss + self.distiller.weighted_sum(finite_terms)
+            distillation = self.distiller.loss(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
+            del teacher  # the terms hold what their backward needs; the teacher's maps go before it (faster)
+            loss = segmentation_loss + distillation.total
         self._backward_and_step(loss)
-        self._non_finite_term_counts.update(non_finite)
+        self._non_finite_term_counts.update(distillation.non_finite)
         # Term values stay on the device until the epoch ends (NaN marks a skipped one).
+        values = distillation.values
         return {"loss": segmentation_loss.detach().cpu().numpy(),
-                "distillation_terms": torch.stack([v.detach() for v in terms.values()]) if terms else None}
+                "distillation_terms": torch.stack([v.detach() for v in values.values()]) if values else None}
 
     def teacher_forward(self, data: torch.Tensor) -> UNetMaps:
         """The frozen teacher's maps, only the stages the terms read, in the teacher's precision; for an
@@ -237,7 +237,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.teacher_rotation and len(members) > 1:
             members = [members[self._rotation_step % len(members)]]
             self._rotation_step += 1
-        needs = self.distiller.teacher_needs()
+        needs = self.distiller.teacher_reads
         with torch.no_grad(), teachers.teacher_autocast(self.device.type, self.teacher_precision):
             maps = [teacher_maps(member.network, data, needs) for member in members]
             return ensemble_maps(maps, self.label_manager.has_regions, self.distillation.attention_p)

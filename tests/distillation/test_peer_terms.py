@@ -225,7 +225,7 @@ def test_a_term_needs_no_teacher_map_it_does_not_declare(name, options):
 def test_feature_only_methods_let_the_teacher_skip_its_decoder():
     def needs(weights, options=None):
         config = DistillationConfig(weights=weights, options=options or {})
-        return DistillationEngine(config, geometry(2)).teacher_needs()
+        return DistillationEngine(config, geometry(2)).teacher_reads
     assert needs({"AT": 1.0, "FitNets": 1.0, "IFVD": 1.0, "SKD_pair": 1.0, "EMKD_RAD": 1.0}) == {TEACHER_ENCODER}
     assert needs({"CWD": 1.0}, {"CWD": {"features": True}}) == {TEACHER_ENCODER}
     assert needs({"CWD": 1.0}) == needs({"KD": 1.0}) == {TEACHER_OUTPUTS}
