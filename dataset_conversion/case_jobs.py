@@ -1,5 +1,6 @@
 """Running the cases of a conversion, in worker processes, with a progress bar: each case is checked and, unless
 only checking, written; every case runs, and each returns its problems instead of raising."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import SimpleITK as sitk
-from tqdm import tqdm
-
 from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.discovery import Case
 from nnunetv2_hlfd.dataset_conversion.label_layouts import LabelLayout
@@ -24,6 +23,7 @@ from nnunetv2_hlfd.dataset_conversion.volumes import (
     remapped_label,
     value_problems,
 )
+from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,15 @@ def run_case_jobs(jobs: list[CaseJob], num_processes: int) -> list[str]:
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))))
             finished = pool.imap_unordered(_convert_indexed_case, enumerate(jobs), chunksize=1)
         checking = bool(jobs) and jobs[0].out_dir is None
-        progress = stack.enter_context(tqdm(finished, total=len(jobs), unit="case", postfix={"failed": 0},
-                                            desc="checking cases" if checking else "converting cases"))
+        progress = stack.enter_context(
+            tqdm(
+                finished,
+                total=len(jobs),
+                unit="case",
+                postfix={"failed": 0},
+                desc="checking cases" if checking else "converting cases",
+            )
+        )
         failed = 0
         for index, case_problems in progress:
             results[index] = case_problems
@@ -74,8 +81,11 @@ def _convert_case(job: CaseJob) -> list[str]:
     try:
         image = read_volume(case.image, "image")
         label = None if case.label is None else read_volume(case.label, "label")
-        problems = [] if label is None else (geometry_problems(image, label)
-                                             + value_problems(label, case.label, job.source_labels))
+        problems = (
+            []
+            if label is None
+            else (geometry_problems(image, label) + value_problems(label, case.label, job.source_labels))
+        )
         if problems or job.out_dir is None:
             return [f"{case.case_id}: {p}" for p in problems]
         images = job.out_dir / ("imagesTs" if label is None else "imagesTr")

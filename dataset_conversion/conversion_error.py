@@ -1,4 +1,5 @@
 """The error every refused conversion raises."""
+
 from __future__ import annotations
 
 from nnunetv2_hlfd.problems import ProblemListError

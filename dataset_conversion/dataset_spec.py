@@ -1,4 +1,5 @@
 """The declaration of one source dataset, all a dataset module (kits19.py, ..., lits.py) has to write."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Finding a dataset's cases on disk: each complete case, and a problem line for each incomplete or duplicate one."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,14 @@ class Discovery:
     cases: list[Case] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, case_id: str, images: Sequence[Path], labels: Sequence[Path] | None,
-            expected_image: str, expected_label: str = "") -> None:
+    def add(
+        self,
+        case_id: str,
+        images: Sequence[Path],
+        labels: Sequence[Path] | None,
+        expected_image: str,
+        expected_label: str = "",
+    ) -> None:
         """Record one case from the candidate files found for it; ``labels=None`` marks an image-only case."""
         image = self._single(case_id, "image", images, expected_image)
         label = None if labels is None else self._single(case_id, "label", labels, expected_label)
@@ -34,13 +41,17 @@ class Discovery:
 
     def _single(self, case_id: str, role: str, candidates: Sequence[Path], expected: str) -> Path | None:
         if not candidates:
-            self.problems.append(f"{case_id}: {role} file missing (expected {expected}); "
-                                 f"add it, or move the case out of the input folder")
+            self.problems.append(
+                f"{case_id}: {role} file missing (expected {expected}); "
+                f"add it, or move the case out of the input folder"
+            )
             return None
         if len(candidates) > 1:
             found = ", ".join(str(p) for p in candidates)
-            self.problems.append(f"{case_id}: duplicate case, its {role} was found {len(candidates)} times "
-                                 f"({found}); keep exactly one copy")
+            self.problems.append(
+                f"{case_id}: duplicate case, its {role} was found {len(candidates)} times "
+                f"({found}); keep exactly one copy"
+            )
             return None
         return candidates[0]
 
@@ -65,7 +76,11 @@ def discover_case_folders(folder: Path, label_stem: str, first_image_only_case: 
     for case_dir in sorted(p for p in folder.iterdir() if p.is_dir() and _CASE_FOLDER.fullmatch(p.name)):
         files = niftis_by_stem(case_dir)
         image_only = first_image_only_case is not None and int(case_dir.name[5:]) >= first_image_only_case
-        discovery.add(case_dir.name, files.get("imaging", []), None if image_only else files.get(label_stem, []),
-                      expected_image=str(case_dir / "imaging.nii.gz"),
-                      expected_label=str(case_dir / f"{label_stem}.nii.gz"))
+        discovery.add(
+            case_dir.name,
+            files.get("imaging", []),
+            None if image_only else files.get(label_stem, []),
+            expected_image=str(case_dir / "imaging.nii.gz"),
+            expected_label=str(case_dir / f"{label_stem}.nii.gz"),
+        )
     return discovery

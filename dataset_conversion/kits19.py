@@ -9,6 +9,7 @@ Example::
 
     hlfd_convert_kits19 kits19/data --labels tumour -d 41 -n KiTS2019Tumour
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,7 +20,10 @@ from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
-    name="KiTS2019", dataset_id=40, organ="kidney", has_cysts=False,
+    name="KiTS2019",
+    dataset_id=40,
+    organ="kidney",
+    has_cysts=False,
     discover=partial(discover_case_folders, label_stem="segmentation", first_image_only_case=210),
     layout="case_XXXXX/imaging.nii.gz + segmentation.nii.gz folders (cases 210-299 image only)",
     reference="https://kits19.grand-challenge.org; Heller et al., arXiv:1904.00445",

@@ -13,6 +13,7 @@ Example::
 
     hlfd_convert_kits21 kits21/kits21/data --labels tumour --cysts drop -d 136 -n KiTS2021Tumour
 """
+
 from __future__ import annotations
 
 import sys
@@ -23,7 +24,10 @@ from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
-    name="KiTS2021", dataset_id=135, organ="kidney", has_cysts=True,
+    name="KiTS2021",
+    dataset_id=135,
+    organ="kidney",
+    has_cysts=True,
     discover=partial(discover_case_folders, label_stem="aggregated_MAJ_seg"),
     layout="case_XXXXX/imaging.nii.gz + aggregated_MAJ_seg.nii.gz folders",
     reference="https://kits-challenge.org/kits21/; Heller et al., arXiv:2307.01984",

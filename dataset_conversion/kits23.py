@@ -20,6 +20,7 @@ Example::
 
     hlfd_convert_kits23 kits23/dataset --labels regions
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,7 +31,10 @@ from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.discovery import discover_case_folders
 
 SPEC = DatasetSpec(
-    name="KiTS2023", dataset_id=220, organ="kidney", has_cysts=True,
+    name="KiTS2023",
+    dataset_id=220,
+    organ="kidney",
+    has_cysts=True,
     discover=partial(discover_case_folders, label_stem="segmentation"),
     layout="case_XXXXX/imaging.nii.gz + segmentation.nii.gz folders",
     reference="https://kits-challenge.org/kits23/; https://github.com/neheller/kits23",

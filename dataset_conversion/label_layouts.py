@@ -1,5 +1,6 @@
 """The label layouts a conversion can write (``full``, ``tumour``, nnU-Net's KiTS23 ``regions``) and the choice
 of what happens to cysts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ class LabelLayout:
 
 # nnU-Net's own KiTS23 regions (nnunetv2/dataset_conversion/Dataset220_KiTS2023.py): the source labels are kept
 # and trained as nested regions; regions_class_order turns predicted regions back into 1 kidney, 2 tumour, 3 cyst.
-KITS23_REGIONS = LabelLayout(labels={"background": 0, "kidney": (1, 2, 3), "masses": (2, 3), "tumor": 2},
-                             mapping={0: 0, 1: 1, 2: 2, 3: 3}, regions_class_order=(1, 3, 2))
+KITS23_REGIONS = LabelLayout(
+    labels={"background": 0, "kidney": (1, 2, 3), "masses": (2, 3), "tumor": 2},
+    mapping={0: 0, 1: 1, 2: 2, 3: 3},
+    regions_class_order=(1, 3, 2),
+)
 
 
 def label_layout(spec: DatasetSpec, labels: str, cysts: str | None) -> LabelLayout:
@@ -33,16 +37,19 @@ def label_layout(spec: DatasetSpec, labels: str, cysts: str | None) -> LabelLayo
     regions: KiTS23 only, nnU-Net's region layout; it keeps the cysts, so only ``cysts`` None or 'keep'.
     """
     if labels not in spec.label_layouts:
-        raise ConversionError(f"labels={labels!r} is not offered for {spec.name}; "
-                              f"choose one of {', '.join(spec.label_layouts)}")
+        raise ConversionError(
+            f"labels={labels!r} is not offered for {spec.name}; choose one of {', '.join(spec.label_layouts)}"
+        )
     if cysts is not None and cysts not in CYST_CHOICES:
         raise ConversionError(f"cysts={cysts!r} is not an option; choose one of {', '.join(CYST_CHOICES)}")
     if cysts is not None and not spec.has_cysts:
         raise ConversionError(f"{spec.name} has no cyst label; leave out --cysts")
     if labels == "regions":
         if cysts not in (None, "keep"):
-            raise ConversionError("the region layout keeps cysts (masses = tumour + cyst); "
-                                  "leave out --cysts or use --cysts keep, or use --labels full")
+            raise ConversionError(
+                "the region layout keeps cysts (masses = tumour + cyst); "
+                "leave out --cysts or use --cysts keep, or use --labels full"
+            )
         return KITS23_REGIONS
     if spec.has_cysts and cysts is None:
         raise ConversionError(_missing_cyst_choice(spec, labels))
@@ -66,5 +73,7 @@ def _missing_cyst_choice(spec: DatasetSpec, labels: str) -> str:
         choices = "keep (own label 3), kidney (merged into kidney 1) or drop (background 0)"
     else:
         choices = "keep (own label 2), kidney or drop (both background 0, as kidney is background here)"
-    return (f"--labels {labels} on {spec.name} needs an explicit --cysts: {choices}; "
-            f"add --cysts keep, --cysts kidney or --cysts drop (in Python: cysts='keep', 'kidney' or 'drop')")
+    return (
+        f"--labels {labels} on {spec.name} needs an explicit --cysts: {choices}; "
+        f"add --cysts keep, --cysts kidney or --cysts drop (in Python: cysts='keep', 'kidney' or 'drop')"
+    )

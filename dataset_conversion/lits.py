@@ -26,6 +26,7 @@ Example::
 
     hlfd_convert_lits /data/LiTS --labels tumour -d 30 -n LiTSTumour
 """
+
 from __future__ import annotations
 
 import re
@@ -50,18 +51,27 @@ def discover_lits(folder: Path) -> Discovery:
     discovery = Discovery()
     where = f"in {folder} or a subfolder"
     for n in sorted({n for kind, n in found if kind != "test-volume"}):
-        discovery.add(f"liver_{n}", found[("volume", n)], found[("segmentation", n)],
-                      expected_image=f"volume-{n}.nii {where}", expected_label=f"segmentation-{n}.nii {where}")
+        discovery.add(
+            f"liver_{n}",
+            found[("volume", n)],
+            found[("segmentation", n)],
+            expected_image=f"volume-{n}.nii {where}",
+            expected_label=f"segmentation-{n}.nii {where}",
+        )
     for n in sorted(n for kind, n in list(found) if kind == "test-volume"):
         discovery.add(f"liver_test_{n}", found[("test-volume", n)], None, expected_image="")
     return discovery
 
 
 SPEC = DatasetSpec(
-    name="LiTS", dataset_id=29, organ="liver", has_cysts=False, discover=discover_lits,
+    name="LiTS",
+    dataset_id=29,
+    organ="liver",
+    has_cysts=False,
+    discover=discover_lits,
     layout="volume-N.nii + segmentation-N.nii (in one folder or in the 'Training Batch 1/2' subfolders)",
     reference="https://competitions.codalab.org/competitions/17094; Bilic et al., Medical Image Analysis 84 "
-              "(2023) 102680, arXiv:1901.04056",
+    "(2023) 102680, arXiv:1901.04056",
     licence="see the LiTS challenge terms of use (MSD Task03_Liver redistributes these scans under CC BY-SA 4.0)",
 )
 

@@ -1,4 +1,5 @@
 """Reading and checking one case's volumes, and writing them: image bytes copied, label remapped to uint8."""
+
 from __future__ import annotations
 
 import gzip
@@ -31,11 +32,15 @@ def read_volume(path: Path, role: str) -> sitk.Image:
         _ = proxy[tuple(-1 for _ in proxy.shape)]
     except Exception as exc:  # the readers raise RuntimeError, OSError, EOFError, ValueError, ImageFileError...
         reason = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
-        raise CaseProblem(f"cannot read {role} file {path} ({reason.strip()}); the file is damaged or truncated, "
-                          f"download or extract it again") from exc
+        raise CaseProblem(
+            f"cannot read {role} file {path} ({reason.strip()}); the file is damaged or truncated, "
+            f"download or extract it again"
+        ) from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise CaseProblem(f"{role} file {path} is not a single 3-D volume ({image.GetDimension()}-D, "
-                          f"{image.GetNumberOfComponentsPerPixel()} component(s)); use the original file")
+        raise CaseProblem(
+            f"{role} file {path} is not a single 3-D volume ({image.GetDimension()}-D, "
+            f"{image.GetNumberOfComponentsPerPixel()} component(s)); use the original file"
+        )
     return image
 
 
@@ -43,11 +48,16 @@ def geometry_problems(image: sitk.Image, label: sitk.Image) -> list[str]:
     fix = "the label does not belong to this image; download or extract the case again"
     if image.GetSize() != label.GetSize():
         return [f"image and label shapes differ (image {image.GetSize()}, label {label.GetSize()}); {fix}"]
-    checks = {"spacing": (image.GetSpacing(), label.GetSpacing(), GEOMETRY_TOLERANCE, 0.0),
-              "origin": (image.GetOrigin(), label.GetOrigin(), 0.0, GEOMETRY_TOLERANCE),
-              "direction": (image.GetDirection(), label.GetDirection(), 0.0, GEOMETRY_TOLERANCE)}
-    return [f"image and label {name} differ (image {tuple(a)}, label {tuple(b)}); {fix}"
-            for name, (a, b, rtol, atol) in checks.items() if not np.allclose(b, a, rtol=rtol, atol=atol)]
+    checks = {
+        "spacing": (image.GetSpacing(), label.GetSpacing(), GEOMETRY_TOLERANCE, 0.0),
+        "origin": (image.GetOrigin(), label.GetOrigin(), 0.0, GEOMETRY_TOLERANCE),
+        "direction": (image.GetDirection(), label.GetDirection(), 0.0, GEOMETRY_TOLERANCE),
+    }
+    return [
+        f"image and label {name} differ (image {tuple(a)}, label {tuple(b)}); {fix}"
+        for name, (a, b, rtol, atol) in checks.items()
+        if not np.allclose(b, a, rtol=rtol, atol=atol)
+    ]
 
 
 def value_problems(label: sitk.Image, path: Path, source_labels: Mapping[int, str]) -> list[str]:
@@ -56,8 +66,10 @@ def value_problems(label: sitk.Image, path: Path, source_labels: Mapping[int, st
     if not unexpected:
         return []
     documented = ", ".join(f"{k} {name}" for k, name in source_labels.items())
-    return [f"label values {first_and_more(unexpected, 10)} in {path} are outside the documented set "
-            f"({documented}); use this dataset's own label file, unmodified"]
+    return [
+        f"label values {first_and_more(unexpected, 10)} in {path} are outside the documented set "
+        f"({documented}); use this dataset's own label file, unmodified"
+    ]
 
 
 def remapped_label(label: sitk.Image, image: sitk.Image, mapping: Mapping[int, int]) -> sitk.Image:

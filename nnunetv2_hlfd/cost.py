@@ -1,4 +1,5 @@
 """Model cost: parameters and multiply-adds per patch, counted by torch's own flop counter."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ def model_cost(build: Callable[[], nn.Module], input_shape: Sequence[int]) -> Mo
 
 
 def cost_ratio_line(student: ModelCost, teacher: ModelCost) -> str:
-    return (f"Student / teacher cost: parameters {student.parameters:,} / {teacher.parameters:,} "
-            f"= {student.parameters / teacher.parameters:.1%}; multiply-adds per patch "
-            f"{student.macs_per_patch:,} / {teacher.macs_per_patch:,} "
-            f"= {student.macs_per_patch / teacher.macs_per_patch:.1%}")
+    return (
+        f"Student / teacher cost: parameters {student.parameters:,} / {teacher.parameters:,} "
+        f"= {student.parameters / teacher.parameters:.1%}; multiply-adds per patch "
+        f"{student.macs_per_patch:,} / {teacher.macs_per_patch:,} "
+        f"= {student.macs_per_patch / teacher.macs_per_patch:.1%}"
+    )

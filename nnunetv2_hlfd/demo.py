@@ -9,6 +9,7 @@ validation Dice per class beside its parameters and its measured inference time 
 The demo folder carries a mark (MARKER) written before anything else: `--overwrite` removes only a
 marked folder, and a rerun of the same demo in its marked folder continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,14 +55,18 @@ def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
     marker = workdir / MARKER
     if workdir.is_dir() and any(workdir.iterdir()):
         if not marker.is_file():
-            raise FileExistsError(f"{workdir} is not empty and was not made by the demo (it has no {MARKER}); "
-                                  f"the demo never deletes it, not even with --overwrite. Choose another --workdir "
-                                  f"(default ./hlfd_demo).")
+            raise FileExistsError(
+                f"{workdir} is not empty and was not made by the demo (it has no {MARKER}); "
+                f"the demo never deletes it, not even with --overwrite. Choose another --workdir "
+                f"(default ./hlfd_demo)."
+            )
         if settings.overwrite:
             shutil.rmtree(workdir)
         elif _recorded_settings(marker) != settings.recorded():
-            raise FileExistsError(f"{workdir} holds a demo with other settings ({_recorded_settings(marker)}); "
-                                  f"pass --overwrite to replace it, or choose another --workdir")
+            raise FileExistsError(
+                f"{workdir} holds a demo with other settings ({_recorded_settings(marker)}); "
+                f"pass --overwrite to replace it, or choose another --workdir"
+            )
     workdir.mkdir(parents=True, exist_ok=True)
     if not marker.is_file():
         marker.write_text(json.dumps(settings.recorded(), indent=2))
@@ -81,11 +86,19 @@ def _recorded_settings(marker: Path) -> dict | None:
 def study_settings(settings: DemoSettings, folders: dict[str, Path]):
     from nnunetv2_hlfd.study.grid import StudySettings
 
-    return StudySettings(dataset=str(settings.dataset_id), configuration=settings.configuration, teacher=TEACHER,
-                         students=STUDENTS, folds=(0,), device=settings.device, epochs=settings.epochs,
-                         iterations=settings.iterations_per_epoch, output=settings.workdir / "study",
-                         extra_env={name: str(path) for name, path in folders.items()},
-                         benchmark_args=("--device", settings.device))
+    return StudySettings(
+        dataset=str(settings.dataset_id),
+        configuration=settings.configuration,
+        teacher=TEACHER,
+        students=STUDENTS,
+        folds=(0,),
+        device=settings.device,
+        epochs=settings.epochs,
+        iterations=settings.iterations_per_epoch,
+        output=settings.workdir / "study",
+        extra_env={name: str(path) for name, path in folders.items()},
+        benchmark_args=("--device", settings.device),
+    )
 
 
 def run_demo(settings: DemoSettings, command: str | None = None):
@@ -97,12 +110,19 @@ def run_demo(settings: DemoSettings, command: str | None = None):
     folders = prepare_workdir(settings)
     dataset = folders["nnUNet_raw"] / f"Dataset{settings.dataset_id:03d}_SyntheticKidney"
     if not dataset.is_dir():  # a rerun of the same demo keeps the dataset it made (written atomically)
-        generate_synthetic_kidney_dataset(folders["nnUNet_raw"], dataset_id=settings.dataset_id,
-                                          num_training_cases=settings.num_cases, shape=settings.shape,
-                                          seed=settings.seed, preset=settings.preset)
+        generate_synthetic_kidney_dataset(
+            folders["nnUNet_raw"],
+            dataset_id=settings.dataset_id,
+            num_training_cases=settings.num_cases,
+            shape=settings.shape,
+            seed=settings.seed,
+            preset=settings.preset,
+        )
     study = run_study(study_settings(settings, folders), command=command)
     table = results_table(study.benchmark)
-    print(f"\nValidation Dice per class (fold 0), parameters and inference time per case "
-          f"({settings.device}); study: {study.study_md}\n")
+    print(
+        f"\nValidation Dice per class (fold 0), parameters and inference time per case "
+        f"({settings.device}); study: {study.study_md}\n"
+    )
     print(format_table(table))
     return table

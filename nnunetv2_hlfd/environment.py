@@ -1,4 +1,5 @@
 """How settings from environment variables reach the user when they are wrong: as one message, no traceback."""
+
 from __future__ import annotations
 
 import os
@@ -28,5 +29,7 @@ def env_flag(name: str, default: bool = False) -> bool:
         return True
     if value.strip().lower() in _FALSE:
         return False
-    raise UserFacingError(f"{name}={value!r} is not a yes/no value: use one of {', '.join(_TRUE)} to turn it on, "
-                          f"{', '.join(_FALSE)} (or unset it) to turn it off.")
+    raise UserFacingError(
+        f"{name}={value!r} is not a yes/no value: use one of {', '.join(_TRUE)} to turn it on, "
+        f"{', '.join(_FALSE)} (or unset it) to turn it off."
+    )

@@ -6,6 +6,7 @@ its plans and dataset.json, deep supervision off), so the exported logits are th
 network's total stride divides, and are checked against PyTorch before they take their names:
 a failed or interrupted export leaves no unchecked file behind.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,20 +48,28 @@ def load_student(fold_folder: Path, checkpoint_name: str = "checkpoint_final.pth
     model_folder, checkpoint_file = fold_folder.parent, fold_folder / checkpoint_name
     for required in (checkpoint_file, model_folder / "plans.json", model_folder / "dataset.json"):
         if not required.is_file():
-            raise FileNotFoundError(f"{required} does not exist; give the fold folder of a trained nnU-Net model "
-                                    f"(holding {checkpoint_name}, with plans.json and dataset.json beside it).")
+            raise FileNotFoundError(
+                f"{required} does not exist; give the fold folder of a trained nnU-Net model "
+                f"(holding {checkpoint_name}, with plans.json and dataset.json beside it)."
+            )
     checkpoint = load_checkpoint_weights_only(checkpoint_file)
     trainer_class = find_trainer_class(checkpoint["trainer_name"])
     if not issubclass(trainer_class, nnUNetTrainerStudent):
-        raise ValueError(f"{checkpoint_file} was trained by {checkpoint['trainer_name']}, not a student trainer "
-                         f"(nnUNetTrainerStudent, nnUNetTrainerHLFD, ...); only students are exported here.")
+        raise ValueError(
+            f"{checkpoint_file} was trained by {checkpoint['trainer_name']}, not a student trainer "
+            f"(nnUNetTrainerStudent, nnUNetTrainerHLFD, ...); only students are exported here."
+        )
     plans_manager = PlansManager(load_json(str(model_folder / "plans.json")))
     dataset_json = load_json(str(model_folder / "dataset.json"))
     configuration = plans_manager.get_configuration(checkpoint["init_args"]["configuration"])
     channels = determine_num_input_channels(plans_manager, configuration, dataset_json)
     network = trainer_class.build_network_architecture(
-        plans_manager, configuration, channels, plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
-        enable_deep_supervision=False)
+        plans_manager,
+        configuration,
+        channels,
+        plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
+        enable_deep_supervision=False,
+    )
     network.load_state_dict(checkpoint["network_weights"])
     strides = np.prod(np.array(configuration.network_arch_init_kwargs["strides"]), axis=0)
     return ExportedStudent(network.eval(), tuple(configuration.patch_size), channels, tuple(int(s) for s in strides))
@@ -84,10 +93,16 @@ def export_onnx(student: ExportedStudent, path: Path) -> None:
     torch.export would have to be told that every spatial size is a multiple of the total stride."""
     spatial_axes = {axis: f"spatial_{axis - 2}" for axis in range(2, 2 + len(student.patch_size))}
     with torch.no_grad():
-        torch.onnx.export(student.network, (example_patch(student),), str(path), input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": {0: "batch", **spatial_axes},
-                                                                  "logits": {0: "batch", **spatial_axes}},
-                          opset_version=ONNX_OPSET, dynamo=False)
+        torch.onnx.export(
+            student.network,
+            (example_patch(student),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch", **spatial_axes}, "logits": {0: "batch", **spatial_axes}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
 
 
 def max_deviation(student: ExportedStudent, folder: Path, spatial_size=None) -> dict[str, float]:
@@ -101,12 +116,15 @@ def max_deviation(student: ExportedStudent, folder: Path, spatial_size=None) -> 
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     from_onnx = session.run(None, {"image": patch.numpy()})[0]
     tolerance = ATOL + RTOL * np.abs(reference).max()
-    return {name: float(np.abs(logits - reference).max() / tolerance)
-            for name, logits in (("model.pt", scripted), ("model.onnx", from_onnx))}
+    return {
+        name: float(np.abs(logits - reference).max() / tolerance)
+        for name, logits in (("model.pt", scripted), ("model.onnx", from_onnx))
+    }
 
 
-def export_student(fold_folder: Path, output_folder: Path, checkpoint_name: str = "checkpoint_final.pth",
-                   overwrite: bool = False) -> dict[str, float]:
+def export_student(
+    fold_folder: Path, output_folder: Path, checkpoint_name: str = "checkpoint_final.pth", overwrite: bool = False
+) -> dict[str, float]:
     """Write model.pt and model.onnx and check them at the plans' patch and at a second size."""
     require_export_extra()
     existing = [name for name in EXPORTED_FILES if (output_folder / name).exists()]
@@ -125,8 +143,10 @@ def export_student(fold_folder: Path, output_folder: Path, checkpoint_name: str 
             deviations.update({f"{name} at {label}": d for name, d in max_deviation(student, staging, size).items()})
         failed = {name: d for name, d in deviations.items() if d > 1}
         if failed:
-            raise RuntimeError(f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
-                               f"(in units of that tolerance); nothing was written to {output_folder}.")
+            raise RuntimeError(
+                f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
+                f"(in units of that tolerance); nothing was written to {output_folder}."
+            )
         for name in EXPORTED_FILES:
             os.replace(staging / name, output_folder / name)
     finally:
@@ -140,9 +160,11 @@ def require_export_extra() -> None:
     """The export's optional dependencies, checked before anything is built or written."""
     missing = [name for name in EXPORT_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(f"nnunetv2_hlfd export needs the Python modules {', '.join(missing)} (not installed); "
-                           f"install the export extra: pip install \"nnunetv2_hlfd[export]\" "
-                           f"(in a clone: pip install -e \".[export]\").")
+        raise RuntimeError(
+            f"nnunetv2_hlfd export needs the Python modules {', '.join(missing)} (not installed); "
+            f'install the export extra: pip install "nnunetv2_hlfd[export]" '
+            f'(in a clone: pip install -e ".[export]").'
+        )
 
 
 def second_size(student: ExportedStudent) -> tuple[int, ...]:
@@ -153,5 +175,7 @@ def second_size(student: ExportedStudent) -> tuple[int, ...]:
 def run(args) -> None:
     os.environ.setdefault("nnUNet_compile", "0")  # nothing is trained; never compile
     deviations = export_student(args.fold_folder, args.output, args.checkpoint, args.overwrite)
-    print(f"Wrote {args.output / 'model.pt'} and {args.output / 'model.onnx'}; largest deviation from PyTorch, "
-          f"in units of {ATOL} + {RTOL} * max|logit|: " + ", ".join(f"{k} {v:.3f}" for k, v in deviations.items()))
+    print(
+        f"Wrote {args.output / 'model.pt'} and {args.output / 'model.onnx'}; largest deviation from PyTorch, "
+        f"in units of {ATOL} + {RTOL} * max|logit|: " + ", ".join(f"{k} {v:.3f}" for k, v in deviations.items())
+    )

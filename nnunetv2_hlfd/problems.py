@@ -2,6 +2,7 @@
 
 Leaf module (stdlib only), so every part of the package can raise and format problem lists the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

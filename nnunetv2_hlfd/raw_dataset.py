@@ -12,6 +12,7 @@ One call::
 
 Stdlib only, so any module can import it cheaply.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,16 @@ from pathlib import Path
 
 from nnunetv2_hlfd.problems import ProblemListError
 
-__all__ = ["RawDatasetError", "atomically_written", "dataset_folder", "dataset_folder_problems",
-           "pending_restore_problems", "recover_interrupted_runs", "target_problems", "write_raw_dataset"]
+__all__ = [
+    "RawDatasetError",
+    "atomically_written",
+    "dataset_folder",
+    "dataset_folder_problems",
+    "pending_restore_problems",
+    "recover_interrupted_runs",
+    "target_problems",
+    "write_raw_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +50,9 @@ def dataset_folder_problems(nnunet_raw: str | os.PathLike | None, dataset_id: in
     """What is wrong with naming ``<nnunet_raw>/DatasetXXX_Name`` (see :func:`dataset_folder`)."""
     problems = []
     if not (nnunet_raw if nnunet_raw is not None else os.environ.get("nnUNet_raw")):
-        problems.append("no nnU-Net raw folder: pass --nnunet-raw (nnunet_raw=...) "
-                        "or set the nnUNet_raw environment variable")
+        problems.append(
+            "no nnU-Net raw folder: pass --nnunet-raw (nnunet_raw=...) or set the nnUNet_raw environment variable"
+        )
     # nnU-Net reads the id back from the three digits after "Dataset"
     is_integer = isinstance(dataset_id, numbers.Integral) and not isinstance(dataset_id, bool)
     if not is_integer or not 1 <= dataset_id <= 999:
@@ -65,20 +75,29 @@ def target_problems(target: Path, overwrite: bool) -> list[str]:
     """Why ``target`` may not be written: it exists (without ``overwrite``), or another folder has its id."""
     problems = []
     if target.exists() and not overwrite:
-        problems.append(f"{target}: the target dataset already exists; pass --overwrite (overwrite=True) to "
-                        f"replace it, or choose another dataset id or name")
+        problems.append(
+            f"{target}: the target dataset already exists; pass --overwrite (overwrite=True) to "
+            f"replace it, or choose another dataset id or name"
+        )
     prefix = target.name.split("_", 1)[0] + "_"
     if target.parent.is_dir():
         # nnU-Net refuses an id that maps to two dataset names
         for other in sorted(target.parent.glob(prefix + "*")):
             if other.name != target.name:
-                problems.append(f"{other}: dataset id {prefix[7:10]} is already used by {other.name}; "
-                                f"choose another dataset id")
+                problems.append(
+                    f"{other}: dataset id {prefix[7:10]} is already used by {other.name}; choose another dataset id"
+                )
     return problems
 
 
-def write_raw_dataset(nnunet_raw: str | os.PathLike | None, dataset_id: int, dataset_name: str,
-                      fill: Callable[[Path, Path], object], *, overwrite: bool = False) -> Path:
+def write_raw_dataset(
+    nnunet_raw: str | os.PathLike | None,
+    dataset_id: int,
+    dataset_name: str,
+    fill: Callable[[Path, Path], object],
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Write ``target = <nnunet_raw>/DatasetXXX_Name`` atomically and return it: ``fill(folder, target)`` writes
     the dataset's files into ``folder``, a temporary folder that becomes ``target`` only if ``fill`` returns.
 
@@ -143,8 +162,10 @@ def _interrupted_runs(target: Path) -> list[tuple[Path, str]]:
     """What killed runs into ``target`` left, each with what recovery does to it: "restore" (a dataset hidden
     as ``*-replaced`` by an overwrite killed between its two renames, whose target is missing), "remove"
     (their temporary folders) or "leave" (the folder of a run that may still be going on)."""
-    pattern = re.compile(re.escape(f".{target.name}.partial-")
-                         + r"(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}(?P<replaced>-replaced)?")
+    pattern = re.compile(
+        re.escape(f".{target.name}.partial-")
+        + r"(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[0-9a-f]{8}(?P<replaced>-replaced)?"
+    )
     found = []
     for path in sorted(target.parent.glob(f".{target.name}.partial-*")) if target.parent.is_dir() else []:
         match = pattern.fullmatch(path.name)
@@ -161,10 +182,14 @@ def recover_interrupted_runs(target: Path) -> list[str]:
     done = []
     for path, action in _interrupted_runs(target):
         if action == "leave":
-            fix = (f"rename it to {target.name}" if path.name.endswith("-replaced") and not target.exists()
-                   else "delete it")
-            logger.warning("left %s alone: it may belong to a conversion that is still running; if none is, %s",
-                           path, fix)
+            fix = (
+                f"rename it to {target.name}"
+                if path.name.endswith("-replaced") and not target.exists()
+                else "delete it"
+            )
+            logger.warning(
+                "left %s alone: it may belong to a conversion that is still running; if none is, %s", path, fix
+            )
             continue
         if action == "restore":
             os.rename(path, target)
@@ -180,17 +205,21 @@ def pending_restore_problems(target: Path, overwrite: bool) -> list[str]:
     """A check-only run's view of recovery: a dataset that the real run would first restore into ``target``."""
     if overwrite:
         return []
-    return [f"{target}: {path.name} holds the dataset an interrupted --overwrite run hid; the conversion will put "
-            f"it back first and then refuse to replace it: pass --overwrite to replace it"
-            for path, action in _interrupted_runs(target) if action == "restore"]
+    return [
+        f"{target}: {path.name} holds the dataset an interrupted --overwrite run hid; the conversion will put "
+        f"it back first and then refuse to replace it: pass --overwrite to replace it"
+        for path, action in _interrupted_runs(target)
+        if action == "restore"
+    ]
 
 
 def _remove_leftover(path: Path) -> None:
     try:
         shutil.rmtree(path)
     except OSError as exc:
-        raise RawDatasetError(f"{path}: cannot remove this leftover of an interrupted conversion ({exc}); "
-                              f"delete it by hand") from exc
+        raise RawDatasetError(
+            f"{path}: cannot remove this leftover of an interrupted conversion ({exc}); delete it by hand"
+        ) from exc
 
 
 def _move_into_place(tmp: Path, target: Path) -> None:

@@ -219,9 +219,7 @@ def _sample_kidneys(rng: np.random.Generator, body: Ellipsoid, extent_mm: np.nda
     return tuple(_sample_kidney(rng, body, extent_mm, side) for side in (-1.0, 1.0))  # -x: patient's right
 
 
-def _sample_kidney(
-    rng: np.random.Generator, body: Ellipsoid, extent_mm: np.ndarray, side: float
-) -> Ellipsoid:
+def _sample_kidney(rng: np.random.Generator, body: Ellipsoid, extent_mm: np.ndarray, side: float) -> Ellipsoid:
     """One kidney on the given side (-1: patient's right, +1: left)."""
     body_rx = body.semi_axes_mm[X]
     # sizes scale with the body so the phantom looks alike at any field of view; the long axis is
@@ -336,9 +334,13 @@ def _make_study_case(rng: np.random.Generator, shape, spacing, num_tumours: int)
     spine = _sample_spine(rng, body)
     kidneys = _sample_kidneys(rng, body, extent_mm)
     intensities = _sample_intensities(rng)
-    tumours = [_sample_study_tumour(rng, kidneys[k], spacing, intensities.kidney)
-               for k in _study_lesion_kidneys(rng, num_tumours)]
-    cysts = [_sample_cyst(rng, kidneys[rng.integers(2)], spacing) for _ in range(rng.choice(4, p=[0.3, 0.3, 0.25, 0.15]))]
+    tumours = [
+        _sample_study_tumour(rng, kidneys[k], spacing, intensities.kidney)
+        for k in _study_lesion_kidneys(rng, num_tumours)
+    ]
+    cysts = [
+        _sample_cyst(rng, kidneys[rng.integers(2)], spacing) for _ in range(rng.choice(4, p=[0.3, 0.3, 0.25, 0.15]))
+    ]
 
     masks = _tissue_masks(Anatomy(body, spine, kidneys, ()), grid_mm)
     tumour_masks = [_lobulated_mask(rng, lesion, grid_mm, spacing) & masks["body"] for lesion in tumours]
@@ -384,8 +386,9 @@ def _sample_study_tumour(rng: np.random.Generator, kidney: Ellipsoid, spacing, k
     # darker than the kidney by a varied margin, nearly iso-dense, or (rarely) brighter
     kind = rng.choice(3, p=[1 - STUDY_ISO_DENSE - 0.15, STUDY_ISO_DENSE, 0.15])
     contrast = (rng.uniform(15, 70), rng.uniform(-10, 10), -rng.uniform(10, 30))[kind]
-    return StudyLesion(outline, lobulation=rng.uniform(0.25, 0.45), mean_hu=kidney_hu - contrast,
-                       texture_hu=rng.uniform(8, 20))
+    return StudyLesion(
+        outline, lobulation=rng.uniform(0.25, 0.45), mean_hu=kidney_hu - contrast, texture_hu=rng.uniform(8, 20)
+    )
 
 
 def _sample_cyst(rng: np.random.Generator, kidney: Ellipsoid, spacing) -> StudyLesion:
@@ -395,12 +398,14 @@ def _sample_cyst(rng: np.random.Generator, kidney: Ellipsoid, spacing) -> StudyL
     centre = kidney.point_at(direction * rng.uniform(0.1, 0.6))
     radius = float(kidney.semi_axes_mm.min()) * rng.uniform(0.2, 0.5)
     semi_axes = np.maximum(radius * rng.uniform(0.9, 1.1, 3), 0.5 * float(np.linalg.norm(spacing)))
-    return StudyLesion(Ellipsoid(centre, semi_axes, np.eye(3)), lobulation=0.0, mean_hu=rng.uniform(0, 20),
-                       texture_hu=0.0)
+    return StudyLesion(
+        Ellipsoid(centre, semi_axes, np.eye(3)), lobulation=0.0, mean_hu=rng.uniform(0, 20), texture_hu=0.0
+    )
 
 
 def _lobulated_mask(rng: np.random.Generator, lesion: StudyLesion, grid_mm, spacing) -> np.ndarray:
-    """Inside where the normalised radius is below 1 + lobulation x a smooth field (kept >= 0.5: the centre stays in)."""
+    """Inside where the normalised radius is below 1 + lobulation x a smooth field (kept >= 0.5: the centre
+    stays in)."""
     shape = tuple(len(axis.ravel()) for axis in grid_mm)
     field = _smooth_field(rng, shape, [0.5 * float(lesion.outline.semi_axes_mm.mean()) / s for s in spacing])
     limit = np.maximum(1.0 + lesion.lobulation * field, 0.5)
@@ -449,9 +454,14 @@ def generate_synthetic_kidney_dataset(
     _validate_preset(preset)
     shape, spacing = _validated_geometry(shape, spacing)
     return write_raw_dataset(
-        nnunet_raw, dataset_id, dataset_name, overwrite=overwrite,
-        fill=lambda folder, target: _write_dataset(folder, target.name, num_training_cases, num_test_cases, shape,
-                                                   spacing, seed, preset))
+        nnunet_raw,
+        dataset_id,
+        dataset_name,
+        overwrite=overwrite,
+        fill=lambda folder, target: _write_dataset(
+            folder, target.name, num_training_cases, num_test_cases, shape, spacing, seed, preset
+        ),
+    )
 
 
 def case_identifier(case_index: int) -> str:
@@ -472,8 +482,7 @@ def _validate_dataset_args(num_training_cases, num_test_cases, seed) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed,
-                   preset) -> None:
+def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed, preset) -> None:
     for sub in ("imagesTr", "labelsTr", "imagesTs") if num_test_cases else ("imagesTr", "labelsTr"):
         (folder / sub).mkdir()
     for case_index in range(num_training_cases + num_test_cases):
@@ -508,8 +517,7 @@ def _write_volume(array: np.ndarray, spacing, path: Path) -> None:
     sitk.WriteImage(volume, str(path), useCompression=True)
 
 
-def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed,
-                        preset):
+def _write_dataset_json(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed, preset):
     generate_dataset_json(
         str(folder),
         channel_names={0: "CT"},  # "CT" selects nnU-Net's CT intensity normalisation

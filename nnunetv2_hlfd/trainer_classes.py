@@ -1,4 +1,5 @@
 """Finding a trainer class by name as nnU-Net does, with this package's trainers searched too."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,10 @@ def trainers_folder() -> Path:
     checkout on PYTHONPATH each import the trainers from."""
     spec = importlib.util.find_spec(TRAINERS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{TRAINERS_PACKAGE} is not installed, so nnU-Net cannot find the HLFD trainers; "
-                           f"reinstall nnunetv2_hlfd (pip install nnunetv2_hlfd, or pip install -e . in a clone).")
+        raise RuntimeError(
+            f"{TRAINERS_PACKAGE} is not installed, so nnU-Net cannot find the HLFD trainers; "
+            f"reinstall nnunetv2_hlfd (pip install nnunetv2_hlfd, or pip install -e . in a clone)."
+        )
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny generated dataset, planned and preprocessed once per session,
 and one briefly trained teacher per configuration."""
+
 import os
 import subprocess
 import sys
@@ -24,8 +25,7 @@ os.environ["nnUNet_extTrainer"] = EXT_TRAINERS
 
 def run_command(args: list[str], env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run an installed console command; fail the test with its output if it fails."""
-    result = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
@@ -46,17 +46,22 @@ def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
     for name, path in dirs.items():
         path.mkdir()
         os.environ[name] = str(path)
-    generate_synthetic_kidney_dataset(dirs["nnUNet_raw"], dataset_id=DATASET_ID, num_training_cases=10,
-                                      shape=(16, 48, 48), seed=0)
+    generate_synthetic_kidney_dataset(
+        dirs["nnUNet_raw"], dataset_id=DATASET_ID, num_training_cases=10, shape=(16, 48, 48), seed=0
+    )
     plan_and_preprocess(DATASET_ID, ("2d", "3d_fullres"))
     return dirs
 
 
-def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...], planner: str = "ExperimentPlanner",
-                        plans: str = "nnUNetPlans", fingerprint: bool = True) -> None:
+def plan_and_preprocess(
+    dataset_id: int,
+    configurations: tuple[str, ...],
+    planner: str = "ExperimentPlanner",
+    plans: str = "nnUNetPlans",
+    fingerprint: bool = True,
+) -> None:
     """nnU-Net's fingerprint, plans (of `planner`, named `plans`) and preprocessing, one process each."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                      preprocess)
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
 
     # The planner reads nnUNet_n_proc_DA as a thread count and rejects 0, so it is set to 0
     # (augment in the training process itself: workers cost more than tiny batches) only after.
@@ -64,19 +69,27 @@ def plan_and_preprocess(dataset_id: int, configurations: tuple[str, ...], planne
     if fingerprint:
         extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True)
     plan_experiments([dataset_id], experiment_planner_class_name=planner)
-    preprocess([dataset_id], plans_identifier=plans, configurations=configurations,
-               num_processes=(1,) * len(configurations))
+    preprocess(
+        [dataset_id], plans_identifier=plans, configurations=configurations, num_processes=(1,) * len(configurations)
+    )
     os.environ["nnUNet_n_proc_DA"] = "0"
 
 
-def train_in_process(trainer_name: str, configuration: str, fold=0, epochs: int = 1, dataset_id: int = DATASET_ID,
-                     plans: str = "nnUNetPlans"):
+def train_in_process(
+    trainer_name: str,
+    configuration: str,
+    fold=0,
+    epochs: int = 1,
+    dataset_id: int = DATASET_ID,
+    plans: str = "nnUNetPlans",
+):
     """Train briefly through nnU-Net's own Python API (used for teachers)."""
     import torch
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    trainer = get_trainer_from_args(str(dataset_id), configuration, fold, trainer_name, plans,
-                                    device=torch.device("cpu"))
+    trainer = get_trainer_from_args(
+        str(dataset_id), configuration, fold, trainer_name, plans, device=torch.device("cpu")
+    )
     trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch = epochs, 2, 1
     trainer.run_training()
     return trainer

@@ -1,4 +1,5 @@
 """Helpers of the study tests: nnU-Net folders for a dataset that a stand-in nnUNetv2_train "trains"."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ def fake_nnunet(tmp_path: Path, monkeypatch) -> Path:
 
 def fake_settings(**changes) -> StudySettings:
     """Teacher and two students on two folds, one CPU core per worker, no benchmark (nothing real to score)."""
-    base = {"dataset": FAKE_DATASET, "configuration": "2d", "students": ("nnUNetTrainerStudent", "nnUNetTrainerHLFD"),
-            "folds": (0, 1), "workers": 1, "threads": 1, "benchmark": False}
+    base = {
+        "dataset": FAKE_DATASET,
+        "configuration": "2d",
+        "students": ("nnUNetTrainerStudent", "nnUNetTrainerHLFD"),
+        "folds": (0, 1),
+        "workers": 1,
+        "threads": 1,
+        "benchmark": False,
+    }
     return StudySettings(**base | changes)
 
 

@@ -3,6 +3,7 @@ is written, and its numbers agree with nnU-Net's own per-case metrics and with t
 
 The validation predictions are written in this process by nnU-Net's predictor and exporter:
 nnU-Net's validation would spawn an export worker per model, each re-importing torch."""
+
 import argparse
 import json
 import math
@@ -43,16 +44,23 @@ def validate_in_process(model_fold: Path, fold: int = 0) -> None:
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
     predictor = nnUNetPredictor(perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(model_fold.parent), use_folds=(fold,),
-                                                   checkpoint_name="checkpoint_final.pth")
+    predictor.initialize_from_trained_model_folder(
+        str(model_fold.parent), use_folds=(fold,), checkpoint_name="checkpoint_final.pth"
+    )
     folder = str(preprocessed_dataset() / predictor.configuration_manager.data_identifier)
     dataset = infer_dataset_class(folder)(folder, validation_cases(fold))
     (model_fold / "validation").mkdir(exist_ok=True)
     for case in validation_cases(fold):
         data, _, _, properties = dataset.load_case(case)
         logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(np.ascontiguousarray(data[:])))
-        export_prediction_from_logits(logits, properties, predictor.configuration_manager, predictor.plans_manager,
-                                      predictor.dataset_json, str(model_fold / "validation" / case))
+        export_prediction_from_logits(
+            logits,
+            properties,
+            predictor.configuration_manager,
+            predictor.plans_manager,
+            predictor.dataset_json,
+            str(model_fold / "validation" / case),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +82,30 @@ def benchmark_output(teacher_2d, student_2d, tmp_path_factory) -> Path:
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers())
     start = time.perf_counter()
-    command.run(parser.parse_args(["benchmark", "-d", str(DATASET_ID), "-c", "2d", "-tr", TEACHER, STUDENT,
-                                   "--reference", STUDENT, "-f", "0", "--repetitions", "1",
-                                   "--volume-cases", str(VOLUME_CASES), "-o", str(output)]))
+    command.run(
+        parser.parse_args(
+            [
+                "benchmark",
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                "2d",
+                "-tr",
+                TEACHER,
+                STUDENT,
+                "--reference",
+                STUDENT,
+                "-f",
+                "0",
+                "--repetitions",
+                "1",
+                "--volume-cases",
+                str(VOLUME_CASES),
+                "-o",
+                str(output),
+            ]
+        )
+    )
     print(f"benchmark took {time.perf_counter() - start:.1f} s")
     return output
 
@@ -87,8 +116,7 @@ def nnunet_metrics(model_fold: Path, case: str) -> dict:
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
     reference = preprocessed_dataset() / "gt_segmentations" / f"{case}.nii.gz"
-    result = compute_metrics(str(reference), str(model_fold / "validation" / f"{case}.nii.gz"), SimpleITKIO(),
-                             [1, 2])
+    result = compute_metrics(str(reference), str(model_fold / "validation" / f"{case}.nii.gz"), SimpleITKIO(), [1, 2])
     return {str(label): values for label, values in result["metrics"].items()}
 
 
@@ -97,8 +125,17 @@ def per_case(output: Path) -> pd.DataFrame:
 
 
 def test_every_output_file_is_written(benchmark_output):
-    for name in ("per_case.csv", "per_case.json", "per_fold_summary.csv", "summary.csv", "comparisons.csv",
-                 "compression.csv", "speed.csv", "settings.json", "report.md"):
+    for name in (
+        "per_case.csv",
+        "per_case.json",
+        "per_fold_summary.csv",
+        "summary.csv",
+        "comparisons.csv",
+        "compression.csv",
+        "speed.csv",
+        "settings.json",
+        "report.md",
+    ):
         assert (benchmark_output / name).stat().st_size > 0, name
     figures = ["box_dsc.png", "box_hd95.png", "box_surface_dice.png", "box_lesion_f1.png", "accuracy_vs_cost.png"]
     for name in figures:
@@ -134,8 +171,10 @@ def test_markdown_report_has_one_row_per_trainer_in_each_table(benchmark_output)
     report = (benchmark_output / "report.md").read_text()
     results_section, compression_section = report.split("## ")[1], report.split("## Compression")[1].split("## ")[0]
     for section in (results_section, compression_section):
-        assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| nnUNet")] \
-            == [TEACHER, STUDENT]
+        assert [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| nnUNet")] == [
+            TEACHER,
+            STUDENT,
+        ]
 
 
 def test_parameters_are_those_of_the_checkpoints(benchmark_output, teacher_2d, student_2d):
@@ -152,8 +191,11 @@ def test_latency_and_memory_are_measured_per_patch_and_volume_on_every_device(be
     speed = pd.read_csv(benchmark_output / "speed.csv")
     devices = {"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"}  # the default devices
     assert sorted(speed["trainer"]) == sorted([TEACHER, STUDENT] * len(devices)) and set(speed["device"]) == devices
-    assert (speed[["patch_latency_ms", "volume_latency_s", "patch_peak_memory_mib", "volume_peak_memory_mib"]]
-            > 0).all().all()
+    assert (
+        (speed[["patch_latency_ms", "volume_latency_s", "patch_peak_memory_mib", "volume_peak_memory_mib"]] > 0)
+        .all()
+        .all()
+    )
     assert (speed.loc[speed["device"] == "cpu", "hardware"] == cpu_model()).all()
     # the first validation cases, the same for every model; the volume latency is their median
     first_cases = sorted(validation_cases())[:VOLUME_CASES]

@@ -2,6 +2,7 @@
 known alteration of it: the scores follow from voxel counts, and every bad input is refused
 with an error that names it. No model is trained here (parameters and multiply-adds come
 from the plans; speed is switched off), so these tests take seconds."""
+
 import json
 import math
 import shutil
@@ -36,7 +37,7 @@ def preprocessed_root(nnunet_dirs, tmp_path_factory) -> Path:
     for name in ("dataset.json", "nnUNetPlans.json"):
         shutil.copy(source / name, target / name)
     shutil.copytree(source / "gt_segmentations", target / "gt_segmentations")
-    cases = sorted(p.name[:-len(ENDING)] for p in (target / "gt_segmentations").glob(f"*{ENDING}"))
+    cases = sorted(p.name[: -len(ENDING)] for p in (target / "gt_segmentations").glob(f"*{ENDING}"))
     (target / "splits_final.json").write_text(json.dumps(generate_crossval_split(cases, seed=12345, n_splits=5)))
     return root
 
@@ -63,8 +64,14 @@ def tumour_called_kidney(labels: np.ndarray) -> np.ndarray:
     return np.where(labels == TUMOUR, KIDNEY, labels)
 
 
-def add_model(results_root: Path, preprocessed_root: Path, trainer: str, folds=(0,), alter=lambda labels: labels,
-              configuration: str = "2d") -> Path:
+def add_model(
+    results_root: Path,
+    preprocessed_root: Path,
+    trainer: str,
+    folds=(0,),
+    alter=lambda labels: labels,
+    configuration: str = "2d",
+) -> Path:
     """A model folder as nnU-Net leaves it, with `alter(ground truth)` as every validation prediction."""
     model = results_root / DATASET_NAME / f"{trainer}__nnUNetPlans__{configuration}"
     model.mkdir(parents=True)
@@ -101,8 +108,14 @@ def shared_run(tmp_path_factory, preprocessed_root) -> tuple[Path, Path]:
 
 
 def settings(tmp_path: Path, **changes) -> BenchmarkSettings:
-    base = BenchmarkSettings(dataset=DATASET_NAME, configuration="2d", trainers=(TEACHER, STUDENT), folds=(0,),
-                             speed=False, output=tmp_path / "benchmark")
+    base = BenchmarkSettings(
+        dataset=DATASET_NAME,
+        configuration="2d",
+        trainers=(TEACHER, STUDENT),
+        folds=(0,),
+        speed=False,
+        output=tmp_path / "benchmark",
+    )
     return replace(base, **changes)
 
 
@@ -123,6 +136,7 @@ def label_counts(preprocessed_root: Path, case: str) -> tuple[int, int]:
 
 
 # --- scores of known predictions ---------------------------------------------------------
+
 
 def test_scores_follow_the_voxel_counts_of_a_known_error(preprocessed_root, shared_run):
     per_case = pd.read_csv(shared_run[1] / "per_case.csv")
@@ -177,10 +191,12 @@ def test_paper_protocol_slices_the_axis_the_plans_2d_configuration_slices(plans_
     output = benchmark(plans_slicing_axis_1, results, tmp_path, protocol="paper")
     teacher = pd.read_csv(output / "per_case.csv").query("trainer == @TEACHER").set_index("case")
     cases = validation_cases(plans_slicing_axis_1, 0)
-    assert [teacher.loc[case, "n_tumour_slices"] for case in cases] == \
-        [tumour_slices(plans_slicing_axis_1, case, axis=1) for case in cases]
-    assert [tumour_slices(plans_slicing_axis_1, case, 1) for case in cases] != \
-        [tumour_slices(plans_slicing_axis_1, case, 0) for case in cases]  # the axis makes a difference here
+    assert [teacher.loc[case, "n_tumour_slices"] for case in cases] == [
+        tumour_slices(plans_slicing_axis_1, case, axis=1) for case in cases
+    ]
+    assert [tumour_slices(plans_slicing_axis_1, case, 1) for case in cases] != [
+        tumour_slices(plans_slicing_axis_1, case, 0) for case in cases
+    ]  # the axis makes a difference here
     assert "along array axis 1" in (output / "report.md").read_text()
 
 
@@ -201,8 +217,10 @@ def test_tumour_dsc_is_the_primary_endpoint_and_each_other_metric_a_family(share
     families = comparisons.set_index(["class", "metric"])["family"]
     assert families[("tumor", "dsc")] == "primary" and families[("kidney", "dsc")] == "secondary: dsc"
     assert "voe" not in set(comparisons["metric"])  # VOE follows DSC case by case: described, not tested
-    assert "- primary (tumor dsc): 1 test(s); an exact test needs 6 non-zero pairs" in \
-        (shared_run[1] / "report.md").read_text()
+    assert (
+        "- primary (tumor dsc): 1 test(s); an exact test needs 6 non-zero pairs"
+        in (shared_run[1] / "report.md").read_text()
+    )
 
 
 def test_a_primary_endpoint_that_is_not_tested_is_refused(preprocessed_root, results_root, tmp_path):
@@ -266,7 +284,8 @@ def teacher_folder(results_root: Path) -> Path:
 
 
 def test_paper_protocol_cuts_saved_probabilities_at_0_4_instead_of_the_argmax(
-        preprocessed_root, results_root, tmp_path, capsys):
+    preprocessed_root, results_root, tmp_path, capsys
+):
     # The student's segmentations call tumour kidney (the argmax); its probabilities say tumour.
     cases = validation_cases(preprocessed_root, 0)
     for model in (student_folder(results_root), teacher_folder(results_root)):
@@ -283,8 +302,7 @@ def test_paper_protocol_cuts_saved_probabilities_at_0_4_instead_of_the_argmax(
     assert "from the saved probabilities (<case>.npz) of every model and fold" in capsys.readouterr().out
 
 
-def test_paper_protocol_refuses_to_compare_probabilities_with_segmentations(preprocessed_root, results_root,
-                                                                            tmp_path):
+def test_paper_protocol_refuses_to_compare_probabilities_with_segmentations(preprocessed_root, results_root, tmp_path):
     cases = validation_cases(preprocessed_root, 0)
     add_probabilities(student_folder(results_root), preprocessed_root, cases)  # the teacher has none
     message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")
@@ -303,7 +321,8 @@ def test_paper_protocol_refuses_a_folder_with_some_probabilities_missing(preproc
 
 
 def test_paper_masks_argmax_scores_every_segmentation_even_beside_probabilities(
-        preprocessed_root, results_root, tmp_path):
+    preprocessed_root, results_root, tmp_path
+):
     add_probabilities(student_folder(results_root), preprocessed_root, validation_cases(preprocessed_root, 0))
     output = benchmark(preprocessed_root, results_root, tmp_path, protocol="paper", paper_masks="argmax")
     per_case = pd.read_csv(output / "per_case.csv")
@@ -316,13 +335,16 @@ def test_probabilities_of_another_grid_are_refused(preprocessed_root, results_ro
     case = validation_cases(preprocessed_root, 0)[0]
     for model in (student_folder(results_root), teacher_folder(results_root)):
         add_probabilities(model, preprocessed_root, validation_cases(preprocessed_root, 0))
-    np.savez_compressed(student_folder(results_root) / "fold_0" / "validation" / f"{case}.npz",
-                        probabilities=np.zeros((3, 2, 2, 2), dtype=np.float32))
+    np.savez_compressed(
+        student_folder(results_root) / "fold_0" / "validation" / f"{case}.npz",
+        probabilities=np.zeros((3, 2, 2, 2), dtype=np.float32),
+    )
     message = refusal(preprocessed_root, results_root, tmp_path, protocol="paper")
     assert f"{case}.npz" in message and "(3, 2, 2, 2)" in message and "--npz" in message
 
 
 # --- refusals ----------------------------------------------------------------------------
+
 
 def test_unknown_trainer_is_named_with_the_trained_ones(preprocessed_root, results_root, tmp_path):
     message = refusal(preprocessed_root, results_root, tmp_path, trainers=(TEACHER, STUDENT, "nnUNetTrainerTypo"))
@@ -345,7 +367,8 @@ def test_missing_predictions_are_named_not_skipped(preprocessed_root, results_ro
 
 
 def test_run_missing_validation_runs_nnunets_validation_of_exactly_the_missing_fold(
-        preprocessed_root, results_root, tmp_path, monkeypatch):
+    preprocessed_root, results_root, tmp_path, monkeypatch
+):
     student_fold = results_root / DATASET_NAME / f"{STUDENT}__nnUNetPlans__2d" / "fold_0"
     predictions = tmp_path / "student_predictions"
     shutil.move(student_fold / "validation", predictions)
@@ -389,15 +412,17 @@ def test_prediction_of_another_shape_is_refused(preprocessed_root, results_root,
 
 
 def test_model_folder_whose_trainer_class_does_not_exist_is_refused_before_scoring(
-        preprocessed_root, results_root, tmp_path, monkeypatch):
+    preprocessed_root, results_root, tmp_path, monkeypatch
+):
     add_model(results_root, preprocessed_root, "nnUNetTrainerDefinedNowhere")
 
     def scoring(*args):
         raise AssertionError("cases were scored before the trainer classes were checked")
 
     monkeypatch.setattr("nnunetv2_hlfd.evaluation.benchmark.evaluate_cases", scoring)
-    message = refusal(preprocessed_root, results_root, tmp_path,
-                      trainers=(TEACHER, STUDENT, "nnUNetTrainerDefinedNowhere"))
+    message = refusal(
+        preprocessed_root, results_root, tmp_path, trainers=(TEACHER, STUDENT, "nnUNetTrainerDefinedNowhere")
+    )
     assert "trainer class 'nnUNetTrainerDefinedNowhere' cannot be loaded" in message
     assert "nnUNet_extTrainer" in message and message.count("\n  - ") == 1  # the two known classes pass
 
@@ -423,8 +448,9 @@ def rewrite_prediction(results_root: Path, case: str, change) -> None:
     sitk.WriteImage(image, str(path))
 
 
-@pytest.mark.parametrize("change, key", [(shifted_origin, "origin"), (stretched_spacing, "spacing"),
-                                         (flipped_direction, "direction")])
+@pytest.mark.parametrize(
+    "change, key", [(shifted_origin, "origin"), (stretched_spacing, "spacing"), (flipped_direction, "direction")]
+)
 def test_prediction_on_another_image_grid_is_refused(preprocessed_root, results_root, tmp_path, change, key):
     case = validation_cases(preprocessed_root, 0)[-1]
     rewrite_prediction(results_root, case, change)
@@ -435,8 +461,9 @@ def test_prediction_on_another_image_grid_is_refused(preprocessed_root, results_
 
 def test_prediction_whose_origin_differs_by_float_rounding_is_accepted(preprocessed_root, results_root, tmp_path):
     case = validation_cases(preprocessed_root, 0)[0]
-    rewrite_prediction(results_root, case, lambda image: image.SetOrigin(
-        tuple(value + 1e-5 for value in image.GetOrigin())))  # well inside the 1e-3 mm tolerance
+    rewrite_prediction(
+        results_root, case, lambda image: image.SetOrigin(tuple(value + 1e-5 for value in image.GetOrigin()))
+    )  # well inside the 1e-3 mm tolerance
     per_case = pd.read_csv(benchmark(preprocessed_root, results_root, tmp_path) / "per_case.csv")
     assert (per_case[(per_case["trainer"] == TEACHER) & (per_case["class"] == "kidney")]["dsc"] == 1.0).all()
 

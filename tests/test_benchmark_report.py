@@ -1,4 +1,5 @@
 """The benchmark's options and its tables, on constructed inputs (no nnU-Net folders)."""
+
 import argparse
 import math
 
@@ -26,6 +27,7 @@ def parse(*argv: str):
 
 
 # --- options -----------------------------------------------------------------------------
+
 
 def test_defaults_score_all_five_folds_and_leave_the_devices_to_the_hardware():
     settings = settings_from_args(parse())
@@ -66,11 +68,22 @@ def test_the_light_command_module_agrees_with_the_metrics_defaults():
 
 # --- DSC by tumour size ------------------------------------------------------------------
 
+
 def tumour_table(volumes, dsc_by_trainer) -> pd.DataFrame:
-    return pd.DataFrame([{"trainer": trainer, "fold": 0, "case": f"case{i}", "class": "tumor",
-                          "reference_volume_ml": volume, "dsc": value}
-                         for trainer, values in dsc_by_trainer.items()
-                         for i, (volume, value) in enumerate(zip(volumes, values))])
+    return pd.DataFrame(
+        [
+            {
+                "trainer": trainer,
+                "fold": 0,
+                "case": f"case{i}",
+                "class": "tumor",
+                "reference_volume_ml": volume,
+                "dsc": value,
+            }
+            for trainer, values in dsc_by_trainer.items()
+            for i, (volume, value) in enumerate(zip(volumes, values))
+        ]
+    )
 
 
 def test_tumour_size_terciles_use_the_same_cases_for_every_trainer():
@@ -89,22 +102,36 @@ def test_tumour_size_terciles_need_three_tumour_cases():
 
 # --- the compression table ---------------------------------------------------------------
 
+
 def dsc_per_case(dsc_by_trainer: dict[str, tuple[float, float]]) -> pd.DataFrame:
     """One case: each trainer's (kidney, tumour) DSC."""
-    rows = [{"trainer": trainer, "fold": 0, "case": "c0", "class": name, "dsc": value}
-            for trainer, values in dsc_by_trainer.items() for name, value in zip(("kidney", "tumor"), values)]
+    rows = [
+        {"trainer": trainer, "fold": 0, "case": "c0", "class": name, "dsc": value}
+        for trainer, values in dsc_by_trainer.items()
+        for name, value in zip(("kidney", "tumor"), values)
+    ]
     return pd.DataFrame(rows)
 
 
 def costs(parameters: dict[str, int], speed: pd.DataFrame | None = None) -> ModelCosts:
-    return ModelCosts(pd.DataFrame([{"trainer": t, "parameters": p, "macs_per_patch": 10 * p, "patch_size": "8x8"}
-                                    for t, p in parameters.items()]), speed)
+    return ModelCosts(
+        pd.DataFrame(
+            [
+                {"trainer": t, "parameters": p, "macs_per_patch": 10 * p, "patch_size": "8x8"}
+                for t, p in parameters.items()
+            ]
+        ),
+        speed,
+    )
 
 
 def test_compression_table_relates_cost_and_dsc_to_teacher_and_reference():
-    table = compression_table(costs({"teacher": 100, "student": 25, "hlfd": 25}),
-                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
-                              teacher="teacher", reference="student").set_index("trainer")
+    table = compression_table(
+        costs({"teacher": 100, "student": 25, "hlfd": 25}),
+        dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
+        teacher="teacher",
+        reference="student",
+    ).set_index("trainer")
     assert table.loc["hlfd", "parameters_vs_teacher"] == 0.25
     assert table.loc["hlfd", "macs_per_patch_vs_teacher"] == 0.25
     assert table.loc["hlfd", "delta_dsc_tumor_vs_teacher"] == pytest.approx(-0.1)
@@ -115,9 +142,13 @@ def test_compression_table_relates_cost_and_dsc_to_teacher_and_reference():
 def test_compression_table_compares_dsc_on_the_cases_every_model_has():
     # the teacher's tumour DSC is undefined in case c2: its mean over c0-c1 (0.7) must not meet the
     # student's over c0-c2 (0.5): on the common cases c0-c1 both are 0.7
-    per_case = pd.DataFrame([{"trainer": trainer, "fold": 0, "case": case, "class": "tumor", "dsc": value}
-                             for trainer, values in (("teacher", (0.8, 0.6, math.nan)), ("student", (0.9, 0.5, 0.1)))
-                             for case, value in zip(("c0", "c1", "c2"), values)])
+    per_case = pd.DataFrame(
+        [
+            {"trainer": trainer, "fold": 0, "case": case, "class": "tumor", "dsc": value}
+            for trainer, values in (("teacher", (0.8, 0.6, math.nan)), ("student", (0.9, 0.5, 0.1)))
+            for case, value in zip(("c0", "c1", "c2"), values)
+        ]
+    )
     table = compression_table(costs({"teacher": 100, "student": 25}), per_case, "teacher", "student")
     student = table.set_index("trainer").loc["student"]
     assert student["dsc_tumor"] == pytest.approx(0.7) and student["delta_dsc_tumor_vs_teacher"] == pytest.approx(0)
@@ -125,38 +156,63 @@ def test_compression_table_compares_dsc_on_the_cases_every_model_has():
 
 
 def test_compression_table_without_the_teacher_leaves_its_ratios_undefined():
-    table = compression_table(costs({"student": 25, "hlfd": 25}), dsc_per_case({"student": (0.8, 0.5),
-                                                                               "hlfd": (0.85, 0.6)}),
-                              teacher="teacher", reference="student")
+    table = compression_table(
+        costs({"student": 25, "hlfd": 25}),
+        dsc_per_case({"student": (0.8, 0.5), "hlfd": (0.85, 0.6)}),
+        teacher="teacher",
+        reference="student",
+    )
     assert table["parameters_vs_teacher"].isna().all() and table["delta_dsc_mean_vs_teacher"].isna().all()
 
 
 def test_compression_table_has_one_speed_column_per_measure_and_device():
-    speed = pd.DataFrame([{"trainer": t, "device": d, "patch_latency_ms": 1.0, "patch_peak_memory_mib": 2.0,
-                           "volume_latency_s": 3.0, "volume_peak_memory_mib": 4.0,
-                           "patch_latencies_ms": [1.0] * 3, "volume_round_seconds": [3.0] * 3}
-                          for t in ("teacher", "student") for d in ("cpu", "cuda")])
-    table = compression_table(costs({"teacher": 100, "student": 25}, speed),
-                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}), "teacher", "student")
+    speed = pd.DataFrame(
+        [
+            {
+                "trainer": t,
+                "device": d,
+                "patch_latency_ms": 1.0,
+                "patch_peak_memory_mib": 2.0,
+                "volume_latency_s": 3.0,
+                "volume_peak_memory_mib": 4.0,
+                "patch_latencies_ms": [1.0] * 3,
+                "volume_round_seconds": [3.0] * 3,
+            }
+            for t in ("teacher", "student")
+            for d in ("cpu", "cuda")
+        ]
+    )
+    table = compression_table(
+        costs({"teacher": 100, "student": 25}, speed),
+        dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5)}),
+        "teacher",
+        "student",
+    )
     assert {"volume_latency_s_cpu", "volume_latency_s_cuda", "patch_peak_memory_mib_cuda"} <= set(table.columns)
     assert table.set_index("trainer").loc["student", "volume_speed_vs_teacher_cuda"].startswith("no difference")
 
 
-@pytest.mark.parametrize("column, value, text", [
-    ("parameters", 1928489, "1,928,489"), ("parameters_vs_teacher", 0.434, "43.4%"),
-    ("delta_dsc_mean_vs_teacher", -0.05, "-0.0500"), ("p_holm", 0.0001, "<0.001"),
-    ("volume_latency_s_cpu", math.nan, "n/a")])
+@pytest.mark.parametrize(
+    "column, value, text",
+    [
+        ("parameters", 1928489, "1,928,489"),
+        ("parameters_vs_teacher", 0.434, "43.4%"),
+        ("delta_dsc_mean_vs_teacher", -0.05, "-0.0500"),
+        ("p_holm", 0.0001, "<0.001"),
+        ("volume_latency_s_cpu", math.nan, "n/a"),
+    ],
+)
 def test_report_cells_are_formatted_by_what_the_column_holds(column, value, text):
     assert format_cell(column, value) == text
 
 
 # --- latency per whole validation volume -------------------------------------------------
 
+
 def test_volume_latency_is_the_median_over_cases_of_each_cases_median():
     # Per-case medians: a of (1, 3, 2) is 2, b of (5,) is 5, c of (0.5, 0.7) is 0.6;
     # their median is 2 (not the mean 2.53, nor the first case alone).
-    summary = compression.volume_summary({"a": (10.0, [1.0, 3.0, 2.0]), "b": (30.0, [5.0]),
-                                          "c": (20.0, [0.5, 0.7])})
+    summary = compression.volume_summary({"a": (10.0, [1.0, 3.0, 2.0]), "b": (30.0, [5.0]), "c": (20.0, [0.5, 0.7])})
     assert summary["volume_latency_s"] == pytest.approx(2.0)
     assert summary["volume_peak_memory_mib"] == 30.0  # the largest case's
     assert (summary["cases"], summary["n_cases"]) == ("a b c", 3)
@@ -171,11 +227,14 @@ class FakeDataset:
 def test_volumes_are_timed_on_the_first_validation_cases_of_the_first_fold(monkeypatch, volume_cases, expected):
     timed = []
     monkeypatch.setattr(compression, "network_cost", lambda model: {"trainer": model})
-    monkeypatch.setattr(compression, "measure_speed", lambda models, fold, cases, dataset, device, repetitions:
-                        timed.append((list(models), fold, list(cases), device.type)) or
-                        [{"trainer": model} for model in models])
-    settings = argparse.Namespace(speed=True, folds=(0, 1), volume_cases=volume_cases, devices=("cpu",),
-                                  repetitions=1)
+    monkeypatch.setattr(
+        compression,
+        "measure_speed",
+        lambda models, fold, cases, dataset, device, repetitions: (
+            timed.append((list(models), fold, list(cases), device.type)) or [{"trainer": model} for model in models]
+        ),
+    )
+    settings = argparse.Namespace(speed=True, folds=(0, 1), volume_cases=volume_cases, devices=("cpu",), repetitions=1)
     compression.measure_models(["teacher", "student"], FakeDataset(), settings)
     assert timed == [(["teacher", "student"], 0, expected, "cpu")]
 
@@ -186,18 +245,22 @@ class Named:
 
 
 def mib_chunks(count: int, mib: int = 8) -> list[torch.Tensor]:
-    return [torch.ones(mib * 2 ** 18) for _ in range(count)]  # float32: 4 bytes each
+    return [torch.ones(mib * 2**18) for _ in range(count)]  # float32: 4 bytes each
 
 
 def fake_model_calls(log: list, allocate_mib: int = 0):
     """compression.model_calls without models: each call logs its name and allocates `allocate_mib`."""
+
     def calls(model, fold, cases, dataset, device, volumes):
         def call(name):
             def run():
                 log.append(f"{model.label}|{name}")
-                torch.ones(allocate_mib * 2 ** 18)
+                torch.ones(allocate_mib * 2**18)
+
             return run
+
         return {name: call(name) for name in ("patch", *cases)}
+
     return calls
 
 
@@ -213,18 +276,22 @@ def test_repetitions_interleave_the_models_round_by_round(monkeypatch):
 
 def test_cpu_peak_memory_counts_a_call_that_reuses_memory_the_process_already_holds(monkeypatch):
     # freed memory the C allocator keeps: the resident size, measured before, did not rise (read 0 MiB)
-    mib_chunks(24), torch.ones(96 * 2 ** 18)
+    mib_chunks(24), torch.ones(96 * 2**18)
     monkeypatch.setattr(compression, "model_calls", fake_model_calls([], allocate_mib=64))
     row = compression.measure_speed([Named("a")], 0, ["c1"], None, torch.device("cpu"), repetitions=1)[0]
     assert row["patch_peak_memory_mib"] == pytest.approx(64, rel=0.05)
     assert row["volume_peak_memory_mib"] == pytest.approx(64, rel=0.05)
 
 
-@pytest.mark.parametrize("baseline, seconds, text", [
-    ([2.0, 2.1, 1.9], [1.0, 1.0, 1.0], "2.00x faster (1.90-2.10)"),
-    ([1.0, 1.0, 1.0], [2.0, 2.0, 2.5], "2.00x slower (2.00-2.50)"),
-    ([90.0, 56.0, 70.0], [56.0, 90.0, 70.0], "no difference (ratio 0.62-1.61 over 3 rounds)"),
-    ([90.0], [56.0], "not judged (1 round(s), needs 3)")])
+@pytest.mark.parametrize(
+    "baseline, seconds, text",
+    [
+        ([2.0, 2.1, 1.9], [1.0, 1.0, 1.0], "2.00x faster (1.90-2.10)"),
+        ([1.0, 1.0, 1.0], [2.0, 2.0, 2.5], "2.00x slower (2.00-2.50)"),
+        ([90.0, 56.0, 70.0], [56.0, 90.0, 70.0], "no difference (ratio 0.62-1.61 over 3 rounds)"),
+        ([90.0], [56.0], "not judged (1 round(s), needs 3)"),
+    ],
+)
 def test_a_speed_ratio_whose_spread_covers_one_is_no_speed_up(baseline, seconds, text):
     assert compression.speed_ratio(baseline, seconds) == text
 
@@ -232,9 +299,12 @@ def test_a_speed_ratio_whose_spread_covers_one_is_no_speed_up(baseline, seconds,
 def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
     from nnunetv2_hlfd.evaluation.report import tumour_source_note
 
-    per_case = pd.DataFrame({"trainer": ["a", "a", "b", "b"],
-                             "tumour_source": ["probability > 0.4", "probability > 0.4", "segmentation",
-                                               "segmentation"]})
+    per_case = pd.DataFrame(
+        {
+            "trainer": ["a", "a", "b", "b"],
+            "tumour_source": ["probability > 0.4", "probability > 0.4", "segmentation", "segmentation"],
+        }
+    )
     note = tumour_source_note(per_case)[0]
     assert "a: probability > 0.4 (2 cases); b: segmentation (2 cases)" in note and "--npz" in note
     assert tumour_source_note(per_case.drop(columns="tumour_source")) == []
@@ -243,21 +313,41 @@ def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
 def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise():
     from nnunetv2_hlfd.evaluation.report import speed_section
 
-    speed = pd.DataFrame([{"trainer": t, "device": "cpu", "hardware": "Some CPU 9000", "threads": 1,
-                           "repetitions": 3, "patch_latency_ms": 70.0, "patch_latency_q25_ms": 63.0,
-                           "patch_latency_q75_ms": 80.0, "patch_peak_memory_mib": 12.0, "volume_latency_s": 9.3,
-                           "volume_latency_s_per_case": '{"c1": 9.3, "c2": 18.4}', "n_cases": 2,
-                           "volume_peak_memory_mib": 300.0, "patch_latencies_ms": times,
-                           "volume_round_seconds": times} for t, times in
-                          (("teacher", [90.0, 56.0, 70.0]), ("student", [56.0, 90.0, 70.0]))])
-    table = compression_table(costs({"teacher": 100, "student": 100}, speed),
-                              dsc_per_case({"teacher": (0.9, 0.7), "student": (0.9, 0.7)}), "teacher", "teacher")
+    speed = pd.DataFrame(
+        [
+            {
+                "trainer": t,
+                "device": "cpu",
+                "hardware": "Some CPU 9000",
+                "threads": 1,
+                "repetitions": 3,
+                "patch_latency_ms": 70.0,
+                "patch_latency_q25_ms": 63.0,
+                "patch_latency_q75_ms": 80.0,
+                "patch_peak_memory_mib": 12.0,
+                "volume_latency_s": 9.3,
+                "volume_latency_s_per_case": '{"c1": 9.3, "c2": 18.4}',
+                "n_cases": 2,
+                "volume_peak_memory_mib": 300.0,
+                "patch_latencies_ms": times,
+                "volume_round_seconds": times,
+            }
+            for t, times in (("teacher", [90.0, 56.0, 70.0]), ("student", [56.0, 90.0, 70.0]))
+        ]
+    )
+    table = compression_table(
+        costs({"teacher": 100, "student": 100}, speed),
+        dsc_per_case({"teacher": (0.9, 0.7), "student": (0.9, 0.7)}),
+        "teacher",
+        "teacher",
+    )
     text = "\n".join(speed_section(speed, table))
     assert "| teacher | cpu | Some CPU 9000 | 1 | 3 | 70 [63-80] | 12 | 9.3 [9.3-18.4] (2 cases) | 300 |" in text
     assert "no difference (ratio 0.62-1.61 over 3 rounds)" in text and "faster" not in text
 
 
 # --- scoring: processes and progress -----------------------------------------------------
+
 
 def test_cases_are_scored_by_nnunets_default_process_count_capped_at_the_cpus(monkeypatch):
     from nnunetv2_hlfd.evaluation import benchmark
@@ -282,18 +372,52 @@ def test_scoring_shows_a_progress_bar_of_the_cases(capsys):
 
 # --- what the report adds: lesions pooled, values lost, the dataset ----------------------
 
+
 def lesion_table() -> pd.DataFrame:
     """Trainer a on two cases: 2 of 3 reference lesions found, 4 predicted of which 2 match."""
-    return pd.DataFrame([
-        {"trainer": "a", "fold": 0, "case": "c1", "class": "tumor", "dsc": 0.5, "lesion_n_reference": 2,
-         "lesion_n_reference_detected": 2, "lesion_n_predicted": 3, "lesion_n_predicted_matched": 2,
-         "reference_volume_ml": 3.0, "spacing_mm": "4x0.98x0.98"},
-        {"trainer": "a", "fold": 0, "case": "c2", "class": "tumor", "dsc": 0.0, "lesion_n_reference": 1,
-         "lesion_n_reference_detected": 0, "lesion_n_predicted": 1, "lesion_n_predicted_matched": 0,
-         "reference_volume_ml": 1.0, "spacing_mm": "5x0.78x0.78"},
-        {"trainer": "a", "fold": 1, "case": "c3", "class": "tumor", "dsc": math.nan, "lesion_n_reference": 0,
-         "lesion_n_reference_detected": 0, "lesion_n_predicted": 0, "lesion_n_predicted_matched": 0,
-         "reference_volume_ml": 0.0, "spacing_mm": "3x0.9x0.9"}])
+    return pd.DataFrame(
+        [
+            {
+                "trainer": "a",
+                "fold": 0,
+                "case": "c1",
+                "class": "tumor",
+                "dsc": 0.5,
+                "lesion_n_reference": 2,
+                "lesion_n_reference_detected": 2,
+                "lesion_n_predicted": 3,
+                "lesion_n_predicted_matched": 2,
+                "reference_volume_ml": 3.0,
+                "spacing_mm": "4x0.98x0.98",
+            },
+            {
+                "trainer": "a",
+                "fold": 0,
+                "case": "c2",
+                "class": "tumor",
+                "dsc": 0.0,
+                "lesion_n_reference": 1,
+                "lesion_n_reference_detected": 0,
+                "lesion_n_predicted": 1,
+                "lesion_n_predicted_matched": 0,
+                "reference_volume_ml": 1.0,
+                "spacing_mm": "5x0.78x0.78",
+            },
+            {
+                "trainer": "a",
+                "fold": 1,
+                "case": "c3",
+                "class": "tumor",
+                "dsc": math.nan,
+                "lesion_n_reference": 0,
+                "lesion_n_reference_detected": 0,
+                "lesion_n_predicted": 0,
+                "lesion_n_predicted_matched": 0,
+                "reference_volume_ml": 0.0,
+                "spacing_mm": "3x0.9x0.9",
+            },
+        ]
+    )
 
 
 def test_lesions_are_also_pooled_over_cases_with_false_positives_per_case():
@@ -315,9 +439,11 @@ def test_the_cases_each_trainer_lost_to_nan_are_named():
 def test_the_dataset_is_described_by_cases_absent_classes_and_spacing():
     from nnunetv2_hlfd.evaluation.report import dataset_description
 
-    assert dataset_description(lesion_table()) == ("Dataset: 3 validation cases scored (1 without tumor); spacing "
-                                                   "(mm, array axes in nnU-Net's order) median 4 x 0.9 x 0.9, "
-                                                   "range 3-5 x 0.78-0.98 x 0.78-0.98.\n")
+    assert dataset_description(lesion_table()) == (
+        "Dataset: 3 validation cases scored (1 without tumor); spacing "
+        "(mm, array axes in nnU-Net's order) median 4 x 0.9 x 0.9, "
+        "range 3-5 x 0.78-0.98 x 0.78-0.98.\n"
+    )
 
 
 def test_figure_axes_name_units_tolerance_and_the_paper_protocols_metric():

@@ -5,6 +5,7 @@ region-based labels, an ignore label (sparse annotations), several input channel
 Each variant is derived from the session's synthetic dataset, planned and preprocessed by
 nnU-Net, taught by a briefly trained nnU-Net teacher, distilled with HLFD and predicted.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -34,8 +35,14 @@ def _sparse_annotation(label: sitk.Image) -> sitk.Image:
     return sparse
 
 
-def derive_dataset(raw_root: Path, dataset_id: int, name: str, dataset_json_changes: dict,
-                   two_channels: bool = False, sparse_labels: bool = False) -> int:
+def derive_dataset(
+    raw_root: Path,
+    dataset_id: int,
+    name: str,
+    dataset_json_changes: dict,
+    two_channels: bool = False,
+    sparse_labels: bool = False,
+) -> int:
     source = raw_root / DATASET_NAME
     target = raw_root / f"Dataset{dataset_id}_{name}"
     (target / "imagesTr").mkdir(parents=True)
@@ -47,7 +54,9 @@ def derive_dataset(raw_root: Path, dataset_id: int, name: str, dataset_json_chan
             sitk.WriteImage(_second_channel(sitk.ReadImage(str(image_file))), str(second))
     for label_file in sorted((source / "labelsTr").glob("*.nii.gz")):
         label = sitk.ReadImage(str(label_file))
-        sitk.WriteImage(_sparse_annotation(label) if sparse_labels else label, str(target / "labelsTr" / label_file.name))
+        sitk.WriteImage(
+            _sparse_annotation(label) if sparse_labels else label, str(target / "labelsTr" / label_file.name)
+        )
     dataset_json = json.loads((source / "dataset.json").read_text())
     dataset_json.update(dataset_json_changes)
     (target / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
@@ -70,8 +79,14 @@ def predict_one_validation_case(student, raw_root: Path, output: Path) -> np.nda
     predictor.initialize_from_trained_model_folder(str(Path(student.output_folder).parent), (0,))
     case = student.do_split()[1][0]
     images = sorted(str(p) for p in (raw_root / student.plans_manager.dataset_name).glob(f"imagesTr/{case}_*"))
-    predictor.predict_from_files([images], str(output), save_probabilities=False, overwrite=True,
-                                 num_processes_preprocessing=1, num_processes_segmentation_export=1)
+    predictor.predict_from_files(
+        [images],
+        str(output),
+        save_probabilities=False,
+        overwrite=True,
+        num_processes_preprocessing=1,
+        num_processes_segmentation_export=1,
+    )
     return sitk.GetArrayFromImage(sitk.ReadImage(str(output / f"{case}.nii.gz")))
 
 
@@ -84,18 +99,30 @@ def assert_terms_finite(trainer, terms=("UFD", "IFD", "UPD", "IPD")) -> None:
 @pytest.fixture(scope="module")
 def regions_two_channels(nnunet_dirs, tmp_path_factory):
     raw = nnunet_dirs["nnUNet_raw"]
-    dataset_id = derive_dataset(raw, REGIONS_DATASET_ID, "RegionsTwoChannels", {
-        "channel_names": {"0": "CT", "1": "smoothedCT"},
-        "labels": {"background": 0, "kidney_and_tumor": [1, 2], "tumor": [2]},
-        "regions_class_order": [1, 2]}, two_channels=True)
+    dataset_id = derive_dataset(
+        raw,
+        REGIONS_DATASET_ID,
+        "RegionsTwoChannels",
+        {
+            "channel_names": {"0": "CT", "1": "smoothedCT"},
+            "labels": {"background": 0, "kidney_and_tumor": [1, 2], "tumor": [2]},
+            "regions_class_order": [1, 2],
+        },
+        two_channels=True,
+    )
     return distil_and_predict(dataset_id, raw, tmp_path_factory.mktemp("predicted_regions"))
 
 
 @pytest.fixture(scope="module")
 def sparse_labels(nnunet_dirs, tmp_path_factory):
     raw = nnunet_dirs["nnUNet_raw"]
-    dataset_id = derive_dataset(raw, 993, "SparseLabels", {
-        "labels": {"background": 0, "kidney": 1, "tumor": 2, "ignore": IGNORE}}, sparse_labels=True)
+    dataset_id = derive_dataset(
+        raw,
+        993,
+        "SparseLabels",
+        {"labels": {"background": 0, "kidney": 1, "tumor": 2, "ignore": IGNORE}},
+        sparse_labels=True,
+    )
     return distil_and_predict(dataset_id, raw, tmp_path_factory.mktemp("predicted_sparse"))
 
 
@@ -118,10 +145,16 @@ def test_two_input_channels_reach_teacher_and_student(regions_two_channels):
     assert prediction.ndim == 3
 
 
-@pytest.mark.parametrize("method, terms", [("nnUNetTrainerIFVD", ["IFVD", "IFVD_pixel", "IFVD_holistic"]),
-                                           ("nnUNetTrainerEMKD", ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"])])
-def test_peer_methods_that_read_the_labels_distil_a_region_dataset(regions_two_channels, nnunet_dirs, tmp_path,
-                                                                    method, terms):
+@pytest.mark.parametrize(
+    "method, terms",
+    [
+        ("nnUNetTrainerIFVD", ["IFVD", "IFVD_pixel", "IFVD_holistic"]),
+        ("nnUNetTrainerEMKD", ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"]),
+    ],
+)
+def test_peer_methods_that_read_the_labels_distil_a_region_dataset(
+    regions_two_channels, nnunet_dirs, tmp_path, method, terms
+):
     """Class prototypes (IFVD) and tumour regions (EMKD) from region masks, sigmoid heads throughout."""
     student = train_in_process(f"{method}_tiny", "2d", dataset_id=REGIONS_DATASET_ID)
     assert student.distiller.geometry.regions

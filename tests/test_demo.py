@@ -1,5 +1,6 @@
 """The demo: its folder handling (nothing of the user's is deleted, a failed demo can be rerun) and one
 real end-to-end run at a tiny size (a one-fold study with real nnUNetv2_train and the benchmark)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,13 @@ def users_folder(tmp_path):
 
 def test_overwrite_refuses_a_folder_the_demo_did_not_make_naming_it(tmp_path):
     folder = users_folder(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "nnunetv2_hlfd.cli", "demo", "--workdir", str(folder),
-                             "--overwrite"], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "nnunetv2_hlfd.cli", "demo", "--workdir", str(folder), "--overwrite"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 2
     assert f"{folder} is not empty and was not made by the demo" in result.stderr
     assert "not even with --overwrite" in result.stderr and "Traceback" not in result.stderr
@@ -74,8 +80,9 @@ def test_a_file_as_workdir_is_refused(tmp_path):
 @pytest.mark.integration
 def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("nnUNet_compile", "0")
-    settings = DemoSettings(workdir=tmp_path / "demo", num_cases=5, shape=(12, 48, 48), epochs=1,
-                            iterations_per_epoch=2)
+    settings = DemoSettings(
+        workdir=tmp_path / "demo", num_cases=5, shape=(12, 48, 48), epochs=1, iterations_per_epoch=2
+    )
     table = run_demo(settings)
     assert list(table["trainer"]) == [f"{name}_1epochs_2iterations" for name in (demo.TEACHER, *demo.STUDENTS)]
     assert {"dsc_kidney", "dsc_tumor", "parameters", "volume_latency_s_cpu"} <= set(table.columns)

@@ -1,5 +1,6 @@
 """Several ranks, as nnU-Net's DDP runs them: the student through DDP, the adapters through
 the engine's gradient averaging. Proven on the CPU with the gloo backend."""
+
 import os
 
 import torch
@@ -17,24 +18,57 @@ from nnunetv2_hlfd.training.student import build_student
 
 WORLD_SIZE, PER_RANK_BATCH, STEPS, CLASSES, PATCH = 2, 2, 3, 3, (32, 32)
 ARCH = {
-    "n_stages": 4, "features_per_stage": [8, 16, 32, 32], "conv_op": "torch.nn.modules.conv.Conv2d",
-    "kernel_sizes": [[3, 3]] * 4, "strides": [[1, 1], [2, 2], [2, 2], [2, 2]], "n_conv_per_stage": [2] * 4,
-    "n_conv_per_stage_decoder": [2] * 3, "conv_bias": True,
-    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-    "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
+    "n_stages": 4,
+    "features_per_stage": [8, 16, 32, 32],
+    "conv_op": "torch.nn.modules.conv.Conv2d",
+    "kernel_sizes": [[3, 3]] * 4,
+    "strides": [[1, 1], [2, 2], [2, 2], [2, 2]],
+    "n_conv_per_stage": [2] * 4,
+    "n_conv_per_stage_decoder": [2] * 3,
+    "conv_bias": True,
+    "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d",
+    "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+    "dropout_op": None,
+    "dropout_op_kwargs": None,
+    "nonlin": "torch.nn.LeakyReLU",
+    "nonlin_kwargs": {"inplace": True},
 }
 
 
 def build_models(seed: int = 0):
     """The teacher is the same everywhere (a loaded checkpoint); student and adapters are initialised
     from `seed`, as every rank of an nnU-Net run initialises its own (nnU-Net seeds nothing)."""
-    configuration = ConfigurationManager({"patch_size": list(PATCH), "architecture": {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": ARCH, "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}})
+    configuration = ConfigurationManager(
+        {
+            "patch_size": list(PATCH),
+            "architecture": {
+                "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                "arch_kwargs": ARCH,
+                "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+            },
+        }
+    )
     torch.manual_seed(0)
-    teacher = PlainConvUNet(1, 4, ARCH["features_per_stage"], torch.nn.Conv2d, 3, ARCH["strides"], 2, CLASSES, 2,
-                            True, torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU,
-                            deep_supervision=True).eval().requires_grad_(False)
+    teacher = (
+        PlainConvUNet(
+            1,
+            4,
+            ARCH["features_per_stage"],
+            torch.nn.Conv2d,
+            3,
+            ARCH["strides"],
+            2,
+            CLASSES,
+            2,
+            True,
+            torch.nn.InstanceNorm2d,
+            {"affine": True},
+            nonlin=torch.nn.LeakyReLU,
+            deep_supervision=True,
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     torch.manual_seed(seed)
     student = build_student(configuration, 1, CLASSES)
     geometry = DistillationGeometry(NetworkGeometry.of(teacher), NetworkGeometry.of(student), CLASSES, False)
@@ -43,9 +77,13 @@ def build_models(seed: int = 0):
 
 def batches():
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(WORLD_SIZE * PER_RANK_BATCH, 1, *PATCH, generator=generator),
-             torch.randint(0, CLASSES, (WORLD_SIZE * PER_RANK_BATCH, *PATCH), generator=generator))
-            for _ in range(STEPS)]
+    return [
+        (
+            torch.randn(WORLD_SIZE * PER_RANK_BATCH, 1, *PATCH, generator=generator),
+            torch.randint(0, CLASSES, (WORLD_SIZE * PER_RANK_BATCH, *PATCH), generator=generator),
+        )
+        for _ in range(STEPS)
+    ]
 
 
 def train(teacher, student, engine, data_slice, sync_adapters) -> dict[str, torch.Tensor]:
@@ -63,8 +101,10 @@ def train(teacher, student, engine, data_slice, sync_adapters) -> dict[str, torc
             engine.average_gradients_across_ranks()
         optimizer.step()
     unwrapped = student.module if isinstance(student, DistributedDataParallel) else student
-    return {**{f"student.{k}": v for k, v in unwrapped.state_dict().items()},
-            **{f"engine.{k}": v for k, v in engine.state_dict().items()}}
+    return {
+        **{f"student.{k}": v for k, v in unwrapped.state_dict().items()},
+        **{f"engine.{k}": v for k, v in engine.state_dict().items()},
+    }
 
 
 def rank_main(rank: int, init_file: str, out_folder: str) -> None:

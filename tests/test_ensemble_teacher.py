@@ -1,6 +1,7 @@
 """An ensemble teacher: the terms see the members' averaged probabilities and averaged attention maps,
 every member is checked and named, a cross-validation ensemble is refused for a fold student, and the
 cheaper rotation runs one member per step."""
+
 import json
 import os
 import shutil
@@ -65,8 +66,11 @@ def test_one_member_is_handed_over_unchanged():
 
 def test_members_that_downsample_differently_are_refused_naming_them():
     def member(folder, strides):
-        return SimpleNamespace(source=SimpleNamespace(fold_folder=Path(folder)),
-                               configuration_manager=SimpleNamespace(network_arch_init_kwargs={"strides": strides}))
+        return SimpleNamespace(
+            source=SimpleNamespace(fold_folder=Path(folder)),
+            configuration_manager=SimpleNamespace(network_arch_init_kwargs={"strides": strides}),
+        )
+
     assert stage_problems([member("a", [[1, 1], [2, 2]]), member("b", [[1, 1], [2, 2]])]) == []
     problems = stage_problems([member("a", [[1, 1], [2, 2]]), member("b", [[1, 1], [2, 2], [2, 2]])])
     assert len(problems) == 1 and "a: [[1, 1], [2, 2]]" in problems[0] and "downsample alike" in problems[0]
@@ -133,6 +137,7 @@ def teacher_folds(nnunet_dirs, teacher_2d: Path, tmp_path: Path, monkeypatch) ->
 
 def hlfd_trainer(fold):
     from nnunetv2.run.run_training import get_trainer_from_args
+
     return get_trainer_from_args(str(DATASET_ID), "2d", fold, "nnUNetTrainerHLFD_tiny", device=CPU)
 
 

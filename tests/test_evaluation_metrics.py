@@ -1,4 +1,5 @@
 """Per-case metrics against values counted by hand on small synthetic masks."""
+
 import math
 from pathlib import Path
 
@@ -48,6 +49,7 @@ PRED_ROW = row_mask(range(2, 6))
 
 # --- overlap metrics ----------------------------------------------------------------
 
+
 def test_dice_of_half_overlapping_masks_is_twice_intersection_over_sizes():
     assert dice(PRED_ROW, REF_ROW) == pytest.approx(2 * 2 / (4 + 4))
 
@@ -74,6 +76,7 @@ def test_mask_volume_is_voxel_count_times_voxel_volume_in_millilitres():
 
 
 # --- empty masks --------------------------------------------------------------------
+
 
 def test_dice_of_two_empty_masks_is_nan_by_nnunet_convention():
     assert math.isnan(dice(empty(), empty()))
@@ -281,7 +284,7 @@ def test_real_liver_without_its_last_slice(real_liver):
     assert values["dsc"] == pytest.approx(2 * 71878 / (71878 + 107098))
     assert values["rvd"] == pytest.approx(-35220 / 107098)
     assert values["voe"] == pytest.approx(35220 / 107098)
-    assert values["reference_volume_ml"] == pytest.approx(107098 * 0.8105469942 ** 2 / 1000)  # 70.36 mL
+    assert values["reference_volume_ml"] == pytest.approx(107098 * 0.8105469942**2 / 1000)  # 70.36 mL
 
 
 def test_real_liver_moved_one_slice_has_hd95_of_the_slice_spacing(real_liver):
@@ -310,7 +313,7 @@ LESION_SHAPE = (8, 20, 20)
 def lesions(*corners, size=2):
     mask = np.zeros(LESION_SHAPE, dtype=bool)
     for z, y, x in corners:
-        mask[z:z + size, y:y + size, x:x + size] = True
+        mask[z : z + size, y : y + size, x : x + size] = True
     return mask
 
 
@@ -374,15 +377,16 @@ def test_lesion_detection_of_two_empty_masks_is_perfect_by_kits_convention():
 
 # --- paper protocol -----------------------------------------------------------------
 
+
 def paper_case():
     """Reference tumour on slices 1 and 2 only; the prediction also fires on slice 4."""
     ref = np.zeros((5, 4, 4), dtype=bool)
-    ref[1, 0, 0:4] = True        # 4 voxels
-    ref[2, 1, 0:2] = True        # 2 voxels
+    ref[1, 0, 0:4] = True  # 4 voxels
+    ref[2, 1, 0:2] = True  # 2 voxels
     pred = np.zeros_like(ref)
-    pred[1, 0, 0:3] = True       # 3 voxels, all inside the reference
-    pred[2, 1, 0:4] = True       # 4 voxels, 2 inside the reference
-    pred[4, 3, 3] = True         # outside the tumour slices: ignored
+    pred[1, 0, 0:3] = True  # 3 voxels, all inside the reference
+    pred[2, 1, 0:4] = True  # 4 voxels, 2 inside the reference
+    pred[4, 3, 3] = True  # outside the tumour slices: ignored
     return pred, ref
 
 
@@ -404,8 +408,8 @@ def test_paper_protocol_without_reference_tumour_is_nan():
 def test_paper_protocol_counts_probabilities_strictly_above_0_4_as_tumour():
     _, ref = paper_case()
     probability = np.full(ref.shape, 0.1)
-    probability[1, 0, 0:4] = 0.41     # above the threshold: 4 voxels, all tumour
-    probability[2, 1, 0:4] = 0.4      # at the threshold: not tumour
+    probability[1, 0, 0:4] = 0.41  # above the threshold: 4 voxels, all tumour
+    probability[2, 1, 0:4] = 0.4  # at the threshold: not tumour
     scores = paper_protocol_scores_from_probabilities(probability, ref, slice_axis=0)
     # P = 4, G = 6, I = 4.
     assert scores.dsc == pytest.approx((2 * 4 + 1) / (4 + 6 + 1))
@@ -445,12 +449,13 @@ def test_paper_protocol_ignores_false_positives_outside_the_axial_tumour_slices_
     prediction = tumour.copy()
     # two small false positives in the tumour's rows and columns, but on axial slices without tumour
     for z in (axial.min() - 3, axial.max() + 3):
-        prediction[rows[0]:rows[0] + 3, columns[0]:columns[0] + 3, z] = True
+        prediction[rows[0] : rows[0] + 3, columns[0] : columns[0] + 3, z] = True
     scores = paper_protocol_scores(prediction, tumour, paper_slice_axis(spacing))
     assert (scores.dsc, scores.rvd, scores.n_slices) == (1.0, 0.0, len(axial))
 
 
 # --- DSC by tumour size -------------------------------------------------------------
+
 
 def test_terciles_average_dsc_over_the_thirds_sorted_by_volume():
     volumes = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0]
@@ -480,6 +485,7 @@ def test_terciles_average_dsc_without_the_nan_cases():
 
 # --- evaluate_case ------------------------------------------------------------------
 
+
 def labelmaps():
     """Kidney (1) voxels 0-5 with tumour (2) in 4-5; the prediction calls 4-6 tumour."""
     ref = np.zeros((1, 1, 10), dtype=np.uint8)
@@ -507,8 +513,17 @@ def test_evaluate_case_reports_reference_volume_for_size_terciles():
 def test_evaluate_case_gives_a_flat_dict_of_numbers_per_region():
     pred, ref = labelmaps()
     values = evaluate_case(pred, ref, (1.0, 1.0, 1.0), [1])[1]
-    assert {"dsc", "rvd", "abs_rvd", "voe", "hd95", "surface_dice",
-            "lesion_sensitivity", "lesion_precision", "lesion_f1"} <= set(values)
+    assert {
+        "dsc",
+        "rvd",
+        "abs_rvd",
+        "voe",
+        "hd95",
+        "surface_dice",
+        "lesion_sensitivity",
+        "lesion_precision",
+        "lesion_f1",
+    } <= set(values)
     assert all(isinstance(v, (int, float)) for v in values.values())
 
 
@@ -543,7 +558,7 @@ def test_evaluate_case_of_a_correctly_tumour_free_case_is_perfect_by_kits_conven
 def test_evaluate_case_with_a_tumour_predicted_in_a_tumour_free_case_scores_zero_overlap():
     tumour = evaluate_case(*tumour_free_labelmaps(True), (3.0, 1.0, 1.0), [2])[2]
     assert (tumour["dsc"], tumour["surface_dice"], tumour["lesion_precision"]) == (0.0, 0.0, 0.0)
-    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0 ** 2 + 4.0 ** 2 + 4.0 ** 2))  # the image diagonal
+    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0**2 + 4.0**2 + 4.0**2))  # the image diagonal
 
 
 def test_evaluate_case_with_a_missed_tumour_scores_worst_values():
@@ -551,7 +566,7 @@ def test_evaluate_case_with_a_missed_tumour_scores_worst_values():
     pred = np.where(ref == 2, 0, ref)
     tumour = evaluate_case(pred, ref, (3.0, 1.0, 1.0), [2])[2]
     assert (tumour["dsc"], tumour["rvd"], tumour["abs_rvd"], tumour["lesion_sensitivity"]) == (0.0, -1.0, 1.0, 0.0)
-    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0 ** 2 + 4.0 ** 2 + 4.0 ** 2))
+    assert tumour["hd95"] == pytest.approx(math.sqrt(6.0**2 + 4.0**2 + 4.0**2))
 
 
 def test_lesion_detection_counts_several_lesions_in_2d():
@@ -560,8 +575,12 @@ def test_lesion_detection_counts_several_lesions_in_2d():
     pred = np.zeros_like(ref)
     pred[2, 2] = pred[9, 0] = True  # hits the first; one false positive
     result = lesion_detection(pred, ref)
-    assert (result.n_reference, result.n_reference_detected, result.n_predicted, result.n_predicted_matched) \
-        == (3, 1, 2, 1)
+    assert (result.n_reference, result.n_reference_detected, result.n_predicted, result.n_predicted_matched) == (
+        3,
+        1,
+        2,
+        1,
+    )
 
 
 def test_surface_dice_takes_a_tolerance_per_class():

@@ -1,4 +1,5 @@
 """Aggregates, paired tests and reports on constructed per-case tables."""
+
 import json
 import math
 
@@ -31,10 +32,13 @@ def table_of(values_by_trainer, folds=None, metric="dsc", class_name="tumour"):
     """Per-case table: case i of every trainer gets values[i], in fold folds[i]."""
     n_cases = len(next(iter(values_by_trainer.values())))
     folds = folds if folds is not None else [0] * n_cases
-    return pd.DataFrame([{"trainer": trainer, "fold": folds[i], "case": f"case_{i:03d}",
-                          "class": class_name, metric: value}
-                         for trainer, values in values_by_trainer.items()
-                         for i, value in enumerate(values)])
+    return pd.DataFrame(
+        [
+            {"trainer": trainer, "fold": folds[i], "case": f"case_{i:03d}", "class": class_name, metric: value}
+            for trainer, values in values_by_trainer.items()
+            for i, value in enumerate(values)
+        ]
+    )
 
 
 def summary_row(frame, **keys):
@@ -46,6 +50,7 @@ def summary_row(frame, **keys):
 
 
 # --- aggregates ---------------------------------------------------------------------
+
 
 def test_per_fold_summary_skips_nan_and_counts_valid_cases():
     table = table_of({"A": [0.6, 0.8, float("nan"), 0.5]}, folds=[0, 0, 0, 1])
@@ -86,7 +91,7 @@ def test_uniformly_better_trainer_has_the_exact_smallest_two_sided_p():
     better = [v + 0.03 + 0.001 * i for i, v in enumerate(REFERENCE_DSC)]
     result = compare_to_reference(table_of({"ref": REFERENCE_DSC, "hlfd": better}), "ref")
     # All 10 differences positive: the exact two-sided p is 2 / 2**10.
-    assert result.loc[0, "p_value"] == pytest.approx(2 / 2 ** 10)
+    assert result.loc[0, "p_value"] == pytest.approx(2 / 2**10)
 
 
 def test_identical_trainers_have_p_one_and_no_effect():
@@ -153,7 +158,7 @@ def test_holm_correction_spans_every_trainer_compared():
     table = table_of({"ref": REFERENCE_DSC, "hlfd": better, "copy": REFERENCE_DSC})
     result = compare_to_reference(table, "ref").set_index("trainer")
     # Family of two: p = 2/1024 and 1 -> 2 * 2/1024 and max(that, 1 * 1).
-    assert result.loc["hlfd", "p_holm"] == pytest.approx(2 * 2 / 2 ** 10)
+    assert result.loc["hlfd", "p_holm"] == pytest.approx(2 * 2 / 2**10)
     assert result.loc["copy", "p_holm"] == 1.0
 
 
@@ -178,6 +183,7 @@ def test_duplicate_rows_of_one_case_are_rejected():
 
 # --- per-case rows and reports ------------------------------------------------------
 
+
 def test_per_case_rows_name_regions_like_nnunet():
     rows = per_case_rows("kd", 0, "case_000", {1: {"dsc": 0.9}, (1, 2): {"dsc": 0.8}})
     assert [row["class"] for row in rows] == ["1", "(1, 2)"]
@@ -188,14 +194,35 @@ def test_per_case_rows_use_given_class_names():
     assert rows[0]["class"] == "tumour"
 
 
-SUMMARY = pd.DataFrame([
-    {"trainer": "teacher", "class": "tumour", "metric": "dsc", "case_mean": 0.8123,
-     "case_std": 0.1049, "fold_mean": 0.81, "fold_std": 0.02, "n_valid": 9, "n_folds": 5},
-    {"trainer": "hlfd", "class": "tumour", "metric": "dsc", "case_mean": 0.7751,
-     "case_std": 0.1203, "fold_mean": 0.77, "fold_std": float("nan"), "n_valid": 7, "n_folds": 1},
-])
-COMPARISONS = pd.DataFrame([{"trainer": "hlfd", "reference": "teacher", "class": "tumour",
-                             "metric": "dsc", "p_holm": 0.0004}])
+SUMMARY = pd.DataFrame(
+    [
+        {
+            "trainer": "teacher",
+            "class": "tumour",
+            "metric": "dsc",
+            "case_mean": 0.8123,
+            "case_std": 0.1049,
+            "fold_mean": 0.81,
+            "fold_std": 0.02,
+            "n_valid": 9,
+            "n_folds": 5,
+        },
+        {
+            "trainer": "hlfd",
+            "class": "tumour",
+            "metric": "dsc",
+            "case_mean": 0.7751,
+            "case_std": 0.1203,
+            "fold_mean": 0.77,
+            "fold_std": float("nan"),
+            "n_valid": 7,
+            "n_folds": 1,
+        },
+    ]
+)
+COMPARISONS = pd.DataFrame(
+    [{"trainer": "hlfd", "reference": "teacher", "class": "tumour", "metric": "dsc", "p_holm": 0.0004}]
+)
 TUMOUR_DSC = TableColumn("Tumour DSC", "tumour", "dsc")
 
 
@@ -243,6 +270,7 @@ def test_per_case_table_rejects_rows_without_identifiers():
 
 # --- pairing: both empty, and what is dropped ------------------------------------------
 
+
 def tumour_free_table(candidate_volumes_ml) -> pd.DataFrame:
     """Ten cases, the last four tumour-free: the reference model is perfect everywhere (NaN where
     both are empty, the nnunet convention); the candidate equals it, except that it invents a
@@ -253,9 +281,18 @@ def tumour_free_table(candidate_volumes_ml) -> pd.DataFrame:
         for trainer, predicted in (("ref", reference_volume), ("kd", candidate_volumes_ml[i])):
             both_empty = reference_volume == 0 and predicted == 0
             dsc = math.nan if both_empty else (1.0 if predicted == reference_volume else 0.0)
-            rows.append({"trainer": trainer, "fold": 0, "case": f"case_{i:03d}", "class": "tumour", "dsc": dsc,
-                         "rvd": math.nan if reference_volume == 0 else predicted / reference_volume - 1,
-                         "reference_volume_ml": reference_volume, "predicted_volume_ml": predicted})
+            rows.append(
+                {
+                    "trainer": trainer,
+                    "fold": 0,
+                    "case": f"case_{i:03d}",
+                    "class": "tumour",
+                    "dsc": dsc,
+                    "rvd": math.nan if reference_volume == 0 else predicted / reference_volume - 1,
+                    "reference_volume_ml": reference_volume,
+                    "predicted_volume_ml": predicted,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -265,7 +302,7 @@ def test_a_tumour_invented_in_a_tumour_free_case_counts_against_predicting_nothi
     # all ten cases pair: the four inventions are differences 0 - 1, not dropped as 0 - NaN
     assert (row["n_cases"], row["n_pairs"], row["n_dropped"], row["n_nonzero"]) == (10, 10, 0, 4)
     assert row["rank_biserial"] == -1.0 and row["mean_difference"] == pytest.approx(-0.4)
-    assert row["p_value"] == pytest.approx(2 / 2 ** 4) == row["smallest_p"]
+    assert row["p_value"] == pytest.approx(2 / 2**4) == row["smallest_p"]
 
 
 def test_correctly_empty_cases_pair_as_equal():
@@ -292,11 +329,20 @@ def test_the_mean_difference_has_the_bootstrap_interval_of_a_normal_mean():
 
 # --- Holm families ----------------------------------------------------------------------
 
+
 def two_class_table() -> pd.DataFrame:
     """Two trainers against "ref", better on every case in DSC and RVD of two classes."""
-    frames = [table_of({"ref": REFERENCE_DSC, "kd": [v + 0.01 * (i + 1) for i, v in enumerate(REFERENCE_DSC)],
-                        "hlfd": [v + 0.02 * (i + 1) for i, v in enumerate(REFERENCE_DSC)]}, class_name=name)
-              for name in ("kidney", "tumour")]
+    frames = [
+        table_of(
+            {
+                "ref": REFERENCE_DSC,
+                "kd": [v + 0.01 * (i + 1) for i, v in enumerate(REFERENCE_DSC)],
+                "hlfd": [v + 0.02 * (i + 1) for i, v in enumerate(REFERENCE_DSC)],
+            },
+            class_name=name,
+        )
+        for name in ("kidney", "tumour")
+    ]
     table = pd.concat(frames, ignore_index=True)
     return table.assign(rvd=table["dsc"] - 1)
 
@@ -307,10 +353,10 @@ def test_the_primary_endpoint_is_a_holm_family_of_its_own():
     assert sorted(zip(primary["class"], primary["metric"])) == [("tumour", "dsc")] * 2
     assert (primary["family_size"] == 2).all()
     # both p = 2/1024 (every difference positive); Holm over the two primary tests only
-    assert primary["p_holm"].tolist() == pytest.approx([2 * 2 / 2 ** 10] * 2)
+    assert primary["p_holm"].tolist() == pytest.approx([2 * 2 / 2**10] * 2)
     secondary_rvd = result[result["family"] == "secondary: rvd"]
     assert len(secondary_rvd) == 4 and (secondary_rvd["family_size"] == 4).all()
-    assert secondary_rvd["p_holm"].tolist() == pytest.approx([4 * 2 / 2 ** 10] * 4)
+    assert secondary_rvd["p_holm"].tolist() == pytest.approx([4 * 2 / 2**10] * 4)
 
 
 @pytest.mark.parametrize("family_size, pairs", [(1, 6), (2, 7), (36, 11)])
@@ -335,5 +381,7 @@ def test_the_mean_over_cases_has_its_bootstrap_interval_in_summary_and_table():
     assert (row["case_mean_ci_low"], row["case_mean_ci_high"]) == bootstrap_mean_ci(np.linspace(0.6, 0.9, 40))
     assert row["case_mean_ci_low"] < row["case_mean"] < row["case_mean_ci_high"]
     line = render_markdown_table(across_fold_summary(table, ["dsc"]), [TUMOUR_DSC]).splitlines()[2]
-    assert line == (f"| teacher | 0.750 ± {row['case_std']:.3f} [{row['case_mean_ci_low']:.3f}, "
-                    f"{row['case_mean_ci_high']:.3f}] (n=40) |")
+    assert line == (
+        f"| teacher | 0.750 ± {row['case_std']:.3f} [{row['case_mean_ci_low']:.3f}, "
+        f"{row['case_mean_ci_high']:.3f}] (n=40) |"
+    )

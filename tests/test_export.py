@@ -1,4 +1,5 @@
 """The student exported to TorchScript and ONNX gives PyTorch's logits, at any valid size."""
+
 import sys
 from pathlib import Path
 
@@ -30,8 +31,10 @@ def write_results_folder(root: Path, trainer_name: str = "nnUNetTrainerStudent")
     save_json(plans, str(model_folder / "plans.json"))
     save_json(dataset_json, str(model_folder / "dataset.json"))
     network = build_student(PlansManager(plans).get_configuration("2d"), 1, len(dataset_json["labels"]))
-    torch.save({"network_weights": network.state_dict(), "trainer_name": trainer_name,
-                "init_args": {"configuration": "2d"}}, model_folder / "fold_0" / "checkpoint_final.pth")
+    torch.save(
+        {"network_weights": network.state_dict(), "trainer_name": trainer_name, "init_args": {"configuration": "2d"}},
+        model_folder / "fold_0" / "checkpoint_final.pth",
+    )
     return model_folder / "fold_0"
 
 

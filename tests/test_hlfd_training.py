@@ -1,5 +1,6 @@
 """HLFD end to end on a tiny generated dataset: nnUNetv2_train, --c, --val-free prediction
 with nnUNetv2_predict, and the student baseline (3d_fullres: test_dataset_variants.py)."""
+
 import json
 import shutil
 from pathlib import Path
@@ -18,8 +19,10 @@ HLFD_2D = "nnUNetTrainerHLFD_tiny__nnUNetPlans__2d"
 
 
 def train_cli(configuration: str, trainer: str, *extra: str, epochs: int = 1):
-    return run_command(["nnUNetv2_train", str(DATASET_ID), configuration, "0", "-tr", trainer, "-device", "cpu",
-                        *extra], env={"HLFD_TEST_EPOCHS": str(epochs)})
+    return run_command(
+        ["nnUNetv2_train", str(DATASET_ID), configuration, "0", "-tr", trainer, "-device", "cpu", *extra],
+        env={"HLFD_TEST_EPOCHS": str(epochs)},
+    )
 
 
 def load(path: Path) -> dict:
@@ -43,6 +46,7 @@ def test_student_checkpoint_holds_only_the_student_in_network_weights(hlfd_2d):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunetv2_hlfd.training.student import build_student
+
     student = build_student(PlansManager(plans).get_configuration("2d"), 1, 3)
     assert isinstance(student, ResNetStudentUNet)
     assert checkpoint["network_weights"].keys() == student.state_dict().keys()
@@ -104,9 +108,26 @@ def test_nnunetv2_predict_runs_the_student_without_the_teacher(hlfd_2d, nnunet_d
     hidden_teacher = teacher_2d.parent.with_name("hidden_teacher")
     teacher_2d.parent.rename(hidden_teacher)
     try:
-        run_command(["nnUNetv2_predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-d", str(DATASET_ID),
-                     "-c", "2d", "-f", "0", "-tr", "nnUNetTrainerHLFD_tiny", "-device", "cpu",
-                     "--disable_progress_bar"])
+        run_command(
+            [
+                "nnUNetv2_predict",
+                "-i",
+                str(inputs),
+                "-o",
+                str(tmp_path / "out"),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                "2d",
+                "-f",
+                "0",
+                "-tr",
+                "nnUNetTrainerHLFD_tiny",
+                "-device",
+                "cpu",
+                "--disable_progress_bar",
+            ]
+        )
     finally:
         hidden_teacher.rename(teacher_2d.parent)
     for image in inputs.glob("*.nii.gz"):
@@ -125,6 +146,7 @@ def test_student_baseline_trains_the_same_student_without_a_teacher(nnunet_dirs,
 
 def test_teacher_parameters_get_no_gradient_and_do_not_change(nnunet_dirs, teacher_2d):
     from nnunetv2.run.run_training import get_trainer_from_args
+
     trainer = get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerHLFD_tiny", device=torch.device("cpu"))
     trainer.on_train_start()
     before = {k: v.clone() for k, v in trainer.teacher.network.state_dict().items()}
@@ -135,5 +157,8 @@ def test_teacher_parameters_get_no_gradient_and_do_not_change(nnunet_dirs, teach
     assert all(torch.equal(v, before[k]) for k, v in trainer.teacher.network.state_dict().items())
     assert not all(torch.equal(a, b) for a, b in zip(student_before, trainer.network.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(adapters_before, trainer.distiller.parameters()))
-    assert all(id(p) not in {id(q) for q in trainer.teacher.network.parameters()}
-               for group in trainer.optimizer.param_groups for p in group["params"])
+    assert all(
+        id(p) not in {id(q) for q in trainer.teacher.network.parameters()}
+        for group in trainer.optimizer.param_groups
+        for p in group["params"]
+    )

@@ -1,5 +1,6 @@
 """A run killed at any moment resumes with --c from its last good checkpoint, adapters and
 term logs intact; a checkpoint write that dies midway never replaces the last good one."""
+
 import os
 import signal
 import subprocess
@@ -16,8 +17,13 @@ EPOCHS = 6
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(nnunet_dirs, teacher_2d, tmp_path):
-    env = {**os.environ, "nnUNet_results": str(tmp_path), "HLFD_TEACHER": str(teacher_2d.parent),
-           "HLFD_TEST_EPOCHS": str(EPOCHS), "HLFD_TEST_SAVE_EVERY": "1"}
+    env = {
+        **os.environ,
+        "nnUNet_results": str(tmp_path),
+        "HLFD_TEACHER": str(teacher_2d.parent),
+        "HLFD_TEST_EPOCHS": str(EPOCHS),
+        "HLFD_TEST_SAVE_EVERY": "1",
+    }
     command = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerHLFD_tiny", "-device", "cpu"]
     fold = tmp_path / f"Dataset{DATASET_ID}_SyntheticKidney" / "nnUNetTrainerHLFD_tiny__nnUNetPlans__2d" / "fold_0"
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -29,8 +35,10 @@ def test_killed_training_resumes_from_its_last_checkpoint(nnunet_dirs, teacher_2
     assert not (fold / "checkpoint_final.pth").exists(), "the run finished before it could be killed"
     interrupted = torch.load(fold / "checkpoint_latest.pth", weights_only=False)
 
-    resumed = run_command(command + ["--c"], env={k: env[k] for k in ("nnUNet_results", "HLFD_TEACHER",
-                                                                      "HLFD_TEST_EPOCHS", "HLFD_TEST_SAVE_EVERY")})
+    resumed = run_command(
+        command + ["--c"],
+        env={k: env[k] for k in ("nnUNet_results", "HLFD_TEACHER", "HLFD_TEST_EPOCHS", "HLFD_TEST_SAVE_EVERY")},
+    )
     first_resumed_epoch = interrupted["current_epoch"]
     assert f"Epoch {first_resumed_epoch}\n" in resumed.stdout and "Epoch 0\n" not in resumed.stdout
     final = torch.load(fold / "checkpoint_final.pth", weights_only=False)
@@ -59,6 +67,7 @@ def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
     """What --c reads back: the adapters' weights and their SGD momentum, as the run left them."""
     from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
     from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+
     cpu = torch.device("cpu")
     plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
     teacher = random_teacher(plans, "2d", dataset_json, cpu)
@@ -81,6 +90,7 @@ def test_resuming_against_another_teacher_is_refused_naming_both(tmp_path):
     from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
     from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
     from nnunetv2_hlfd.training.teacher import TeacherError
+
     cpu = torch.device("cpu")
     plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
     original, other = (random_teacher(plans, "2d", dataset_json, cpu) for _ in range(2))  # same stages, other weights

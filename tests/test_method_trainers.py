@@ -5,6 +5,7 @@ at initialisation, one training step and a checkpoint round trip; the reference 
 
 CI time: everything runs in this process on one shared batch where it can, and the progress
 plot (tested in test_hlfd_training.py, half the cost of a tiny run) is not drawn here."""
+
 import shutil
 from pathlib import Path
 
@@ -49,12 +50,16 @@ def test_every_distillation_trainer_of_the_project_is_tested_here():
 
     from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 
-    spec = importlib.util.spec_from_file_location("tiny_runs", Path(__file__).parent / "ext_trainers"
-                                                  / "nnUNetTrainerTinyRuns.py")
+    spec = importlib.util.spec_from_file_location(
+        "tiny_runs", Path(__file__).parent / "ext_trainers" / "nnUNetTrainerTinyRuns.py"
+    )
     tiny_runs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny_runs)
-    distillation_trainers = {name for name in tiny_runs.PROJECT_TRAINERS
-                             if issubclass(tiny_runs._project_trainer(name), nnUNetTrainerDistillation)}
+    distillation_trainers = {
+        name
+        for name in tiny_runs.PROJECT_TRAINERS
+        if issubclass(tiny_runs._project_trainer(name), nnUNetTrainerDistillation)
+    }
     assert distillation_trainers == set(PEER_METHODS) | set(ABLATIONS) | TESTED_ELSEWHERE
 
 
@@ -64,6 +69,7 @@ def load(path) -> dict:
 
 def trainer_for(name: str, configuration: str = "2d"):
     from nnunetv2.run.run_training import get_trainer_from_args
+
     return get_trainer_from_args(str(DATASET_ID), configuration, 0, f"{name}_tiny", device=torch.device("cpu"))
 
 
@@ -151,6 +157,7 @@ def test_skd_holistic_trains_its_critic_in_a_step_and_restores_it(one_batch, tmp
 
     def skd_holistic():  # no _tiny variant: a single step needs none
         return get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerSKD_Holistic", device=torch.device("cpu"))
+
     trainer = skd_holistic()
     trainer.initialize()
     assert trainer.distiller.term_names == ["SKD_pixel", "SKD_pair", "SKD_holistic"]
@@ -197,9 +204,31 @@ def test_nnunetv2_predict_command_runs_a_peer_student(peer_runs, nnunet_dirs, tm
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(image, inputs)
-    run_command(["nnUNetv2_predict", "-i", str(inputs), "-o", str(tmp_path / "out"), "-d", str(DATASET_ID),
-                 "-c", "2d", "-f", "0", "-tr", f"{PREDICTED_WITH_THE_COMMAND}_tiny", "-device", "cpu",
-                 "--disable_tta", "--disable_progress_bar", "-npp", "1", "-nps", "1"])
+    run_command(
+        [
+            "nnUNetv2_predict",
+            "-i",
+            str(inputs),
+            "-o",
+            str(tmp_path / "out"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "2d",
+            "-f",
+            "0",
+            "-tr",
+            f"{PREDICTED_WITH_THE_COMMAND}_tiny",
+            "-device",
+            "cpu",
+            "--disable_tta",
+            "--disable_progress_bar",
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+        ]
+    )
     prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / image.name.replace("_0000", ""))))
     assert_a_label_map(prediction, image)
 
@@ -241,7 +270,7 @@ def paper_loss_trainer(nnunet_dirs, label_dict: dict, regions_class_order=None):
 
 
 def deep_supervision_weights(num_scales: int) -> np.ndarray:
-    weights = np.array([1 / 2 ** i for i in range(num_scales)])
+    weights = np.array([1 / 2**i for i in range(num_scales)])
     weights[-1] = 0  # nnU-Net leaves out the coarsest scale
     return weights / weights.sum()
 
@@ -254,7 +283,7 @@ def test_paper_loss_is_half_focal_half_dice_at_nnunet_deep_supervision_weights(n
     trainer = paper_loss_trainer(nnunet_dirs, labels, [1, 2] if regions else None)
     loss = trainer._build_loss()
     generator = torch.Generator().manual_seed(0)
-    sizes = [(48 // 2 ** k,) * 2 for k in range(len(trainer._get_deep_supervision_scales()))]
+    sizes = [(48 // 2**k,) * 2 for k in range(len(trainer._get_deep_supervision_scales()))]
     channels = 2 if regions else 3
     outputs = [torch.randn(2, channels, *s, generator=generator) for s in sizes]
     if regions:
@@ -264,8 +293,10 @@ def test_paper_loss_is_half_focal_half_dice_at_nnunet_deep_supervision_weights(n
     batch_dice = trainer.configuration_manager.batch_dice
     focal = FocalLoss(gamma=2.0, to_onehot_y=not regions)  # monai's DiceFocalLoss: sigmoid focal per channel
     dice = DiceLoss(to_onehot_y=not regions, softmax=not regions, sigmoid=regions, batch=batch_dice)
-    expected = sum(w * (0.5 * focal(o, t) + 0.5 * dice(o, t))
-                   for w, o, t in zip(deep_supervision_weights(len(sizes)), outputs, targets))
+    expected = sum(
+        w * (0.5 * focal(o, t) + 0.5 * dice(o, t))
+        for w, o, t in zip(deep_supervision_weights(len(sizes)), outputs, targets)
+    )
     assert loss(outputs, targets).item() == pytest.approx(expected.item(), rel=1e-5)
 
 

@@ -1,6 +1,7 @@
 """A non-finite distillation term or gradient never reaches the weights: the trainer's own step
 leaves the term out of the loss (or skips the optimiser step), and the epoch's log says so with a
 count. Run on the HLFD trainer built from tiny nnU-Net plans, no dataset needed."""
+
 import math
 
 import pytest
@@ -54,7 +55,8 @@ def test_a_nan_term_is_left_out_and_the_step_still_trains_finite_weights(trainer
 
 def test_a_non_finite_gradient_skips_the_optimiser_step_and_is_logged(trainer):
     trainer.distiller.terms["UFD"].forward = lambda student, teacher, target=None: _NaNGradient.apply(
-        student.encoder[0])
+        student.encoder[0]
+    )
     before = student_weights(trainer)
     outputs = [trainer.train_step(synthetic_batch(trainer))]
     after = student_weights(trainer)

@@ -1,4 +1,5 @@
 """The one problem-list error and the one 'first N and K more' formatter."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,11 +32,14 @@ def test_subclasses_are_caught_as_problem_lists():
         raise DomainError("bad")
 
 
-@pytest.mark.parametrize("names, expected", [
-    ([], ""),
-    (["a", "b"], "a, b"),
-    (["a", "b", "c"], "a, b, c"),
-    (["d", "c", "b", "a", "e"], "d, c, b and 2 more"),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        ([], ""),
+        (["a", "b"], "a, b"),
+        (["a", "b", "c"], "a, b, c"),
+        (["d", "c", "b", "a", "e"], "d, c, b and 2 more"),
+    ],
+)
 def test_first_and_more_names_the_first_ones_in_order_and_counts_the_rest(names, expected):
     assert first_and_more(names, 3) == expected

@@ -1,5 +1,6 @@
 """Atomic writing of raw dataset folders (the one call the writers use), on its own; the converters' use of the
 same mechanism, killed runs included, is tested in tests/dataset_conversion/test_dataset_conversion_recovery.py."""
+
 from __future__ import annotations
 
 import subprocess
@@ -16,6 +17,7 @@ def write_marker(text: str):
     def fill(folder: Path, target: Path) -> None:
         (folder / "imagesTr").mkdir()
         (folder / "marker.txt").write_text(f"{text} for {target.name}")
+
     return fill
 
 
@@ -54,10 +56,15 @@ def test_an_id_used_by_another_dataset_is_refused(tmp_path, overwrite):
     assert [p.name for p in tmp_path.iterdir()] == ["Dataset042_Other"]
 
 
-@pytest.mark.parametrize("dataset_id, dataset_name, message", [
-    (0, "Toy", "out of range"), (1000, "Toy", "out of range"), (True, "Toy", "out of range"),
-    (42, "has space", "must be letters"),
-])
+@pytest.mark.parametrize(
+    "dataset_id, dataset_name, message",
+    [
+        (0, "Toy", "out of range"),
+        (1000, "Toy", "out of range"),
+        (True, "Toy", "out of range"),
+        (42, "has space", "must be letters"),
+    ],
+)
 def test_invalid_ids_and_names_are_refused_as_value_errors(tmp_path, dataset_id, dataset_name, message):
     with pytest.raises(ValueError, match=message):
         write_raw_dataset(tmp_path / "raw", dataset_id, dataset_name, write_marker("new"))

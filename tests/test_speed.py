@@ -1,5 +1,6 @@
 """The speed benchmark on tiny nnU-Net plans: consistent numbers, and levers that do what they say.
 No timing is asserted here; the targets and the measured figures are in docs/BENCHMARKS.md."""
+
 import pytest
 import torch
 
@@ -51,20 +52,28 @@ def count_decoder_calls(trainer, batch) -> int:
 
 
 def test_ratios_in_the_report_come_from_the_same_measurements():
-    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU,
-                             levers=(), warmup=0, steps=2)
+    result = measure_setting(
+        Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU, levers=(), warmup=0, steps=2
+    )
     medians = {name: m.median for name, m in result.times.items()}
     assert all(len(m.raw_times) == 2 for m in result.times.values())
     assert result.ratio("HLFD step", "student step") == medians["HLFD step"] / medians["student step"]
     assert result.ratio("HLFD step", "student step", "teacher forward") == pytest.approx(
-        medians["HLFD step"] / (medians["student step"] + medians["teacher forward"]))
+        medians["HLFD step"] / (medians["student step"] + medians["teacher forward"])
+    )
     assert sum(overhead_breakdown(result, "HLFD").values()) == pytest.approx(1.0)
     assert f"| {result.ratio('HLFD step', 'student step'):.3f} |" in markdown_report([result], ["HLFD"])
 
 
 def test_levers_are_timed_in_rounds_of_their_own_beside_their_references():
-    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT), {"HLFD": "HLFD"}, CPU,
-                             levers=("encoder_only",), warmup=0, steps=2)
+    result = measure_setting(
+        Setting("default", "2d", batch_size=2, fingerprint=TINY_CT),
+        {"HLFD": "HLFD"},
+        CPU,
+        levers=("encoder_only",),
+        warmup=0,
+        steps=2,
+    )
     assert "teacher forward encoder only" not in result.times  # never in the steps' rounds
     assert set(result.lever_times) == {"student step", "teacher forward", "teacher forward encoder only"}
     lever = result.lever_times["teacher forward encoder only"].median
@@ -114,8 +123,14 @@ def test_peak_memory_sees_an_allocation_made_during_the_call():
 
 
 def test_ensemble_teacher_is_timed_with_all_members_and_in_rotation():
-    result = measure_setting(Setting("default", "2d", batch_size=2, fingerprint=TINY_CT, members=2), {"HLFD": "HLFD"},
-                             CPU, levers=(), warmup=0, steps=1)
+    result = measure_setting(
+        Setting("default", "2d", batch_size=2, fingerprint=TINY_CT, members=2),
+        {"HLFD": "HLFD"},
+        CPU,
+        levers=(),
+        warmup=0,
+        steps=1,
+    )
     rotation = result.times["HLFD step one member per step"].median
     report = markdown_report([result], ["HLFD"])
     assert "| 2d default, 2 members | 2 |" in report and f"{rotation:.3f}" in report

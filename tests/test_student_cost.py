@@ -2,6 +2,7 @@
 ResEnc-L planners; 2d, 3d_fullres, 3d_lowres; large, small-patch and few-stage plans): at most 35% of
 the parameters and of the multiply-adds per patch, as wide as that allows up to half the plan's widths,
 and the students of other sizes that nnUNetv2_predict rebuilds from their trainer's name."""
+
 import functools
 
 import pytest
@@ -33,10 +34,18 @@ FINGERPRINTS = {
     "tiny": lambda: kits_like_fingerprint(num_cases=10, shape=(8, 20, 20), spacing=1.0),
     "anisotropic": anisotropic_phantoms,
 }
-PLANNED = [("default", "kits", "2d"), ("default", "kits", "3d_lowres"), ("default", "isotropic256", "3d_fullres"),
-           ("ResEncL", "kits", "3d_fullres"),
-           ("default", "small", "2d"), ("default", "small", "3d_fullres"), ("ResEncL", "small", "3d_fullres"),
-           ("default", "tiny", "2d"), ("default", "tiny", "3d_fullres"), ("default", "anisotropic", "3d_fullres")]
+PLANNED = [
+    ("default", "kits", "2d"),
+    ("default", "kits", "3d_lowres"),
+    ("default", "isotropic256", "3d_fullres"),
+    ("ResEncL", "kits", "3d_fullres"),
+    ("default", "small", "2d"),
+    ("default", "small", "3d_fullres"),
+    ("ResEncL", "small", "3d_fullres"),
+    ("default", "tiny", "2d"),
+    ("default", "tiny", "3d_fullres"),
+    ("default", "anisotropic", "3d_fullres"),
+]
 DEFAULT_PATCHES = {("kits", "2d"): (512, 512), ("isotropic256", "3d_fullres"): (128, 128, 128)}
 
 
@@ -48,9 +57,17 @@ def configuration(planner: str, fingerprint: str, name: str):
 
 def costs(cm, size: StudentSize = StudentSize()):
     shape = (1, 1, *cm.patch_size)
-    plan_network = model_cost(lambda: get_network_from_plans(
-        cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import, 1,
-        NUM_CLASSES, deep_supervision=True), shape)
+    plan_network = model_cost(
+        lambda: get_network_from_plans(
+            cm.network_arch_class_name,
+            cm.network_arch_init_kwargs,
+            cm.network_arch_init_kwargs_req_import,
+            1,
+            NUM_CLASSES,
+            deep_supervision=True,
+        ),
+        shape,
+    )
     return model_cost(lambda: build_student(cm, 1, NUM_CLASSES, size=size), shape), plan_network
 
 
@@ -77,7 +94,8 @@ def test_default_plans_keep_the_half_width_student(fingerprint, name):
     assert tuple(cm.patch_size) == DEFAULT_PATCHES[(fingerprint, name)]
     assert student_width_factor(cm, 1, NUM_CLASSES) == 0.5
     assert build_student(cm, 1, NUM_CLASSES).encoder.output_channels == [
-        f // 2 for f in cm.network_arch_init_kwargs["features_per_stage"]]
+        f // 2 for f in cm.network_arch_init_kwargs["features_per_stage"]
+    ]
 
 
 @pytest.mark.parametrize("name", ["2d", "3d_fullres"])
@@ -87,8 +105,10 @@ def test_small_plans_narrow_the_student_no_further_than_the_budget_needs(name):
     width_factor = student_width_factor(cm, 1, NUM_CLASSES)
     assert width_factor < 0.5
     wider, plan_network = costs(cm, StudentSize(width_factor=width_factor + 1 / WIDTH_STEPS, budget=10.0))
-    assert (wider.parameters > MAX_RATIO * plan_network.parameters
-            or wider.macs_per_patch > MAX_RATIO * plan_network.macs_per_patch)
+    assert (
+        wider.parameters > MAX_RATIO * plan_network.parameters
+        or wider.macs_per_patch > MAX_RATIO * plan_network.macs_per_patch
+    )
 
 
 @pytest.mark.parametrize("size_name", ["Small", "Large"])
@@ -97,8 +117,9 @@ def test_sized_students_are_rebuilt_from_the_trainer_name_as_nnunetv2_predict_do
     trainer = find_trainer_class(f"nnUNetTrainerStudent{size_name}")
     predicted = trainer.build_network_architecture(None, cm, 1, NUM_CLASSES, enable_deep_supervision=False)
     trained = build_student(cm, 1, NUM_CLASSES, size=trainer.student_size)
-    assert {k: v.shape for k, v in predicted.state_dict().items()} == \
-        {k: v.shape for k, v in trained.state_dict().items()}
+    assert {k: v.shape for k, v in predicted.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()
+    }
     student, plan_network = costs(cm, trainer.student_size)
     assert student.parameters <= trainer.student_size.budget * plan_network.parameters
     assert student.macs_per_patch <= trainer.student_size.budget * plan_network.macs_per_patch
@@ -107,8 +128,10 @@ def test_sized_students_are_rebuilt_from_the_trainer_name_as_nnunetv2_predict_do
 
 def test_small_default_and_large_students_grow_in_that_order():
     cm = configuration("default", "small", "2d")
-    parameters = [costs(cm, find_trainer_class(f"nnUNetTrainerStudent{size}").student_size)[0].parameters
-                  for size in ("Small", "", "Large")]
+    parameters = [
+        costs(cm, find_trainer_class(f"nnUNetTrainerStudent{size}").student_size)[0].parameters
+        for size in ("Small", "", "Large")
+    ]
     assert parameters == sorted(parameters) and len(set(parameters)) == 3
 
 
@@ -117,8 +140,9 @@ def test_a_budget_no_student_fits_is_refused_with_the_fix():
         build_student(configuration("default", "tiny", "2d"), 1, NUM_CLASSES, size=StudentSize(budget=1e-4))
 
 
-@pytest.mark.parametrize("keywords, problem", [({"width_factor": 0}, "width_factor is 0"),
-                                               ({"budget": -1}, "budget is -1")])
+@pytest.mark.parametrize(
+    "keywords, problem", [({"width_factor": 0}, "width_factor is 0"), ({"budget": -1}, "budget is -1")]
+)
 def test_student_size_refuses_impossible_values(keywords, problem):
     with pytest.raises(ValueError, match=problem):
         StudentSize(**keywords)

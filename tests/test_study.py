@@ -3,6 +3,7 @@
 A stand-in nnUNetv2_train (tests/fake_nnunet) "trains" in a fraction of a second, so these tests check
 what the runner asks nnU-Net to do; tests/test_demo.py runs the same code with real trainings.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ def by_key(calls_file) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------- the graph
+
 
 def test_graph_puts_each_folds_teacher_before_its_students():
     graph = study_graph(fake_settings(folds=(0, 1, 2)))
@@ -64,6 +66,7 @@ def test_students_are_told_the_studys_teacher(calls, tmp_path):
 
 # ---------------------------------------------------------------------------- rerunning
 
+
 def test_finished_trainings_are_skipped_and_started_ones_continued_with_c(calls):
     finish("nnUNetTrainer", 0)
     fold_folder("nnUNetTrainerStudent", 0).mkdir(parents=True)
@@ -78,8 +81,11 @@ def test_finished_trainings_are_skipped_and_started_ones_continued_with_c(calls)
 def test_failed_training_is_reported_with_its_log_tail_and_the_rerun_runs_only_it(calls, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_NNUNET_FAIL", "nnUNetTrainerHLFD/fold_1")
     settings = fake_settings()
-    with pytest.raises(StudyIncomplete, match=r"(?s)1 of 6 trainings did not finish.*nnUNetTrainerHLFD/fold_1: failed"
-                                              r".*Rerun the same command.*5 finished ones are kept"):
+    with pytest.raises(
+        StudyIncomplete,
+        match=r"(?s)1 of 6 trainings did not finish.*nnUNetTrainerHLFD/fold_1: failed"
+        r".*Rerun the same command.*5 finished ones are kept",
+    ):
         run_study(settings, show_progress=False)
     assert "RuntimeError: fake failure of nnUNetTrainerHLFD/fold_1" in "".join(capsys.readouterr())
     status = json.loads((fold_folder("nnUNetTrainer", 0).parents[1] / "hlfd_study_2d" / "status.json").read_text())
@@ -93,15 +99,32 @@ def test_failed_training_is_reported_with_its_log_tail_and_the_rerun_runs_only_i
 
 def test_a_failed_teacher_blocks_its_students_but_not_the_other_folds(calls, monkeypatch):
     monkeypatch.setenv("FAKE_NNUNET_FAIL", "nnUNetTrainer/fold_0")
-    with pytest.raises(StudyIncomplete, match=r"(?s)nnUNetTrainerStudent/fold_0: blocked: nnUNetTrainer/fold_0 did not"):
+    with pytest.raises(
+        StudyIncomplete, match=r"(?s)nnUNetTrainerStudent/fold_0: blocked: nnUNetTrainer/fold_0 did not"
+    ):
         run_study(fake_settings(), show_progress=False)
     assert sorted(by_key(calls)) == ["nnUNetTrainer/fold_1", "nnUNetTrainerHLFD/fold_1", "nnUNetTrainerStudent/fold_1"]
 
 
 def test_a_killed_study_stops_its_training_and_the_rerun_continues_it(calls, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_NNUNET_HANG", "nnUNetTrainerStudent/fold_0")
-    command = [sys.executable, "-m", "nnunetv2_hlfd.cli", "study", "-d", FAKE_DATASET, "-c", "2d", "-f", "0",
-               "--students", "nnUNetTrainerStudent", "--no-benchmark", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "nnunetv2_hlfd.cli",
+        "study",
+        "-d",
+        FAKE_DATASET,
+        "-c",
+        "2d",
+        "-f",
+        "0",
+        "--students",
+        "nnUNetTrainerStudent",
+        "--no-benchmark",
+        "--threads",
+        "1",
+    ]
     study = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lock = fold_folder("nnUNetTrainer", 0).parents[1] / "hlfd_study_2d" / "locks" / "nnUNetTrainerStudent__fold_0.json"
     half_way = fold_folder("nnUNetTrainerStudent", 0) / "checkpoint_latest.pth"
@@ -118,13 +141,16 @@ def test_a_killed_study_stops_its_training_and_the_rerun_continues_it(calls, tmp
 
     monkeypatch.delenv("FAKE_NNUNET_HANG")
     calls.unlink(missing_ok=True)
-    run_study(StudySettings(FAKE_DATASET, "2d", students=("nnUNetTrainerStudent",), folds=(0,), threads=1,
-                            benchmark=False), show_progress=False)
+    run_study(
+        StudySettings(FAKE_DATASET, "2d", students=("nnUNetTrainerStudent",), folds=(0,), threads=1, benchmark=False),
+        show_progress=False,
+    )
     assert list(by_key(calls)) == ["nnUNetTrainerStudent/fold_0"]
     assert "--c" in by_key(calls)["nnUNetTrainerStudent/fold_0"]["argv"]
 
 
 # ---------------------------------------------------------------------------- workers
+
 
 def test_cpu_workers_each_get_their_own_cores_and_thread_count(monkeypatch):
     monkeypatch.setattr("nnunetv2_hlfd.study.runner.cores_available", lambda: [0, 1, 2, 3])
@@ -144,8 +170,10 @@ def test_cuda_workers_each_see_one_gpu():
     assert [slot.environment() for slot in slots] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "3"}]
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs two cores and Linux CPU affinity")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs two cores and Linux CPU affinity",
+)
 def test_parallel_cpu_trainings_run_on_separate_cores(calls):
     run_study(fake_settings(workers=2, folds=(0,)), show_progress=False)
     cores = [tuple(call["cores"]) for call in read_calls(calls)]
@@ -154,6 +182,7 @@ def test_parallel_cpu_trainings_run_on_separate_cores(calls):
 
 
 # ---------------------------------------------------------------------------- commands and status
+
 
 def test_paper_protocol_saves_probabilities_and_revalidates_a_training_without_them(calls):
     finish("nnUNetTrainer", 0)  # finished, but validated without --npz
@@ -181,11 +210,14 @@ def test_status_file_lists_every_training_with_its_state_and_wall_time(calls):
     assert "| nnUNetTrainerHLFD |" in study_md and "Commit:" in study_md
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"epochs": 3}, r"--epochs and --iterations go together"),
-    ({"folds": (0, 0)}, r"--folds names an entry twice: 0 0"),
-    ({"students": ("nnUNetTrainer",)}, r"trainers \(--teacher and --students\) names an entry twice"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 3}, r"--epochs and --iterations go together"),
+        ({"folds": (0, 0)}, r"--folds names an entry twice: 0 0"),
+        ({"students": ("nnUNetTrainer",)}, r"trainers \(--teacher and --students\) names an entry twice"),
+    ],
+)
 def test_invalid_grids_are_refused_before_anything_runs(calls, changes, message):
     with pytest.raises(ValueError, match=message):
         run_study(fake_settings(**changes), show_progress=False)
@@ -199,6 +231,7 @@ def test_unknown_trainer_is_refused_naming_it(calls):
 
 
 # ---------------------------------------------------------------------------- submitit
+
 
 def test_submitit_local_executor_runs_the_grid_in_order(calls):
     run_study(fake_settings(cluster="local", workers=2), show_progress=False)
@@ -235,8 +268,10 @@ def test_slot_without_cores_leaves_threads_to_the_cluster():
     assert Slot().environment() == {}
 
 
-@pytest.mark.skipif(not (os.environ.get("HLFD_TEST_SLURM") == "1" and shutil.which("sbatch")),
-                    reason="opt-in: a reachable Slurm (sbatch on PATH) and HLFD_TEST_SLURM=1")
+@pytest.mark.skipif(
+    not (os.environ.get("HLFD_TEST_SLURM") == "1" and shutil.which("sbatch")),
+    reason="opt-in: a reachable Slurm (sbatch on PATH) and HLFD_TEST_SLURM=1",
+)
 def test_slurm_runs_the_grid_with_afterok_dependencies(calls, tmp_path):
     # the nnU-Net folders are under tmp_path: on a multi-node cluster point --basetemp at a shared file system
     run_study(fake_settings(cluster="slurm", slurm_time_min=10), show_progress=False)

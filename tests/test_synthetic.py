@@ -279,9 +279,14 @@ def test_study_tumours_are_lobulated_not_ellipsoids(study_cases, default_cases):
 
 def test_study_tumours_have_heterogeneous_texture(study_cases, default_cases):
     def mean_spread(cases):  # HU standard deviation inside each lesion's core, denoised (texture is smooth)
-        return np.mean([ndimage.gaussian_filter(image.astype(np.float32), (0.5, 1, 1))[ndimage.binary_erosion(p)].std()
-                        for image, label in cases for p in lesion_pieces(label, 2)
-                        if ndimage.binary_erosion(p).sum() >= 20])
+        return np.mean(
+            [
+                ndimage.gaussian_filter(image.astype(np.float32), (0.5, 1, 1))[ndimage.binary_erosion(p)].std()
+                for image, label in cases
+                for p in lesion_pieces(label, 2)
+                if ndimage.binary_erosion(p).sum() >= 20
+            ]
+        )
 
     assert mean_spread(study_cases) > mean_spread(default_cases) + 4
 
@@ -308,8 +313,9 @@ def test_study_contrast_is_low_and_varied_with_nearly_iso_dense_lesions(study_ca
 
 
 def test_study_has_small_lesions_and_several_per_kidney(study_cases):
-    sizes_mm3 = [p.sum() * np.prod(synthetic.DEFAULT_SPACING) for _, label in study_cases
-                 for p in lesion_pieces(label, 2)]
+    sizes_mm3 = [
+        p.sum() * np.prod(synthetic.DEFAULT_SPACING) for _, label in study_cases for p in lesion_pieces(label, 2)
+    ]
     assert min(sizes_mm3) < 4 / 3 * np.pi * 3.0**3  # smaller than a 3 mm-radius ball
     assert max(sizes_mm3) > 10 * min(sizes_mm3)
 
@@ -338,8 +344,13 @@ def test_study_body_has_intensity_inhomogeneity(study_cases, default_cases):
         soft = ndimage.binary_erosion(image > -500, iterations=2) & (denoised < 120)
         soft &= ~ndimage.binary_dilation(label > 0, iterations=2)
         halves = [np.arange(n) < n // 2 for n in image.shape]
-        means = [denoised[soft & (hz[:, None, None] == a) & (hy[None, :, None] == b) & (hx[None, None, :] == c)].mean()
-                 for hz, hy, hx in [halves] for a in (0, 1) for b in (0, 1) for c in (0, 1)]
+        means = [
+            denoised[soft & (hz[:, None, None] == a) & (hy[None, :, None] == b) & (hx[None, None, :] == c)].mean()
+            for hz, hy, hx in [halves]
+            for a in (0, 1)
+            for b in (0, 1)
+            for c in (0, 1)
+        ]
         return max(means) - min(means)
 
     assert np.median([octant_spread(*case) for case in study_cases]) > 12

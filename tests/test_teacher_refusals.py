@@ -1,4 +1,5 @@
 """Each way a teacher can be unfit is refused before training, with a message naming the fix."""
+
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 def hlfd_trainer():
     from nnunetv2.run.run_training import get_trainer_from_args
+
     return get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerHLFD_tiny", device=torch.device("cpu"))
 
 
@@ -69,14 +71,23 @@ def training_logs(fold_folder: Path) -> str:
     return "".join(p.read_text() for p in fold_folder.glob("training_log_*.txt"))
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"HLFD_TEACHER": "/no/such/teacher_model"}, "the folder /no/such/teacher_model does not exist"),
-    ({"HLFD_ALLOW_TEACHER_LEAK": "maybe"}, "HLFD_ALLOW_TEACHER_LEAK='maybe' is not a yes/no value"),
-], ids=["missing teacher folder", "bad boolean"])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"HLFD_TEACHER": "/no/such/teacher_model"}, "the folder /no/such/teacher_model does not exist"),
+        ({"HLFD_ALLOW_TEACHER_LEAK": "maybe"}, "HLFD_ALLOW_TEACHER_LEAK='maybe' is not a yes/no value"),
+    ],
+    ids=["missing teacher folder", "bad boolean"],
+)
 def test_nnunetv2_train_prints_the_refusal_alone_and_logs_it(nnunet_dirs, env, expected):
-    result = subprocess.run(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerHLFD_tiny",
-                             "-device", "cpu"], env={**os.environ, **env}, capture_output=True, check=False,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerHLFD_tiny", "-device", "cpu"],
+        env={**os.environ, **env},
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0 and expected in result.stderr, output
     assert "Traceback" not in output and "ERROR: " in result.stderr
@@ -84,9 +95,20 @@ def test_nnunetv2_train_prints_the_refusal_alone_and_logs_it(nnunet_dirs, env, e
     assert expected in training_logs(fold_folder)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("1", True), ("on", True), ("True", True), ("YES", True), ("0", False), ("off", False), ("False", False),
-    ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("1", True),
+        ("on", True),
+        ("True", True),
+        ("YES", True),
+        ("0", False),
+        ("off", False),
+        ("False", False),
+        ("no", False),
+        ("", False),
+    ],
+)
 def test_boolean_settings_accept_the_usual_spellings(monkeypatch, value, expected):
     monkeypatch.setenv("HLFD_SOME_FLAG", value)
     assert env_flag("HLFD_SOME_FLAG") is expected
@@ -132,6 +154,7 @@ def test_teacher_with_other_input_channels_is_refused(teacher_copy):
 def test_teacher_with_other_preprocessing_is_refused_naming_the_field(teacher_copy):
     def other_spacing(plans):
         plans["configurations"]["2d"]["spacing"] = [1.5, 1.5]
+
     edit_json(teacher_copy / "plans.json", other_spacing)
     assert "spacing (teacher [1.5, 1.5]" in refusal("preprocessing differs")
 
@@ -144,11 +167,23 @@ def _brighter(plans):
     plans["foreground_intensity_properties_per_channel"]["0"]["mean"] += 100.0
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (_z_score, ["normalization_schemes (teacher ['ZScoreNormalization'], student ['CTNormalization'])",
-                "Train the student with the teacher's plans (-p nnUNetPlans)"]),
-    (_brighter, ["foreground_intensity_properties_per_channel (teacher", "a teacher preprocessed like the student"]),
-], ids=["normalisation scheme", "intensity statistics"])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            _z_score,
+            [
+                "normalization_schemes (teacher ['ZScoreNormalization'], student ['CTNormalization'])",
+                "Train the student with the teacher's plans (-p nnUNetPlans)",
+            ],
+        ),
+        (
+            _brighter,
+            ["foreground_intensity_properties_per_channel (teacher", "a teacher preprocessed like the student"],
+        ),
+    ],
+    ids=["normalisation scheme", "intensity statistics"],
+)
 def test_teacher_with_other_intensity_normalisation_is_refused_naming_it(teacher_copy, edit, expected):
     edit_json(teacher_copy / "plans.json", edit)
     message = refusal("preprocessing differs")
@@ -158,6 +193,7 @@ def test_teacher_with_other_intensity_normalisation_is_refused_naming_it(teacher
 def test_patch_the_teacher_strides_cannot_divide_is_refused(teacher_copy):
     def coarser_strides(plans):
         plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["strides"][-1] = [5, 5]
+
     edit_json(teacher_copy / "plans.json", coarser_strides)
     refusal("not divisible by the teacher's total stride \\[20, 20\\]")
 
@@ -190,7 +226,8 @@ def test_teacher_trained_on_student_validation_cases_is_refused(teacher_copy, mo
 
 
 def test_leak_is_found_from_the_teacher_validation_outputs_whatever_the_splits_say_today(
-        teacher_copy, nnunet_dirs, rewritable_splits):
+    teacher_copy, nnunet_dirs, rewritable_splits
+):
     folds = splits(nnunet_dirs)
     write_validation_outputs(teacher_copy / "fold_0", folds[0]["val"])
     trained_on = folds[0]["train"][:2]
@@ -248,19 +285,24 @@ def test_refusal_is_written_into_the_training_log(teacher_copy):
 
 
 def fake_teacher(fold_folder: Path, dataset_name: str = "Dataset991_SyntheticKidney"):
-    return SimpleNamespace(source=TeacherSource(fold_folder, fold_folder / "checkpoint_final.pth"),
-                           plans_manager=SimpleNamespace(dataset_name=dataset_name),
-                           configuration_manager=SimpleNamespace(data_identifier="nnUNetPlans_2d"),
-                           dataset_json={"file_ending": ".nii.gz"})
+    return SimpleNamespace(
+        source=TeacherSource(fold_folder, fold_folder / "checkpoint_final.pth"),
+        plans_manager=SimpleNamespace(dataset_name=dataset_name),
+        configuration_manager=SimpleNamespace(data_identifier="nnUNetPlans_2d"),
+        dataset_json={"file_ending": ".nii.gz"},
+    )
 
 
-@pytest.mark.parametrize("fold,preprocessed,reason", [
-    ("fold_0", None, "nnUNet_preprocessed is not set"),
-    ("fold_x", "root", "is neither fold_<number> nor fold_all"),
-    ("fold_0", "root", "splits_final.json does not exist"),
-    ("fold_7", "root", "has 1 folds, none for fold 7"),
-    ("fold_all", "root", "holds no preprocessed cases"),
-])
+@pytest.mark.parametrize(
+    "fold,preprocessed,reason",
+    [
+        ("fold_0", None, "nnUNet_preprocessed is not set"),
+        ("fold_x", "root", "is neither fold_<number> nor fold_all"),
+        ("fold_0", "root", "splits_final.json does not exist"),
+        ("fold_7", "root", "has 1 folds, none for fold 7"),
+        ("fold_all", "root", "holds no preprocessed cases"),
+    ],
+)
 def test_unknown_teacher_training_cases_say_why(tmp_path, fold, preprocessed, reason):
     dataset = tmp_path / "Dataset991_SyntheticKidney"
     dataset.mkdir()
@@ -281,11 +323,14 @@ def test_teacher_training_cases_from_today_splits(tmp_path):
     assert _training_cases_or_reason(fake_teacher(tmp_path / "fold_all"), str(tmp_path)) == ({"a", "b"}, "")
 
 
-@pytest.mark.parametrize("fold, validated, student_validation, leaked", [
-    ("fold_0", ["b"], {"b"}, set()),
-    ("fold_0", ["b"], {"a", "b"}, {"a"}),
-    ("fold_all", ["a", "b"], {"b", "z"}, {"b"}),  # fold all validates on, and so trained on, these cases
-])
+@pytest.mark.parametrize(
+    "fold, validated, student_validation, leaked",
+    [
+        ("fold_0", ["b"], {"b"}, set()),
+        ("fold_0", ["b"], {"a", "b"}, {"a"}),
+        ("fold_all", ["a", "b"], {"b", "z"}, {"b"}),  # fold all validates on, and so trained on, these cases
+    ],
+)
 def test_teacher_validation_outputs_decide_the_leak(tmp_path, fold, validated, student_validation, leaked):
     write_validation_outputs(tmp_path / fold, validated)
     check = check_leak(fake_teacher(tmp_path / fold), student_validation, None)
@@ -304,8 +349,11 @@ def test_checkpoint_whose_unpickling_runs_code_is_refused_and_the_code_does_not_
     payload = _RunsCodeWhenUnpickled()
     payload.marker = marker
     crafted = tmp_path / "checkpoint_final.pth"
-    torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainer", "payload": payload}, crafted,
-               pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    torch.save(
+        {"network_weights": {}, "trainer_name": "nnUNetTrainer", "payload": payload},
+        crafted,
+        pickle_protocol=pickle.HIGHEST_PROTOCOL,
+    )
     with pytest.raises(UntrustedCheckpointError, match="HLFD_TRUST_TEACHER_CHECKPOINT=1"):
         load_checkpoint_weights_only(crafted)
     assert not marker.exists()

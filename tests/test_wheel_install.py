@@ -1,6 +1,7 @@
 """Installed as a user installs it: a wheel built from this checkout, in a fresh virtual environment, used from
 another directory. The venv reuses the test environment's torch and nnU-Net (--system-site-packages, --no-deps,
 --no-index), so no network is needed and CI stays fast."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,7 @@ NOT_IN_A_CLONE = {".git", "build", ".pytest_cache", "__pycache__", "hlfd_demo", 
 
 # A user's own shortened HLFD, in a folder of its own beside the installed trainers on nnUNet_extTrainer:
 # its base class can only come from the installed wheel.
-SHORT_HLFD = '''
+SHORT_HLFD = """
 import torch
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -35,7 +36,7 @@ class nnUNetTrainerHLFD_wheel(base):
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         pass  # the test predicts with nnUNetv2_predict instead
-'''
+"""
 
 
 def _outside_a_clone(folder: str, names: list[str]) -> set[str]:
@@ -67,15 +68,33 @@ def venv(tmp_path_factory) -> dict:
     shutil.copytree(REPO, source, ignore=_outside_a_clone)
     elsewhere.mkdir()
     env = user_environment()
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(wheels), str(source)], cwd=elsewhere, env=env)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
+        cwd=elsewhere,
+        env=env,
+    )
     wheel = next(wheels.glob("nnunetv2_hlfd-*.whl"))
     run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv_dir)], elsewhere, env)
     python = venv_dir / "bin" / "python"
     # The test environment's pip, run by the venv's interpreter, installs into the venv (beside an editable
     # install of the test environment, which --force-reinstall leaves alone there).
-    run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", str(wheel)],
-        cwd=elsewhere, env=env)
+    run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", str(wheel)],
+        cwd=elsewhere,
+        env=env,
+    )
     return {"python": str(python), "bin": venv_dir / "bin", "site": venv_dir, "wheel": wheel, "cwd": elsewhere}
 
 
@@ -93,25 +112,47 @@ def test_the_wheel_ships_the_trainers_and_trainers_path_prints_their_installed_f
     assert "nnunetv2_hlfd/dataset_conversion/kits19.py" in names
     folder = trainers_path(venv)
     assert folder.is_relative_to(venv["site"]) and (folder / "nnUNetTrainerHLFD.py").is_file()
-    package = run([venv["python"], "-c", "import nnunetv2_hlfd; print(nnunetv2_hlfd.__file__)"], venv["cwd"],
-                  user_environment(venv["bin"])).stdout.strip()
+    package = run(
+        [venv["python"], "-c", "import nnunetv2_hlfd; print(nnunetv2_hlfd.__file__)"],
+        venv["cwd"],
+        user_environment(venv["bin"]),
+    ).stdout.strip()
     assert Path(package).is_relative_to(venv["site"])  # the wheel's package, not the checkout's
 
 
 @pytest.mark.integration
-def test_the_installed_wheel_trains_predicts_and_exports_from_another_directory(venv, nnunet_dirs, teacher_2d,
-                                                                                tmp_path):
+def test_the_installed_wheel_trains_predicts_and_exports_from_another_directory(
+    venv, nnunet_dirs, teacher_2d, tmp_path
+):
     own_trainers = tmp_path / "my_trainers"
     own_trainers.mkdir()
     (own_trainers / "nnUNetTrainerHLFD_wheel.py").write_text(SHORT_HLFD)
     installed = trainers_path(venv)
-    env = user_environment(venv["bin"], nnUNet_extTrainer=os.pathsep.join([str(installed), str(own_trainers)]),
-                           nnUNet_results=str(tmp_path / "results"), HLFD_TEACHER=str(teacher_2d))
+    env = user_environment(
+        venv["bin"],
+        nnUNet_extTrainer=os.pathsep.join([str(installed), str(own_trainers)]),
+        nnUNet_results=str(tmp_path / "results"),
+        HLFD_TEACHER=str(teacher_2d),
+    )
     python, cwd = venv["python"], venv["cwd"]
 
     # nnU-Net's own commands, run by the venv's interpreter (their console scripts belong to the test environment)
-    train = run([python, "-c", "from nnunetv2.run.run_training import run_training_entry as main; main()",
-                 str(DATASET_ID), "2d", "0", "-tr", "nnUNetTrainerHLFD_wheel", "-device", "cpu"], cwd, env)
+    train = run(
+        [
+            python,
+            "-c",
+            "from nnunetv2.run.run_training import run_training_entry as main; main()",
+            str(DATASET_ID),
+            "2d",
+            "0",
+            "-tr",
+            "nnUNetTrainerHLFD_wheel",
+            "-device",
+            "cpu",
+        ],
+        cwd,
+        env,
+    )
     assert f"Using trainer 'nnUNetTrainerHLFD' from: {installed}" in train.stdout
     model = tmp_path / "results" / f"Dataset{DATASET_ID}_SyntheticKidney" / "nnUNetTrainerHLFD_wheel__nnUNetPlans__2d"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
@@ -120,14 +161,42 @@ def test_the_installed_wheel_trains_predicts_and_exports_from_another_directory(
     images.mkdir()
     source = sorted((nnunet_dirs["nnUNet_raw"] / f"Dataset{DATASET_ID}_SyntheticKidney" / "imagesTr").glob("*"))[0]
     shutil.copy(source, images)
-    run([python, "-c", "from nnunetv2.inference.predict_from_raw_data import predict_entry_point as main; main()",
-         "-i", str(images), "-o", str(tmp_path / "predicted"), "-d", str(DATASET_ID), "-c", "2d", "-f", "0",
-         "-tr", "nnUNetTrainerHLFD_wheel", "-device", "cpu", "--disable_progress_bar", "--disable_tta",
-         "-npp", "0", "-nps", "0"], cwd, env)  # sequential: no spawned workers, each re-importing torch
+    run(
+        [
+            python,
+            "-c",
+            "from nnunetv2.inference.predict_from_raw_data import predict_entry_point as main; main()",
+            "-i",
+            str(images),
+            "-o",
+            str(tmp_path / "predicted"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "2d",
+            "-f",
+            "0",
+            "-tr",
+            "nnUNetTrainerHLFD_wheel",
+            "-device",
+            "cpu",
+            "--disable_progress_bar",
+            "--disable_tta",
+            "-npp",
+            "0",
+            "-nps",
+            "0",
+        ],
+        cwd,
+        env,
+    )  # sequential: no spawned workers, each re-importing torch
     assert (tmp_path / "predicted" / source.name.replace("_0000", "")).is_file()
 
-    run([str(venv["bin"] / "nnunetv2_hlfd"), "export", str(model / "fold_0"), "-o", str(tmp_path / "exported")],
-        cwd, env)
+    run(
+        [str(venv["bin"] / "nnunetv2_hlfd"), "export", str(model / "fold_0"), "-o", str(tmp_path / "exported")],
+        cwd,
+        env,
+    )
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == ["model.onnx", "model.pt"]
 
 

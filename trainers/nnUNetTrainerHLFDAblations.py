@@ -3,6 +3,7 @@ HLFD with IFD's area shrinking, and HLFD trained with the reference code's segme
 
 Every kept term keeps its HLFD weight (0.5 of its level's beta = 0.9 or lambda = 0.1).
 """
+
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_hlfd.distillation.config import FEATURE_TERMS, PIXEL_TERMS, hlfd_config
@@ -11,11 +12,13 @@ from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillatio
 
 class nnUNetTrainerHLFD_FLFD(nnUNetTrainerDistillation):
     """Feature level only: UFD + IFD."""
+
     distillation = hlfd_config(terms=FEATURE_TERMS)
 
 
 class nnUNetTrainerHLFD_PLFD(nnUNetTrainerDistillation):
     """Pixel level only: UPD + IPD."""
+
     distillation = hlfd_config(terms=PIXEL_TERMS)
 
 
@@ -37,12 +40,14 @@ class nnUNetTrainerHLFD_IPD(nnUNetTrainerDistillation):
 
 class nnUNetTrainerHLFD_HIFD(nnUNetTrainerDistillation):
     """Individual terms at both levels (IFD + IPD), no unified terms."""
+
     distillation = hlfd_config(terms=("IFD", "IPD"))
 
 
 class nnUNetTrainerHLFD_IFDArea(nnUNetTrainerDistillation):
     """Full HLFD, IFD taking each student stage's attention at its own resolution, area-averaged to the
     bottleneck's grid (every student voxel gets IFD gradient; the paper shrinks the features bilinearly)."""
+
     distillation = hlfd_config(options={"IFD": {"student_shrink": "area"}})
 
 
@@ -55,6 +60,7 @@ class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
     binary focal loss applied to each class). Both cover every channel, background included for
     labels (the focal term must see background voxels); Dice follows the plan's batch Dice.
     """
+
     distillation = hlfd_config()
 
     def _build_loss(self):
@@ -63,13 +69,21 @@ class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
                 f"{type(self).__name__} cannot train on a dataset with an ignore label "
                 f"({self.label_manager.ignore_label}): monai's DiceFocalLoss has no ignore label, so unannotated "
                 f"voxels would be learnt as a class. Train nnUNetTrainerHLFD (nnU-Net's Dice + CE masks them) "
-                f"or remove 'ignore' from the labels in dataset.json.")
+                f"or remove 'ignore' from the labels in dataset.json."
+            )
         from monai.losses import DiceFocalLoss  # here: nnU-Net imports this module to look up any trainer
 
         regions = self.label_manager.has_regions
-        focal_dice = DiceFocalLoss(include_background=True, to_onehot_y=not regions, sigmoid=regions,
-                                   softmax=not regions, gamma=2.0, lambda_dice=0.5, lambda_focal=0.5,
-                                   batch=self.configuration_manager.batch_dice)
+        focal_dice = DiceFocalLoss(
+            include_background=True,
+            to_onehot_y=not regions,
+            sigmoid=regions,
+            softmax=not regions,
+            gamma=2.0,
+            lambda_dice=0.5,
+            lambda_focal=0.5,
+            batch=self.configuration_manager.batch_dice,
+        )
         if not self.enable_deep_supervision:
             return focal_dice
         # nnU-Net's own scale weights (including its DDP special case), taken from the loss it would build.

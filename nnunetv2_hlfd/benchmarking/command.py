@@ -1,4 +1,5 @@
 """Arguments of `nnunetv2_hlfd speed` and what it prints."""
+
 from __future__ import annotations
 
 import platform
@@ -8,27 +9,54 @@ PLANNER_NAMES = ("default", "ResEncL")
 
 
 def add_parser(subparsers) -> None:
-    speed = subparsers.add_parser("speed", help="time the student's step, each distillation method's step, the "
-                                                "teacher's forward pass and the terms, on nnU-Net's own plans")
+    speed = subparsers.add_parser(
+        "speed",
+        help="time the student's step, each distillation method's step, the "
+        "teacher's forward pass and the terms, on nnU-Net's own plans",
+    )
     speed.add_argument("--configurations", nargs="+", default=list(CONFIGURATIONS), choices=CONFIGURATIONS)
-    speed.add_argument("--planners", nargs="+", default=list(PLANNER_NAMES), choices=PLANNER_NAMES,
-                       help="teacher plans: nnU-Net's default and/or ResEnc-L (default both)")
-    speed.add_argument("--methods", default="HLFD",
-                       help="comma-separated distillation trainers, e.g. HLFD,KD (nnUNetTrainer<name>, found as "
-                            "nnU-Net finds trainers; the first is broken down; default HLFD)")
-    speed.add_argument("--patch-factor", type=float, default=1.0,
-                       help="scale each patch axis (kept a multiple of the total stride), e.g. 0.25 on a CPU")
+    speed.add_argument(
+        "--planners",
+        nargs="+",
+        default=list(PLANNER_NAMES),
+        choices=PLANNER_NAMES,
+        help="teacher plans: nnU-Net's default and/or ResEnc-L (default both)",
+    )
+    speed.add_argument(
+        "--methods",
+        default="HLFD",
+        help="comma-separated distillation trainers, e.g. HLFD,KD (nnUNetTrainer<name>, found as "
+        "nnU-Net finds trainers; the first is broken down; default HLFD)",
+    )
+    speed.add_argument(
+        "--patch-factor",
+        type=float,
+        default=1.0,
+        help="scale each patch axis (kept a multiple of the total stride), e.g. 0.25 on a CPU",
+    )
     speed.add_argument("--batch-size", type=int, default=None, help="override the plans' batch size")
-    speed.add_argument("--members", type=int, nargs="+", default=[1],
-                       help="teacher networks, e.g. 1 3 5: more than one is an ensemble teacher, measured with all "
-                            "members every step and with one member per step in turn (default 1)")
-    speed.add_argument("--levers", default="bf16,fp16,channels_last,encoder_only",
-                       help="comma-separated levers to measure as well ('' for none)")
+    speed.add_argument(
+        "--members",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="teacher networks, e.g. 1 3 5: more than one is an ensemble teacher, measured with all "
+        "members every step and with one member per step in turn (default 1)",
+    )
+    speed.add_argument(
+        "--levers",
+        default="bf16,fp16,channels_last,encoder_only",
+        help="comma-separated levers to measure as well ('' for none)",
+    )
     speed.add_argument("--warmup", type=int, default=2, help="rounds discarded before timing (default 2)")
     speed.add_argument("--steps", type=int, default=10, help="timed rounds (default 10)")
-    speed.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (default torch's); 1 on a CPU shared with other jobs, where "
-                            "spinning OpenMP threads slow every step many-fold")
+    speed.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default torch's); 1 on a CPU shared with other jobs, where "
+        "spinning OpenMP threads slow every step many-fold",
+    )
     speed.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda if present, else cpu")
 
 
@@ -44,8 +72,9 @@ def run(args) -> None:
     if any(m < 1 for m in args.members):
         raise ValueError(f"--members {args.members}: each member count must be at least 1")
     if unknown or not methods:
-        raise ValueError(f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown
-                         else "--methods names no method")
+        raise ValueError(
+            f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown else "--methods names no method"
+        )
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with torch_threads(args.threads):
         print(describe_machine(device))
@@ -54,8 +83,9 @@ def run(args) -> None:
             for planner in args.planners:
                 for members in args.members:
                     setting = Setting(planner, configuration, args.patch_factor, args.batch_size, members=members)
-                    results.append(measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup,
-                                                   args.steps))
+                    results.append(
+                        measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup, args.steps)
+                    )
                     print(f"measured {setting.name}", flush=True)
     print(markdown_report(results, methods))
 
@@ -64,6 +94,9 @@ def describe_machine(device) -> str:
     from importlib.metadata import version
 
     import torch
+
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return (f"device {device.type} ({name}), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"nnunetv2 {version('nnunetv2')}, python {platform.python_version()}")
+    return (
+        f"device {device.type} ({name}), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"nnunetv2 {version('nnunetv2')}, python {platform.python_version()}"
+    )

@@ -4,6 +4,7 @@ For each plan (2d / 3d_fullres, default and ResEnc-L teachers) every measured ca
 once per round, round after round, so all of them see the same machine load and their
 ratios come from one run. The steps timed are the trainers' own `train_step`s.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,8 +81,9 @@ def _clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def time_side_by_side(measured: dict[str, Callable[[], object]], device: torch.device, warmup: int,
-                      steps: int) -> dict[str, Measurement]:
+def time_side_by_side(
+    measured: dict[str, Callable[[], object]], device: torch.device, warmup: int, steps: int
+) -> dict[str, Measurement]:
     """Each callable once per round, `warmup` rounds discarded; medians by torch.utils.benchmark."""
     times: dict[str, list[float]] = {name: [] for name in measured}
     for round_index in range(warmup + steps):
@@ -90,8 +92,10 @@ def time_side_by_side(measured: dict[str, Callable[[], object]], device: torch.d
             run()
             if round_index >= warmup:
                 times[name].append(_clock(device) - start)
-    return {name: Measurement(1, t, TaskSpec(stmt=name, setup="", num_threads=torch.get_num_threads()))
-            for name, t in times.items()}
+    return {
+        name: Measurement(1, t, TaskSpec(stmt=name, setup="", num_threads=torch.get_num_threads()))
+        for name, t in times.items()
+    }
 
 
 def peak_memory(run: Callable[[], object], device: torch.device) -> int:
@@ -126,6 +130,7 @@ def terms_alone(trainer, batch: dict) -> Callable[[], None]:
         with trainer._autocast():
             loss = trainer.distiller.loss(student, teacher, full_resolution_target).total
         loss.backward()
+
     return run
 
 
@@ -136,6 +141,7 @@ def with_teacher_precision(trainer, precision: str, run: Callable[[], object]) -
             return run()
         finally:
             trainer.teacher_precision = previous
+
     return run_in_precision
 
 
@@ -152,14 +158,17 @@ def channels_last_teacher_forward(trainer, data: torch.Tensor) -> Callable[[], o
     def run():
         with torch.no_grad():
             return teacher_maps(network, data, needs)
+
     return run
 
 
 def encoder_only_teacher_forward(trainer, data: torch.Tensor) -> Callable[[], object]:
     """What a feature-only method (e.g. UFD + IFD) runs of the teacher: its encoder."""
+
     def run():
         with torch.no_grad(), teacher_autocast(trainer.device.type, trainer.teacher_precision):
             return teacher_maps(trainer.teacher.network, data, frozenset({TEACHER_ENCODER}))
+
     return run
 
 
@@ -168,9 +177,11 @@ def lever_callables(trainer, batch: dict, levers: tuple[str, ...]) -> dict[str, 
     for precision in REDUCED_PRECISIONS:
         if precision in levers:
             measured[f"teacher forward {precision}"] = with_teacher_precision(
-                trainer, precision, lambda: trainer.teacher_forward(batch["data"]))
+                trainer, precision, lambda: trainer.teacher_forward(batch["data"])
+            )
             measured[f"step {precision} teacher"] = with_teacher_precision(
-                trainer, precision, lambda: trainer.train_step(batch))
+                trainer, precision, lambda: trainer.train_step(batch)
+            )
     if "channels_last" in levers:
         measured["teacher forward channels_last"] = channels_last_teacher_forward(trainer, batch["data"])
     if "encoder_only" in levers:
@@ -180,8 +191,10 @@ def lever_callables(trainer, batch: dict, levers: tuple[str, ...]) -> dict[str, 
 
 # ---- precision --------------------------------------------------------------------------------
 def relative_error(approximate: torch.Tensor, exact: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(approximate.float() - exact.float())
-                 / torch.linalg.vector_norm(exact.float()).clamp_min(1e-12))
+    return float(
+        torch.linalg.vector_norm(approximate.float() - exact.float())
+        / torch.linalg.vector_norm(exact.float()).clamp_min(1e-12)
+    )
 
 
 def precision_errors(trainer, batch: dict, precision: str) -> dict[str, float]:
@@ -192,43 +205,67 @@ def precision_errors(trainer, batch: dict, precision: str) -> dict[str, float]:
     with torch.no_grad():
         outputs, encoder = trainer.network(data, return_encoder_maps=True)
         student = UNetMaps(encoder, outputs)
-        exact_terms, reduced_terms = trainer.distiller(student, exact, target), trainer.distiller(student, reduced, target)
+        exact_terms, reduced_terms = (
+            trainer.distiller(student, exact, target),
+            trainer.distiller(student, reduced, target),
+        )
     pairs = list(zip(reduced.encoder, exact.encoder)) + list(zip(reduced.outputs, exact.outputs))
-    return {"teacher maps": max(relative_error(r, e) for r, e in pairs),
-            "terms": max((relative_error(reduced_terms[n], exact_terms[n]) for n in exact_terms), default=0.0)}
+    return {
+        "teacher maps": max(relative_error(r, e) for r, e in pairs),
+        "terms": max((relative_error(reduced_terms[n], exact_terms[n]) for n in exact_terms), default=0.0),
+    }
 
 
 # ---- one setting ------------------------------------------------------------------------------
-def measure_setting(setting: Setting, methods: dict[str, object], device: torch.device, levers: tuple[str, ...],
-                    warmup: int, steps: int) -> SettingResult:
+def measure_setting(
+    setting: Setting, methods: dict[str, object], device: torch.device, levers: tuple[str, ...], warmup: int, steps: int
+) -> SettingResult:
     plans, dataset_json = plan(setting.planner, setting.fingerprint)
     plans = scaled_down(plans, setting.configuration, setting.patch_factor, setting.batch_size)
     teachers = [random_teacher(plans, setting.configuration, dataset_json, device) for _ in range(setting.members)]
-    build = lambda trainer_class: initialized_trainer(trainer_class, plans, setting.configuration, dataset_json,
-                                                      device, teachers)
+
+    def build(trainer_class):
+        return initialized_trainer(trainer_class, plans, setting.configuration, dataset_json, device, teachers)
+
     student = build(nnUNetTrainerStudent)
     trainers = {name: build(method_trainer(method, name)) for name, method in methods.items()}
     first_name, first = next(iter(trainers.items()))  # the first method (HLFD by default) is broken down
     batch = synthetic_batch(student)
-    measured = {"student step": lambda: student.train_step(batch),
-                **{f"{name} step": (lambda t=t: t.train_step(batch)) for name, t in trainers.items()},
-                "teacher forward": lambda: first.teacher_forward(batch["data"]),
-                "terms": terms_alone(first, batch)}
+    measured = {
+        "student step": lambda: student.train_step(batch),
+        **{f"{name} step": (lambda t=t: t.train_step(batch)) for name, t in trainers.items()},
+        "teacher forward": lambda: first.teacher_forward(batch["data"]),
+        "terms": terms_alone(first, batch),
+    }
     if setting.members > 1:  # the cheaper alternative: one member per step, in turn
         in_rotation = build(method_trainer(methods[first_name], first_name))
         in_rotation.teacher_rotation = True
         measured[f"{first_name} step {ROTATION}"] = lambda: in_rotation.train_step(batch)
     times = time_side_by_side(measured, device, warmup, steps)
-    memory = {name: peak_memory(measured[name], device)
-              for name in ("student step", f"{next(iter(trainers))} step", "teacher forward")}
+    memory = {
+        name: peak_memory(measured[name], device)
+        for name in ("student step", f"{next(iter(trainers))} step", "teacher forward")
+    }
     errors = {p: precision_errors(first, batch, p) for p in REDUCED_PRECISIONS if p in levers}
     cm = student.configuration_manager
-    return SettingResult(setting, list(cm.patch_size), cm.batch_size, times, memory, errors,
-                         lever_times(measured, lever_callables(first, batch, levers), device, warmup, steps))
+    return SettingResult(
+        setting,
+        list(cm.patch_size),
+        cm.batch_size,
+        times,
+        memory,
+        errors,
+        lever_times(measured, lever_callables(first, batch, levers), device, warmup, steps),
+    )
 
 
-def lever_times(measured: dict[str, Callable[[], object]], levers: dict[str, Callable[[], object]],
-                device: torch.device, warmup: int, steps: int) -> dict[str, Measurement]:
+def lever_times(
+    measured: dict[str, Callable[[], object]],
+    levers: dict[str, Callable[[], object]],
+    device: torch.device,
+    warmup: int,
+    steps: int,
+) -> dict[str, Measurement]:
     """The levers in rounds of their own, beside the student step and teacher forward they are compared
     with: sharing the steps' rounds, a lever's extra teacher copy slowed the 3d_fullres ResEnc-L HLFD
     step on the CPU by 11%."""

@@ -1,5 +1,6 @@
 """The trainers the benchmark times: nnU-Net's own trainer classes, initialised from plans
 without a dataset, so each timed step is exactly the `train_step` that training runs."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,14 @@ def random_teacher(plans: dict, configuration: str, dataset_json: dict, device: 
     its weights do not change a step's cost."""
     plans_manager = PlansManager(plans)
     in_memory = TeacherSource(Path("<in memory>"), Path("<in memory>"))
-    teacher = Teacher(in_memory, plans_manager, plans_manager.get_configuration(configuration), dataset_json,
-                      DEFAULT_TEACHER_TRAINER, weights={})
+    teacher = Teacher(
+        in_memory,
+        plans_manager,
+        plans_manager.get_configuration(configuration),
+        dataset_json,
+        DEFAULT_TEACHER_TRAINER,
+        weights={},
+    )
     teacher.weights = teacher.build_architecture().state_dict()
     teacher.weights_sha256 = weights_sha256(teacher.weights)
     teacher.load_network(device)
@@ -46,13 +53,21 @@ def random_teacher(plans: dict, configuration: str, dataset_json: dict, device: 
 def _with_given_teacher(trainer_class: type[nnUNetTrainerDistillation]) -> type:
     """The trainer class with its teacher (or an ensemble's members) handed over instead of loaded from
     nnUNet_results."""
+
     def _load_teachers(self):
         self.teachers = list(self.given_teachers)
+
     return type(trainer_class.__name__, (trainer_class,), {"_load_teachers": _load_teachers})
 
 
-def initialized_trainer(trainer_class: type, plans: dict, configuration: str, dataset_json: dict,
-                        device: torch.device, teacher: Teacher | list[Teacher] | None = None) -> nnUNetTrainerStudent:
+def initialized_trainer(
+    trainer_class: type,
+    plans: dict,
+    configuration: str,
+    dataset_json: dict,
+    device: torch.device,
+    teacher: Teacher | list[Teacher] | None = None,
+) -> nnUNetTrainerStudent:
     """`trainer_class` after nnU-Net's initialize: network, optimizer, loss (and teacher, terms, adapters).
     A list of teachers is an ensemble's members."""
     if teacher is not None:
@@ -81,9 +96,11 @@ def synthetic_batch(trainer: nnUNetTrainerStudent, seed: int = 0) -> dict:
     patch = trainer.configuration_manager.patch_size
     batch_size = trainer.configuration_manager.batch_size
     data = torch.randn((batch_size, trainer.num_input_channels, *patch), generator=generator)
-    labels = torch.randint(0, trainer.label_manager.num_segmentation_heads, (batch_size, 1, *patch),
-                           generator=generator).float()
+    labels = torch.randint(
+        0, trainer.label_manager.num_segmentation_heads, (batch_size, 1, *patch), generator=generator
+    ).float()
     scales = trainer._get_deep_supervision_scales() or [[1.0] * len(patch)]
-    target = [F.interpolate(labels, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest")
-              for scale in scales]
+    target = [
+        F.interpolate(labels, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest") for scale in scales
+    ]
     return {"data": data.to(trainer.device), "target": [t.to(trainer.device) for t in target]}

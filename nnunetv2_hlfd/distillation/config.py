@@ -1,4 +1,5 @@
 """The plain-data description of a distillation method: which terms, at which weights."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ PIXEL_TERMS = ("UPD", "IPD")
 class DistillationConfig:
     """`weights` maps a registered term name to its weight in the total loss; `options` maps a
     term name to that term's own settings (e.g. {"KD": {"temperature": 1.0}}), read by `option`."""
+
     weights: Mapping[str, float] = field(default_factory=dict)
     attention_p: float = 4.0
     temperature: float = 4.0
@@ -33,9 +35,12 @@ class DistillationConfig:
         return self.options.get(term, {}).get(key, default)
 
 
-def hlfd_config(terms: tuple[str, ...] = FEATURE_TERMS + PIXEL_TERMS,
-                feature_weight: float = HLFD_FEATURE_WEIGHT, pixel_weight: float = HLFD_PIXEL_WEIGHT,
-                **options) -> DistillationConfig:
+def hlfd_config(
+    terms: tuple[str, ...] = FEATURE_TERMS + PIXEL_TERMS,
+    feature_weight: float = HLFD_FEATURE_WEIGHT,
+    pixel_weight: float = HLFD_PIXEL_WEIGHT,
+    **options,
+) -> DistillationConfig:
     """HLFD or one of its ablations: each term keeps its 0.5 share of its level's weight."""
     level_weight = {**{t: feature_weight for t in FEATURE_TERMS}, **{t: pixel_weight for t in PIXEL_TERMS}}
     unknown = set(terms) - set(level_weight)

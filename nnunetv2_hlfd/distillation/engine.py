@@ -1,4 +1,5 @@
 """The one distillation engine: builds a method's terms and computes them each step."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from nnunetv2_hlfd.distillation.terms import TERMS
 @dataclass
 class DistillationLoss:
     """One step's distillation loss."""
+
     total: Tensor | float  # the weighted sum of the finite terms (0 when there are none)
     values: dict[str, Tensor]  # every term's unweighted value, finite or not
     non_finite: list[str]  # the terms left out of `total` because their value was not finite
@@ -28,8 +30,7 @@ class DistillationEngine(nn.Module):
     calls `loss` once; `teacher_reads` says which teacher maps (maps.teacher_maps) it needs.
     """
 
-    def __init__(self, config: DistillationConfig, geometry: DistillationGeometry,
-                 log: Callable[[str], None] = print):
+    def __init__(self, config: DistillationConfig, geometry: DistillationGeometry, log: Callable[[str], None] = print):
         super().__init__()
         self.config = config
         self.geometry = geometry

@@ -10,6 +10,7 @@ gradients; docs/BENCHMARKS.md has what each saves.
 - `KLToFixedTeacher`: the KL's gradient in closed form when the teacher takes none.
 - `pointwise`: a 1x1 convolution as one batched matrix product.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 # Multiply-adds per voxel up to which separable_resize beats F.interpolate on the CPU (docs/BENCHMARKS.md).
 _SEPARABLE_RESIZE_MAX_COST = {"forward": 96, "backward": 256}
 # Cell moments held at a time by upsampled_power_sum (channels are chunked to fit): bounds its memory.
-_MOMENT_CHUNK_VALUES = 2 ** 20
+_MOMENT_CHUNK_VALUES = 2**20
 
 
 def _spatial_size(x: Tensor) -> tuple[int, ...]:
@@ -36,8 +37,9 @@ def _spatial_size(x: Tensor) -> tuple[int, ...]:
 def separable_resize_is_faster(in_size: tuple[int, ...], size: tuple[int, ...], with_backward: bool) -> bool:
     """Whether `separable_resize` takes few enough multiply-adds per voxel to beat F.interpolate
     (whose backward is the slow part, hence the larger bound when a gradient will flow)."""
-    return _separable_resize_cost(in_size, size) <= _SEPARABLE_RESIZE_MAX_COST["backward" if with_backward
-                                                                               else "forward"]
+    return (
+        _separable_resize_cost(in_size, size) <= _SEPARABLE_RESIZE_MAX_COST["backward" if with_backward else "forward"]
+    )
 
 
 def _separable_resize_cost(in_size: tuple[int, ...], size: tuple[int, ...]) -> float:
@@ -98,7 +100,7 @@ class _ChannelPowerSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        below, = ctx.saved_tensors
+        (below,) = ctx.saved_tensors
         return below * (grad_output.unsqueeze(1) * ctx.p), None
 
 
@@ -122,8 +124,9 @@ def upsampled_power_sum(x: Tensor, p: int, size: tuple[int, ...]) -> Tensor:
     for chunk in x.movedim(1, -1).split(chunk_channels, dim=-1):
         corners = _cell_corners(chunk)
         low_power, low_shape = _polynomial_power(corners, corner_shape, low)
-        high_power, high_shape = (low_power, low_shape) if high == low else \
-            _polynomial_power(corners, corner_shape, high)
+        high_power, high_shape = (
+            (low_power, low_shape) if high == low else _polynomial_power(corners, corner_shape, high)
+        )
         gram = gram + low_power @ high_power.transpose(-1, -2)
     pairs = _product_pairs(low_shape, high_shape, symmetric=False)
     bins = torch.tensor(pairs.bins, device=x.device)
@@ -136,7 +139,7 @@ def _evaluate_cell_polynomials(coefficients: Tensor, size: tuple[int, ...]) -> T
     """(B, *in, *(p + 1,) * D) cell coefficients -> (B, *size) values, one axis at a time: each axis
     is one matrix product of the (cell, degree) pairs with the monomials of every output position."""
     dims = len(size)
-    in_size, degree = coefficients.shape[1:1 + dims], coefficients.shape[-1]
+    in_size, degree = coefficients.shape[1 : 1 + dims], coefficients.shape[-1]
     # (B, in_0, n_0, in_1, n_1, ..): each axis' cell and degree side by side, contracted together.
     values = coefficients.permute(0, *(a for d in range(dims) for a in (1 + d, 1 + dims + d)))
     done = coefficients.shape[0]  # batch and the output axes already evaluated, in front
@@ -181,6 +184,7 @@ def _polynomial_power(corners: Tensor, shape: tuple[int, ...], power: int) -> tu
 class _ProductPairs:
     """Polynomial multiplication of coefficient arrays (a full convolution): the pairs of
     coefficients (flat C-order indices left, right), the coefficient each adds to, how often."""
+
     left: tuple[int, ...]
     right: tuple[int, ...]
     bins: tuple[int, ...]
@@ -191,11 +195,17 @@ class _ProductPairs:
 @functools.lru_cache(maxsize=64)
 def _product_pairs(shape_a: tuple[int, ...], shape_b: tuple[int, ...], symmetric: bool) -> _ProductPairs:
     shape = tuple(a + b - 1 for a, b in zip(shape_a, shape_b))
-    pairs = [(i, j, int(np.ravel_multi_index(tuple(a + b for a, b in zip(index_a, index_b)), shape)),
-              1 if i == j or not symmetric else 2)
-             for i, index_a in enumerate(itertools.product(*map(range, shape_a)))
-             for j, index_b in enumerate(itertools.product(*map(range, shape_b)))
-             if not symmetric or i <= j]
+    pairs = [
+        (
+            i,
+            j,
+            int(np.ravel_multi_index(tuple(a + b for a, b in zip(index_a, index_b)), shape)),
+            1 if i == j or not symmetric else 2,
+        )
+        for i, index_a in enumerate(itertools.product(*map(range, shape_a)))
+        for j, index_b in enumerate(itertools.product(*map(range, shape_b)))
+        if not symmetric or i <= j
+    ]
     return _ProductPairs(*zip(*pairs), shape)
 
 

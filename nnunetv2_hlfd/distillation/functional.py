@@ -5,6 +5,7 @@ interpolation mode follows from the rank, never from a 2D/3D branch in the calle
 written as its definition; where a CPU shortcut (fast_paths.py, equal to the definition) applies,
 one marked line picks it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -84,8 +85,9 @@ def area_attention_map(x: Tensor, p: float, size: Sequence[int]) -> Tensor:
     return F.normalize(area_resize(powered_mean, size).flatten(1), p=2, dim=1)
 
 
-def attention_transfer(student: Tensor, target_attention: Tensor, p: float = 4.0,
-                       target_size: Sequence[int] | None = None) -> Tensor:
+def attention_transfer(
+    student: Tensor, target_attention: Tensor, p: float = 4.0, target_size: Sequence[int] | None = None
+) -> Tensor:
     """AT: batch mean of the summed squared difference of attention maps.
 
     The student map is resized to the target's spatial size before its attention is
@@ -100,8 +102,9 @@ def attention_distance(student_attention: Tensor, target_attention: Tensor) -> T
     return (student_attention - target_attention).pow(2).sum(dim=1).mean()
 
 
-def kl_divergence(student_logits: Tensor | Sequence[Tensor], teacher_logits: Tensor, temperature: float,
-                  regions: bool = False) -> Tensor:
+def kl_divergence(
+    student_logits: Tensor | Sequence[Tensor], teacher_logits: Tensor, temperature: float, regions: bool = False
+) -> Tensor:
     """KL_T(teacher || student) between segmentation logits, T**2-scaled, averaged over voxels.
 
     Labels: T**2 * KL(softmax(t/T) || softmax(s/T)) over the class channel (dim 1). Regions
@@ -113,13 +116,21 @@ def kl_divergence(student_logits: Tensor | Sequence[Tensor], teacher_logits: Ten
     teacher_log_probs = _log_distribution(teacher_logits.float() / temperature, regions)
     teacher_probs = tuple(log_probs.exp() for log_probs in teacher_log_probs)
     fixed_teacher = not teacher_logits.requires_grad  # every term's target: the gradient takes its closed form
-    total = sum(_voxel_mean_kl(logits.float(), teacher_probs, teacher_log_probs, temperature, regions, fixed_teacher)
-                for logits in students)
-    return temperature ** 2 * total
+    total = sum(
+        _voxel_mean_kl(logits.float(), teacher_probs, teacher_log_probs, temperature, regions, fixed_teacher)
+        for logits in students
+    )
+    return temperature**2 * total
 
 
-def _voxel_mean_kl(student_logits: Tensor, teacher_probs: tuple[Tensor, ...], teacher_log_probs: tuple[Tensor, ...],
-                   temperature: float, regions: bool, fixed_teacher: bool) -> Tensor:
+def _voxel_mean_kl(
+    student_logits: Tensor,
+    teacher_probs: tuple[Tensor, ...],
+    teacher_log_probs: tuple[Tensor, ...],
+    temperature: float,
+    regions: bool,
+    fixed_teacher: bool,
+) -> Tensor:
     """KL(teacher || student) summed over classes (and outcomes), averaged over voxels."""
     with torch.no_grad() if fixed_teacher else contextlib.nullcontext():
         student_log_probs = _log_distribution(student_logits / temperature, regions)
@@ -127,8 +138,9 @@ def _voxel_mean_kl(student_logits: Tensor, teacher_probs: tuple[Tensor, ...], te
         kl_per_voxel = kl_per_outcome[0] if len(kl_per_outcome) == 1 else kl_per_outcome[0] + kl_per_outcome[1]
         kl = kl_per_voxel.sum(dim=1).mean()
     if fixed_teacher:
-        return fast_paths.KLToFixedTeacher.apply(student_logits, kl, student_log_probs[0], teacher_probs[0],
-                                                 temperature)
+        return fast_paths.KLToFixedTeacher.apply(
+            student_logits, kl, student_log_probs[0], teacher_probs[0], temperature
+        )
     return kl
 
 

@@ -3,6 +3,7 @@
 Names follow HLFD_SPEC.md: E(k) is encoder stage k (E0 at full resolution, E(N-1) the
 bottleneck); O(k) is the head's logits at the resolution of E(k), O(0) the final output.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,6 +27,7 @@ class UNetMaps:
 @dataclass(frozen=True)
 class NetworkGeometry:
     """The shape facts of a U-Net that decide which terms apply and how adapters are sized."""
+
     encoder_channels: tuple[int, ...]
     spatial_dims: int
     # The bottleneck's downsampling per axis; unknown (None) in geometries saved before it was recorded.
@@ -65,21 +67,34 @@ class DistillationGeometry:
         return self.teacher.bottleneck_size(self.patch_size)
 
     def to_dict(self) -> dict:
-        return {"teacher": list(self.teacher.encoder_channels), "student": list(self.student.encoder_channels),
-                "spatial_dims": self.student.spatial_dims, "num_classes": self.num_classes, "regions": self.regions,
-                "ignore_label": self.ignore_label, "patch_size": _list_or_none(self.patch_size),
-                "teacher_total_stride": _list_or_none(self.teacher.total_stride),
-                "student_total_stride": _list_or_none(self.student.total_stride)}
+        return {
+            "teacher": list(self.teacher.encoder_channels),
+            "student": list(self.student.encoder_channels),
+            "spatial_dims": self.student.spatial_dims,
+            "num_classes": self.num_classes,
+            "regions": self.regions,
+            "ignore_label": self.ignore_label,
+            "patch_size": _list_or_none(self.patch_size),
+            "teacher_total_stride": _list_or_none(self.teacher.total_stride),
+            "student_total_stride": _list_or_none(self.student.total_stride),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "DistillationGeometry":
         """Also reads dicts written before the patch size and strides were recorded (they stay None)."""
         dims = d["spatial_dims"]
-        optional = {key: None if d.get(key) is None else tuple(d[key])
-                    for key in ("teacher_total_stride", "student_total_stride", "patch_size")}
-        return cls(NetworkGeometry(tuple(d["teacher"]), dims, optional["teacher_total_stride"]),
-                   NetworkGeometry(tuple(d["student"]), dims, optional["student_total_stride"]),
-                   d["num_classes"], d["regions"], d.get("ignore_label"), optional["patch_size"])
+        optional = {
+            key: None if d.get(key) is None else tuple(d[key])
+            for key in ("teacher_total_stride", "student_total_stride", "patch_size")
+        }
+        return cls(
+            NetworkGeometry(tuple(d["teacher"]), dims, optional["teacher_total_stride"]),
+            NetworkGeometry(tuple(d["student"]), dims, optional["student_total_stride"]),
+            d["num_classes"],
+            d["regions"],
+            d.get("ignore_label"),
+            optional["patch_size"],
+        )
 
 
 def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:

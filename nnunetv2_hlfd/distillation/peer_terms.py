@@ -11,6 +11,7 @@ both have) and the student map is resized to the teacher's spatial size; "bottle
 each network's own deepest stage. Label-based terms read the target through `class_masks`
 only, so region datasets and ignored voxels are handled in one place.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,6 +70,7 @@ class KD(DistillationTerm):
     size (summed over samples, divided by the voxels of one); "element_mean", the voxel mean
     divided by the number of classes (torch's KLDivLoss(reduction="mean") over all elements).
     """
+
     name = "KD"
     teacher_reads = READS_OUTPUTS
     reduction = "voxel_mean"
@@ -82,9 +84,18 @@ class KD(DistillationTerm):
     def forward(self, student, teacher, target=None):
         temperature = self.option("temperature", self.config.temperature)
         num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales", False) else 1
-        kl = sum(kl_divergence(resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
-                               teacher.outputs[k], temperature, self.geometry.regions)
-                 for k in range(num_scales)) / num_scales
+        kl = (
+            sum(
+                kl_divergence(
+                    resize(student.outputs[k].float(), spatial_size(teacher.outputs[k])),
+                    teacher.outputs[k],
+                    temperature,
+                    self.geometry.regions,
+                )
+                for k in range(num_scales)
+            )
+            / num_scales
+        )
         if self.kl_reduction == "batch_sum":
             return kl * teacher.outputs[0].shape[0]
         if self.kl_reduction == "element_mean":
@@ -102,6 +113,7 @@ class SKD_pixel(KD):
     same gradient, and 0 here when the student matches. Option `reduction="voxel_mean"` drops the
     batch factor (then weight lambda_pi * 8, their batch, reproduces their setting at any batch size).
     """
+
     name = "SKD_pixel"
     reduction = "batch_sum"
 
@@ -112,6 +124,7 @@ class IFVD_pixel(KD):
     (YukangWang/IFVD, utils/criterion.py CriterionKD, lambda_kd 10): KL at T = 1 on the final output
     through torch's KLDivLoss() of PyTorch 0.4.1, whose mean runs over every element, classes
     included: the voxel-mean KL divided by the number of classes."""
+
     name = "IFVD_pixel"
     reduction = "element_mean"
 
@@ -122,6 +135,7 @@ class EMKD_PMD(KD):
     prediction-map distillation: KL at T = 4 on the final output, T**2-scaled, voxel mean, i.e. KD
     under EMKD's name (EagleMIT/EMKD, utils/loss_functions.py prediction_map_distillation: batchmean
     over rows of view(-1, 2), one row per voxel for their two classes)."""
+
     name = "EMKD_PMD"
 
 
@@ -139,6 +153,7 @@ class AT(DistillationTerm):
     Option `reduction="sum_over_positions"`: each stage's sum over positions (at most 2), still
     summed over the stages, a weight that does not depend on the map sizes. Channel-agnostic.
     """
+
     name = "AT"
     teacher_reads = READS_ENCODER
     reduction = "mean_over_positions"
@@ -147,8 +162,9 @@ class AT(DistillationTerm):
         super().__init__(geometry, config)
         reductions = ("mean_over_positions", "sum_over_positions")
         if self.option("reduction", self.reduction) not in reductions:
-            raise ValueError(f"{self.name} option reduction={self.option('reduction', None)!r} is not one of "
-                             f"{reductions}.")
+            raise ValueError(
+                f"{self.name} option reduction={self.option('reduction', None)!r} is not one of {reductions}."
+            )
 
     def stages(self) -> list[int]:
         return list(shared_stages(self.geometry))
@@ -179,6 +195,7 @@ class EMKD_IMD(AT):
     summed over positions and averaged over the batch, on the low-level and the high-level feature
     (see `emkd_stages`), summed over the two.
     """
+
     name = "EMKD_IMD"
     reduction = "sum_over_positions"
 
@@ -197,6 +214,7 @@ class FitNets(DistillationTerm):
     hint is one term of a single training run, as an element-wise mean so it does not grow with
     the patch, and the trainer's weight 0.5 is the paper's 1/2.
     """
+
     name = "FitNets"
     teacher_reads = READS_ENCODER
 
@@ -204,10 +222,14 @@ class FitNets(DistillationTerm):
         super().__init__(geometry, config)
         self.stage = self.option("stage", len(shared_stages(geometry)) // 2)
         if self.stage not in shared_stages(geometry):
-            raise ValueError(f"FitNets stage {self.stage} is not a stage both networks have "
-                             f"({list(shared_stages(geometry))}).")
-        self.regressor = one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[self.stage],
-                                          geometry.teacher.encoder_channels[self.stage])
+            raise ValueError(
+                f"FitNets stage {self.stage} is not a stage both networks have ({list(shared_stages(geometry))})."
+            )
+        self.regressor = one_by_one_conv(
+            geometry.student.spatial_dims,
+            geometry.student.encoder_channels[self.stage],
+            geometry.teacher.encoder_channels[self.stage],
+        )
 
     @classmethod
     def skip_reason(cls, geometry):
@@ -236,6 +258,7 @@ class CWD(DistillationTerm):
     T = 1, weight 5. CIRKD's run (winycg/CIRKD, scripts/train_kd/train_cwd.sh, losses/cwd.py) uses
     T = 4, weight 3 on logits and 50 on features, beside KD and an adversarial term.
     """
+
     name = "CWD"
 
     def __init__(self, geometry, config):
@@ -243,8 +266,11 @@ class CWD(DistillationTerm):
         self.on_features = bool(self.option("features", False))
         self.teacher_reads = READS_ENCODER if self.on_features else READS_OUTPUTS
         if self.on_features:
-            self.adapter = one_by_one_conv(geometry.student.spatial_dims, geometry.student.encoder_channels[-1],
-                                            geometry.teacher.encoder_channels[-1])
+            self.adapter = one_by_one_conv(
+                geometry.student.spatial_dims,
+                geometry.student.encoder_channels[-1],
+                geometry.teacher.encoder_channels[-1],
+            )
 
     def forward(self, student, teacher, target=None):
         if self.on_features:
@@ -254,8 +280,11 @@ class CWD(DistillationTerm):
             teacher_map = teacher.outputs[0].float()
             student_map = resize(student.outputs[0].float(), spatial_size(teacher_map))
         # Positions moved to dim 1 make the softmax KL over classes the per-channel spatial KL.
-        return kl_divergence(student_map.flatten(2).transpose(1, 2), teacher_map.flatten(2).transpose(1, 2),
-                             self.option("temperature", self.config.temperature))
+        return kl_divergence(
+            student_map.flatten(2).transpose(1, 2),
+            teacher_map.flatten(2).transpose(1, 2),
+            self.option("temperature", self.config.temperature),
+        )
 
 
 # ---- structure -------------------------------------------------------------------------
@@ -277,6 +306,7 @@ class SKD_pair(DistillationTerm):
     difference of their pair-wise cosine similarity matrices (norms detached) is averaged over pairs
     and batch. Channel-agnostic: no adapter. SKD's third, holistic term is SKD_holistic.
     """
+
     name = "SKD_pair"
     teacher_reads = READS_ENCODER
 
@@ -287,8 +317,9 @@ class SKD_pair(DistillationTerm):
     def forward(self, student, teacher, target=None):
         teacher_map = teacher.encoder[-1].float()
         student_map = resize(student.encoder[-1].float(), spatial_size(teacher_map))
-        return (pairwise_similarity(self._pool(student_map))
-                - pairwise_similarity(self._pool(teacher_map))).pow(2).mean()
+        return (
+            (pairwise_similarity(self._pool(student_map)) - pairwise_similarity(self._pool(teacher_map))).pow(2).mean()
+        )
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -356,13 +387,15 @@ class SKD_holistic(DistillationTerm):
     by its own SGD (lr 4e-4); here three strided convolutions (option `width`, default 16), weight
     clipping, and nnU-Net's SGD shared with the student (with its gradient-norm clipping).
     """
+
     name = "SKD_holistic"
     teacher_reads = READS_OUTPUTS
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.critic = segmentation_critic(geometry.student.spatial_dims, geometry.num_classes,
-                                          int(self.option("width", 16)))
+        self.critic = segmentation_critic(
+            geometry.student.spatial_dims, geometry.num_classes, int(self.option("width", 16))
+        )
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.geometry.regions else torch.softmax(logits, dim=1)
@@ -388,8 +421,14 @@ class SKD_holistic(DistillationTerm):
         student_logits = resize(student.outputs[0].float(), spatial_size(teacher_logits))
         # One critic pass over both (no batch statistics couple them); only the student's half is reversed.
         generator_scale = float(self.option("generator_scale", 1.0))
-        scores = self.score(torch.cat([reverse_gradient(self.probabilities(student_logits), generator_scale),
-                                       self.probabilities(teacher_logits)]))
+        scores = self.score(
+            torch.cat(
+                [
+                    reverse_gradient(self.probabilities(student_logits), generator_scale),
+                    self.probabilities(teacher_logits),
+                ]
+            )
+        )
         student_score, teacher_score = scores.split(len(student_logits))
         return student_score.mean() - teacher_score.mean()
 
@@ -401,6 +440,7 @@ class IFVD_holistic(SKD_holistic):
     builds on, with the critic's loss weighted lambda_d = 0.1 and the student's lambda_adv = 0.001.
     nnUNetTrainerIFVD weights the term 0.1 with option generator_scale 0.01 (= 0.001 / 0.1).
     Their critic has its own Adam (lr 4e-4, betas 0.9, 0.99); here it shares nnU-Net's SGD."""
+
     name = "IFVD_holistic"
 
 
@@ -433,6 +473,7 @@ class IFVD(DistillationTerm):
     only with its own prototypes, so the term is channel-agnostic and needs no adapter. The
     authors weight it by lambda_ifv = 200, beside IFVD_pixel (10) and IFVD_holistic.
     """
+
     name = "IFVD"
     teacher_reads = READS_ENCODER
 
@@ -461,8 +502,11 @@ def region_affinity(features: Tensor, foreground: Tensor, reference: Tensor) -> 
     the masks are resized to the features by nearest-neighbour sampling. An empty mask's mean is
     the zero vector, so its cosine is 0."""
     size = spatial_size(features)
-    return F.cosine_similarity(masked_means(features, nearest_masks(foreground, size)),
-                               masked_means(features, nearest_masks(reference, size)), dim=2)
+    return F.cosine_similarity(
+        masked_means(features, nearest_masks(foreground, size)),
+        masked_means(features, nearest_masks(reference, size)),
+        dim=2,
+    )
 
 
 @register_term
@@ -475,11 +519,18 @@ class EMKD_RAD(DistillationTerm):
     foreground classes; a sample without the class adds 0, as theirs), summed over the two stages.
     Channel-agnostic.
     """
+
     name = "EMKD_RAD"
     teacher_reads = READS_ENCODER
 
     def forward(self, student, teacher, target=None):
         foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)
-        return sum((region_affinity(student.encoder[k], foreground, reference)
-                    - region_affinity(teacher.encoder[k], foreground, reference)).pow(2).mean()
-                   for k in emkd_stages(self))
+        return sum(
+            (
+                region_affinity(student.encoder[k], foreground, reference)
+                - region_affinity(teacher.encoder[k], foreground, reference)
+            )
+            .pow(2)
+            .mean()
+            for k in emkd_stages(self)
+        )

@@ -6,6 +6,7 @@ ignore value at unannotated voxels and region masks carry one extra last channel
 marks them (see nnU-Net's DC_and_CE_loss / DC_and_BCE_loss). Terms that use labels
 read them only through `class_masks`, so every term treats ignored voxels alike.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ def class_masks(target: Tensor, geometry: DistillationGeometry) -> tuple[Tensor,
         annotated = 1 - target[:, -1:].float()
         return target[:, :-1].float() * annotated, annotated
     labels = target[:, 0].long()
-    annotated = torch.ones_like(labels, dtype=torch.bool) if geometry.ignore_label is None \
-        else labels != geometry.ignore_label
+    annotated = (
+        torch.ones_like(labels, dtype=torch.bool) if geometry.ignore_label is None else labels != geometry.ignore_label
+    )
     one_hot = F.one_hot(torch.where(annotated, labels, 0), geometry.num_classes)
     one_hot = one_hot.movedim(-1, 1).float() * annotated.unsqueeze(1)
     return one_hot, annotated.unsqueeze(1).float()

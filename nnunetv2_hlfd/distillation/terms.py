@@ -6,6 +6,7 @@ with the engine. `skip_reason` says when a network is too shallow for the term, 
 the term's own settings. The peer methods' terms are in peer_terms.py; distillation/__init__.py
 imports both, so every term is in TERMS once the package is imported.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,6 +47,7 @@ def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
 class DistillationTerm(nn.Module):
     """One term of a method's loss: `forward` gives its unweighted value from the student's and the
     teacher's maps (and the training target, for terms that read labels)."""
+
     name: str = ""
     # The teacher maps forward reads; the teacher skips its decoder when no term reads outputs.
     teacher_reads: frozenset[str] = READS_ENCODER_AND_OUTPUTS
@@ -91,6 +93,7 @@ def too_few_stages(network: str, num_stages: int, stages: Callable[[int], range]
 @register_term
 class UFD(DistillationTerm):
     """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
+
     name = "UFD"
     teacher_reads = READS_ENCODER
 
@@ -120,6 +123,7 @@ class IFD(DistillationTerm):
     stage's attention at its own resolution and area-averages it to the bottleneck's grid, so every
     student voxel gets gradient (bilinear shrinking reaches a few percent of them).
     """
+
     name = "IFD"
     teacher_reads = READS_ENCODER
 
@@ -134,8 +138,10 @@ class IFD(DistillationTerm):
         bottleneck = geometry.teacher_bottleneck_size
         if bottleneck is not None and math.prod(bottleneck) == 1:
             # The attention of a single position is 1 for every map: the term is identically 0.
-            return (f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
-                    f"{list(geometry.teacher.total_stride)}), where attention is the same for every map")
+            return (
+                f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
+                f"{list(geometry.teacher.total_stride)}), where attention is the same for every map"
+            )
         return too_few_stages("student", geometry.student.num_stages, middle_encoder_stages)
 
     def forward(self, student, teacher, target=None):
@@ -161,6 +167,7 @@ class UPD(DistillationTerm):
     with the projection until both are uniform (docs/METHODS.md, UPD). The average is the fusion the
     paper's 1x1 convolution starts from.
     """
+
     name = "UPD"
     teacher_reads = READS_OUTPUTS
 
@@ -195,6 +202,7 @@ class UPD(DistillationTerm):
 @register_term
 class IPD(DistillationTerm):
     """Individual pixel distillation: teacher final output -> every student middle-scale head."""
+
     name = "IPD"
     teacher_reads = READS_OUTPUTS
 

@@ -5,6 +5,7 @@ dataset's ground truth (`metrics`), compares every trainer with a reference trai
 (`statistics`, via `report`), measures each model's cost (`compression`) and writes the
 report (`report`, `figures`) into one output folder. docs/EVALUATION.md describes it all.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,17 @@ from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")
 # Compared between trainers; volumes and lesion counts stay descriptive (CSV/JSON only).
-STANDARD_METRICS = ("dsc", "rvd", "abs_rvd", "voe", "hd95", "surface_dice",
-                    "lesion_sensitivity", "lesion_precision", "lesion_f1")
+STANDARD_METRICS = (
+    "dsc",
+    "rvd",
+    "abs_rvd",
+    "voe",
+    "hd95",
+    "surface_dice",
+    "lesion_sensitivity",
+    "lesion_precision",
+    "lesion_f1",
+)
 PAPER_METRICS = ("dsc", "rvd")
 
 
@@ -71,8 +81,9 @@ def tested_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
     return PAPER_METRICS if settings.protocol == "paper" else STANDARD_TESTED_METRICS
 
 
-def primary_endpoint(settings: BenchmarkSettings, dataset: BenchmarkDataset,
-                     tumour: LabelOrRegion | None) -> tuple[str, str]:
+def primary_endpoint(
+    settings: BenchmarkSettings, dataset: BenchmarkDataset, tumour: LabelOrRegion | None
+) -> tuple[str, str]:
     """(class name, metric) of --primary-endpoint; by default the tumour's DSC, else the first class's."""
     names = dataset.class_names()
     if settings.primary_endpoint is None:
@@ -80,13 +91,16 @@ def primary_endpoint(settings: BenchmarkSettings, dataset: BenchmarkDataset,
     class_name, _, metric = settings.primary_endpoint.rpartition(":")
     known_classes = [names[tumour]] if settings.protocol == "paper" else list(names.values())
     if class_name not in known_classes or metric not in tested_metrics(settings):
-        raise BenchmarkInputError(f"--primary-endpoint {settings.primary_endpoint!r} is not CLASS:METRIC of a "
-                                  f"tested comparison: classes {', '.join(known_classes)}; metrics "
-                                  f"{', '.join(tested_metrics(settings))} (e.g. {known_classes[0]}:dsc)")
+        raise BenchmarkInputError(
+            f"--primary-endpoint {settings.primary_endpoint!r} is not CLASS:METRIC of a "
+            f"tested comparison: classes {', '.join(known_classes)}; metrics "
+            f"{', '.join(tested_metrics(settings))} (e.g. {known_classes[0]}:dsc)"
+        )
     return class_name, metric
 
 
 # --- one case ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CaseJob:
@@ -124,8 +138,10 @@ class CaseEvaluator:
             check_prediction(prediction, reference, self.allowed_labels, path, job.case)
             scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
             spacing = "x".join(f"{s:.4g}" for s in reference.spacing)  # for the dataset description
-            rows += [row | {"spacing_mm": spacing}
-                     for row in per_case_rows(label, job.fold, job.case, scores, self.class_names)]
+            rows += [
+                row | {"spacing_mm": spacing}
+                for row in per_case_rows(label, job.fold, job.case, scores, self.class_names)
+            ]
         return rows
 
     def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing, probabilities: Path | None = None) -> dict:
@@ -134,22 +150,31 @@ class CaseEvaluator:
             prediction, reference = np.where(ignored, 0, prediction), np.where(ignored, 0, reference)
         if self.protocol == "paper":
             return {self.tumour: self.paper_scores(prediction, reference, probabilities, ignored)}
-        return evaluate_case(prediction, reference, spacing, self.classes, self.tolerance_mm,
-                             convention=self.convention, lesion_iou_threshold=self.lesion_iou_threshold)
+        return evaluate_case(
+            prediction,
+            reference,
+            spacing,
+            self.classes,
+            self.tolerance_mm,
+            convention=self.convention,
+            lesion_iou_threshold=self.lesion_iou_threshold,
+        )
 
     def ignored_voxels(self, reference: np.ndarray) -> np.ndarray | None:
         """Unannotated voxels (the ignore label) count as background in both, so, as in nnU-Net's
         own validation, they add neither false positives nor false negatives to any class."""
         return None if self.ignore_label is None else reference == self.ignore_label
 
-    def paper_scores(self, prediction: np.ndarray, reference: np.ndarray, probabilities: Path | None,
-                     ignored: np.ndarray | None) -> dict:
+    def paper_scores(
+        self, prediction: np.ndarray, reference: np.ndarray, probabilities: Path | None, ignored: np.ndarray | None
+    ) -> dict:
         """The reference code's tumour scores: of the tumour probability > 0.4 where nnU-Net saved
         probabilities, else of the segmentation (its argmax)."""
         reference_tumour = region_or_label_to_mask(reference, self.tumour)
         if probabilities is None:
-            scores = paper_protocol_scores(region_or_label_to_mask(prediction, self.tumour), reference_tumour,
-                                           self.slice_axis)
+            scores = paper_protocol_scores(
+                region_or_label_to_mask(prediction, self.tumour), reference_tumour, self.slice_axis
+            )
             source = "segmentation"
         else:
             probability = self.tumour_probability(probabilities, reference.shape)
@@ -165,22 +190,35 @@ class CaseEvaluator:
         with np.load(path) as saved:
             probabilities = saved["probabilities"] if "probabilities" in saved.files else None
         if probabilities is None or probabilities.shape[1:] != shape or len(probabilities) <= self.tumour_channel:
-            found = "no array 'probabilities'" if probabilities is None else \
-                f"probabilities of shape {probabilities.shape}"
-            raise BenchmarkInputError(f"{path} holds {found}, but nnU-Net's export for this case has one channel per "
-                                      f"class (the tumour is channel {self.tumour_channel}) on the ground truth's grid "
-                                      f"{shape}; it is not this prediction's: delete it, or rerun validation with --npz")
+            found = (
+                "no array 'probabilities'" if probabilities is None else f"probabilities of shape {probabilities.shape}"
+            )
+            raise BenchmarkInputError(
+                f"{path} holds {found}, but nnU-Net's export for this case has one channel per "
+                f"class (the tumour is channel {self.tumour_channel}) on the ground truth's grid "
+                f"{shape}; it is not this prediction's: delete it, or rerun validation with --npz"
+            )
         return probabilities[self.tumour_channel]
 
 
-def case_evaluator(dataset: BenchmarkDataset, settings: BenchmarkSettings,
-                   tumour: LabelOrRegion | None) -> CaseEvaluator:
+def case_evaluator(
+    dataset: BenchmarkDataset, settings: BenchmarkSettings, tumour: LabelOrRegion | None
+) -> CaseEvaluator:
     manager = dataset.label_manager
-    return CaseEvaluator(dataset.plans_manager.image_reader_writer_class(), tuple(dataset.classes()),
-                         dataset.class_names(), tuple(manager.all_labels), manager.ignore_label, settings.protocol,
-                         tumour, surface_dice_tolerances(dataset, settings), settings.empty_convention,
-                         settings.lesion_iou_threshold,
-                         probability_channel(dataset, tumour), paper_slice_axis_of(dataset))
+    return CaseEvaluator(
+        dataset.plans_manager.image_reader_writer_class(),
+        tuple(dataset.classes()),
+        dataset.class_names(),
+        tuple(manager.all_labels),
+        manager.ignore_label,
+        settings.protocol,
+        tumour,
+        surface_dice_tolerances(dataset, settings),
+        settings.empty_convention,
+        settings.lesion_iou_threshold,
+        probability_channel(dataset, tumour),
+        paper_slice_axis_of(dataset),
+    )
 
 
 def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> float | dict:
@@ -197,8 +235,10 @@ def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettin
         except ValueError:
             value = math.nan
         if name not in by_name or not value >= 0:
-            problems.append(f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
-                            f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0")
+            problems.append(
+                f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
+                f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0"
+            )
         else:
             tolerances[by_name[name]] = value
     if problems:
@@ -211,7 +251,9 @@ def tolerance_note(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> st
     if not isinstance(tolerances, dict):
         return f"Surface Dice tolerance: {tolerances:g} mm for every class."
     names = dataset.class_names()
-    return "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
+    return (
+        "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
+    )
 
 
 def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
@@ -221,8 +263,10 @@ def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
 
 def slice_axis_note(dataset: BenchmarkDataset, plans: str) -> str:
     axis = paper_slice_axis_of(dataset)
-    return (f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
-            f"configuration slices (transpose_forward[0] = {axis} in {plans}).")
+    return (
+        f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
+        f"configuration slices (transpose_forward[0] = {axis} in {plans})."
+    )
 
 
 def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
@@ -246,15 +290,21 @@ def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: boo
     if requested is not None or required:
         known = ", ".join(f"{name} ({label_or_region_to_key(c)})" for c, name in names.items())
         what = f"no class {requested!r}" if requested is not None else "no class named tumor or tumour"
-        raise BenchmarkInputError(f"{dataset.name} has {what} in its dataset.json labels ({known}); "
-                                  f"name the tumour class with --tumour-label NAME_OR_VALUE")
+        raise BenchmarkInputError(
+            f"{dataset.name} has {what} in its dataset.json labels ({known}); "
+            f"name the tumour class with --tumour-label NAME_OR_VALUE"
+        )
     return None
 
 
 # --- all cases --------------------------------------------------------------------------
 
-def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
-              with_probabilities: frozenset[tuple[str, int]] = frozenset()) -> list[CaseJob]:
+
+def case_jobs(
+    predictions: Sequence[FoldPredictions],
+    dataset: BenchmarkDataset,
+    with_probabilities: frozenset[tuple[str, int]] = frozenset(),
+) -> list[CaseJob]:
     """One job per validation case; the (model, fold) pairs in `with_probabilities` are scored
     from their saved probabilities (`<case>.npz` beside each prediction)."""
     by_fold: dict[int, list[FoldPredictions]] = {}
@@ -266,12 +316,16 @@ def case_jobs(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
         probabilities = folder / f"{case}.npz" if (p.model.label, p.fold) in with_probabilities else None
         return p.model.label, folder / f"{case}{dataset.file_ending}", probabilities
 
-    return [CaseJob(fold, case, dataset.reference_file(case), tuple(prediction(p, case) for p in models))
-            for fold, models in by_fold.items() for case in models[0].expected]
+    return [
+        CaseJob(fold, case, dataset.reference_file(case), tuple(prediction(p, case) for p in models))
+        for fold, models in by_fold.items()
+        for case in models[0].expected
+    ]
 
 
-def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset,
-                             paper_masks: str = "auto") -> frozenset[tuple[str, int]]:
+def folds_with_probabilities(
+    predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset, paper_masks: str = "auto"
+) -> frozenset[tuple[str, int]]:
     """For the paper protocol: the (model, fold) pairs scored from their saved probabilities
     (`<case>.npz`, written by validation with --npz) cut at the reference code's 0.4; the others
     from their segmentations (nnU-Net's argmax). One rule for every model and fold, so that no
@@ -281,27 +335,40 @@ def folds_with_probabilities(predictions: Sequence[FoldPredictions], dataset: Be
     if paper_masks == "argmax":
         print("Paper protocol: tumour masks are nnU-Net's segmentations (argmax), as --paper-masks argmax asks")
         return frozenset()
-    lacking = [p for p in predictions
-               if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)]
+    lacking = [
+        p
+        for p in predictions
+        if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)
+    ]
     if not lacking:
-        print(f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
-              f"(<case>.npz) of every model and fold, as the reference code")
+        print(
+            f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
+            f"(<case>.npz) of every model and fold, as the reference code"
+        )
         return frozenset((p.model.label, p.fold) for p in predictions)
     if paper_masks == "auto" and len(lacking) == len(predictions):
-        print(f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
-              f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
-              f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)")
+        print(
+            f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
+            f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
+            f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)"
+        )
         return frozenset()
-    why = "--paper-masks probability needs" if paper_masks == "probability" else \
-        "some validation folders hold probabilities and others do not, and one comparison must not mix " \
+    why = (
+        "--paper-masks probability needs"
+        if paper_masks == "probability"
+        else "some validation folders hold probabilities and others do not, and one comparison must not mix "
         "tumour probability > 0.4 with the argmax; the paper protocol needs"
+    )
     raise BenchmarkInputError(
-        [f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
-         f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
-         f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
-         for p in lacking],
+        [
+            f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
+            f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
+            f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
+            for p in lacking
+        ],
         headline=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
-                f"--paper-masks argmax to score every model's segmentations):")
+        f"--paper-masks argmax to score every model's segmentations):",
+    )
 
 
 def scoring_processes(requested: int | None) -> int:
@@ -332,6 +399,7 @@ def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_proces
 
 # --- models and their predictions -------------------------------------------------------
 
+
 def benchmarked_models(settings: BenchmarkSettings, dataset: BenchmarkDataset) -> list[ModelFolder]:
     models = [parse_model(name, settings.plans, settings.configuration, dataset) for name in settings.trainers]
     labels = [model.label for model in models]
@@ -341,15 +409,19 @@ def benchmarked_models(settings: BenchmarkSettings, dataset: BenchmarkDataset) -
         check_model_folder(model, dataset)
     check_trainer_classes(models)  # needed for the compression report: fail before scoring, not after
     if settings.reference not in labels:
-        raise BenchmarkInputError(f"the reference trainer {settings.reference!r} is not among the benchmarked "
-                                  f"trainers ({', '.join(labels)}); add it to --trainers or choose --reference")
+        raise BenchmarkInputError(
+            f"the reference trainer {settings.reference!r} is not among the benchmarked "
+            f"trainers ({', '.join(labels)}); add it to --trainers or choose --reference"
+        )
     return models
 
 
-def complete_predictions(models: Sequence[ModelFolder], settings: BenchmarkSettings,
-                         dataset: BenchmarkDataset) -> list[FoldPredictions]:
+def complete_predictions(
+    models: Sequence[ModelFolder], settings: BenchmarkSettings, dataset: BenchmarkDataset
+) -> list[FoldPredictions]:
     """Every model's predictions of every validation case of every fold, or an error naming
     each incomplete (trainer, fold) and its validation command; none is skipped."""
+
     def scan():
         return [fold_predictions(model, fold, dataset) for fold in settings.folds for model in models]
 
@@ -374,20 +446,26 @@ def validation_device() -> str:
 
 # --- the command ------------------------------------------------------------------------
 
+
 def default_output(settings: BenchmarkSettings, dataset: BenchmarkDataset) -> Path:
     suffix = "_paper" if settings.protocol == "paper" else ""
     return settings.output or dataset.results / f"hlfd_benchmark_{settings.configuration}{suffix}"
 
 
-def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = None,
-                  results_root: Path | None = None) -> Path:
+def run_benchmark(
+    settings: BenchmarkSettings, preprocessed_root: Path | None = None, results_root: Path | None = None
+) -> Path:
     """Score, compare, measure and write the report; returns the output folder."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 
     from nnunetv2_hlfd.evaluation import compression, report
 
-    dataset = open_dataset(settings.dataset, settings.plans, Path(preprocessed_root or nnUNet_preprocessed),
-                           Path(results_root or nnUNet_results))
+    dataset = open_dataset(
+        settings.dataset,
+        settings.plans,
+        Path(preprocessed_root or nnUNet_preprocessed),
+        Path(results_root or nnUNet_results),
+    )
     # the report names the dataset, not the id given, and the devices timed on
     settings = replace(settings, dataset=dataset.name, devices=compression.timing_devices(settings.devices))
     output = default_output(settings, dataset)
@@ -402,15 +480,31 @@ def run_benchmark(settings: BenchmarkSettings, preprocessed_root: Path | None = 
         compression.check_devices(settings.devices)
     predictions = complete_predictions(models, settings, dataset)
 
-    with_probabilities = folds_with_probabilities(predictions, dataset, settings.paper_masks) \
-        if settings.protocol == "paper" else frozenset()
-    table = evaluate_cases(case_jobs(predictions, dataset, with_probabilities),
-                           case_evaluator(dataset, settings, tumour), settings.num_processes)
-    notes = (slice_axis_note(dataset, settings.plans),) if settings.protocol == "paper" else \
-        (tolerance_note(dataset, settings),)
-    results = report.analyse(table, settings, compared_metrics(settings), dataset.class_names().get(tumour), notes,
-                             provenance(dataset.preprocessed / "splits_final.json"), tested_metrics(settings),
-                             endpoint)
+    with_probabilities = (
+        folds_with_probabilities(predictions, dataset, settings.paper_masks)
+        if settings.protocol == "paper"
+        else frozenset()
+    )
+    table = evaluate_cases(
+        case_jobs(predictions, dataset, with_probabilities),
+        case_evaluator(dataset, settings, tumour),
+        settings.num_processes,
+    )
+    notes = (
+        (slice_axis_note(dataset, settings.plans),)
+        if settings.protocol == "paper"
+        else (tolerance_note(dataset, settings),)
+    )
+    results = report.analyse(
+        table,
+        settings,
+        compared_metrics(settings),
+        dataset.class_names().get(tumour),
+        notes,
+        provenance(dataset.preprocessed / "splits_final.json"),
+        tested_metrics(settings),
+        endpoint,
+    )
     costs = compression.measure_models(models, dataset, settings)
     compression_table = report.write_benchmark(output, results, costs)
     print(report.console_summary(results, compression_table, output))

@@ -22,6 +22,7 @@ range over the rounds includes 1 is reported as no difference, never as a speed-
 `compression_table` puts these beside each model's DSC and its DSC deltas to the teacher
 and to the reference trainer (the student without distillation), all on common cases.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,7 @@ from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputErr
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
 from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
 
-MIB = 2 ** 20
+MIB = 2**20
 MEMORY_MEASURES = {  # both by nnunetv2_hlfd.benchmarking.speed.peak_memory
     "cuda": "peak of torch.cuda.max_memory_allocated during the call above the memory allocated before it",
     "cpu": "peak of torch's CPU allocations during the call (profiler memory events) above those before it",
@@ -69,9 +70,12 @@ def measure_models(models: Sequence[ModelFolder], dataset: BenchmarkDataset, set
         return ModelCosts(cost, None)
     # the same cases for every model: the first validation cases of the first benchmarked fold
     fold = settings.folds[0]
-    cases = dataset.validation_cases(fold)[:settings.volume_cases]
-    speed = [row for device in timing_devices(settings.devices)
-             for row in measure_speed(models, fold, cases, dataset, torch.device(device), settings.repetitions)]
+    cases = dataset.validation_cases(fold)[: settings.volume_cases]
+    speed = [
+        row
+        for device in timing_devices(settings.devices)
+        for row in measure_speed(models, fold, cases, dataset, torch.device(device), settings.repetitions)
+    ]
     return ModelCosts(cost, pd.DataFrame(speed))
 
 
@@ -84,6 +88,7 @@ def timing_devices(devices: Sequence[str] | None) -> tuple[str, ...]:
 
 # --- parameters and multiply-adds -----------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelPlans:
     """A model folder's own plans and labels: its network, patch and preprocessing."""
@@ -95,8 +100,11 @@ class ModelPlans:
     @classmethod
     def of(cls, model: ModelFolder) -> ModelPlans:
         plans_manager = PlansManager(str(model.path / "plans.json"))
-        return cls(plans_manager, plans_manager.get_configuration(model.configuration),
-                   json.loads((model.path / "dataset.json").read_text()))
+        return cls(
+            plans_manager,
+            plans_manager.get_configuration(model.configuration),
+            json.loads((model.path / "dataset.json").read_text()),
+        )
 
     @property
     def num_input_channels(self) -> int:
@@ -113,37 +121,71 @@ def network_cost(model: ModelFolder) -> dict:
     plans = ModelPlans.of(model)
     trainer_class = results.trainer_class(model)
     heads = plans.plans_manager.get_label_manager(plans.dataset_json).num_segmentation_heads
-    cost = model_cost(lambda: trainer_class.build_network_architecture(
-        plans.plans_manager, plans.configuration_manager, plans.num_input_channels, heads,
-        enable_deep_supervision=False), (1, plans.num_input_channels, *plans.patch_size))
-    return {"trainer": model.label, "parameters": cost.parameters, "macs_per_patch": cost.macs_per_patch,
-            "patch_size": "x".join(map(str, plans.patch_size))}
+    cost = model_cost(
+        lambda: trainer_class.build_network_architecture(
+            plans.plans_manager,
+            plans.configuration_manager,
+            plans.num_input_channels,
+            heads,
+            enable_deep_supervision=False,
+        ),
+        (1, plans.num_input_channels, *plans.patch_size),
+    )
+    return {
+        "trainer": model.label,
+        "parameters": cost.parameters,
+        "macs_per_patch": cost.macs_per_patch,
+        "patch_size": "x".join(map(str, plans.patch_size)),
+    }
 
 
 # --- latency and peak memory --------------------------------------------------------------
 
-def measure_speed(models: Sequence[ModelFolder], fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
-                  device: torch.device, repetitions: int) -> list[dict]:
+
+def measure_speed(
+    models: Sequence[ModelFolder],
+    fold: int,
+    cases: Sequence[str],
+    dataset: BenchmarkDataset,
+    device: torch.device,
+    repetitions: int,
+) -> list[dict]:
     """Every model's patch forward pass and whole-volume predictions on one device: each call once
     untimed (warm-up and peak memory), then `repetitions` rounds that run every call of every
     model once, so that all models see the same machine load (`benchmarking.speed`)."""
-    print(f"Timing {', '.join(model.label for model in models)} on {device.type}: one patch and {len(cases)} "
-          f"validation case(s) ({', '.join(cases)}), {repetitions} interleaved round(s)")
+    print(
+        f"Timing {', '.join(model.label for model in models)} on {device.type}: one patch and {len(cases)} "
+        f"validation case(s) ({', '.join(cases)}), {repetitions} interleaved round(s)"
+    )
     volumes: dict[tuple[str, str], torch.Tensor] = {}  # models of the same plans share their inputs
-    calls = {f"{model.label}|{name}": call for model in models
-             for name, call in model_calls(model, fold, cases, dataset, device, volumes).items()}
+    calls = {
+        f"{model.label}|{name}": call
+        for model in models
+        for name, call in model_calls(model, fold, cases, dataset, device, volumes).items()
+    }
     with nnunet_thread_count(device):
         threads = torch.get_num_threads()
         memory = {name: peak_memory(call, device) / MIB for name, call in calls.items()}  # also the warm-up
-        times = {name: list(measurement.times) for name, measurement in
-                 time_side_by_side(calls, device, warmup=0, steps=repetitions).items()}
-    return [speed_row(model.label, cases, times, memory) | {
-        "device": device.type, "hardware": hardware_name(device), "threads": threads, "repetitions": repetitions,
-        "memory_measure": MEMORY_MEASURES[device.type]} for model in models]
+        times = {
+            name: list(measurement.times)
+            for name, measurement in time_side_by_side(calls, device, warmup=0, steps=repetitions).items()
+        }
+    return [
+        speed_row(model.label, cases, times, memory)
+        | {
+            "device": device.type,
+            "hardware": hardware_name(device),
+            "threads": threads,
+            "repetitions": repetitions,
+            "memory_measure": MEMORY_MEASURES[device.type],
+        }
+        for model in models
+    ]
 
 
-def model_calls(model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset,
-                device: torch.device, volumes: dict) -> dict[str, Callable[[], object]]:
+def model_calls(
+    model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset, device: torch.device, volumes: dict
+) -> dict[str, Callable[[], object]]:
     """{"patch": one forward pass on a random patch, case: nnU-Net's prediction of that case}."""
     predictor = load_predictor(model, fold, device)
     network = predictor.network.to(device).eval()
@@ -168,44 +210,59 @@ def speed_row(label: str, cases: Sequence[str], times: dict[str, list[float]], m
     """One model's row of speed.csv from the seconds of every round and the peak MiB of every call."""
     patch_ms = [1000 * s for s in times[f"{label}|patch"]]
     case_seconds = {case: times[f"{label}|{case}"] for case in cases}
-    return {"trainer": label, "patch_latency_ms": statistics.median(patch_ms),
-            "patch_latency_q25_ms": float(np.percentile(patch_ms, 25)),
-            "patch_latency_q75_ms": float(np.percentile(patch_ms, 75)),
-            "patch_peak_memory_mib": memory[f"{label}|patch"],
-            "patch_latencies_ms": [round(ms, 3) for ms in patch_ms],
-            # a round's volume time: all its cases, so rounds of two models compare the same work
-            "volume_round_seconds": [round(sum(round_times), 4) for round_times in zip(*case_seconds.values())]
-            } | volume_summary({case: (memory[f"{label}|{case}"], seconds) for case, seconds in case_seconds.items()})
+    return {
+        "trainer": label,
+        "patch_latency_ms": statistics.median(patch_ms),
+        "patch_latency_q25_ms": float(np.percentile(patch_ms, 25)),
+        "patch_latency_q75_ms": float(np.percentile(patch_ms, 75)),
+        "patch_peak_memory_mib": memory[f"{label}|patch"],
+        "patch_latencies_ms": [round(ms, 3) for ms in patch_ms],
+        # a round's volume time: all its cases, so rounds of two models compare the same work
+        "volume_round_seconds": [round(sum(round_times), 4) for round_times in zip(*case_seconds.values())],
+    } | volume_summary({case: (memory[f"{label}|{case}"], seconds) for case, seconds in case_seconds.items()})
 
 
 def volume_summary(volumes: dict[str, tuple[float, list[float]]]) -> dict:
     """{case: (peak MiB, timed seconds)} to the volume measures: the median over the cases of
     each case's median latency, and the largest peak memory."""
     case_latencies = {case: statistics.median(seconds) for case, (_, seconds) in volumes.items()}
-    return {"cases": " ".join(volumes), "n_cases": len(volumes),
-            "volume_latency_s": statistics.median(case_latencies.values()),
-            "volume_peak_memory_mib": max(memory for memory, _ in volumes.values()),
-            "volume_latency_s_per_case": json.dumps({case: round(s, 4) for case, s in case_latencies.items()}),
-            "volume_latencies_s": json.dumps({case: [round(s, 4) for s in seconds]
-                                              for case, (_, seconds) in volumes.items()})}
+    return {
+        "cases": " ".join(volumes),
+        "n_cases": len(volumes),
+        "volume_latency_s": statistics.median(case_latencies.values()),
+        "volume_peak_memory_mib": max(memory for memory, _ in volumes.values()),
+        "volume_latency_s_per_case": json.dumps({case: round(s, 4) for case, s in case_latencies.items()}),
+        "volume_latencies_s": json.dumps(
+            {case: [round(s, 4) for s in seconds] for case, (_, seconds) in volumes.items()}
+        ),
+    }
 
 
 def check_devices(devices: Sequence[str]) -> None:
     if "cuda" in devices and not torch.cuda.is_available():
-        raise BenchmarkInputError("--device cuda was asked for, but torch sees no CUDA device; "
-                                  "time on --device cpu, or pass --no-speed")
+        raise BenchmarkInputError(
+            "--device cuda was asked for, but torch sees no CUDA device; time on --device cpu, or pass --no-speed"
+        )
 
 
 def load_predictor(model: ModelFolder, fold: int, device: torch.device):
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                perform_everything_on_device=device.type == "cuda", device=device,
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=device.type == "cuda",
+        device=device,
+        verbose=False,
+        verbose_preprocessing=False,
+        allow_tqdm=False,
+    )
     # nnU-Net looks the trainer class up itself: where the benchmark found it (results.trainer_class)
     with environment(nnUNet_extTrainer=trainer_search_path()):
-        predictor.initialize_from_trained_model_folder(str(model.path), use_folds=(fold,),
-                                                       checkpoint_name=model.checkpoint(fold).name)
+        predictor.initialize_from_trained_model_folder(
+            str(model.path), use_folds=(fold,), checkpoint_name=model.checkpoint(fold).name
+        )
     return predictor
 
 
@@ -215,12 +272,16 @@ def load_preprocessed_case(model: ModelFolder, case: str, dataset: BenchmarkData
 
     configuration = ModelPlans.of(model).configuration_manager
     if configuration.previous_stage_name is not None:
-        raise BenchmarkInputError(f"latency of cascade stages ({model.label} {model.configuration}) needs the "
-                                  f"previous stage's predictions and is not measured; pass --no-speed")
+        raise BenchmarkInputError(
+            f"latency of cascade stages ({model.label} {model.configuration}) needs the "
+            f"previous stage's predictions and is not measured; pass --no-speed"
+        )
     folder = dataset.preprocessed / configuration.data_identifier
     if not folder.is_dir():
-        raise BenchmarkInputError(f"{folder} does not exist: preprocess {model.configuration} with the plans of "
-                                  f"{model.label} ({model.plans}), or pass --no-speed")
+        raise BenchmarkInputError(
+            f"{folder} does not exist: preprocess {model.configuration} with the plans of "
+            f"{model.label} ({model.plans}), or pass --no-speed"
+        )
     data, _, _, _ = infer_dataset_class(str(folder))(str(folder), [case]).load_case(case)
     return torch.from_numpy(np.ascontiguousarray(data[:]))  # [:] reads a blosc2 array into memory
 
@@ -244,6 +305,7 @@ def nnunet_thread_count(device: torch.device):
 
 
 # --- the compression table ----------------------------------------------------------------
+
 
 def compression_table(costs: ModelCosts, per_case: pd.DataFrame, teacher: str, reference: str) -> pd.DataFrame:
     """One row per model: cost (and its share of the teacher's), speed per device, DSC per
@@ -297,8 +359,9 @@ def speedups(speed: pd.DataFrame, teacher: str) -> pd.DataFrame:
         timings = timings.set_index("trainer")
         for trainer, row in timings.iterrows():
             for measure, column in (("patch", "patch_latencies_ms"), ("volume", "volume_round_seconds")):
-                rows.setdefault(trainer, {})[f"{measure}_speed_vs_teacher_{device}"] = \
+                rows.setdefault(trainer, {})[f"{measure}_speed_vs_teacher_{device}"] = (
                     speed_ratio(timings.loc[teacher, column], row[column]) if teacher in timings.index else "n/a"
+                )
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -308,5 +371,7 @@ def dsc_per_class(per_case: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]
     means = common_case_means(per_case, "dsc")
     dsc = means.pivot(index="trainer", columns="class", values="mean")
     dsc = dsc[list(dict.fromkeys(means["class"]))].add_prefix("dsc_")
-    n_cases = {f"n_cases_dsc_{name}": int(n) for name, n in means.groupby("class", sort=False)["n_cases"].first().items()}
+    n_cases = {
+        f"n_cases_dsc_{name}": int(n) for name, n in means.groupby("class", sort=False)["n_cases"].first().items()
+    }
     return dsc.assign(dsc_mean=dsc.mean(axis=1)), n_cases

@@ -4,6 +4,7 @@ Figures are drawn on matplotlib `Figure` objects directly (no pyplot), so nothin
 on, or changes, the session's display backend, and in matplotlib's default style: nnU-Net's
 progress plot sets seaborn's font scale 2.5 for the whole process.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -17,9 +18,12 @@ from matplotlib.lines import Line2D
 
 from nnunetv2_hlfd.evaluation.statistics import bootstrap_mean_ci, pairing_values
 
-COST_AXES = (("parameters", "parameters"), ("macs_per_patch", "multiply-adds per patch"),
-             ("volume_latency_s_cpu", "CPU latency per validation volume (s, median)"),
-             ("volume_latency_s_cuda", "GPU latency per validation volume (s, median)"))
+COST_AXES = (
+    ("parameters", "parameters"),
+    ("macs_per_patch", "multiply-adds per patch"),
+    ("volume_latency_s_cpu", "CPU latency per validation volume (s, median)"),
+    ("volume_latency_s_cuda", "GPU latency per validation volume (s, median)"),
+)
 DPI = 120
 MAX_CASES_SHOWN_AS_POINTS = 40  # beyond, the points hide the boxes
 
@@ -28,20 +32,35 @@ def metric_label(metric: str, tolerance_mm: float | None, protocol: str) -> str:
     """The y axis of a metric, with its unit or tolerance."""
     if protocol == "paper":
         return {"dsc": "tumour DSC (tumour slices)", "rvd": "tumour RVD (tumour slices)"}[metric]
-    return {"dsc": "DSC", "rvd": "RVD (|P|/|G| - 1)", "abs_rvd": "|RVD|", "voe": "VOE (1 - IoU)",
-            "hd95": "HD95 (mm)",
-            "surface_dice": f"surface Dice at {tolerance_mm:g} mm" if tolerance_mm is not None else
-            "surface Dice (tolerance per class: report.md)",
-            "lesion_sensitivity": "lesion sensitivity", "lesion_precision": "lesion precision",
-            "lesion_f1": "lesion F1"}.get(metric, metric)
+    return {
+        "dsc": "DSC",
+        "rvd": "RVD (|P|/|G| - 1)",
+        "abs_rvd": "|RVD|",
+        "voe": "VOE (1 - IoU)",
+        "hd95": "HD95 (mm)",
+        "surface_dice": f"surface Dice at {tolerance_mm:g} mm"
+        if tolerance_mm is not None
+        else "surface Dice (tolerance per class: report.md)",
+        "lesion_sensitivity": "lesion sensitivity",
+        "lesion_precision": "lesion precision",
+        "lesion_f1": "lesion F1",
+    }.get(metric, metric)
 
 
-def write_figures(folder: Path, per_case: pd.DataFrame, metrics: Sequence[str], compression: pd.DataFrame,
-                  tolerance_mm: float | None = 1.0, protocol: str = "standard") -> list[Path]:
+def write_figures(
+    folder: Path,
+    per_case: pd.DataFrame,
+    metrics: Sequence[str],
+    compression: pd.DataFrame,
+    tolerance_mm: float | None = 1.0,
+    protocol: str = "standard",
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     with style.context("default"):
-        paths = [box_plot(per_case, metric, folder / f"box_{metric}.png", metric_label(metric, tolerance_mm, protocol))
-                 for metric in metrics]
+        paths = [
+            box_plot(per_case, metric, folder / f"box_{metric}.png", metric_label(metric, tolerance_mm, protocol))
+            for metric in metrics
+        ]
         return paths + [accuracy_versus_cost(compression, per_case, folder / "accuracy_vs_cost.png", protocol)]
 
 
@@ -55,22 +74,42 @@ def box_plot(per_case: pd.DataFrame, metric: str, path: Path, label: str | None 
         rows = per_case[per_case["class"] == class_name]
         values = [rows.loc[rows["trainer"] == trainer, metric].dropna().to_numpy() for trainer in trainers]
         as_points = max(map(len, values), default=0) <= MAX_CASES_SHOWN_AS_POINTS
-        axes.boxplot(values, showmeans=True, showfliers=not as_points,  # the points include the outliers
-                     meanprops={"marker": "^", "markerfacecolor": "green", "markeredgecolor": "green"})
+        axes.boxplot(
+            values,
+            showmeans=True,
+            showfliers=not as_points,  # the points include the outliers
+            meanprops={"marker": "^", "markerfacecolor": "green", "markeredgecolor": "green"},
+        )
         jitter = np.random.default_rng(0)
         for position, case_values in enumerate(values, start=1):
             if as_points:
-                axes.scatter(position + jitter.uniform(-0.12, 0.12, len(case_values)), case_values, s=10,
-                             color="tab:blue", alpha=0.6, zorder=3)
-        axes.set_xticks(range(1, len(trainers) + 1),
-                        [f"{trainer}\n(n={len(v)})" for trainer, v in zip(trainers, values)],
-                        rotation=30, ha="right", fontsize=8)
+                axes.scatter(
+                    position + jitter.uniform(-0.12, 0.12, len(case_values)),
+                    case_values,
+                    s=10,
+                    color="tab:blue",
+                    alpha=0.6,
+                    zorder=3,
+                )
+        axes.set_xticks(
+            range(1, len(trainers) + 1),
+            [f"{trainer}\n(n={len(v)})" for trainer, v in zip(trainers, values)],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
         axes.set_title(class_name)
         axes.set_ylabel(label or metric)
-    figure.legend(handles=[Line2D([], [], color="tab:orange", label="median"),
-                           Line2D([], [], marker="^", color="green", linestyle="", label="mean"),
-                           Line2D([], [], marker="o", color="tab:blue", alpha=0.6, linestyle="", label="one case")],
-                  loc="outside lower center", ncols=3, fontsize=8)
+    figure.legend(
+        handles=[
+            Line2D([], [], color="tab:orange", label="median"),
+            Line2D([], [], marker="^", color="green", linestyle="", label="mean"),
+            Line2D([], [], marker="o", color="tab:blue", alpha=0.6, linestyle="", label="one case"),
+        ],
+        loc="outside lower center",
+        ncols=3,
+        fontsize=8,
+    )
     figure.savefig(path, dpi=DPI)
     return path
 
@@ -78,16 +117,21 @@ def box_plot(per_case: pd.DataFrame, metric: str, path: Path, label: str | None 
 def dsc_with_intervals(per_case: pd.DataFrame, trainers: Sequence[str]) -> pd.DataFrame:
     """Per trainer: the mean over classes of DSC per case on the cases every trainer has (as the
     compression table averages), its mean and 95% bootstrap interval."""
-    values = per_case.assign(value=pairing_values(per_case, "dsc")).pivot(
-        index=["fold", "case", "class"], columns="trainer", values="value").dropna()
+    values = (
+        per_case.assign(value=pairing_values(per_case, "dsc"))
+        .pivot(index=["fold", "case", "class"], columns="trainer", values="value")
+        .dropna()
+    )
     per_case_mean = values.groupby(level=["fold", "case"]).mean()
-    rows = {trainer: (per_case_mean[trainer].mean(), *bootstrap_mean_ci(per_case_mean[trainer]))
-            for trainer in trainers}
+    rows = {
+        trainer: (per_case_mean[trainer].mean(), *bootstrap_mean_ci(per_case_mean[trainer])) for trainer in trainers
+    }
     return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high"])
 
 
-def accuracy_versus_cost(compression: pd.DataFrame, per_case: pd.DataFrame, path: Path,
-                         protocol: str = "standard") -> Path:
+def accuracy_versus_cost(
+    compression: pd.DataFrame, per_case: pd.DataFrame, path: Path, protocol: str = "standard"
+) -> Path:
     """Mean DSC over classes (95% bootstrap interval over cases) against each cost measured, one
     labelled point per model."""
     axes_present = [(column, label) for column, label in COST_AXES if column in compression.columns]
@@ -100,8 +144,14 @@ def accuracy_versus_cost(compression: pd.DataFrame, per_case: pd.DataFrame, path
             errors = None if np.isnan(low) else [[mean - low], [high - mean]]
             axes.errorbar(row[column], mean, yerr=errors, fmt="o", capsize=3)
             rightmost = row[column] == compression[column].max()  # its label goes left, inside the axes
-            axes.annotate(row["trainer"], (row[column], mean), fontsize=7, xytext=(-5 if rightmost else 5, 4),
-                          textcoords="offset points", ha="right" if rightmost else "left")
+            axes.annotate(
+                row["trainer"],
+                (row[column], mean),
+                fontsize=7,
+                xytext=(-5 if rightmost else 5, 4),
+                textcoords="offset points",
+                ha="right" if rightmost else "left",
+            )
         axes.set_xscale("log")
         axes.margins(x=0.3, y=0.15)  # room for the labels inside the axes
         axes.set_xlabel(label)

@@ -45,6 +45,7 @@ hallucinated structure from the mean and so reward it.
 The paper protocol (`paper_protocol_scores`) reproduces the reference HLFD code and has
 its own, smoothed, handling; see there.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,9 +120,12 @@ def emptiness(pred: np.ndarray, ref: np.ndarray) -> Emptiness:
     return Emptiness.NEITHER_EMPTY
 
 
-def empty_mask_value(metric: str, state: Emptiness,
-                     convention: EmptyConvention | str = EmptyConvention.NNUNET,
-                     worst_distance_mm: float = math.inf) -> float | None:
+def empty_mask_value(
+    metric: str,
+    state: Emptiness,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+    worst_distance_mm: float = math.inf,
+) -> float | None:
     """The empty-mask policy: the value of `metric` when a mask is empty, else None.
 
     None means both masks have voxels and the metric's own formula applies. The table
@@ -142,6 +146,7 @@ def empty_mask_value(metric: str, state: Emptiness,
 
 # --- volume and overlap ------------------------------------------------------------
 
+
 def _as_mask(array: np.ndarray) -> np.ndarray:
     return np.asarray(array).astype(bool, copy=False)
 
@@ -156,8 +161,13 @@ def mask_volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     return float(_as_mask(mask).sum()) * float(np.prod(spacing)) / _MM3_PER_ML
 
 
-def _overlap_metric(name: str, formula: Callable[[int, int, int], float], pred: np.ndarray, ref: np.ndarray,
-                    convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
+def _overlap_metric(
+    name: str,
+    formula: Callable[[int, int, int], float],
+    pred: np.ndarray,
+    ref: np.ndarray,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+) -> float:
     """`formula(|P|, |G|, |P∩G|)` when both masks have voxels, else the empty-mask policy's value."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     if (value := empty_mask_value(name, emptiness(pred, ref), convention)) is not None:
@@ -165,10 +175,8 @@ def _overlap_metric(name: str, formula: Callable[[int, int, int], float], pred: 
     return formula(*_overlap_counts(pred, ref))
 
 
-def dice(pred: np.ndarray, ref: np.ndarray,
-         convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    return _overlap_metric("dsc", lambda n_pred, n_ref, n_both: 2.0 * n_both / (n_pred + n_ref),
-                           pred, ref, convention)
+def dice(pred: np.ndarray, ref: np.ndarray, convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
+    return _overlap_metric("dsc", lambda n_pred, n_ref, n_both: 2.0 * n_both / (n_pred + n_ref), pred, ref, convention)
 
 
 def relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> float:
@@ -181,13 +189,16 @@ def absolute_relative_volume_difference(pred: np.ndarray, ref: np.ndarray) -> fl
     return abs(relative_volume_difference(pred, ref))
 
 
-def volumetric_overlap_error(pred: np.ndarray, ref: np.ndarray,
-                             convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
-    return _overlap_metric("voe", lambda n_pred, n_ref, n_both: 1.0 - n_both / (n_pred + n_ref - n_both),
-                           pred, ref, convention)
+def volumetric_overlap_error(
+    pred: np.ndarray, ref: np.ndarray, convention: EmptyConvention | str = EmptyConvention.NNUNET
+) -> float:
+    return _overlap_metric(
+        "voe", lambda n_pred, n_ref, n_both: 1.0 - n_both / (n_pred + n_ref - n_both), pred, ref, convention
+    )
 
 
 # --- surface distances (MONAI) ------------------------------------------------------
+
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
     """The length of the image's diagonal in mm: the norm of shape x spacing (the grid's extent, one
@@ -208,31 +219,34 @@ def _crop_to_union(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.nd
     return pred[box], ref[box]
 
 
-def _monai_distance_metric(compute: Callable, pred: np.ndarray, ref: np.ndarray,
-                           spacing: Sequence[float], **options) -> float:
+def _monai_distance_metric(
+    compute: Callable, pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], **options
+) -> float:
     """One MONAI metric on one pair of non-empty masks (a batch and channel of one)."""
     import torch
 
     pred, ref = _crop_to_union(pred, ref)
-    as_batch = [torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-                for m in (pred, ref)]
+    as_batch = [torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None] for m in (pred, ref)]
     with warnings.catch_warnings():
         # MONAI >= 1.5 passes its own deprecated `always_return_as_numpy` internally.
-        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*",
-                                category=FutureWarning)
-        result = compute(*as_batch, include_background=True,
-                         spacing=[float(s) for s in spacing], **options)
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        result = compute(*as_batch, include_background=True, spacing=[float(s) for s in spacing], **options)
     return float(result[0, 0])
 
 
 def _check_spacing(mask: np.ndarray, spacing: Sequence[float]) -> None:
     if len(spacing) != mask.ndim:
-        raise ValueError(f"spacing {tuple(spacing)} has {len(spacing)} entries but the masks "
-                         f"are {mask.ndim}D (shape {mask.shape})")
+        raise ValueError(
+            f"spacing {tuple(spacing)} has {len(spacing)} entries but the masks are {mask.ndim}D (shape {mask.shape})"
+        )
 
 
-def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
-         convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
+def hd95(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+) -> float:
     """95th-percentile Hausdorff distance in mm between the masks' edge voxels, as MONAI's
     `compute_hausdorff_distance(percentile=95)`: max(P95 of the distances from each prediction edge
     voxel to the reference, P95 from each reference edge voxel to the prediction)."""
@@ -244,13 +258,16 @@ def hd95(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
     # Imported here: importing MONAI takes seconds, and only distance metrics need it.
     from monai.metrics import compute_hausdorff_distance
 
-    return _monai_distance_metric(compute_hausdorff_distance, pred, ref, spacing,
-                                  percentile=HD_PERCENTILE)
+    return _monai_distance_metric(compute_hausdorff_distance, pred, ref, spacing, percentile=HD_PERCENTILE)
 
 
-def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
-                 tolerance_mm: float = DEFAULT_TOLERANCE_MM,
-                 convention: EmptyConvention | str = EmptyConvention.NNUNET) -> float:
+def surface_dice(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+) -> float:
     """Normalised surface Dice (Nikolov et al.) at `tolerance_mm`, surfel-area weighted.
 
     MONAI's `use_subvoxels=True` follows DeepMind's surface-distance implementation,
@@ -262,11 +279,13 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
         return value
     from monai.metrics import compute_surface_dice
 
-    return _monai_distance_metric(compute_surface_dice, pred, ref, spacing,
-                                  class_thresholds=[float(tolerance_mm)], use_subvoxels=True)
+    return _monai_distance_metric(
+        compute_surface_dice, pred, ref, spacing, class_thresholds=[float(tolerance_mm)], use_subvoxels=True
+    )
 
 
 # --- lesion detection ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LesionDetection:
@@ -290,8 +309,9 @@ def label_lesions(mask: np.ndarray, connectivity: int | None = None) -> tuple[np
     return labels, int(n)
 
 
-def _lesion_match_matrix(ref_labels: np.ndarray, n_ref: int, pred_labels: np.ndarray,
-                         n_pred: int, iou_threshold: float | None) -> np.ndarray:
+def _lesion_match_matrix(
+    ref_labels: np.ndarray, n_ref: int, pred_labels: np.ndarray, n_pred: int, iou_threshold: float | None
+) -> np.ndarray:
     """Boolean (n_ref, n_pred) matrix: does reference lesion i match predicted lesion j?
 
     Only foreground voxels are histogrammed, so a whole CT costs no full-size copies.
@@ -312,9 +332,13 @@ def _f1(sensitivity: float, precision: float) -> float:
     return 2.0 * sensitivity * precision / total if total > 0 else 0.0
 
 
-def lesion_detection(pred: np.ndarray, ref: np.ndarray, iou_threshold: float | None = None,
-                     connectivity: int | None = None,
-                     convention: EmptyConvention | str = EmptyConvention.NNUNET) -> LesionDetection:
+def lesion_detection(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    iou_threshold: float | None = None,
+    connectivity: int | None = None,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+) -> LesionDetection:
     """Lesion-wise detection from connected components.
 
     A reference lesion is detected, and a predicted lesion matched, when the two
@@ -334,12 +358,15 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray, iou_threshold: float | N
         sensitivity, precision = n_detected / n_ref, n_matched / n_pred
         f1 = _f1(sensitivity, precision)
     else:
-        sensitivity, precision, f1 = (empty_mask_value(name, state, convention) for name in
-                                      ("lesion_sensitivity", "lesion_precision", "lesion_f1"))
+        sensitivity, precision, f1 = (
+            empty_mask_value(name, state, convention)
+            for name in ("lesion_sensitivity", "lesion_precision", "lesion_f1")
+        )
     return LesionDetection(n_ref, n_detected, n_pred, n_matched, sensitivity, precision, f1)
 
 
 # --- paper protocol -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PaperProtocolScores:
@@ -375,13 +402,14 @@ def paper_protocol_scores(pred_mask: np.ndarray, ref_mask: np.ndarray, slice_axi
     if not tumour_slices.any():
         return PaperProtocolScores(math.nan, math.nan, 0)
     n_pred, n_ref, n_both = _overlap_counts(pred[tumour_slices], ref[tumour_slices])
-    return PaperProtocolScores(dsc=(2.0 * n_both + 1.0) / (n_pred + n_ref + 1.0),
-                               rvd=n_pred / n_ref - 1.0, n_slices=int(tumour_slices.sum()))
+    return PaperProtocolScores(
+        dsc=(2.0 * n_both + 1.0) / (n_pred + n_ref + 1.0), rvd=n_pred / n_ref - 1.0, n_slices=int(tumour_slices.sum())
+    )
 
 
 def paper_protocol_scores_from_probabilities(
-        tumour_probability: np.ndarray, ref_mask: np.ndarray, slice_axis: int,
-        threshold: float = PAPER_PROTOCOL_THRESHOLD) -> PaperProtocolScores:
+    tumour_probability: np.ndarray, ref_mask: np.ndarray, slice_axis: int, threshold: float = PAPER_PROTOCOL_THRESHOLD
+) -> PaperProtocolScores:
     """`paper_protocol_scores` of the tumour probability map cut at `threshold`.
 
     Strictly greater than the threshold counts as tumour, as in the reference code.
@@ -391,8 +419,8 @@ def paper_protocol_scores_from_probabilities(
 
 # --- DSC by tumour size -------------------------------------------------------------
 
-def dsc_by_volume_tercile(reference_volumes_ml: Sequence[float],
-                          dsc_values: Sequence[float]) -> pd.DataFrame:
+
+def dsc_by_volume_tercile(reference_volumes_ml: Sequence[float], dsc_values: Sequence[float]) -> pd.DataFrame:
     """Mean DSC of the small, medium and large thirds of the cases by reference volume.
 
     Cases without reference volume (0 mL: no tumour) are left out. The rest are sorted
@@ -409,12 +437,17 @@ def dsc_by_volume_tercile(reference_volumes_ml: Sequence[float],
     if volumes.size < len(TERCILE_NAMES):
         raise ValueError(f"need at least 3 cases with reference volume, got {volumes.size}")
     groups = np.array_split(np.argsort(volumes, kind="stable"), len(TERCILE_NAMES))
-    rows = [{"tercile": name, "n_cases": len(group),
-             "n_valid": int(np.isfinite(dsc_array[group]).sum()),
-             "volume_min_ml": float(volumes[group].min()),
-             "volume_max_ml": float(volumes[group].max()),
-             "mean_dsc": _nanmean(dsc_array[group])}
-            for name, group in zip(TERCILE_NAMES, groups)]
+    rows = [
+        {
+            "tercile": name,
+            "n_cases": len(group),
+            "n_valid": int(np.isfinite(dsc_array[group]).sum()),
+            "volume_min_ml": float(volumes[group].min()),
+            "volume_max_ml": float(volumes[group].max()),
+            "mean_dsc": _nanmean(dsc_array[group]),
+        }
+        for name, group in zip(TERCILE_NAMES, groups)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -426,11 +459,16 @@ def _nanmean(values: np.ndarray) -> float:
 
 # --- one case -----------------------------------------------------------------------
 
-def evaluate_masks(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
-                   tolerance_mm: float = DEFAULT_TOLERANCE_MM,
-                   convention: EmptyConvention | str = EmptyConvention.NNUNET,
-                   lesion_iou_threshold: float | None = None,
-                   connectivity: int | None = None) -> dict[str, float]:
+
+def evaluate_masks(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: Sequence[float],
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+    lesion_iou_threshold: float | None = None,
+    connectivity: int | None = None,
+) -> dict[str, float]:
     """Every metric of one class or region, as one flat dict."""
     pred, ref = _as_mask(pred), _as_mask(ref)
     metrics = {
@@ -453,12 +491,17 @@ def tolerance_of(tolerance_mm: float | Mapping[LabelOrRegion, float], region: La
     return float(tolerance_mm)
 
 
-def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
-                  spacing: Sequence[float], labels_or_regions: Sequence[LabelOrRegion],
-                  tolerance_mm: float | Mapping[LabelOrRegion, float] = DEFAULT_TOLERANCE_MM, *,
-                  convention: EmptyConvention | str = EmptyConvention.NNUNET,
-                  lesion_iou_threshold: float | None = None,
-                  connectivity: int | None = None) -> dict[LabelOrRegion, dict[str, float]]:
+def evaluate_case(
+    pred_labelmap: np.ndarray,
+    ref_labelmap: np.ndarray,
+    spacing: Sequence[float],
+    labels_or_regions: Sequence[LabelOrRegion],
+    tolerance_mm: float | Mapping[LabelOrRegion, float] = DEFAULT_TOLERANCE_MM,
+    *,
+    convention: EmptyConvention | str = EmptyConvention.NNUNET,
+    lesion_iou_threshold: float | None = None,
+    connectivity: int | None = None,
+) -> dict[LabelOrRegion, dict[str, float]]:
     """Metrics of every label or region of one case: {label_or_region: {metric: value}}.
 
     Regions are tuples of label values, as nnU-Net's label manager gives them; masks
@@ -467,10 +510,16 @@ def evaluate_case(pred_labelmap: np.ndarray, ref_labelmap: np.ndarray,
     """
     pred_labelmap, ref_labelmap = np.asarray(pred_labelmap), np.asarray(ref_labelmap)
     if pred_labelmap.shape != ref_labelmap.shape:
-        raise ValueError(f"prediction {pred_labelmap.shape} and reference "
-                         f"{ref_labelmap.shape} differ in shape")
-    return {region: evaluate_masks(region_or_label_to_mask(pred_labelmap, region),
-                                   region_or_label_to_mask(ref_labelmap, region), spacing,
-                                   tolerance_of(tolerance_mm, region), convention, lesion_iou_threshold,
-                                   connectivity)
-            for region in labels_or_regions}
+        raise ValueError(f"prediction {pred_labelmap.shape} and reference {ref_labelmap.shape} differ in shape")
+    return {
+        region: evaluate_masks(
+            region_or_label_to_mask(pred_labelmap, region),
+            region_or_label_to_mask(ref_labelmap, region),
+            spacing,
+            tolerance_of(tolerance_mm, region),
+            convention,
+            lesion_iou_threshold,
+            connectivity,
+        )
+        for region in labels_or_regions
+    }

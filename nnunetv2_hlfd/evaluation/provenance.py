@@ -1,5 +1,6 @@
 """What a benchmark ran on: the machine, the software and the data split, for settings.json,
 the report and speed.csv, so a reader can tell two runs apart."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,10 +44,17 @@ def source_commit() -> str:
     "unknown" where it is not a git checkout."""
     folder = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+changes" if changed else "")
@@ -58,10 +66,15 @@ def file_sha256(path: Path) -> str:
 
 def provenance(splits_file: Path) -> dict:
     """Machine, software and split of a run."""
-    return {"cpu": cpu_model(), "cpu_count": _cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-            "torch_threads": torch.get_num_threads(), "versions": software_versions(),
-            "nnunetv2_hlfd_commit": source_commit(), "splits_final_sha256": file_sha256(splits_file)}
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": _cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "torch_threads": torch.get_num_threads(),
+        "versions": software_versions(),
+        "nnunetv2_hlfd_commit": source_commit(),
+        "splits_final_sha256": file_sha256(splits_file),
+    }
 
 
 def _cpu_count() -> int:

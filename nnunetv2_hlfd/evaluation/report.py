@@ -4,6 +4,7 @@
 trainer and DSC by tumour size; `write_benchmark` writes every table as CSV (the per-case
 one also as JSON), `report.md` and the figures. docs/EVALUATION.md lists every file.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,21 +61,36 @@ class BenchmarkResults:
         return list(dict.fromkeys(self.per_case["class"]))
 
 
-def analyse(table: pd.DataFrame, settings: BenchmarkSettings, metrics: Sequence[str],
-            tumour_name: str | None, protocol_notes: Sequence[str] = (),
-            provenance: dict | None = None, tested_metrics: Sequence[str] | None = None,
-            primary_endpoint: tuple[str, str] | None = None) -> BenchmarkResults:
+def analyse(
+    table: pd.DataFrame,
+    settings: BenchmarkSettings,
+    metrics: Sequence[str],
+    tumour_name: str | None,
+    protocol_notes: Sequence[str] = (),
+    provenance: dict | None = None,
+    tested_metrics: Sequence[str] | None = None,
+    primary_endpoint: tuple[str, str] | None = None,
+) -> BenchmarkResults:
     """`metrics` are summarised; `tested_metrics` (default: all of them) tested against the reference,
     Holm-corrected within the families `primary_endpoint` declares (`statistics.holm_family`)."""
     metrics = tuple(metrics)
-    comparisons = compare_to_reference(table, settings.reference, tested_metrics or metrics,
-                                       primary_endpoint=primary_endpoint)
+    comparisons = compare_to_reference(
+        table, settings.reference, tested_metrics or metrics, primary_endpoint=primary_endpoint
+    )
     tumour_sizes = None
     if settings.protocol == "standard" and tumour_name is not None:
         tumour_sizes = dsc_by_tumour_size(table, tumour_name)
-    return BenchmarkResults(settings, metrics, table, per_fold_summary(table, metrics),
-                            across_fold_summary(table, metrics), comparisons, tumour_sizes, tuple(protocol_notes),
-                            provenance or {})
+    return BenchmarkResults(
+        settings,
+        metrics,
+        table,
+        per_fold_summary(table, metrics),
+        across_fold_summary(table, metrics),
+        comparisons,
+        tumour_sizes,
+        tuple(protocol_notes),
+        provenance or {},
+    )
 
 
 def dsc_by_tumour_size(table: pd.DataFrame, tumour_name: str) -> pd.DataFrame | None:
@@ -92,10 +108,14 @@ def dsc_by_tumour_size(table: pd.DataFrame, tumour_name: str) -> pd.DataFrame | 
 
 # --- markdown -----------------------------------------------------------------------------
 
+
 def paper_layout_columns(class_names: Sequence[str]) -> list[TableColumn]:
     """DSC and RVD per class, in percent: the column layout of the paper's tables."""
-    return [TableColumn(f"{class_name} {header}", class_name, metric, decimals=2, scale=100)
-            for class_name in class_names for header, metric in PAPER_LAYOUT_METRICS]
+    return [
+        TableColumn(f"{class_name} {header}", class_name, metric, decimals=2, scale=100)
+        for class_name in class_names
+        for header, metric in PAPER_LAYOUT_METRICS
+    ]
 
 
 def metric_columns_of_class(class_name: str, metrics: Sequence[str]) -> list[TableColumn]:
@@ -121,21 +141,30 @@ def format_cell(column: str, value) -> str:
 
 def frame_to_markdown(frame: pd.DataFrame, format_value: Callable[[str, object], str] = format_cell) -> str:
     lines = [markdown_row(list(frame.columns)), markdown_row(["---"] * len(frame.columns))]
-    lines += [markdown_row([format_value(column, row[column]) for column in frame.columns])
-              for _, row in frame.iterrows()]
+    lines += [
+        markdown_row([format_value(column, row[column]) for column in frame.columns]) for _, row in frame.iterrows()
+    ]
     return "\n".join(lines) + "\n"
 
 
 def results_table(results: BenchmarkResults, spread: str = "cases") -> str:
     """One row per trainer: DSC and RVD per class (mean ± std) and Holm-adjusted p-values."""
-    return render_markdown_table(results.summary, paper_layout_columns(results.class_names),
-                                 results.comparisons, results.trainers, spread)
+    return render_markdown_table(
+        results.summary, paper_layout_columns(results.class_names), results.comparisons, results.trainers, spread
+    )
 
 
-SPEED_COLUMNS = {"trainer": "Trainer", "device": "device", "hardware": "hardware", "threads": "threads",
-                 "repetitions": "rounds", "patch": "patch latency ms, median [quartiles]",
-                 "patch_peak_memory_mib": "patch peak MiB", "volume": "volume latency s, median of cases [range]",
-                 "volume_peak_memory_mib": "volume peak MiB"}
+SPEED_COLUMNS = {
+    "trainer": "Trainer",
+    "device": "device",
+    "hardware": "hardware",
+    "threads": "threads",
+    "repetitions": "rounds",
+    "patch": "patch latency ms, median [quartiles]",
+    "patch_peak_memory_mib": "patch peak MiB",
+    "volume": "volume latency s, median of cases [range]",
+    "volume_peak_memory_mib": "volume peak MiB",
+}
 
 
 def speed_section(speed: pd.DataFrame | None, compression: pd.DataFrame) -> list[str]:
@@ -148,65 +177,103 @@ def speed_section(speed: pd.DataFrame | None, compression: pd.DataFrame) -> list
         return f"{row['volume_latency_s']:.3g} [{min(medians):.3g}-{max(medians):.3g}] ({row['n_cases']} cases)"
 
     table = speed.assign(
-        patch=[f"{r.patch_latency_ms:.3g} [{r.patch_latency_q25_ms:.3g}-{r.patch_latency_q75_ms:.3g}]"
-               for r in speed.itertuples()],
-        volume=[volume_cell(row) for _, row in speed.iterrows()])[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
+        patch=[
+            f"{r.patch_latency_ms:.3g} [{r.patch_latency_q25_ms:.3g}-{r.patch_latency_q75_ms:.3g}]"
+            for r in speed.itertuples()
+        ],
+        volume=[volume_cell(row) for _, row in speed.iterrows()],
+    )[list(SPEED_COLUMNS)].rename(columns=SPEED_COLUMNS)
     ratios = [column for column in compression.columns if "_speed_vs_teacher_" in column]
-    return ["## Speed (models timed in interleaved rounds)\n",
-            (f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
-            " A ratio whose range over the rounds includes 1 is no difference.\n"),
-            frame_to_markdown(table), frame_to_markdown(compression[["trainer", *ratios]]) if ratios else ""]
+    return [
+        "## Speed (models timed in interleaved rounds)\n",
+        (
+            f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
+            " A ratio whose range over the rounds includes 1 is no difference.\n"
+        ),
+        frame_to_markdown(table),
+        frame_to_markdown(compression[["trainer", *ratios]]) if ratios else "",
+    ]
 
 
 def provenance_section(provenance: dict) -> list[str]:
     if not provenance:
         return []
     versions = ", ".join(f"{name} {version}" for name, version in provenance["versions"].items())
-    return ["## Machine, software and split\n",
-            (f"CPU: {provenance['cpu']} ({provenance['cpu_count']} cores available); GPU: {provenance['gpu']}; "
+    return [
+        "## Machine, software and split\n",
+        (
+            f"CPU: {provenance['cpu']} ({provenance['cpu_count']} cores available); GPU: {provenance['gpu']}; "
             f"torch threads: {provenance['torch_threads']}. Software: {versions}; nnunetv2_hlfd commit "
-            f"{provenance['nnunetv2_hlfd_commit']}. splits_final.json sha256 {provenance['splits_final_sha256']}.\n")]
+            f"{provenance['nnunetv2_hlfd_commit']}. splits_final.json sha256 {provenance['splits_final_sha256']}.\n"
+        ),
+    ]
 
 
 def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: pd.DataFrame | None = None) -> str:
     settings = results.settings
     undefined, lesions = undefined_values(results.per_case, results.metrics), lesion_counts(results.per_case)
     sections = [
-        (f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
-        f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n"),
-        (f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
-        f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n"),
+        (
+            f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
+            f"{', '.join(map(str, settings.folds))}, protocol {settings.protocol}\n"
+        ),
+        (
+            f"Reference for the paired tests: {settings.reference}; teacher: {settings.teacher}. "
+            f"Every value per case is in per_case.csv; docs/EVALUATION.md explains every column.\n"
+        ),
         dataset_description(results.per_case),
         *(f"{note}\n" for note in results.protocol_notes),
         *tumour_source_note(results.per_case),
         "## Results: mean ± std [95% bootstrap CI] over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
-        (f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
-        "between trainers; the tests and every difference below are on paired cases.\n"),
+        (
+            f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
+            "between trainers; the tests and every difference below are on paired cases.\n"
+        ),
         results_table(results, "cases"),
         "## Results: mean ± std of the fold means\n",
         results_table(results, "folds"),
-        *(section for class_name in results.class_names for section in (
-            f"## Every metric, {class_name} (mean ± std over all cases)\n",
-            render_markdown_table(results.summary, metric_columns_of_class(class_name, results.metrics),
-                                  trainers=results.trainers))),
+        *(
+            section
+            for class_name in results.class_names
+            for section in (
+                f"## Every metric, {class_name} (mean ± std over all cases)\n",
+                render_markdown_table(
+                    results.summary, metric_columns_of_class(class_name, results.metrics), trainers=results.trainers
+                ),
+            )
+        ),
         f"## Paired Wilcoxon signed-rank tests against {settings.reference}\n",
-        (f"Cases are {PAIRING_RULE}. n_cases: the cases of the class; n_pairs: the pairs tested (n_nonzero of "
-        "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
-        "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
-        "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
-        "p_holm is Holm-adjusted within its family (family, family_size).\n"),
+        (
+            f"Cases are {PAIRING_RULE}. n_cases: the cases of the class; n_pairs: the pairs tested (n_nonzero of "
+            "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
+            "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
+            "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
+            "p_holm is Holm-adjusted within its family (family, family_size).\n"
+        ),
         *holm_family_note(results.comparisons),
         frame_to_markdown(results.comparisons.drop(columns="reference")),
         "## Cases without a value (NaN), left out of the means above\n",
         frame_to_markdown(undefined) if len(undefined) else "None.\n",
-        *([("## Lesion detection pooled over all cases (TP: reference lesions detected, FN: missed, "
-           "FP: predicted lesions matching none)\n"), frame_to_markdown(lesions)] if lesions is not None else []),
+        *(
+            [
+                (
+                    "## Lesion detection pooled over all cases (TP: reference lesions detected, FN: missed, "
+                    "FP: predicted lesions matching none)\n"
+                ),
+                frame_to_markdown(lesions),
+            ]
+            if lesions is not None
+            else []
+        ),
         "## DSC by tumour size (terciles of the reference tumour volume, all folds)\n",
-        frame_to_markdown(results.tumour_sizes) if results.tumour_sizes is not None else
-        "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
+        frame_to_markdown(results.tumour_sizes)
+        if results.tumour_sizes is not None
+        else "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
         "## Compression: cost and DSC against the teacher and the reference\n",
-        ("DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
-        "so each delta is a mean paired difference on the same cases.\n"),
+        (
+            "DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
+            "so each delta is a mean paired difference on the same cases.\n"
+        ),
         frame_to_markdown(compression),
         *speed_section(speed, compression),
         *provenance_section(results.provenance),
@@ -218,14 +285,18 @@ def dataset_description(per_case: pd.DataFrame) -> str:
     """How many cases were scored, how many lack each class, and their voxel spacing."""
     cases = per_case.drop_duplicates(["fold", "case", "class"])
     absent = reference_absent(cases)
-    lacking = ", ".join(f"{int(absent[cases['class'] == name].sum())} without {name}"
-                        for name in dict.fromkeys(cases["class"]))
+    lacking = ", ".join(
+        f"{int(absent[cases['class'] == name].sum())} without {name}" for name in dict.fromkeys(cases["class"])
+    )
     text = f"Dataset: {cases[['fold', 'case']].drop_duplicates().shape[0]} validation cases scored ({lacking})"
     if "spacing_mm" in cases.columns:
         spacing = cases.drop_duplicates(["fold", "case"])["spacing_mm"].str.split("x", expand=True).astype(float)
-        text += "; spacing (mm, array axes in nnU-Net's order) median " + " x ".join(
-            f"{axis.median():.3g}" for _, axis in spacing.items()) + ", range " + " x ".join(
-            f"{axis.min():.3g}-{axis.max():.3g}" for _, axis in spacing.items())
+        text += (
+            "; spacing (mm, array axes in nnU-Net's order) median "
+            + " x ".join(f"{axis.median():.3g}" for _, axis in spacing.items())
+            + ", range "
+            + " x ".join(f"{axis.min():.3g}-{axis.max():.3g}" for _, axis in spacing.items())
+        )
     return text + ".\n"
 
 
@@ -236,9 +307,16 @@ def undefined_values(per_case: pd.DataFrame, metrics: Sequence[str]) -> pd.DataF
         for metric in metrics:
             lost = cases[cases[metric].isna()]
             if len(lost):
-                rows.append({"trainer": trainer, "class": class_name, "metric": metric, "n_undefined": len(lost),
-                             "n_cases": len(cases), "cases": ", ".join(f"fold {f} {c}" for f, c in
-                                                                       zip(lost["fold"], lost["case"]))})
+                rows.append(
+                    {
+                        "trainer": trainer,
+                        "class": class_name,
+                        "metric": metric,
+                        "n_undefined": len(lost),
+                        "n_cases": len(cases),
+                        "cases": ", ".join(f"fold {f} {c}" for f, c in zip(lost["fold"], lost["case"])),
+                    }
+                )
     return pd.DataFrame(rows, columns=["trainer", "class", "metric", "n_undefined", "n_cases", "cases"])
 
 
@@ -249,15 +327,26 @@ def lesion_counts(per_case: pd.DataFrame) -> pd.DataFrame | None:
     columns = ["lesion_n_reference", "lesion_n_reference_detected", "lesion_n_predicted", "lesion_n_predicted_matched"]
     if not set(columns) <= set(per_case.columns):
         return None
-    pooled = per_case.groupby(["trainer", "class"], sort=False).agg(
-        n_cases=("case", "size"), **{column: (column, "sum") for column in columns}).reset_index()
+    pooled = (
+        per_case.groupby(["trainer", "class"], sort=False)
+        .agg(n_cases=("case", "size"), **{column: (column, "sum") for column in columns})
+        .reset_index()
+    )
     tp, fp = pooled["lesion_n_reference_detected"], pooled["lesion_n_predicted"] - pooled["lesion_n_predicted_matched"]
-    return pd.DataFrame({"trainer": pooled["trainer"], "class": pooled["class"], "n_cases": pooled["n_cases"],
-                         "tp": tp, "fn": pooled["lesion_n_reference"] - tp, "fp": fp,
-                         "fp_per_case": fp / pooled["n_cases"],
-                         "sensitivity": tp / pooled["lesion_n_reference"].where(pooled["lesion_n_reference"] > 0),
-                         "precision": pooled["lesion_n_predicted_matched"] / pooled["lesion_n_predicted"].where(
-                             pooled["lesion_n_predicted"] > 0)})
+    return pd.DataFrame(
+        {
+            "trainer": pooled["trainer"],
+            "class": pooled["class"],
+            "n_cases": pooled["n_cases"],
+            "tp": tp,
+            "fn": pooled["lesion_n_reference"] - tp,
+            "fp": fp,
+            "fp_per_case": fp / pooled["n_cases"],
+            "sensitivity": tp / pooled["lesion_n_reference"].where(pooled["lesion_n_reference"] > 0),
+            "precision": pooled["lesion_n_predicted_matched"]
+            / pooled["lesion_n_predicted"].where(pooled["lesion_n_predicted"] > 0),
+        }
+    )
 
 
 def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
@@ -268,14 +357,19 @@ def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str
         size = int(rows["p_value"].notna().sum())
         if not size:
             continue
-        endpoint = ", ".join(dict.fromkeys(rows["class"] + " " + rows["metric"])) if family == PRIMARY_FAMILY \
+        endpoint = (
+            ", ".join(dict.fromkeys(rows["class"] + " " + rows["metric"]))
+            if family == PRIMARY_FAMILY
             else f"{rows['metric'].iloc[0]} of {', '.join(dict.fromkeys(rows['class']))}"
+        )
         needed = smallest_pairs_for(alpha, size)
         reach = rows["smallest_p"].min() * size
-        lines.append(f"- {family} ({endpoint}): {size} test(s); an exact test needs {needed} non-zero pairs to "
-                     f"reach p < {alpha:g} after Holm; here n_nonzero is {int(rows['n_nonzero'].min())}-"
-                     f"{int(rows['n_nonzero'].max())}, the smallest reachable p_holm {min(reach, 1.0):.3g}"
-                     + (" (nothing in this family can be significant)" if reach >= alpha else ""))
+        lines.append(
+            f"- {family} ({endpoint}): {size} test(s); an exact test needs {needed} non-zero pairs to "
+            f"reach p < {alpha:g} after Holm; here n_nonzero is {int(rows['n_nonzero'].min())}-"
+            f"{int(rows['n_nonzero'].max())}, the smallest reachable p_holm {min(reach, 1.0):.3g}"
+            + (" (nothing in this family can be significant)" if reach >= alpha else "")
+        )
     return ["Holm families (the primary endpoint is declared with --primary-endpoint):\n", "\n".join(lines) + "\n"]
 
 
@@ -284,18 +378,25 @@ def tumour_source_note(per_case: pd.DataFrame) -> list[str]:
     if "tumour_source" not in per_case.columns:
         return []
     sources = per_case.groupby("trainer", sort=False)["tumour_source"].agg(
-        lambda source: ", ".join(f"{name} ({count} cases)" for name, count in source.value_counts().items()))
-    return ["Tumour masks: " + "; ".join(f"{trainer}: {text}" for trainer, text in sources.items()) +
-            ". probability > 0.4: the saved probabilities (<case>.npz) cut as the reference code cuts them; "
-            "segmentation: nnU-Net's argmax, where validation saved no probabilities (rerun it with --npz).\n"]
+        lambda source: ", ".join(f"{name} ({count} cases)" for name, count in source.value_counts().items())
+    )
+    return [
+        "Tumour masks: "
+        + "; ".join(f"{trainer}: {text}" for trainer, text in sources.items())
+        + ". probability > 0.4: the saved probabilities (<case>.npz) cut as the reference code cuts them; "
+        "segmentation: nnU-Net's argmax, where validation saved no probabilities (rerun it with --npz).\n"
+    ]
 
 
 # --- the output folder --------------------------------------------------------------------
 
+
 def refuse_existing_output(output: Path, overwrite: bool) -> None:
     if output.exists() and any(output.iterdir()) and not overwrite:
-        raise BenchmarkInputError(f"the output folder {output} already exists and is not empty; pass --overwrite "
-                                  f"to replace it, or choose another with -o")
+        raise BenchmarkInputError(
+            f"the output folder {output} already exists and is not empty; pass --overwrite "
+            f"to replace it, or choose another with -o"
+        )
 
 
 def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) -> pd.DataFrame:
@@ -308,24 +409,36 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
     compression = compression_table(costs, results.per_case, results.settings.teacher, results.settings.reference)
     write_per_case_csv(results.per_case, output / "per_case.csv")
     write_per_case_json(results.per_case, output / "per_case.json")
-    tables = {"per_fold_summary": results.per_fold, "summary": results.summary, "comparisons": results.comparisons,
-              "compression": compression, "dsc_by_tumour_size": results.tumour_sizes,
-              "lesion_detection": lesion_counts(results.per_case),
-              "undefined_values": undefined_values(results.per_case, results.metrics)}
+    tables = {
+        "per_fold_summary": results.per_fold,
+        "summary": results.summary,
+        "comparisons": results.comparisons,
+        "compression": compression,
+        "dsc_by_tumour_size": results.tumour_sizes,
+        "lesion_detection": lesion_counts(results.per_case),
+        "undefined_values": undefined_values(results.per_case, results.metrics),
+    }
     for name, table in tables.items():
         if table is not None:
             table.to_csv(output / f"{name}.csv", index=False)
     if costs.speed is not None:
         costs.speed.to_csv(output / "speed.csv", index=False)
-    (output / "settings.json").write_text(json.dumps(asdict(results.settings) | {"provenance": results.provenance},
-                                                     indent=2, default=str))
+    (output / "settings.json").write_text(
+        json.dumps(asdict(results.settings) | {"provenance": results.provenance}, indent=2, default=str)
+    )
     (output / "report.md").write_text(render_report(results, compression, costs.speed))
-    figures.write_figures(output / "figures", results.per_case, results.metrics, compression,
-                          None if results.settings.class_tolerances_mm else results.settings.tolerance_mm,
-                          results.settings.protocol)
+    figures.write_figures(
+        output / "figures",
+        results.per_case,
+        results.metrics,
+        compression,
+        None if results.settings.class_tolerances_mm else results.settings.tolerance_mm,
+        results.settings.protocol,
+    )
     return compression
 
 
 def console_summary(results: BenchmarkResults, compression: pd.DataFrame, output: Path) -> str:
-    return "\n".join([*results.protocol_notes, results_table(results), frame_to_markdown(compression),
-                      f"Everything is in {output}"])
+    return "\n".join(
+        [*results.protocol_notes, results_table(results), frame_to_markdown(compression), f"Everything is in {output}"]
+    )

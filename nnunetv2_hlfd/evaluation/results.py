@@ -6,6 +6,7 @@ fold_X/validation/<case><file_ending>`, written by nnU-Net's own validation; the
 fold must have are its `val` list in the dataset's `splits_final.json`, and the ground truth
 is `<preprocessed>/<dataset>/gt_segmentations`, the files nnU-Net's validation compares against.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def _read_json(path: Path) -> dict:
 
 # --- the dataset --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BenchmarkDataset:
     """A preprocessed nnU-Net dataset: its labels, its splits and its ground truth."""
@@ -66,19 +68,24 @@ class BenchmarkDataset:
 
     def class_names(self) -> dict[int | tuple[int, ...], str]:
         """Each foreground label or region by its name in dataset.json."""
-        by_value = {(tuple(value) if isinstance(value, list) else value): name
-                    for name, value in self.dataset_json["labels"].items()}
+        by_value = {
+            (tuple(value) if isinstance(value, list) else value): name
+            for name, value in self.dataset_json["labels"].items()
+        }
         return {region: by_value[region] for region in self.classes()}
 
     def validation_cases(self, fold: int) -> list[str]:
         splits_file = self.preprocessed / "splits_final.json"
         if not splits_file.is_file():
-            raise BenchmarkInputError(f"{splits_file} does not exist: nnU-Net writes it when the first fold "
-                                      f"trains, so no model of {self.name} has been trained yet")
+            raise BenchmarkInputError(
+                f"{splits_file} does not exist: nnU-Net writes it when the first fold "
+                f"trains, so no model of {self.name} has been trained yet"
+            )
         splits = _read_json(splits_file)
         if not 0 <= fold < len(splits):
-            raise BenchmarkInputError(f"fold {fold} is not in {splits_file}, which has folds 0..{len(splits) - 1}; "
-                                      f"choose --folds among those")
+            raise BenchmarkInputError(
+                f"fold {fold} is not in {splits_file}, which has folds 0..{len(splits) - 1}; choose --folds among those"
+            )
         return sorted(splits[fold]["val"])
 
     def reference_file(self, case: str) -> Path:
@@ -90,16 +97,27 @@ def open_dataset(dataset: str, plans_name: str, preprocessed_root: Path, results
 
     name = maybe_convert_to_dataset_name(dataset)
     preprocessed = Path(preprocessed_root) / name
-    for required in (preprocessed / "dataset.json", preprocessed / f"{plans_name}.json",
-                     preprocessed / "gt_segmentations"):
+    for required in (
+        preprocessed / "dataset.json",
+        preprocessed / f"{plans_name}.json",
+        preprocessed / "gt_segmentations",
+    ):
         if not required.exists():
-            raise BenchmarkInputError(f"{required} does not exist; plan and preprocess {name} first "
-                                      f"(nnUNetv2_plan_and_preprocess -d {name}), or check -p")
-    return BenchmarkDataset(name, preprocessed, Path(results_root) / name, _read_json(preprocessed / "dataset.json"),
-                            PlansManager(str(preprocessed / f"{plans_name}.json")))
+            raise BenchmarkInputError(
+                f"{required} does not exist; plan and preprocess {name} first "
+                f"(nnUNetv2_plan_and_preprocess -d {name}), or check -p"
+            )
+    return BenchmarkDataset(
+        name,
+        preprocessed,
+        Path(results_root) / name,
+        _read_json(preprocessed / "dataset.json"),
+        PlansManager(str(preprocessed / f"{plans_name}.json")),
+    )
 
 
 # --- the models ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelFolder:
@@ -129,8 +147,7 @@ def parse_model(label: str, default_plans: str, configuration: str, dataset: Ben
     trainer, _, plans = label.partition("__")
     plans = plans or default_plans
     label = trainer if plans == default_plans else f"{trainer}__{plans}"
-    return ModelFolder(label, trainer, plans, configuration,
-                       dataset.results / f"{trainer}__{plans}__{configuration}")
+    return ModelFolder(label, trainer, plans, configuration, dataset.results / f"{trainer}__{plans}__{configuration}")
 
 
 def trained_models(dataset: BenchmarkDataset, configuration: str) -> list[str]:
@@ -138,8 +155,11 @@ def trained_models(dataset: BenchmarkDataset, configuration: str) -> list[str]:
     suffix = f"__{configuration}"
     if not dataset.results.is_dir():
         return []
-    return sorted(p.name[:-len(suffix)] for p in dataset.results.iterdir()
-                  if p.is_dir() and p.name.endswith(suffix) and p.name.count("__") == 2)
+    return sorted(
+        p.name[: -len(suffix)]
+        for p in dataset.results.iterdir()
+        if p.is_dir() and p.name.endswith(suffix) and p.name.count("__") == 2
+    )
 
 
 def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
@@ -149,7 +169,8 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
         raise BenchmarkInputError(
             f"no results folder for trainer {model.label!r}: {model.path} does not exist. Trained models of "
             f"{dataset.name} {model.configuration}: {', '.join(existing) or 'none'}. Check the trainer name "
-            f"(TRAINER or TRAINER__PLANS) and -c, or train it first")
+            f"(TRAINER or TRAINER__PLANS) and -c, or train it first"
+        )
     problems = []
     plans_file, dataset_file = model.path / "plans.json", model.path / "dataset.json"
     for required in (plans_file, dataset_file):
@@ -158,12 +179,16 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
     if not problems:
         trained_on = _read_json(plans_file).get("dataset_name")
         if trained_on != dataset.name:
-            problems.append(f"{model.path} belongs to dataset {trained_on!r} (its plans.json), not {dataset.name}; "
-                            f"it was copied or linked from another dataset; remove it or benchmark {trained_on}")
+            problems.append(
+                f"{model.path} belongs to dataset {trained_on!r} (its plans.json), not {dataset.name}; "
+                f"it was copied or linked from another dataset; remove it or benchmark {trained_on}"
+            )
         labels = _read_json(dataset_file).get("labels")
         if labels != dataset.dataset_json["labels"]:
-            problems.append(f"{model.path} was trained on the labels {labels}, but {dataset.name} has "
-                            f"{dataset.dataset_json['labels']}; retrain it on this dataset")
+            problems.append(
+                f"{model.path} was trained on the labels {labels}, but {dataset.name} has "
+                f"{dataset.dataset_json['labels']}; retrain it on this dataset"
+            )
     if problems:
         raise BenchmarkInputError(problems, headline=f"trainer {model.label!r} cannot be benchmarked:")
 
@@ -180,7 +205,8 @@ def trainer_class(model: ModelFolder) -> type:
             f"nnUNetTrainer of that name is in nnunetv2.training.nnUNetTrainer or in the folders searched "
             f"({trainer_search_path()}). Point the nnUNet_extTrainer environment variable (paths separated by "
             f"{os.pathsep!r}) at the folder that defines {model.trainer}, or install the package that provides "
-            f"it; without the class its network cannot be built") from error
+            f"it; without the class its network cannot be built"
+        ) from error
 
 
 def check_trainer_classes(models: Sequence[ModelFolder]) -> None:
@@ -200,13 +226,16 @@ def check_folds_trained(models: Sequence[ModelFolder], folds: Sequence[int], dat
         present = sorted(p.name for p in model.path.glob("fold_*") if p.is_dir())
         for fold in folds:
             if not model.fold_folder(fold).is_dir():
-                problems.append(f"{model.label} has no fold {fold} ({model.path} holds {', '.join(present) or 'no folds'}); "
-                                f"train it ({training_command(dataset, model, fold)}) or leave it out of --folds")
+                problems.append(
+                    f"{model.label} has no fold {fold} ({model.path} holds {', '.join(present) or 'no folds'}); "
+                    f"train it ({training_command(dataset, model, fold)}) or leave it out of --folds"
+                )
     if problems:
         raise BenchmarkInputError(problems, headline="folds missing:")
 
 
 # --- validation predictions ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FoldPredictions:
@@ -228,45 +257,55 @@ class FoldPredictions:
 
 def fold_predictions(model: ModelFolder, fold: int, dataset: BenchmarkDataset) -> FoldPredictions:
     folder, ending = model.validation_folder(fold), dataset.file_ending
-    found = frozenset(p.name[:-len(ending)] for p in folder.glob(f"*{ending}")) if folder.is_dir() else frozenset()
+    found = frozenset(p.name[: -len(ending)] for p in folder.glob(f"*{ending}")) if folder.is_dir() else frozenset()
     return FoldPredictions(model, fold, tuple(dataset.validation_cases(fold)), found)
 
 
 def training_command(dataset: BenchmarkDataset, model: ModelFolder, fold: int, *extra: str) -> str:
     plans = [] if model.plans == DEFAULT_PLANS else ["-p", model.plans]
-    return " ".join(["nnUNetv2_train", dataset.name, model.configuration, str(fold), "-tr", model.trainer,
-                     *plans, *extra])
+    return " ".join(
+        ["nnUNetv2_train", dataset.name, model.configuration, str(fold), "-tr", model.trainer, *plans, *extra]
+    )
 
 
 def check_no_extra_predictions(predictions: Iterable[FoldPredictions]) -> None:
-    problems = [f"{p.model.validation_folder(p.fold)} has predictions of cases that are not validation cases of "
-                f"fold {p.fold} in splits_final.json: {_name_some(p.extra)}. The split changed since the "
-                f"validation ran, or files were added: delete the folder and rerun validation"
-                for p in predictions if p.extra]
+    problems = [
+        f"{p.model.validation_folder(p.fold)} has predictions of cases that are not validation cases of "
+        f"fold {p.fold} in splits_final.json: {_name_some(p.extra)}. The split changed since the "
+        f"validation ran, or files were added: delete the folder and rerun validation"
+        for p in predictions
+        if p.extra
+    ]
     if problems:
         raise BenchmarkInputError(problems, headline="predictions that do not match the case list:")
 
 
 def check_ground_truth(dataset: BenchmarkDataset, folds: Sequence[int]) -> None:
-    missing = [case for fold in folds for case in dataset.validation_cases(fold)
-               if not dataset.reference_file(case).is_file()]
+    missing = [
+        case for fold in folds for case in dataset.validation_cases(fold) if not dataset.reference_file(case).is_file()
+    ]
     if missing:
-        raise BenchmarkInputError(f"{dataset.ground_truth} lacks the ground truth of validation cases "
-                                  f"{_name_some(missing)}; rerun nnUNetv2_plan_and_preprocess -d {dataset.name}")
+        raise BenchmarkInputError(
+            f"{dataset.ground_truth} lacks the ground truth of validation cases "
+            f"{_name_some(missing)}; rerun nnUNetv2_plan_and_preprocess -d {dataset.name}"
+        )
 
 
 def missing_validation_problem(predictions: FoldPredictions, dataset: BenchmarkDataset) -> str:
     p = predictions
-    return (f"{p.model.label} fold {p.fold}: {p.model.validation_folder(p.fold)} has {len(p.expected) - len(p.missing)} "
-            f"of {len(p.expected)} validation cases (missing {_name_some(p.missing)}); run "
-            f"`{training_command(dataset, p.model, p.fold, '--val')}`")
+    return (
+        f"{p.model.label} fold {p.fold}: {p.model.validation_folder(p.fold)} has {len(p.expected) - len(p.missing)} "
+        f"of {len(p.expected)} validation cases (missing {_name_some(p.missing)}); run "
+        f"`{training_command(dataset, p.model, p.fold, '--val')}`"
+    )
 
 
 def raise_missing_validation(incomplete: Sequence[FoldPredictions], dataset: BenchmarkDataset) -> None:
     raise BenchmarkInputError(
         [missing_validation_problem(p, dataset) for p in incomplete],
         headline="validation predictions are missing (nothing is skipped); run nnU-Net's validation for each, "
-                "or pass --run-missing-validation to run it from here:")
+        "or pass --run-missing-validation to run it from here:",
+    )
 
 
 def run_validation(dataset: BenchmarkDataset, model: ModelFolder, fold: int, device: str) -> None:
@@ -275,12 +314,21 @@ def run_validation(dataset: BenchmarkDataset, model: ModelFolder, fold: int, dev
     from nnunetv2.run.run_training import run_training
 
     if not model.checkpoint(fold).is_file():
-        raise BenchmarkInputError(f"cannot validate {model.label} fold {fold}: {model.checkpoint(fold)} does not "
-                                  f"exist (training unfinished); finish it with "
-                                  f"`{training_command(dataset, model, fold, '--c')}`")
+        raise BenchmarkInputError(
+            f"cannot validate {model.label} fold {fold}: {model.checkpoint(fold)} does not "
+            f"exist (training unfinished); finish it with "
+            f"`{training_command(dataset, model, fold, '--c')}`"
+        )
     print(f"Running nnU-Net's validation: {training_command(dataset, model, fold, '--val')}")
-    run_training(dataset.name, model.configuration, fold, model.trainer, model.plans, only_run_validation=True,
-                 device=torch.device(device))
+    run_training(
+        dataset.name,
+        model.configuration,
+        fold,
+        model.trainer,
+        model.plans,
+        only_run_validation=True,
+        device=torch.device(device),
+    )
 
 
 # --- reading segmentations ----------------------------------------------------------------
@@ -322,8 +370,9 @@ def read_segmentation(path: Path, reader) -> Segmentation:
     return Segmentation(segmentation[0], image_geometry(properties))
 
 
-def check_prediction(prediction: Segmentation, reference: Segmentation, allowed_labels: Iterable[int],
-                     path: Path, case: str) -> None:
+def check_prediction(
+    prediction: Segmentation, reference: Segmentation, allowed_labels: Iterable[int], path: Path, case: str
+) -> None:
     """The prediction lies on its ground truth's grid and holds only labels of the dataset."""
     check_prediction_grid(prediction, reference, path, case)
     check_prediction_labels(prediction.array, allowed_labels, path)
@@ -331,8 +380,10 @@ def check_prediction(prediction: Segmentation, reference: Segmentation, allowed_
 
 def check_prediction_grid(prediction: Segmentation, reference: Segmentation, path: Path, case: str) -> None:
     if prediction.array.shape != reference.array.shape:
-        raise BenchmarkInputError(f"{path} has shape {prediction.array.shape} but the ground truth of case {case} has "
-                                  f"{reference.array.shape}; it was not predicted for this dataset: rerun validation")
+        raise BenchmarkInputError(
+            f"{path} has shape {prediction.array.shape} but the ground truth of case {case} has "
+            f"{reference.array.shape}; it was not predicted for this dataset: rerun validation"
+        )
     for key in sorted(set(prediction.geometry) & set(reference.geometry)):
         ours, theirs = prediction.geometry[key], reference.geometry[key]
         if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=0, atol=GEOMETRY_TOLERANCE):
@@ -340,7 +391,8 @@ def check_prediction_grid(prediction: Segmentation, reference: Segmentation, pat
                 f"{path} has the {key} {_rounded(ours)} but the ground truth of case {case} has {_rounded(theirs)}: "
                 f"the prediction lies on another image grid (predicted from other images, or the dataset was "
                 f"converted again since), so its voxels do not match the reference's; rerun nnU-Net's validation "
-                f"of this fold (nnUNetv2_train ... --val)")
+                f"of this fold (nnUNetv2_train ... --val)"
+            )
 
 
 def _rounded(values: Sequence[float]) -> str:
@@ -352,6 +404,8 @@ def check_prediction_labels(prediction: np.ndarray, allowed_labels: Iterable[int
     # nnU-Net's readers return label maps as floats: "7", not "7.0", in the message
     unexpected = [f"{value:g}" for value in np.unique(prediction).tolist() if value not in allowed]
     if unexpected:
-        raise BenchmarkInputError(f"{path} holds the values {', '.join(unexpected)}, which are not labels of the dataset "
-                                  f"({allowed}); it was predicted with another label set: rerun "
-                                  f"validation with a model trained on this dataset")
+        raise BenchmarkInputError(
+            f"{path} holds the values {', '.join(unexpected)}, which are not labels of the dataset "
+            f"({allowed}); it was predicted with another label set: rerun "
+            f"validation with a model trained on this dataset"
+        )

@@ -6,6 +6,7 @@ dsc, rvd, hd95, ...). NaN marks a value that is undefined for that case (see the
 empty-mask policy in `metrics`); every aggregate skips NaN and reports how many values
 were valid. Standard deviations are sample standard deviations (ddof=1).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,25 +34,34 @@ class UnpairedCasesError(ValueError):
 
 # --- the per-case table -------------------------------------------------------------
 
-def per_case_rows(trainer: str, fold: int | str, case: str,
-                  case_metrics: Mapping[int | tuple[int, ...], Mapping[str, float]],
-                  class_names: Mapping[int | tuple[int, ...], str] | None = None) -> list[dict]:
+
+def per_case_rows(
+    trainer: str,
+    fold: int | str,
+    case: str,
+    case_metrics: Mapping[int | tuple[int, ...], Mapping[str, float]],
+    class_names: Mapping[int | tuple[int, ...], str] | None = None,
+) -> list[dict]:
     """Rows of the per-case table from one `evaluate_case` result.
 
     The class column holds `class_names[label_or_region]`, or nnU-Net's own key for it
     ("1", "(1, 2)") when no name is given.
     """
+
     def class_name(region):
         return class_names[region] if class_names else label_or_region_to_key(region)
 
-    return [{"trainer": trainer, "fold": fold, "case": case, "class": class_name(region),
-             **values} for region, values in case_metrics.items()]
+    return [
+        {"trainer": trainer, "fold": fold, "case": case, "class": class_name(region), **values}
+        for region, values in case_metrics.items()
+    ]
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:
     """Every numeric column that is not an identifier."""
-    return [column for column in table.columns
-            if column not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[column])]
+    return [
+        column for column in table.columns if column not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[column])
+    ]
 
 
 def check_per_case_table(table: pd.DataFrame) -> None:
@@ -60,26 +70,26 @@ def check_per_case_table(table: pd.DataFrame) -> None:
         raise ValueError(f"per-case table lacks the columns {missing}; it has {list(table.columns)}")
     duplicated = table[table.duplicated(list(ID_COLUMNS), keep=False)]
     if not duplicated.empty:
-        raise ValueError("per-case table has several rows for: "
-                         + _name_rows(duplicated[list(ID_COLUMNS)].drop_duplicates()))
+        raise ValueError(
+            "per-case table has several rows for: " + _name_rows(duplicated[list(ID_COLUMNS)].drop_duplicates())
+        )
 
 
 def _name_rows(keys: pd.DataFrame) -> str:
-    named = ["[" + "; ".join(f"{column} {value}" for column, value in row.items()) + "]"
-             for _, row in keys.iterrows()]
+    named = ["[" + "; ".join(f"{column} {value}" for column, value in row.items()) + "]" for _, row in keys.iterrows()]
     return first_and_more(named, _MAX_NAMED_CASES)
 
 
 def _long_format(table: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
     check_per_case_table(table)
     metrics = list(metrics) if metrics is not None else metric_columns(table)
-    long = table.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric",
-                      value_name="value")
+    long = table.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
     long["value"] = long["value"].astype(float)
     return long
 
 
 # --- aggregates ---------------------------------------------------------------------
+
 
 def per_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """Mean, std and valid count of every metric per trainer, class and fold.
@@ -97,12 +107,21 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
     mean), case_mean, case_std, case_median, case_q25, case_q75 (quartiles), n_valid, n_cases,
     case_mean_ci_low, case_mean_ci_high (95% bootstrap interval of the mean over cases).
     """
-    fold_means = per_fold_summary(table, metrics).groupby(SUMMARY_KEYS)["mean"].agg(
-        fold_mean="mean", fold_std="std", n_folds="count")
+    fold_means = (
+        per_fold_summary(table, metrics)
+        .groupby(SUMMARY_KEYS)["mean"]
+        .agg(fold_mean="mean", fold_std="std", n_folds="count")
+    )
     grouped = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"]
-    cases = grouped.agg(case_mean="mean", case_std="std", case_median="median",
-                        case_q25=lambda v: v.quantile(0.25), case_q75=lambda v: v.quantile(0.75),
-                        n_valid="count", n_cases="size")
+    cases = grouped.agg(
+        case_mean="mean",
+        case_std="std",
+        case_median="median",
+        case_q25=lambda v: v.quantile(0.25),
+        case_q75=lambda v: v.quantile(0.75),
+        n_valid="count",
+        n_cases="size",
+    )
     intervals = grouped.apply(bootstrap_mean_ci)
     cases["case_mean_ci_low"], cases["case_mean_ci_high"] = intervals.str[0], intervals.str[1]
     return fold_means.join(cases).reset_index()
@@ -110,11 +129,13 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
 
 # --- pairing ------------------------------------------------------------------------
 
-PAIRING_RULE = ("paired on the cases both were scored on: a class absent from both prediction and reference "
-                "counts as correctly predicted (DSC 1, HD95 0, ...: the kits value) whatever --empty-convention "
-                "gives the means, so a model that invents a structure where there is none is penalised against "
-                "one that predicts nothing; a pair is dropped only where a value stays undefined (RVD of an "
-                "empty reference; paper protocol: a case without reference tumour slices)")
+PAIRING_RULE = (
+    "paired on the cases both were scored on: a class absent from both prediction and reference "
+    "counts as correctly predicted (DSC 1, HD95 0, ...: the kits value) whatever --empty-convention "
+    "gives the means, so a model that invents a structure where there is none is penalised against "
+    "one that predicts nothing; a pair is dropped only where a value stays undefined (RVD of an "
+    "empty reference; paper protocol: a case without reference tumour slices)"
+)
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
@@ -146,8 +167,14 @@ def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -
     values = values[~np.isnan(values)]
     if values.size < 2:
         return math.nan, math.nan
-    interval = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                         method="percentile", rng=BOOTSTRAP_SEED).confidence_interval
+    interval = bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=BOOTSTRAP_SEED,
+    ).confidence_interval
     return float(interval.low), float(interval.high)
 
 
@@ -164,12 +191,15 @@ class Pairs:
         return sum(map(len, self.dropped.values()))
 
     def dropped_text(self) -> str:
-        return "; ".join(f"{len(cases)} {reason} ({first_and_more(cases, _MAX_NAMED_CASES)})"
-                         for reason, cases in self.dropped.items())
+        return "; ".join(
+            f"{len(cases)} {reason} ({first_and_more(cases, _MAX_NAMED_CASES)})"
+            for reason, cases in self.dropped.items()
+        )
 
 
-def pair_up(candidate: pd.DataFrame, reference: pd.DataFrame, metric: str, trainer: str,
-            reference_trainer: str) -> Pairs:
+def pair_up(
+    candidate: pd.DataFrame, reference: pd.DataFrame, metric: str, trainer: str, reference_trainer: str
+) -> Pairs:
     """Both trainers' rows of one class, indexed alike by fold and case, paired by `PAIRING_RULE`."""
     ours, theirs = pairing_values(candidate, metric), pairing_values(reference, metric)
     valid = ours.notna() & theirs.notna()
@@ -187,6 +217,7 @@ def pair_up(candidate: pd.DataFrame, reference: pd.DataFrame, metric: str, train
 
 
 # --- paired tests -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PairedTest:
@@ -219,7 +250,7 @@ def rank_biserial(differences: np.ndarray) -> float:
 
 def smallest_two_sided_p(n_nonzero: int) -> float:
     """2 / 2^n: every one of n non-zero differences on one side, the most extreme outcome."""
-    return min(1.0, 2.0 / 2 ** n_nonzero) if n_nonzero else 1.0
+    return min(1.0, 2.0 / 2**n_nonzero) if n_nonzero else 1.0
 
 
 def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided") -> PairedTest:
@@ -238,8 +269,16 @@ def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided"
     if nonzero.size == 0:
         return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, 0.0, 0.0, *mean_and_ci)
     result = wilcoxon(nonzero, alternative=alternative)
-    return PairedTest(int(d.size), int(nonzero.size), float(result.statistic), float(result.pvalue),
-                      smallest_two_sided_p(nonzero.size), rank_biserial(d), float(np.median(d)), *mean_and_ci)
+    return PairedTest(
+        int(d.size),
+        int(nonzero.size),
+        float(result.statistic),
+        float(result.pvalue),
+        smallest_two_sided_p(nonzero.size),
+        rank_biserial(d),
+        float(np.median(d)),
+        *mean_and_ci,
+    )
 
 
 def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
@@ -260,21 +299,32 @@ def _trainer_values(table: pd.DataFrame, trainer: str) -> pd.DataFrame:
     return table[table["trainer"] == trainer].set_index(PAIR_KEYS).sort_index()
 
 
-def _check_pairs(candidate: pd.DataFrame, reference: pd.DataFrame, trainer: str,
-                 reference_trainer: str) -> None:
+def _check_pairs(candidate: pd.DataFrame, reference: pd.DataFrame, trainer: str, reference_trainer: str) -> None:
     missing_from_candidate = reference.index.difference(candidate.index)
     missing_from_reference = candidate.index.difference(reference.index)
-    problems = [f"missing for {name!r}: " + _name_rows(missing.to_frame(index=False))
-                for name, missing in ((trainer, missing_from_candidate),
-                                      (reference_trainer, missing_from_reference))
-                if len(missing)]
+    problems = [
+        f"missing for {name!r}: " + _name_rows(missing.to_frame(index=False))
+        for name, missing in ((trainer, missing_from_candidate), (reference_trainer, missing_from_reference))
+        if len(missing)
+    ]
     if problems:
-        raise UnpairedCasesError(f"cases of {trainer!r} and reference {reference_trainer!r} "
-                                 "do not pair up by fold, case and class; " + "; ".join(problems))
+        raise UnpairedCasesError(
+            f"cases of {trainer!r} and reference {reference_trainer!r} "
+            "do not pair up by fold, case and class; " + "; ".join(problems)
+        )
 
 
-COMPARISON_COLUMNS = ["trainer", "reference", "class", "metric", "family", "n_cases", "n_dropped", "dropped",
-                      *PairedTest.__dataclass_fields__]
+COMPARISON_COLUMNS = [
+    "trainer",
+    "reference",
+    "class",
+    "metric",
+    "family",
+    "n_cases",
+    "n_dropped",
+    "dropped",
+    *PairedTest.__dataclass_fields__,
+]
 PRIMARY_FAMILY = "primary"
 
 
@@ -303,10 +353,13 @@ def smallest_pairs_for(alpha: float, family_size: int) -> int:
     return n
 
 
-def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
-                         metrics: Sequence[str] | None = None,
-                         alternative: str = "two-sided",
-                         primary_endpoint: tuple[str, str] | None = None) -> pd.DataFrame:
+def compare_to_reference(
+    table: pd.DataFrame,
+    reference_trainer: str,
+    metrics: Sequence[str] | None = None,
+    alternative: str = "two-sided",
+    primary_endpoint: tuple[str, str] | None = None,
+) -> pd.DataFrame:
     """Paired Wilcoxon test of every other trainer against `reference_trainer`.
 
     Values pair by fold, case and class under `PAIRING_RULE`; differences are trainer minus
@@ -320,8 +373,7 @@ def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
     check_per_case_table(table)
     trainers = list(dict.fromkeys(table["trainer"]))
     if reference_trainer not in trainers:
-        raise ValueError(f"reference trainer {reference_trainer!r} is not in the table; "
-                         f"trainers present: {trainers}")
+        raise ValueError(f"reference trainer {reference_trainer!r} is not in the table; trainers present: {trainers}")
     metrics = list(metrics) if metrics is not None else metric_columns(table)
     reference = _trainer_values(table, reference_trainer)
     rows = []
@@ -333,15 +385,30 @@ def compare_to_reference(table: pd.DataFrame, reference_trainer: str,
             for metric in metrics:
                 pairs = pair_up(ours, theirs, metric, trainer, reference_trainer)
                 test = paired_wilcoxon(pairs.differences, alternative)
-                rows.append({"trainer": trainer, "reference": reference_trainer, "class": class_name,
-                             "metric": metric, "family": holm_family(class_name, metric, primary_endpoint),
-                             "n_cases": pairs.n_cases, "n_dropped": pairs.n_dropped,
-                             "dropped": pairs.dropped_text(), **asdict(test)})
+                rows.append(
+                    {
+                        "trainer": trainer,
+                        "reference": reference_trainer,
+                        "class": class_name,
+                        "metric": metric,
+                        "family": holm_family(class_name, metric, primary_endpoint),
+                        "n_cases": pairs.n_cases,
+                        "n_dropped": pairs.n_dropped,
+                        "dropped": pairs.dropped_text(),
+                        **asdict(test),
+                    }
+                )
     comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    comparisons.insert(comparisons.columns.get_loc("p_value") + 1, "p_holm",
-                       holm_within_families(comparisons["p_value"], comparisons["family"]))
-    comparisons.insert(comparisons.columns.get_loc("family") + 1, "family_size",
-                       comparisons.groupby("family")["p_value"].transform("count"))
+    comparisons.insert(
+        comparisons.columns.get_loc("p_value") + 1,
+        "p_holm",
+        holm_within_families(comparisons["p_value"], comparisons["family"]),
+    )
+    comparisons.insert(
+        comparisons.columns.get_loc("family") + 1,
+        "family_size",
+        comparisons.groupby("family")["p_value"].transform("count"),
+    )
     return comparisons
 
 
@@ -350,18 +417,25 @@ def common_case_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     has a value for, so that differences between rows are paired differences of the same cases.
     Columns: class, trainer, mean, n_cases (the common cases), n_dropped."""
     check_per_case_table(table)
-    values = table.assign(value=pairing_values(table, metric)).pivot(
-        index=PAIR_KEYS, columns="trainer", values="value")
+    values = table.assign(value=pairing_values(table, metric)).pivot(index=PAIR_KEYS, columns="trainer", values="value")
     rows = []
     for class_name, cases in values.groupby(level="class", sort=False):
         common = cases.dropna()
-        rows += [{"class": class_name, "trainer": trainer, "mean": float(common[trainer].mean()),
-                  "n_cases": len(common), "n_dropped": len(cases) - len(common)}
-                 for trainer in dict.fromkeys(table["trainer"])]
+        rows += [
+            {
+                "class": class_name,
+                "trainer": trainer,
+                "mean": float(common[trainer].mean()),
+                "n_cases": len(common),
+                "n_dropped": len(cases) - len(common),
+            }
+            for trainer in dict.fromkeys(table["trainer"])
+        ]
     return pd.DataFrame(rows, columns=["class", "trainer", "mean", "n_cases", "n_dropped"])
 
 
 # --- reports ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TableColumn:
@@ -393,21 +467,22 @@ def _format_mean_std(mean: float, std: float, column: TableColumn) -> str:
 
 
 def _lookup(frame: pd.DataFrame, trainer: str, column: TableColumn) -> pd.Series | None:
-    hits = frame[(frame["trainer"] == trainer) & (frame["class"] == column.class_name)
-                 & (frame["metric"] == column.metric)]
+    hits = frame[
+        (frame["trainer"] == trainer) & (frame["class"] == column.class_name) & (frame["metric"] == column.metric)
+    ]
     return None if hits.empty else hits.iloc[0]
 
 
-def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn,
-                   spread: str) -> str:
+def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn, spread: str) -> str:
     row = _lookup(summary, trainer, column)
     if row is None:
         return "n/a"
     mean_column, std_column, count_column = _SPREADS[spread]
     cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
     if spread == "cases" and "case_mean_ci_low" in row and not math.isnan(row["case_mean_ci_low"]):
-        cell += " [{:.{d}f}, {:.{d}f}]".format(row["case_mean_ci_low"] * column.scale,
-                                               row["case_mean_ci_high"] * column.scale, d=column.decimals)
+        cell += " [{:.{d}f}, {:.{d}f}]".format(
+            row["case_mean_ci_low"] * column.scale, row["case_mean_ci_high"] * column.scale, d=column.decimals
+        )
     if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
         cell += f"; median {_format_median_iqr(row, column)}"
     return f"{cell} (n={int(row[count_column])})"
@@ -416,8 +491,9 @@ def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn,
 def _format_median_iqr(row: pd.Series, column: TableColumn) -> str:
     if math.isnan(row["case_median"]):
         return "n/a"
-    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(*(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")),
-                                               d=column.decimals)
+    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(
+        *(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")), d=column.decimals
+    )
 
 
 def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) -> str:
@@ -431,10 +507,13 @@ def markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def render_markdown_table(summary: pd.DataFrame, columns: Sequence[TableColumn],
-                          comparisons: pd.DataFrame | None = None,
-                          trainers: Sequence[str] | None = None,
-                          spread: str = "cases") -> str:
+def render_markdown_table(
+    summary: pd.DataFrame,
+    columns: Sequence[TableColumn],
+    comparisons: pd.DataFrame | None = None,
+    trainers: Sequence[str] | None = None,
+    spread: str = "cases",
+) -> str:
     """One row per trainer, one "mean ± std (n=...)" column per `TableColumn`.
 
     `summary` comes from `across_fold_summary`; `spread` "cases" shows the mean and std

@@ -1,4 +1,5 @@
 """The `nnunetv2_hlfd study` command line; free of heavy imports so `--help` stays fast."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,58 +10,106 @@ from pathlib import Path
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
 
 PROTOCOLS = ("standard", "paper")
-INTERRUPTED = ("interrupted; rerun the same command to continue: finished trainings are kept, started ones "
-               "continue from their last checkpoint")
+INTERRUPTED = (
+    "interrupted; rerun the same command to continue: finished trainings are kept, started ones "
+    "continue from their last checkpoint"
+)
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "study", help="train a teacher and its students over folds with nnUNetv2_train (in parallel, resumable, "
-                      "locally or on Slurm) and benchmark them")
+        "study",
+        help="train a teacher and its students over folds with nnUNetv2_train (in parallel, resumable, "
+        "locally or on Slurm) and benchmark them",
+    )
     parser.add_argument("-d", "--dataset", required=True, help="dataset name or id")
     parser.add_argument("-c", "--configuration", required=True, help="e.g. 2d or 3d_fullres")
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans of every training (default: %(default)s)")
     parser.add_argument("--teacher", default=DEFAULT_TEACHER, help="the teacher's trainer (default: %(default)s)")
-    parser.add_argument("--students", nargs="+", default=list(DEFAULT_STUDENTS),
-                        help="student trainers, distilled from the study's teacher (default: %(default)s)")
-    parser.add_argument("-f", "--folds", nargs="+", type=int, default=list(ALL_FOLDS),
-                        help="folds (default: all five)")
-    parser.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda"),
-                        help="nnUNetv2_train's -device (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="trainings at once on the CPU (default 1; on CUDA one per GPU)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads per training (default: the cores divided among the workers)")
+    parser.add_argument(
+        "--students",
+        nargs="+",
+        default=list(DEFAULT_STUDENTS),
+        help="student trainers, distilled from the study's teacher (default: %(default)s)",
+    )
+    parser.add_argument("-f", "--folds", nargs="+", type=int, default=list(ALL_FOLDS), help="folds (default: all five)")
+    parser.add_argument(
+        "-device",
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda"),
+        help="nnUNetv2_train's -device (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="trainings at once on the CPU (default 1; on CUDA one per GPU)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per training (default: the cores divided among the workers)"
+    )
     parser.add_argument("--gpus", type=int, nargs="+", help="GPU ids, one worker each (default: every GPU)")
-    parser.add_argument("--epochs", type=int,
-                        help="shorten every training to this many epochs (with --iterations): the study trains "
-                             "TRAINER_<E>epochs_<I>iterations variants; default: the trainers' own length")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="shorten every training to this many epochs (with --iterations): the study trains "
+        "TRAINER_<E>epochs_<I>iterations variants; default: the trainers' own length",
+    )
     parser.add_argument("--iterations", type=int, help="training iterations per epoch of a shortened study")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="standard",
-                        help="the benchmark's protocol; paper saves validation probabilities (--npz)")
-    parser.add_argument("-o", "--output", type=Path,
-                        help="study folder: logs, status.json, study.md, benchmark/ "
-                             "(default: nnUNet_results/DATASET/hlfd_study_CONFIGURATION)")
-    parser.add_argument("--cluster", choices=("slurm", "local"),
-                        help="submit each training as a submitit job: slurm (afterok dependencies), or local "
-                             "(submitit's local executor); default: this machine's --workers")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="standard",
+        help="the benchmark's protocol; paper saves validation probabilities (--npz)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="study folder: logs, status.json, study.md, benchmark/ "
+        "(default: nnUNet_results/DATASET/hlfd_study_CONFIGURATION)",
+    )
+    parser.add_argument(
+        "--cluster",
+        choices=("slurm", "local"),
+        help="submit each training as a submitit job: slurm (afterok dependencies), or local "
+        "(submitit's local executor); default: this machine's --workers",
+    )
     parser.add_argument("--slurm-partition", help="Slurm partition of the jobs")
-    parser.add_argument("--slurm-time", type=int, default=24 * 60, help="time limit per job in minutes "
-                                                                       "(default: %(default)s)")
-    parser.add_argument("--no-benchmark", dest="benchmark", action="store_false",
-                        help="train only; run `nnunetv2_hlfd benchmark` later")
-    parser.add_argument("--benchmark-args", nargs=argparse.REMAINDER, default=[],
-                        help="everything after this goes to `nnunetv2_hlfd benchmark` (e.g. --no-speed)")
+    parser.add_argument(
+        "--slurm-time", type=int, default=24 * 60, help="time limit per job in minutes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-benchmark", dest="benchmark", action="store_false", help="train only; run `nnunetv2_hlfd benchmark` later"
+    )
+    parser.add_argument(
+        "--benchmark-args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="everything after this goes to `nnunetv2_hlfd benchmark` (e.g. --no-speed)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> StudySettings:
-    return StudySettings(dataset=str(args.dataset), configuration=args.configuration, plans=args.plans,
-                         teacher=args.teacher, students=tuple(args.students), folds=tuple(args.folds),
-                         device=args.device, workers=args.workers, threads=args.threads,
-                         gpus=tuple(args.gpus) if args.gpus else None, epochs=args.epochs,
-                         iterations=args.iterations, protocol=args.protocol, output=args.output,
-                         cluster=args.cluster, slurm_partition=args.slurm_partition, slurm_time_min=args.slurm_time,
-                         benchmark=args.benchmark, benchmark_args=tuple(args.benchmark_args))
+    return StudySettings(
+        dataset=str(args.dataset),
+        configuration=args.configuration,
+        plans=args.plans,
+        teacher=args.teacher,
+        students=tuple(args.students),
+        folds=tuple(args.folds),
+        device=args.device,
+        workers=args.workers,
+        threads=args.threads,
+        gpus=tuple(args.gpus) if args.gpus else None,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        protocol=args.protocol,
+        output=args.output,
+        cluster=args.cluster,
+        slurm_partition=args.slurm_partition,
+        slurm_time_min=args.slurm_time,
+        benchmark=args.benchmark,
+        benchmark_args=tuple(args.benchmark_args),
+    )
 
 
 def run(args: argparse.Namespace) -> None:

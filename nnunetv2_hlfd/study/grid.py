@@ -1,4 +1,5 @@
 """What a study trains: its settings, the trainings of its grid, their order and their state on disk."""
+
 from __future__ import annotations
 
 import os
@@ -62,10 +63,16 @@ class StudySettings:
 def check_settings(settings: StudySettings) -> None:
     problems = []
     if (settings.epochs is None) != (settings.iterations is None):
-        problems.append("--epochs and --iterations go together (a shortened study sets both), got "
-                        f"--epochs {settings.epochs} --iterations {settings.iterations}")
-    for option, value in (("--epochs", settings.epochs), ("--iterations", settings.iterations),
-                          ("--workers", settings.workers), ("--threads", settings.threads)):
+        problems.append(
+            "--epochs and --iterations go together (a shortened study sets both), got "
+            f"--epochs {settings.epochs} --iterations {settings.iterations}"
+        )
+    for option, value in (
+        ("--epochs", settings.epochs),
+        ("--iterations", settings.iterations),
+        ("--workers", settings.workers),
+        ("--threads", settings.threads),
+    ):
         if value is not None and value < 1:
             problems.append(f"{option} must be at least 1, got {value}")
     if not settings.students:
@@ -121,14 +128,25 @@ def is_finished(folder: Path, needs_probabilities: bool) -> bool:
 
 def was_started(folder: Path) -> bool:
     """A checkpoint to continue from (`--c` then resumes training, or reruns an aborted validation)."""
-    return any((folder / name).is_file() for name in ("checkpoint_final.pth", "checkpoint_latest.pth",
-                                                     "checkpoint_best.pth"))
+    return any(
+        (folder / name).is_file() for name in ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
+    )
 
 
 def train_command(settings: StudySettings, training: Training, folder: Path) -> list[str]:
     """nnU-Net's own command; a finished training whose validation lacks probabilities only revalidates."""
-    command = ["nnUNetv2_train", settings.dataset, settings.configuration, str(training.fold),
-               "-tr", settings.run_name(training.trainer), "-p", settings.plans, "-device", settings.device]
+    command = [
+        "nnUNetv2_train",
+        settings.dataset,
+        settings.configuration,
+        str(training.fold),
+        "-tr",
+        settings.run_name(training.trainer),
+        "-p",
+        settings.plans,
+        "-device",
+        settings.device,
+    ]
     if settings.needs_probabilities:
         command.append("--npz")
     if (folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file():

@@ -3,6 +3,7 @@
 The same function runs a training on a local worker and inside a submitit job (Slurm or
 submitit's local executor), so every backend trains the same way.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,13 @@ class Slot:
             return {}
         threads = str(len(self.cores))
         # nnU-Net augments in nnUNet_n_proc_DA processes besides the training one; inside the worker's cores
-        return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-                "nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", str(len(self.cores) - 1)),
-                "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", threads)}
+        return {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", str(len(self.cores) - 1)),
+            "nnUNet_def_n_proc": os.environ.get("nnUNet_def_n_proc", threads),
+        }
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,13 @@ def run_training(job: TrainingJob) -> Outcome:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(job.command)}\n")
         log.flush()
         # its own process group, so stopping it reaches nnU-Net's augmentation workers too
-        process = subprocess.Popen([executable, *job.command[1:]], stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **job.environment, **job.slot.environment()},
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [executable, *job.command[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **job.environment, **job.slot.environment()},
+            start_new_session=True,
+        )
         if job.slot.cores and hasattr(os, "sched_setaffinity"):
             # set before the child starts its threads and augmentation workers, which inherit it
             os.sched_setaffinity(process.pid, job.slot.cores)

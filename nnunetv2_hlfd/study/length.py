@@ -6,6 +6,7 @@ own folder and puts on nnUNet_extTrainer, so `nnUNetv2_train`, `nnUNetv2_predict
 find them by name like any trainer. On the CPU they use as many torch threads as the process has
 cores: the study pins each worker to its cores, and nnUNetv2_train alone would take every core.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,14 @@ def process_cores() -> int:
 
 def length_variant(base: type, epochs: int, iterations: int) -> type:
     # nnU-Net records __init__'s arguments by name (checkpoints, DDP), so the signature must be the base's
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008 (nnU-Net's own default)
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):  # noqa: B008 (nnU-Net's own default)
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = epochs
         self.num_iterations_per_epoch = iterations
@@ -54,11 +61,13 @@ def write_variants_module(folder: Path, trainers: list[str], epochs: int, iterat
     """The module nnU-Net imports from nnUNet_extTrainer; rewritten only when its content changes."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODULE_NAME
-    text = (f'"""Written by `nnunetv2_hlfd study`: its trainers at {epochs} epochs of {iterations} iterations."""\n'
-            "from pathlib import Path\n\n"
-            "from nnunetv2_hlfd.study.length import declare_length_variants\n\n"
-            f"globals().update(declare_length_variants({list(trainers)!r}, {epochs}, {iterations}, "
-            "Path(__file__).parent))\n")
+    text = (
+        f'"""Written by `nnunetv2_hlfd study`: its trainers at {epochs} epochs of {iterations} iterations."""\n'
+        "from pathlib import Path\n\n"
+        "from nnunetv2_hlfd.study.length import declare_length_variants\n\n"
+        f"globals().update(declare_length_variants({list(trainers)!r}, {epochs}, {iterations}, "
+        "Path(__file__).parent))\n"
+    )
     if not path.is_file() or path.read_text() != text:
         partial = path.with_suffix(".partial")
         partial.write_text(text)

@@ -1,4 +1,5 @@
 """What the study is doing: one record per training, shown as a progress bar and written as status.json."""
+
 from __future__ import annotations
 
 import json
@@ -57,10 +58,17 @@ class StudyProgress:
 
     def finish(self, key: str, ok: bool, wall_s: float, message: str = "") -> None:
         record = self.records[key]
-        record.state, record.finished, record.wall_s, record.message = (DONE if ok else FAILED), time.time(), wall_s, message
+        record.state, record.finished, record.wall_s, record.message = (
+            (DONE if ok else FAILED),
+            time.time(),
+            wall_s,
+            message,
+        )
         self.bar.update(1)
-        self.note(f"{'done' if ok else 'FAILED'} {key} in {_duration(wall_s)}"
-                  + (f"; log {record.log}, its end:\n{message}" if not ok else ""))
+        self.note(
+            f"{'done' if ok else 'FAILED'} {key} in {_duration(wall_s)}"
+            + (f"; log {record.log}, its end:\n{message}" if not ok else "")
+        )
 
     def block(self, key: str, because: str) -> None:
         record = self.records[key]
@@ -83,23 +91,33 @@ class StudyProgress:
             return None
         mean = sum(measured) / len(measured)
         now = time.time()
-        remaining = sum(mean if r.state == QUEUED else max(mean - (now - (r.started or now)), 0.0)
-                        for r in self.records.values() if r.state in (QUEUED, RUNNING))
+        remaining = sum(
+            mean if r.state == QUEUED else max(mean - (now - (r.started or now)), 0.0)
+            for r in self.records.values()
+            if r.state in (QUEUED, RUNNING)
+        )
         return remaining / self.workers
 
     def refresh(self, force: bool = False) -> None:
         counts = self.counts()
         eta = self.eta_s()
-        self.bar.set_postfix_str(", ".join(f"{n} {state}" for state, n in counts.items() if n)
-                                 + f"; elapsed {_duration(time.time() - self.started)}"
-                                 + (f", ETA {_duration(eta)}" if eta is not None else ""), refresh=True)
+        self.bar.set_postfix_str(
+            ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+            + f"; elapsed {_duration(time.time() - self.started)}"
+            + (f", ETA {_duration(eta)}" if eta is not None else ""),
+            refresh=True,
+        )
         if force or time.time() - self._written >= STATUS_WRITE_EVERY_S:
             self.write_status(counts, eta)
 
     def write_status(self, counts=None, eta=None) -> None:
-        status = {"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "elapsed_s": round(time.time() - self.started, 1),
-                  "eta_s": None if eta is None else round(eta, 1), "counts": counts or self.counts(),
-                  "trainings": {key: asdict(record) for key, record in self.records.items()}}
+        status = {
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "elapsed_s": round(time.time() - self.started, 1),
+            "eta_s": None if eta is None else round(eta, 1),
+            "counts": counts or self.counts(),
+            "trainings": {key: asdict(record) for key, record in self.records.items()},
+        }
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.status_file.with_suffix(".partial")
         partial.write_text(json.dumps(status, indent=2))

@@ -1,4 +1,5 @@
 """study.md: the grid, the machine, the versions, the wall time of every training and the results."""
+
 from __future__ import annotations
 
 import platform
@@ -28,6 +29,7 @@ def results_table(benchmark_folder: Path) -> pd.DataFrame | None:
 
 def format_table(table: pd.DataFrame) -> str:
     """A Markdown table; DSC to three places, times to two, counts as integers."""
+
     def cell(column: str, value) -> str:
         if isinstance(value, str):
             return value
@@ -56,8 +58,11 @@ def _column_title(column: str) -> str:
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -66,8 +71,10 @@ def machine() -> str:
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     import os
 
-    return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical cores, "
-            f"GPUs: {', '.join(gpus) or 'none'}")
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical cores, "
+        f"GPUs: {', '.join(gpus) or 'none'}"
+    )
 
 
 def versions() -> str:
@@ -84,34 +91,76 @@ def commit() -> str:
     """The project's git commit, where it runs from a checkout (with -dirty for uncommitted changes)."""
     here = Path(__file__).resolve().parent
     try:
-        described = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
-                                   capture_output=True, text=True, timeout=10, check=False)
+        described = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown (git not found)"
     return described.stdout.strip() if described.returncode == 0 else "unknown (not a git checkout)"
 
 
-def write_study_md(path: Path, settings: StudySettings, dataset: str, records: dict[str, Record],
-                   benchmark_folder: Path | None, total_wall_s: float, command: str | None) -> None:
-    length = (f"{settings.epochs} epochs x {settings.iterations} iterations (length variants "
-              f"{settings.run_name('<trainer>')})" if settings.shortened else "the trainers' own")
-    grid = [("dataset", dataset), ("configuration", settings.configuration), ("plans", settings.plans),
-            ("teacher", settings.teacher), ("students", ", ".join(settings.students)),
-            ("folds", " ".join(map(str, settings.folds))), ("training length", length),
-            ("device", settings.device), ("backend", settings.cluster or f"{settings.workers} local worker(s)"),
-            ("protocol", settings.protocol)]
-    lines = [f"# Study: {dataset} {settings.configuration}", "",
-             f"Command: `{command or 'nnunetv2_hlfd.study.runner.run_study() from Python'}`", "",
-             "## Grid", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in grid], "",
-             "## Machine and versions", "", f"- Machine: {machine()}", f"- Versions: {versions()}",
-             f"- Commit: {commit()}", f"- Wall time of this run: {total_wall_s / 60:.1f} min", "",
-             "## Wall time per training (minutes)", "", _wall_time_table(records, settings), ""]
+def write_study_md(
+    path: Path,
+    settings: StudySettings,
+    dataset: str,
+    records: dict[str, Record],
+    benchmark_folder: Path | None,
+    total_wall_s: float,
+    command: str | None,
+) -> None:
+    length = (
+        f"{settings.epochs} epochs x {settings.iterations} iterations (length variants "
+        f"{settings.run_name('<trainer>')})"
+        if settings.shortened
+        else "the trainers' own"
+    )
+    grid = [
+        ("dataset", dataset),
+        ("configuration", settings.configuration),
+        ("plans", settings.plans),
+        ("teacher", settings.teacher),
+        ("students", ", ".join(settings.students)),
+        ("folds", " ".join(map(str, settings.folds))),
+        ("training length", length),
+        ("device", settings.device),
+        ("backend", settings.cluster or f"{settings.workers} local worker(s)"),
+        ("protocol", settings.protocol),
+    ]
+    lines = [
+        f"# Study: {dataset} {settings.configuration}",
+        "",
+        f"Command: `{command or 'nnunetv2_hlfd.study.runner.run_study() from Python'}`",
+        "",
+        "## Grid",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in grid],
+        "",
+        "## Machine and versions",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions()}",
+        f"- Commit: {commit()}",
+        f"- Wall time of this run: {total_wall_s / 60:.1f} min",
+        "",
+        "## Wall time per training (minutes)",
+        "",
+        _wall_time_table(records, settings),
+        "",
+    ]
     table = results_table(benchmark_folder) if benchmark_folder else None
     if table is not None:
-        about = ("Validation DSC per class (mean over the folds' cases), parameters and the median time to predict "
-                 "one validation case, from `nnunetv2_hlfd benchmark`. Confidence intervals, p-values against the "
-                 "student without distillation and the figures are in "
-                 f"[the benchmark's report]({benchmark_folder.name}/report.md).")
+        about = (
+            "Validation DSC per class (mean over the folds' cases), parameters and the median time to predict "
+            "one validation case, from `nnunetv2_hlfd benchmark`. Confidence intervals, p-values against the "
+            "student without distillation and the figures are in "
+            f"[the benchmark's report]({benchmark_folder.name}/report.md)."
+        )
         lines += ["## Results", "", about, "", format_table(table), ""]
     elif benchmark_folder:
         lines += ["## Results", "", f"See [the benchmark's report]({benchmark_folder.name}/report.md).", ""]
@@ -123,7 +172,14 @@ def _wall_time_table(records: dict[str, Record], settings: StudySettings) -> str
         record = records.get(f"{trainer}/fold_{fold}")
         return "n/a" if record is None or record.wall_s is None else f"{record.wall_s / 60:.1f}"
 
-    lines = ["| trainer | " + " | ".join(f"fold {f}" for f in settings.folds) + " |",
-             "|---|" + "---|" * len(settings.folds)]
-    return "\n".join(lines + [f"| {settings.run_name(t)} | " + " | ".join(minutes(t, f) for f in settings.folds)
-                              + " |" for t in settings.trainers])
+    lines = [
+        "| trainer | " + " | ".join(f"fold {f}" for f in settings.folds) + " |",
+        "|---|" + "---|" * len(settings.folds),
+    ]
+    return "\n".join(
+        lines
+        + [
+            f"| {settings.run_name(t)} | " + " | ".join(minutes(t, f) for f in settings.folds) + " |"
+            for t in settings.trainers
+        ]
+    )

@@ -4,6 +4,7 @@ Every step is one of nnU-Net's or the project's commands in a subprocess (nnUNet
 nnUNetv2_train, nnunetv2_hlfd benchmark), so a study does exactly what a user would type, and a killed
 study loses only the trainings it was running: nnU-Net's checkpoints let the rerun continue them.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,12 @@ from nnunetv2_hlfd.study.scheduler import LocalBackend, SubmititBackend, run_gra
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # nnU-Net's planners of the plans a study may name; any other plans must exist already
-PLANNERS = {"nnUNetPlans": "ExperimentPlanner", "nnUNetResEncUNetMPlans": "nnUNetPlannerResEncM",
-            "nnUNetResEncUNetLPlans": "nnUNetPlannerResEncL", "nnUNetResEncUNetXLPlans": "nnUNetPlannerResEncXL"}
+PLANNERS = {
+    "nnUNetPlans": "ExperimentPlanner",
+    "nnUNetResEncUNetMPlans": "nnUNetPlannerResEncM",
+    "nnUNetResEncUNetLPlans": "nnUNetPlannerResEncL",
+    "nnUNetResEncUNetXLPlans": "nnUNetPlannerResEncXL",
+}
 
 
 class StudyIncomplete(RuntimeError):
@@ -83,12 +88,19 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         name = training.key.replace("/", "__")
         lock = output / "locks" / f"{name}.json"
         if owner := running_elsewhere(lock):
-            progress.block(training.key, f"still being trained by an earlier run of the study ({owner}); "
-                                         f"wait for it or stop it, then rerun")
+            progress.block(
+                training.key,
+                f"still being trained by an earlier run of the study ({owner}); wait for it or stop it, then rerun",
+            )
             continue
         students_env = teacher_environment(results, settings) if training.trainer != settings.teacher else {}
-        jobs[training.key] = TrainingJob(training.key, tuple(train_command(settings, training, folder)),
-                                         environment | students_env, output / "logs" / f"{name}.log", lock)
+        jobs[training.key] = TrainingJob(
+            training.key,
+            tuple(train_command(settings, training, folder)),
+            environment | students_env,
+            output / "logs" / f"{name}.log",
+            lock,
+        )
     backend = make_backend(settings, slots, output)
     try:
         with terminate_as_interrupt():
@@ -112,12 +124,18 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
             raise
     write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command)
     if unfinished:
-        lines = [f"{key}: {record.state}" + (f" (log {record.log})" if record.log else "")
-                 + (f": {record.message.splitlines()[0]}" if record.state == BLOCKED else "")
-                 for key, record in unfinished.items()]
-        raise StudyIncomplete(f"{len(unfinished)} of {len(graph)} trainings did not finish:\n  - "
-                              + "\n  - ".join(lines) + "\nRerun the same command to retry them; the "
-                              f"{sum(r.state == DONE for r in progress.records.values())} finished ones are kept.")
+        lines = [
+            f"{key}: {record.state}"
+            + (f" (log {record.log})" if record.log else "")
+            + (f": {record.message.splitlines()[0]}" if record.state == BLOCKED else "")
+            for key, record in unfinished.items()
+        ]
+        raise StudyIncomplete(
+            f"{len(unfinished)} of {len(graph)} trainings did not finish:\n  - "
+            + "\n  - ".join(lines)
+            + "\nRerun the same command to retry them; the "
+            f"{sum(r.state == DONE for r in progress.records.values())} finished ones are kept."
+        )
     return StudyRun(output, dataset, benchmark, study_md)
 
 
@@ -126,8 +144,10 @@ def nnunet_environment(settings: StudySettings) -> dict[str, str]:
     environment |= settings.extra_env
     missing = [name for name in NNUNET_FOLDERS if name not in environment]
     if missing:
-        raise ValueError(f"{', '.join(missing)} not set; a study uses nnU-Net's folders: export "
-                         f"{'=... '.join(missing)}=... (see nnU-Net's setting_up_paths.md)")
+        raise ValueError(
+            f"{', '.join(missing)} not set; a study uses nnU-Net's folders: export "
+            f"{'=... '.join(missing)}=... (see nnU-Net's setting_up_paths.md)"
+        )
     return environment
 
 
@@ -140,8 +160,10 @@ def dataset_name(dataset: str, environment: dict[str, str]) -> str:
         try:
             return maybe_convert_to_dataset_name(dataset)
         except (RuntimeError, ValueError) as error:
-            raise ValueError(f"dataset {dataset!r} not found in nnUNet_raw ({environment['nnUNet_raw']}) or "
-                             f"nnUNet_preprocessed ({environment['nnUNet_preprocessed']}): {error}") from None
+            raise ValueError(
+                f"dataset {dataset!r} not found in nnUNet_raw ({environment['nnUNet_raw']}) or "
+                f"nnUNet_preprocessed ({environment['nnUNet_preprocessed']}): {error}"
+            ) from None
 
 
 def trainer_path(variants: Path | None) -> str:
@@ -161,32 +183,64 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
     processes = str(len(cores_available()))
     if not plans_file.is_file():
         if settings.plans not in PLANNERS:
-            raise ValueError(f"{plans_file} does not exist and the study can plan only {', '.join(PLANNERS)}; "
-                             f"plan it first (nnUNetv2_plan_experiment -d {dataset_id} -pl YOUR_PLANNER)")
-        run_logged(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-pl", PLANNERS[settings.plans],
-                    "-c", settings.configuration, "-np", processes], environment, log)
+            raise ValueError(
+                f"{plans_file} does not exist and the study can plan only {', '.join(PLANNERS)}; "
+                f"plan it first (nnUNetv2_plan_experiment -d {dataset_id} -pl YOUR_PLANNER)"
+            )
+        run_logged(
+            [
+                "nnUNetv2_plan_and_preprocess",
+                "-d",
+                dataset_id,
+                "-pl",
+                PLANNERS[settings.plans],
+                "-c",
+                settings.configuration,
+                "-np",
+                processes,
+            ],
+            environment,
+            log,
+        )
         return
     configurations = json.loads(plans_file.read_text())["configurations"]
     if settings.configuration not in configurations:
-        raise ValueError(f"{plans_file} has no configuration {settings.configuration!r} "
-                         f"(it has {', '.join(configurations)})")
-    identifier = configurations[settings.configuration].get("data_identifier",
-                                                            f"{settings.plans}_{settings.configuration}")
+        raise ValueError(
+            f"{plans_file} has no configuration {settings.configuration!r} (it has {', '.join(configurations)})"
+        )
+    identifier = configurations[settings.configuration].get(
+        "data_identifier", f"{settings.plans}_{settings.configuration}"
+    )
     data = preprocessed / identifier
     if not data.is_dir() or not any(data.iterdir()):
-        run_logged(["nnUNetv2_preprocess", "-d", dataset_id, "-plans_name", settings.plans,
-                    "-c", settings.configuration, "-np", processes], environment, log)
+        run_logged(
+            [
+                "nnUNetv2_preprocess",
+                "-d",
+                dataset_id,
+                "-plans_name",
+                settings.plans,
+                "-c",
+                settings.configuration,
+                "-np",
+                processes,
+            ],
+            environment,
+            log,
+        )
 
 
 def run_logged(command: list[str], environment: dict[str, str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {' '.join(command)} (log {log})", flush=True)
     with open(log, "a") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment},
-                                check=False)
+        result = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment}, check=False
+        )
     if result.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n"
-                           f"{log_tail(log)}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n{log_tail(log)}"
+        )
 
 
 def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -> None:
@@ -201,8 +255,10 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
             except RuntimeError:
                 missing.append(trainer)
     if missing:
-        raise ValueError(f"trainer(s) not found: {', '.join(missing)}; nnU-Net searched nnunetv2 and "
-                         f"nnUNet_extTrainer={environment['nnUNet_extTrainer']}. Check the names.")
+        raise ValueError(
+            f"trainer(s) not found: {', '.join(missing)}; nnU-Net searched nnunetv2 and "
+            f"nnUNet_extTrainer={environment['nnUNet_extTrainer']}. Check the names."
+        )
 
 
 def worker_slots(settings: StudySettings) -> list[Slot]:
@@ -220,37 +276,63 @@ def worker_slots(settings: StudySettings) -> list[Slot]:
     cores = cores_available()
     threads = settings.threads or max(1, len(cores) // settings.workers)
     if settings.workers * threads > len(cores):
-        raise ValueError(f"--workers {settings.workers} x --threads {threads} = {settings.workers * threads} "
-                         f"threads, more than the {len(cores)} cores this process may use; lower one of them")
-    return [Slot(cores=tuple(cores[w * threads:(w + 1) * threads])) for w in range(settings.workers)]
+        raise ValueError(
+            f"--workers {settings.workers} x --threads {threads} = {settings.workers * threads} "
+            f"threads, more than the {len(cores)} cores this process may use; lower one of them"
+        )
+    return [Slot(cores=tuple(cores[w * threads : (w + 1) * threads])) for w in range(settings.workers)]
 
 
 def make_backend(settings: StudySettings, slots: list[Slot], output: Path):
     if settings.cluster is None:
         return LocalBackend(slots)
     threads = settings.threads or 1
-    parameters = {"timeout_min": settings.slurm_time_min, "cpus_per_task": threads,
-                  "gpus_per_node": 1 if settings.device == "cuda" else 0}
+    parameters = {
+        "timeout_min": settings.slurm_time_min,
+        "cpus_per_task": threads,
+        "gpus_per_node": 1 if settings.device == "cuda" else 0,
+    }
     if settings.cluster == "slurm" and settings.slurm_partition:
         parameters["slurm_partition"] = settings.slurm_partition
     return SubmititBackend(output / "submitit", settings.cluster, parallel=settings.workers, parameters=parameters)
 
 
-def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, str], output: Path,
-                  log: Path) -> None:
+def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, str], output: Path, log: Path) -> None:
     """`nnunetv2_hlfd benchmark` over the grid, the plain student as the reference where it is in the grid."""
     reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
-    command = [sys.executable, "-m", "nnunetv2_hlfd.cli", "benchmark", "-d", dataset, "-c", settings.configuration,
-               "-p", settings.plans, "-tr", *[settings.run_name(t) for t in settings.trainers],
-               "-f", *map(str, settings.folds), "--reference", settings.run_name(reference),
-               "--teacher", settings.run_name(settings.teacher), "--protocol", settings.protocol,
-               "-o", str(output), "--overwrite", *settings.benchmark_args]
+    command = [
+        sys.executable,
+        "-m",
+        "nnunetv2_hlfd.cli",
+        "benchmark",
+        "-d",
+        dataset,
+        "-c",
+        settings.configuration,
+        "-p",
+        settings.plans,
+        "-tr",
+        *[settings.run_name(t) for t in settings.trainers],
+        "-f",
+        *map(str, settings.folds),
+        "--reference",
+        settings.run_name(reference),
+        "--teacher",
+        settings.run_name(settings.teacher),
+        "--protocol",
+        settings.protocol,
+        "-o",
+        str(output),
+        "--overwrite",
+        *settings.benchmark_args,
+    ]
     run_logged(command, environment, log)
 
 
 @contextmanager
 def terminate_as_interrupt():
     """SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so running trainings are stopped too."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 

@@ -4,6 +4,7 @@ Local workers each own a slot (CPU cores or one GPU). With submitit, Slurm gets 
 once, a student's job waiting for its teacher's (`afterok`); executors without dependencies
 (submitit's local one) get a training when what it needs is done, as local workers do.
 """
+
 from __future__ import annotations
 
 import queue
@@ -143,7 +144,8 @@ def run_graph(graph: list[Training], jobs: dict[str, TrainingJob], backend, prog
                 waiting.remove(training)
                 continue
             ready = all(s == DONE for s in needed) or (
-                backend.supports_dependencies and all(k in handles or state[k] == DONE for k in training.depends_on))
+                backend.supports_dependencies and all(k in handles or state[k] == DONE for k in training.depends_on)
+            )
             if ready and backend.has_room():
                 after = [handles[k] for k in training.depends_on if k in handles and state[k] != DONE]
                 handle = backend.submit(jobs[training.key], after)

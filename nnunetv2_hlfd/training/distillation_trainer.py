@@ -4,6 +4,7 @@ A method is a subclass that sets `distillation` to a DistillationConfig; everyth
 (teacher, terms, adapters, logging, checkpoints) happens here, inside nnU-Net's own
 training step, data pipeline and cross-validation.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,14 @@ SKIPPED_STEP = "the optimiser step (non-finite gradients)"  # counted with the n
 class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     distillation: DistillationConfig | None = None  # each method declares its own
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):  # noqa: B008  (nnU-Net's signature)
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):  # noqa: B008  (nnU-Net's signature)
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.distillation is None:
             raise TypeError(f"{type(self).__name__} declares no `distillation` configuration.")
@@ -88,10 +95,12 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if adapters:
             self.optimizer.add_param_group({"params": adapters})
         self.logger.local_logger.add_terms(self.distiller.term_names)
-        self.print_to_log_file(f"Distillation terms and weights: {self.distiller.weights}, "
-                               f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}; "
-                               f"teacher precision {self.teacher_precision}, teacher maps read "
-                               f"{sorted(self.distiller.teacher_reads)}")
+        self.print_to_log_file(
+            f"Distillation terms and weights: {self.distiller.weights}, "
+            f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}; "
+            f"teacher precision {self.teacher_precision}, teacher maps read "
+            f"{sorted(self.distiller.teacher_reads)}"
+        )
 
     def _geometry(self) -> DistillationGeometry:
         """From the checkpoint when resuming (so --val needs no teacher), else from the teacher."""
@@ -103,16 +112,29 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _geometry_from_networks(self) -> DistillationGeometry:
         # An ensemble's encoder maps are its members' side by side (teacher_ensemble.py).
         members = [NetworkGeometry.of(t.network) for t in self.teachers]
-        teacher = NetworkGeometry(tuple(map(sum, zip(*(m.encoder_channels for m in members)))), members[0].spatial_dims,
-                                  members[0].total_stride)
+        teacher = NetworkGeometry(
+            tuple(map(sum, zip(*(m.encoder_channels for m in members)))),
+            members[0].spatial_dims,
+            members[0].total_stride,
+        )
         # The patch size tells the terms the bottleneck's size (IFD skips a one-voxel bottleneck).
-        return DistillationGeometry(teacher, NetworkGeometry.of(self.unwrapped_network),
-                                    self.label_manager.num_segmentation_heads, self.label_manager.has_regions,
-                                    self.label_manager.ignore_label, tuple(self.configuration_manager.patch_size))
+        return DistillationGeometry(
+            teacher,
+            NetworkGeometry.of(self.unwrapped_network),
+            self.label_manager.num_segmentation_heads,
+            self.label_manager.has_regions,
+            self.label_manager.ignore_label,
+            tuple(self.configuration_manager.patch_size),
+        )
 
     def _load_teachers(self) -> None:
-        sources = teachers.locate_teachers(nnUNet_results.get(), self.plans_manager.dataset_name,
-                                           self.plans_manager.plans_name, self.configuration_name, self.fold)
+        sources = teachers.locate_teachers(
+            nnUNet_results.get(),
+            self.plans_manager.dataset_name,
+            self.plans_manager.plans_name,
+            self.configuration_name,
+            self.fold,
+        )
         members = [teachers.open_teacher(source) for source in sources]
         self._refuse_incompatible(members)
         for member in members:
@@ -120,25 +142,34 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self.teachers = members
         schedule = "one per step, in turn" if self.teacher_rotation else "all every step"
         kind = "Teacher" if len(members) == 1 else f"Ensemble teacher of {len(members)} members ({schedule})"
-        self.print_to_log_file(f"{kind}, frozen:\n" + "\n".join(
-            f"  {m.source.checkpoint} (trainer {m.trainer_name}, weights sha256 {m.weights_sha256[:16]})"
-            for m in members))
+        self.print_to_log_file(
+            f"{kind}, frozen:\n"
+            + "\n".join(
+                f"  {m.source.checkpoint} (trainer {m.trainer_name}, weights sha256 {m.weights_sha256[:16]})"
+                for m in members
+            )
+        )
 
     def _refuse_incompatible(self, members: list[teachers.Teacher]) -> None:
         problems = teachers.stage_problems(members) if len(members) > 1 else []
         for member in members:
             problems += self._member_problems(member, several=len(members) > 1)
         if problems:
-            who = f"The teacher {members[0].source.fold_folder}" if len(members) == 1 else \
-                f"The ensemble teacher ({', '.join(str(m.source.fold_folder) for m in members)})"
+            who = (
+                f"The teacher {members[0].source.fold_folder}"
+                if len(members) == 1
+                else f"The ensemble teacher ({', '.join(str(m.source.fold_folder) for m in members)})"
+            )
             raise teachers.TeacherError(problems, headline=f"{who} cannot teach this student:")
 
     def _member_problems(self, teacher: teachers.Teacher, several: bool) -> list[str]:
         """Every check of a single teacher; an ensemble's members are each checked alike."""
-        problems = (teachers.label_problems(teacher, self.dataset_json)
-                    + teachers.channel_problems(teacher, self.dataset_json)
-                    + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
-                    + teachers.patch_problems(teacher, self.configuration_manager.patch_size))
+        problems = (
+            teachers.label_problems(teacher, self.dataset_json)
+            + teachers.channel_problems(teacher, self.dataset_json)
+            + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
+            + teachers.patch_problems(teacher, self.configuration_manager.patch_size)
+        )
         if several:
             problems = [f"{teacher.source.fold_folder}: {problem}" for problem in problems]
         if self.fold == "all":  # nnU-Net "validates" fold all on its training cases: nothing held out can leak
@@ -149,10 +180,12 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             self.print_to_log_file(f"WARNING: {teachers.leak_caveat_message(check)} ({teacher.source.fold_folder}).")
         leaks = teachers.leak_problems(check, teacher)
         if leaks and several:
-            leaks = [leaks[0] + ". An ensemble of cross-validation folds has trained on every fold's validation "
-                                "cases: distil it into the deployment student, trained on all cases "
-                                f"(nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} all "
-                                f"-tr {type(self).__name__})"]
+            leaks = [
+                leaks[0] + ". An ensemble of cross-validation folds has trained on every fold's validation "
+                "cases: distil it into the deployment student, trained on all cases "
+                f"(nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} all "
+                f"-tr {type(self).__name__})"
+            ]
         if leaks and self.allow_teacher_leak:
             self.print_to_log_file("WARNING: " + leaks[0] + f" ({teachers.ALLOW_LEAK_ENV} is set).")
             return problems
@@ -161,14 +194,18 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _refuse_raw_feature_terms_for_an_ensemble(self) -> None:
         if len(self.teachers) < 2:
             return
-        raw = [name for name, term in self.distiller.terms.items()
-               if TEACHER_ENCODER in term.teacher_reads and name not in ATTENTION_FEATURE_TERMS]
+        raw = [
+            name
+            for name, term in self.distiller.terms.items()
+            if TEACHER_ENCODER in term.teacher_reads and name not in ATTENTION_FEATURE_TERMS
+        ]
         if raw:
             raise teachers.TeacherError(
                 f"{type(self).__name__}'s terms {raw} read the teacher's raw features through adapters sized to "
                 f"one network's channels; an ensemble's members have no common features to average (attention "
                 f"maps and predictions they have). Use one teacher for this method, or a method whose feature "
-                f"terms are attention maps ({', '.join(sorted(ATTENTION_FEATURE_TERMS))}) or pixel terms.")
+                f"terms are attention maps ({', '.join(sorted(ATTENTION_FEATURE_TERMS))}) or pixel terms."
+            )
 
     def on_train_start(self):
         if not self.was_initialized:
@@ -185,29 +222,35 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self._geometry_from_networks() != self.distiller.geometry:
             raise teachers.TeacherError(
                 f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
-                f"(its stages differ from the checkpoint's). Resume with the original teacher.")
+                f"(its stages differ from the checkpoint's). Resume with the original teacher."
+            )
 
     def _refuse_another_teacher(self, recorded: list[dict] | None) -> None:
         """A resumed run must distil the teacher it started with: each member's weights hash is compared."""
         if recorded is None:
-            self.print_to_log_file("WARNING: the checkpoint records no teacher identity (written by an older "
-                                   "version); the teacher cannot be checked to be the one this run started with.")
+            self.print_to_log_file(
+                "WARNING: the checkpoint records no teacher identity (written by an older "
+                "version); the teacher cannot be checked to be the one this run started with."
+            )
             return
         if [r["weights_sha256"] for r in recorded] == [t.weights_sha256 for t in self.teachers]:
             return
 
         def named(identities):
             return "; ".join(f"{i['checkpoint']} (weights sha256 {i['weights_sha256'][:16]})" for i in identities)
+
         raise teachers.TeacherError(
             f"The teacher is not the one this run started with. The checkpoint was trained against "
             f"{named(recorded)}; the teacher now is {named([t.identity for t in self.teachers])}. Resume with the "
             f"original teacher ({teachers.TEACHER_ENV}, {teachers.TEACHER_FOLDS_ENV}, "
-            f"{teachers.TEACHER_CHECKPOINT_ENV} as when the run started), or start a new run without --c.")
+            f"{teachers.TEACHER_CHECKPOINT_ENV} as when the run started), or start a new run without --c."
+        )
 
     def _cost_line(self) -> str:
         members = f"; the ensemble runs {len(self.teachers)} such networks" if len(self.teachers) > 1 else ""
         return f"Reference: the teacher ({self.teacher.trainer_name}{members}). " + self._cost_line_against(
-            self.teacher.build_architecture)
+            self.teacher.build_architecture
+        )
 
     # ---- the step ---------------------------------------------------------------------
     def train_step(self, batch: dict) -> dict:
@@ -227,8 +270,10 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self._non_finite_term_counts.update(distillation.non_finite)
         # Term values stay on the device until the epoch ends (NaN marks a skipped one).
         values = distillation.values
-        return {"loss": segmentation_loss.detach().cpu().numpy(),
-                "distillation_terms": torch.stack([v.detach() for v in values.values()]) if values else None}
+        return {
+            "loss": segmentation_loss.detach().cpu().numpy(),
+            "distillation_terms": torch.stack([v.detach() for v in values.values()]) if values else None,
+        }
 
     def teacher_forward(self, data: torch.Tensor) -> UNetMaps:
         """The frozen teacher's maps, only the stages the terms read, in the teacher's precision; for an
@@ -288,24 +333,31 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             means /= dist.get_world_size()
         for name, value in zip(self.distiller.term_names, means.tolist()):
             self.logger.log(TERM_KEY_PREFIX + name, value, self.current_epoch)
-        self.print_to_log_file("distillation terms (epoch mean): " + ", ".join(
-            f"{name} {value:.4f}" for name, value in zip(self.distiller.term_names, means.tolist())))
+        self.print_to_log_file(
+            "distillation terms (epoch mean): "
+            + ", ".join(f"{name} {value:.4f}" for name, value in zip(self.distiller.term_names, means.tolist()))
+        )
 
     def _log_non_finite_terms(self) -> None:
         if self._non_finite_term_counts:
-            self.print_to_log_file("WARNING: left out this epoch because they were not finite: "
-                                   + ", ".join(f"{name} in {n} step(s)"
-                                               for name, n in sorted(self._non_finite_term_counts.items())))
+            self.print_to_log_file(
+                "WARNING: left out this epoch because they were not finite: "
+                + ", ".join(f"{name} in {n} step(s)" for name, n in sorted(self._non_finite_term_counts.items()))
+            )
             self._non_finite_term_counts.clear()
 
     # ---- checkpoints ------------------------------------------------------------------
     def _checkpoint_entries(self) -> dict:
         # Adapters are saved beside, never inside, network_weights: the checkpoint predicts as a plain student.
-        return {**super()._checkpoint_entries(),
-                "distillation": {"geometry": self.distiller.geometry.to_dict(),
-                                 "state_dict": self.distiller.state_dict(),
-                                 # Each member's identity: a resume against another teacher is refused.
-                                 "teachers": [t.identity for t in self.teachers]}}
+        return {
+            **super()._checkpoint_entries(),
+            "distillation": {
+                "geometry": self.distiller.geometry.to_dict(),
+                "state_dict": self.distiller.state_dict(),
+                # Each member's identity: a resume against another teacher is refused.
+                "teachers": [t.identity for t in self.teachers],
+            },
+        }
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         with self._refusals_logged():
@@ -314,15 +366,22 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _load_checkpoint(self, filename_or_checkpoint) -> None:
         if isinstance(filename_or_checkpoint, os.PathLike):
             filename_or_checkpoint = os.fspath(filename_or_checkpoint)  # nnU-Net's loader takes str only
-        checkpoint = filename_or_checkpoint if isinstance(filename_or_checkpoint, dict) else \
-            torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        checkpoint = (
+            filename_or_checkpoint
+            if isinstance(filename_or_checkpoint, dict)
+            else torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
+        )
         entry = checkpoint.get("distillation")
         if entry is None:
-            raise teachers.TeacherError(f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); "
-                                        f"it was not written by a distillation trainer. Start a new run without --c.")
+            raise teachers.TeacherError(
+                f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); "
+                f"it was not written by a distillation trainer. Start a new run without --c."
+            )
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
-            raise teachers.TeacherError("The checkpoint was trained against a teacher of other stages than the "
-                                        "current one; resume with the original teacher.")
+            raise teachers.TeacherError(
+                "The checkpoint was trained against a teacher of other stages than the "
+                "current one; resume with the original teacher."
+            )
         if self.teachers:  # loaded already (initialize ran before the checkpoint); else on_train_start checks
             self._refuse_another_teacher(entry.get("teachers"))
         self._resumed_distillation = entry

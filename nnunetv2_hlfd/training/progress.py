@@ -1,4 +1,5 @@
 """nnU-Net's training log and progress plot, extended by the distillation terms."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,11 @@ class DistillationLocalLogger(LocalLogger):
             self.my_fantastic_logging.setdefault(TERM_KEY_PREFIX + name, [])
 
     def term_curves(self) -> dict[str, list]:
-        return {k.removeprefix(TERM_KEY_PREFIX): v for k, v in self.my_fantastic_logging.items()
-                if k.startswith(TERM_KEY_PREFIX)}
+        return {
+            k.removeprefix(TERM_KEY_PREFIX): v
+            for k, v in self.my_fantastic_logging.items()
+            if k.startswith(TERM_KEY_PREFIX)
+        }
 
     def plot_progress_png(self, output_folder):
         super().plot_progress_png(output_folder)

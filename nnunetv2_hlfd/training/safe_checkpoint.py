@@ -4,6 +4,7 @@ torch.load unpickles, and unpickling can execute arbitrary code. Teacher checkpo
 loaded with weights_only=True plus the few numpy types nnU-Net writes into its logs;
 anything else is refused unless the user explicitly says the file is trusted.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -18,7 +19,10 @@ TRUST_ENV = "HLFD_TRUST_TEACHER_CHECKPOINT"
 
 # nnU-Net checkpoints log numpy scalars and arrays (losses, Dice per class) besides tensors.
 NNUNET_CHECKPOINT_GLOBALS = [
-    np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct,
+    np.dtype,
+    np.ndarray,
+    np._core.multiarray.scalar,
+    np._core.multiarray._reconstruct,
     *{type(np.dtype(t)) for t in ("float64", "float32", "float16", "int64", "int32", "uint8", "bool")},
 ]
 
@@ -45,6 +49,7 @@ def load_checkpoint_weights_only(path: str | Path, map_location="cpu") -> dict:
         raise UntrustedCheckpointError(
             f"Refused to load {path}: it contains objects beyond tensors and the plain types nnU-Net "
             f"checkpoints hold, and unpickling them could run arbitrary code from the file. If you trust "
-            f"where this checkpoint comes from, set {TRUST_ENV}=1 to load it anyway. Details: {e}") from None
+            f"where this checkpoint comes from, set {TRUST_ENV}=1 to load it anyway. Details: {e}"
+        ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointLoadError(f"Cannot read checkpoint {path}: {e}. Is the file complete?") from None

@@ -6,6 +6,7 @@ the plan's, `StudentSize`) whose parameters and multiply-adds per patch fit a bu
 the plan's own network. The derivation is a pure function of the plans, so nnUNetv2_predict
 rebuilds the same network.
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,19 @@ STUDENT_ARCH_CLASS = "nnunetv2_hlfd.training.student.ResNetStudentUNet"
 # Width factors tried below StudentSize.width_factor, in steps of 1/64 of the plan's widths.
 WIDTH_STEPS = 64
 # Keys whose meaning is the same in PlainConvUNet and ResidualEncoderUNet plans.
-_INHERITED_KEYS = ("n_stages", "conv_op", "kernel_sizes", "strides", "conv_bias", "norm_op", "norm_op_kwargs",
-                   "dropout_op", "dropout_op_kwargs", "nonlin", "nonlin_kwargs")
+_INHERITED_KEYS = (
+    "n_stages",
+    "conv_op",
+    "kernel_sizes",
+    "strides",
+    "conv_bias",
+    "norm_op",
+    "norm_op_kwargs",
+    "dropout_op",
+    "dropout_op_kwargs",
+    "nonlin",
+    "nonlin_kwargs",
+)
 
 
 @dataclass(frozen=True)
@@ -31,16 +43,20 @@ class StudentSize:
     """The student's widths are at most `width_factor` of the plan's per stage, narrowed (in steps of
     1/64) until its parameters and its multiply-adds per patch are both at most `budget` times the
     plan's own network's. The defaults are HLFD's student: half widths, at most 35%."""
+
     width_factor: float = 0.5
     budget: float = 0.35
 
     def __post_init__(self):
         if not 0 < self.width_factor <= 4:
-            raise ValueError(f"StudentSize width_factor is {self.width_factor}; it must be in (0, 4] "
-                             f"(a fraction of the plan's widths, 0.5 = half).")
+            raise ValueError(
+                f"StudentSize width_factor is {self.width_factor}; it must be in (0, 4] "
+                f"(a fraction of the plan's widths, 0.5 = half)."
+            )
         if not self.budget > 0:
-            raise ValueError(f"StudentSize budget is {self.budget}; it must be > 0 (a fraction of the plan's "
-                             f"network, 0.35 = 35%).")
+            raise ValueError(
+                f"StudentSize budget is {self.budget}; it must be > 0 (a fraction of the plan's network, 0.35 = 35%)."
+            )
 
 
 class ResNetStudentUNet(ResidualEncoderUNet):
@@ -67,29 +83,62 @@ def student_arch_kwargs(teacher_arch_kwargs: dict, width_factor: float) -> dict:
     return kwargs
 
 
-def build_student(configuration_manager: ConfigurationManager, num_input_channels: int, num_output_channels: int,
-                  enable_deep_supervision: bool = True, size: StudentSize = StudentSize()) -> ResNetStudentUNet:
+def build_student(
+    configuration_manager: ConfigurationManager,
+    num_input_channels: int,
+    num_output_channels: int,
+    enable_deep_supervision: bool = True,
+    size: StudentSize = StudentSize(),
+) -> ResNetStudentUNet:
     cm = configuration_manager
     width_factor = student_width_factor(cm, num_input_channels, num_output_channels, size)
-    return _build(cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import, width_factor,
-                  num_input_channels, num_output_channels, enable_deep_supervision)
+    return _build(
+        cm.network_arch_init_kwargs,
+        cm.network_arch_init_kwargs_req_import,
+        width_factor,
+        num_input_channels,
+        num_output_channels,
+        enable_deep_supervision,
+    )
 
 
-def _build(plan_arch_kwargs: dict, requires_import, width_factor: float, num_input_channels: int,
-           num_output_channels: int, enable_deep_supervision: bool = True) -> ResNetStudentUNet:
-    return get_network_from_plans(STUDENT_ARCH_CLASS, student_arch_kwargs(plan_arch_kwargs, width_factor),
-                                  requires_import, num_input_channels, num_output_channels, allow_init=True,
-                                  deep_supervision=enable_deep_supervision)
+def _build(
+    plan_arch_kwargs: dict,
+    requires_import,
+    width_factor: float,
+    num_input_channels: int,
+    num_output_channels: int,
+    enable_deep_supervision: bool = True,
+) -> ResNetStudentUNet:
+    return get_network_from_plans(
+        STUDENT_ARCH_CLASS,
+        student_arch_kwargs(plan_arch_kwargs, width_factor),
+        requires_import,
+        num_input_channels,
+        num_output_channels,
+        allow_init=True,
+        deep_supervision=enable_deep_supervision,
+    )
 
 
-def student_width_factor(configuration_manager: ConfigurationManager, num_input_channels: int,
-                         num_output_channels: int, size: StudentSize = StudentSize()) -> float:
+def student_width_factor(
+    configuration_manager: ConfigurationManager,
+    num_input_channels: int,
+    num_output_channels: int,
+    size: StudentSize = StudentSize(),
+) -> float:
     """The largest width factor, `size.width_factor` or a multiple of 1/64 below it, whose student fits
     `size.budget` of the plan's network in parameters and in multiply-adds per patch (both measured)."""
     cm = configuration_manager
-    plan_key = json.dumps({"arch": cm.network_arch_class_name, "kwargs": cm.network_arch_init_kwargs,
-                           "imports": list(cm.network_arch_init_kwargs_req_import),
-                           "patch": list(cm.patch_size)}, sort_keys=True)
+    plan_key = json.dumps(
+        {
+            "arch": cm.network_arch_class_name,
+            "kwargs": cm.network_arch_init_kwargs,
+            "imports": list(cm.network_arch_init_kwargs_req_import),
+            "patch": list(cm.patch_size),
+        },
+        sort_keys=True,
+    )
     return _width_factor(plan_key, num_input_channels, num_output_channels, size)
 
 
@@ -99,13 +148,23 @@ def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: i
     several networks (about a second on a CPU)."""
     plan = json.loads(plan_key)
     shape = (1, num_input_channels, *plan["patch"])
-    reference = model_cost(lambda: get_network_from_plans(plan["arch"], plan["kwargs"], plan["imports"],
-                                                          num_input_channels, num_output_channels,
-                                                          deep_supervision=True), shape)
+    reference = model_cost(
+        lambda: get_network_from_plans(
+            plan["arch"],
+            plan["kwargs"],
+            plan["imports"],
+            num_input_channels,
+            num_output_channels,
+            deep_supervision=True,
+        ),
+        shape,
+    )
 
     def fits(width_factor: float) -> bool:
-        cost = model_cost(lambda: _build(plan["kwargs"], plan["imports"], width_factor, num_input_channels,
-                                         num_output_channels), shape)
+        cost = model_cost(
+            lambda: _build(plan["kwargs"], plan["imports"], width_factor, num_input_channels, num_output_channels),
+            shape,
+        )
         return within_budget(cost, reference, size.budget)
 
     candidates = [k / WIDTH_STEPS for k in range(1, WIDTH_STEPS * 4) if k / WIDTH_STEPS < size.width_factor]
@@ -113,9 +172,11 @@ def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: i
     if fits(candidates[-1]):
         return candidates[-1]  # the usual case: nnU-Net's default plans take half widths
     if not fits(candidates[0]):
-        raise ValueError(f"No ResNet18-style student fits {size.budget:.0%} of this plan's network "
-                         f"({plan['arch'].rsplit('.', 1)[-1]}, patch {plan['patch']}): even widths of "
-                         f"{candidates[0]:g} of the plan's cost more. Raise StudentSize.budget.")
+        raise ValueError(
+            f"No ResNet18-style student fits {size.budget:.0%} of this plan's network "
+            f"({plan['arch'].rsplit('.', 1)[-1]}, patch {plan['patch']}): even widths of "
+            f"{candidates[0]:g} of the plan's cost more. Raise StudentSize.budget."
+        )
     low, high = 0, len(candidates) - 2  # candidates[low] fits; the cost grows with the width factor
     while low < high:
         middle = (low + high + 1) // 2
@@ -124,5 +185,7 @@ def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: i
 
 
 def within_budget(student: ModelCost, reference: ModelCost, budget: float) -> bool:
-    return (student.parameters <= budget * reference.parameters
-            and student.macs_per_patch <= budget * reference.macs_per_patch)
+    return (
+        student.parameters <= budget * reference.parameters
+        and student.macs_per_patch <= budget * reference.macs_per_patch
+    )

@@ -1,4 +1,5 @@
 """nnUNetTrainerStudent: the ResNet18-style student trained by nnU-Net without distillation."""
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,21 @@ class nnUNetTrainerStudent(nnUNetTrainer):
 
     `student_size` sets the student's widths and budget; a class attribute, so nnUNetv2_predict, which
     builds the network from the trainer class, rebuilds the same student."""
+
     student_size = StudentSize()
 
     @classmethod
-    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
-                                   num_output_channels, enable_deep_supervision: bool = True) -> nn.Module:
-        return build_student(configuration_manager, num_input_channels, num_output_channels,
-                             enable_deep_supervision, cls.student_size)
+    def build_network_architecture(
+        cls,
+        plans_manager,
+        configuration_manager,
+        num_input_channels,
+        num_output_channels,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
+        return build_student(
+            configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision, cls.student_size
+        )
 
     def on_train_start(self):
         super().on_train_start()
@@ -32,24 +41,40 @@ class nnUNetTrainerStudent(nnUNetTrainer):
         self.print_to_log_file(self._cost_line())
 
     def _student_line(self) -> str:
-        width_factor = student_width_factor(self.configuration_manager, self.num_input_channels,
-                                            self.label_manager.num_segmentation_heads, self.student_size)
-        return (f"Student: {self.student_size}: widths {width_factor:g} of the plan's, "
-                f"{self.unwrapped_network.encoder.output_channels}.")
+        width_factor = student_width_factor(
+            self.configuration_manager,
+            self.num_input_channels,
+            self.label_manager.num_segmentation_heads,
+            self.student_size,
+        )
+        return (
+            f"Student: {self.student_size}: widths {width_factor:g} of the plan's, "
+            f"{self.unwrapped_network.encoder.output_channels}."
+        )
 
     def _cost_line(self) -> str:
         """Student versus the network the plans define (the default nnU-Net teacher)."""
         cm = self.configuration_manager
         return "Reference: this plan's nnU-Net network. " + self._cost_line_against(
-            lambda: get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                           cm.network_arch_init_kwargs_req_import, self.num_input_channels,
-                                           self.label_manager.num_segmentation_heads, deep_supervision=True))
+            lambda: get_network_from_plans(
+                cm.network_arch_class_name,
+                cm.network_arch_init_kwargs,
+                cm.network_arch_init_kwargs_req_import,
+                self.num_input_channels,
+                self.label_manager.num_segmentation_heads,
+                deep_supervision=True,
+            )
+        )
 
     def _cost_line_against(self, build_reference) -> str:
         heads = self.label_manager.num_segmentation_heads
         shape = (1, self.num_input_channels, *self.configuration_manager.patch_size)
-        student = model_cost(lambda: self.build_network_architecture(
-            self.plans_manager, self.configuration_manager, self.num_input_channels, heads, True), shape)
+        student = model_cost(
+            lambda: self.build_network_architecture(
+                self.plans_manager, self.configuration_manager, self.num_input_channels, heads, True
+            ),
+            shape,
+        )
         return cost_ratio_line(student, model_cost(build_reference, shape))
 
     @property

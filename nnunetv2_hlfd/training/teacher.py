@@ -9,6 +9,7 @@ An ensemble teacher is several such models: HLFD_TEACHER_FOLDS lists the folds o
 trainer folder(s), and/or HLFD_TEACHER lists model folders separated by os.pathsep. Each
 member is checked exactly as a single teacher is (teacher_ensemble.py combines their maps).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,6 +61,7 @@ class TeacherSource:
 class Teacher:
     """A trained model folder, read (plans, labels, weights) before its network is built,
     so an incompatible teacher is refused with a reason rather than a shape error."""
+
     source: TeacherSource
     plans_manager: PlansManager
     configuration_manager: ConfigurationManager
@@ -78,8 +80,12 @@ class Teacher:
         trainer_class = recursive_find_trainer_class_by_name(self.trainer_name)
         pm, cm = self.plans_manager, self.configuration_manager
         return trainer_class.build_network_architecture(
-            pm, cm, determine_num_input_channels(pm, cm, self.dataset_json),
-            pm.get_label_manager(self.dataset_json).num_segmentation_heads, True)
+            pm,
+            cm,
+            determine_num_input_channels(pm, cm, self.dataset_json),
+            pm.get_label_manager(self.dataset_json).num_segmentation_heads,
+            True,
+        )
 
     def load_network(self, device: torch.device) -> nn.Module:
         """Build, load and freeze the network; it stays in eval mode and out of every optimizer."""
@@ -96,8 +102,10 @@ def teacher_precision() -> str:
     """The teacher's precision from HLFD_TEACHER_PRECISION, checked once before training starts."""
     precision = os.environ.get(TEACHER_PRECISION_ENV, "student").strip().lower()
     if precision not in TEACHER_PRECISIONS:
-        raise TeacherError(f"{TEACHER_PRECISION_ENV}={precision} is not one of {', '.join(TEACHER_PRECISIONS)}; "
-                           f"unset it to run the teacher in the student's precision.")
+        raise TeacherError(
+            f"{TEACHER_PRECISION_ENV}={precision} is not one of {', '.join(TEACHER_PRECISIONS)}; "
+            f"unset it to run the teacher in the student's precision."
+        )
     return precision
 
 
@@ -111,29 +119,41 @@ def teacher_autocast(device_type: str, precision: str):
     return torch.autocast(device_type, dtype=_TEACHER_AUTOCAST_DTYPES[precision])
 
 
-def locate_teachers(results_root: str, dataset_name: str, plans_name: str, configuration: str,
-                    fold: int | str) -> list[TeacherSource]:
+def locate_teachers(
+    results_root: str, dataset_name: str, plans_name: str, configuration: str, fold: int | str
+) -> list[TeacherSource]:
     """The teacher's members: one for a single teacher, several for an ensemble."""
     explicit = os.environ.get(TEACHER_ENV, "").strip()
-    folders = [Path(f) for f in explicit.split(os.pathsep) if f.strip()] if explicit else \
-        [Path(results_root) / dataset_name / f"{DEFAULT_TEACHER_TRAINER}__{plans_name}__{configuration}"]
+    folders = (
+        [Path(f) for f in explicit.split(os.pathsep) if f.strip()]
+        if explicit
+        else [Path(results_root) / dataset_name / f"{DEFAULT_TEACHER_TRAINER}__{plans_name}__{configuration}"]
+    )
     for folder in folders:
         if explicit and not folder.is_dir():
-            raise TeacherError(f"{TEACHER_ENV}={explicit}: the folder {folder} does not exist. Point {TEACHER_ENV} "
-                               f"to a trained nnU-Net model folder (the one holding fold_X/, or a fold_X folder; "
-                               f"several separated by '{os.pathsep}'), or unset it to use the default teacher.")
+            raise TeacherError(
+                f"{TEACHER_ENV}={explicit}: the folder {folder} does not exist. Point {TEACHER_ENV} "
+                f"to a trained nnU-Net model folder (the one holding fold_X/, or a fold_X folder; "
+                f"several separated by '{os.pathsep}'), or unset it to use the default teacher."
+            )
     folds = teacher_folds()
     sources = []
     for folder in folders:
         if folder.name.startswith("fold_"):
             if folds is not None:
-                raise TeacherError(f"{TEACHER_FOLDS_ENV} is set, but {TEACHER_ENV} names the fold folder {folder}; "
-                                   f"name its trainer folder {folder.parent} instead, or unset {TEACHER_FOLDS_ENV}.")
+                raise TeacherError(
+                    f"{TEACHER_FOLDS_ENV} is set, but {TEACHER_ENV} names the fold folder {folder}; "
+                    f"name its trainer folder {folder.parent} instead, or unset {TEACHER_FOLDS_ENV}."
+                )
             fold_folders = [folder]
         else:
             fold_folders = [folder / f"fold_{f}" for f in (folds or [fold])]
-        sources += [TeacherSource(f, _teacher_checkpoint(f, dataset_name, plans_name, configuration,
-                                                         f.name.removeprefix("fold_"))) for f in fold_folders]
+        sources += [
+            TeacherSource(
+                f, _teacher_checkpoint(f, dataset_name, plans_name, configuration, f.name.removeprefix("fold_"))
+            )
+            for f in fold_folders
+        ]
     return sources
 
 
@@ -145,8 +165,10 @@ def teacher_folds() -> list[str] | None:
     folds = [f.strip() for f in value.split(",") if f.strip()]
     bad = [f for f in folds if not (f.isdigit() or f == "all")]
     if bad or not folds or len(set(folds)) != len(folds):
-        raise TeacherError(f"{TEACHER_FOLDS_ENV}={value!r}: give distinct fold numbers (or 'all') separated by "
-                           f"commas, e.g. {TEACHER_FOLDS_ENV}=0,1,2,3,4.")
+        raise TeacherError(
+            f"{TEACHER_FOLDS_ENV}={value!r}: give distinct fold numbers (or 'all') separated by "
+            f"commas, e.g. {TEACHER_FOLDS_ENV}=0,1,2,3,4."
+        )
     return folds
 
 
@@ -155,36 +177,49 @@ def teacher_rotation() -> bool:
     return env_flag(TEACHER_ROTATION_ENV)
 
 
-def _teacher_checkpoint(fold_folder: Path, dataset_name: str, plans_name: str, configuration: str,
-                        fold: int | str) -> Path:
+def _teacher_checkpoint(
+    fold_folder: Path, dataset_name: str, plans_name: str, configuration: str, fold: int | str
+) -> Path:
     named = os.environ.get(TEACHER_CHECKPOINT_ENV)
     if named:
         if (fold_folder / named).is_file():
             return fold_folder / named
-        raise TeacherError(f"No teacher checkpoint {fold_folder / named} ({TEACHER_CHECKPOINT_ENV}={named}). "
-                           f"Check the file name, or unset {TEACHER_CHECKPOINT_ENV} to use checkpoint_final.pth.")
+        raise TeacherError(
+            f"No teacher checkpoint {fold_folder / named} ({TEACHER_CHECKPOINT_ENV}={named}). "
+            f"Check the file name, or unset {TEACHER_CHECKPOINT_ENV} to use checkpoint_final.pth."
+        )
     if (fold_folder / "checkpoint_final.pth").is_file():
         return fold_folder / "checkpoint_final.pth"
     if (fold_folder / "checkpoint_best.pth").is_file():
-        warnings.warn(f"Teacher {fold_folder} has no checkpoint_final.pth (training unfinished?); "
-                      f"using checkpoint_best.pth.")
+        warnings.warn(
+            f"Teacher {fold_folder} has no checkpoint_final.pth (training unfinished?); using checkpoint_best.pth."
+        )
         return fold_folder / "checkpoint_best.pth"
     raise TeacherError(
         f"No teacher checkpoint in {fold_folder} (looked for checkpoint_final.pth and checkpoint_best.pth). "
         f"Train the teacher first: `nnUNetv2_train {dataset_name} {configuration} {fold} -p {plans_name}`, "
-        f"or set {TEACHER_ENV} to the folder of another trained nnU-Net model.")
+        f"or set {TEACHER_ENV} to the folder of another trained nnU-Net model."
+    )
 
 
 def open_teacher(source: TeacherSource) -> Teacher:
     for required in ("plans.json", "dataset.json"):
         if not (source.model_folder / required).is_file():
-            raise TeacherError(f"Teacher folder {source.model_folder} has no {required}; it is not a trained "
-                               f"nnU-Net model folder. Point {TEACHER_ENV} to one (the folder holding fold_X/).")
+            raise TeacherError(
+                f"Teacher folder {source.model_folder} has no {required}; it is not a trained "
+                f"nnU-Net model folder. Point {TEACHER_ENV} to one (the folder holding fold_X/)."
+            )
     plans_manager = PlansManager(load_json(str(source.model_folder / "plans.json")))
     checkpoint = load_checkpoint_weights_only(source.checkpoint)
-    return Teacher(source, plans_manager, plans_manager.get_configuration(checkpoint["init_args"]["configuration"]),
-                   load_json(str(source.model_folder / "dataset.json")), checkpoint["trainer_name"],
-                   checkpoint["network_weights"], weights_sha256=weights_sha256(checkpoint["network_weights"]))
+    return Teacher(
+        source,
+        plans_manager,
+        plans_manager.get_configuration(checkpoint["init_args"]["configuration"]),
+        load_json(str(source.model_folder / "dataset.json")),
+        checkpoint["trainer_name"],
+        checkpoint["network_weights"],
+        weights_sha256=weights_sha256(checkpoint["network_weights"]),
+    )
 
 
 def weights_sha256(weights: dict) -> str:
@@ -200,6 +235,7 @@ def weights_sha256(weights: dict) -> str:
 # ---------------------------------------------------------------------------------------
 # Compatibility with the student's run. Each check returns problems as sentences.
 
+
 def label_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     keys = ("labels", "regions_class_order")
     theirs = {k: teacher.dataset_json.get(k) for k in keys}
@@ -207,10 +243,17 @@ def label_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     if theirs == ours:
         return []
     kinds = _label_kind(theirs["labels"]), _label_kind(ours["labels"])
-    what = f"the teacher predicts {kinds[0]}, the student {kinds[1]}" if kinds[0] != kinds[1] else \
-        f"the teacher's {kinds[0]} are not the student's"
-    return [(f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
-            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels")]
+    what = (
+        f"the teacher predicts {kinds[0]}, the student {kinds[1]}"
+        if kinds[0] != kinds[1]
+        else f"the teacher's {kinds[0]} are not the student's"
+    )
+    return [
+        (
+            f"label set differs ({what}): teacher {theirs}, student {ours}. The teacher must be trained on the "
+            f"same labels (or regions); retrain it on this dataset or convert the dataset with matching labels"
+        )
+    ]
 
 
 def _label_kind(labels: dict | None) -> str:
@@ -223,12 +266,17 @@ def channel_problems(teacher: Teacher, student_dataset_json: dict) -> list[str]:
     t, s = len(teacher.dataset_json["channel_names"]), len(student_dataset_json["channel_names"])
     if t == s:
         return []
-    return [(f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
-            f"the same imaging modalities")]
+    return [
+        (
+            f"the teacher takes {t} input channel(s), the student's dataset has {s}; use a teacher trained on "
+            f"the same imaging modalities"
+        )
+    ]
 
 
-def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
-                           student_configuration: ConfigurationManager) -> list[str]:
+def preprocessing_problems(
+    teacher: Teacher, student_plans: PlansManager, student_configuration: ConfigurationManager
+) -> list[str]:
     """Compares what preprocessing does, not its name: equal data identifiers from two datasets
     can still differ, and ResEnc plans name identical preprocessing differently."""
     tc, sc = teacher.configuration_manager, student_configuration
@@ -239,14 +287,19 @@ def preprocessing_problems(teacher: Teacher, student_plans: PlansManager,
         "transpose_forward": (teacher.plans_manager.transpose_forward, student_plans.transpose_forward),
         "foreground_intensity_properties_per_channel": (
             teacher.plans_manager.foreground_intensity_properties_per_channel,
-            student_plans.foreground_intensity_properties_per_channel),
+            student_plans.foreground_intensity_properties_per_channel,
+        ),
     }
     differing = [f"{name} (teacher {t}, student {s})" for name, (t, s) in pairs.items() if not _same(t, s)]
     if not differing:
         return []
-    return [(f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
+    return [
+        (
+            f"preprocessing differs (teacher data '{tc.data_identifier}', student data '{sc.data_identifier}'): "
             f"{'; '.join(differing)}. Train the student with the teacher's plans (-p "
-            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student")]
+            f"{teacher.plans_manager.plans_name}) or a teacher preprocessed like the student"
+        )
+    ]
 
 
 def _same(a, b) -> bool:
@@ -262,8 +315,12 @@ def patch_problems(teacher: Teacher, student_patch_size) -> list[str]:
     strides = np.prod(np.array(teacher.configuration_manager.network_arch_init_kwargs["strides"]), axis=0)
     if all(p % s == 0 for p, s in zip(student_patch_size, strides)):
         return []
-    return [(f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
-            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)")]
+    return [
+        (
+            f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
+            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)"
+        )
+    ]
 
 
 def leak_allowed() -> bool:
@@ -273,6 +330,7 @@ def leak_allowed() -> bool:
 @dataclass(frozen=True)
 class LeakCheck:
     """What is known of the student's validation cases the teacher may have trained on."""
+
     leaked: frozenset[str]  # the student's validation cases the teacher (may have) trained on
     evidence: str  # how that was determined, for the message
     caveat: str = ""  # why the check may be wrong or was not done; empty when it is sound
@@ -287,20 +345,26 @@ def check_leak(teacher: Teacher, student_validation_cases: set[str], preprocesse
     validated, where = teacher_validation_cases(teacher)
     if validated is not None:
         if fold == "all":  # nnU-Net validates fold all on its training cases, which are all cases
-            return LeakCheck(frozenset(student_validation_cases & validated),
-                             f"fold all trained on every case it was validated on, in {where}")
+            return LeakCheck(
+                frozenset(student_validation_cases & validated),
+                f"fold all trained on every case it was validated on, in {where}",
+            )
         held_out_elsewhere = student_validation_cases - validated
         dataset_cases = _preprocessed_cases(teacher, preprocessed_root)
         if dataset_cases is not None:  # cases the teacher's dataset never held cannot have been trained on
             held_out_elsewhere &= dataset_cases
-        return LeakCheck(frozenset(held_out_elsewhere),
-                         f"the teacher's fold was validated on other cases ({where}), and trained on the rest")
+        return LeakCheck(
+            frozenset(held_out_elsewhere),
+            f"the teacher's fold was validated on other cases ({where}), and trained on the rest",
+        )
     cases, reason = _training_cases_or_reason(teacher, preprocessed_root)
     if cases is None:
         return LeakCheck(frozenset(), "", f"the teacher's training cases are unknown: {where}, and {reason}")
-    return LeakCheck(frozenset(student_validation_cases & cases), "from today's splits_final.json",
-                     f"{where}, so today's splits_final.json was used, which may have changed since the teacher "
-                     f"trained")
+    return LeakCheck(
+        frozenset(student_validation_cases & cases),
+        "from today's splits_final.json",
+        f"{where}, so today's splits_final.json was used, which may have changed since the teacher trained",
+    )
 
 
 def leak_problems(check: LeakCheck, teacher: Teacher) -> list[str]:
@@ -308,19 +372,25 @@ def leak_problems(check: LeakCheck, teacher: Teacher) -> list[str]:
         return []
     leaked = sorted(check.leaked)
     shown = ", ".join(leaked[:5]) + (" ..." if len(leaked) > 5 else "")
-    return [(f"the teacher {teacher.source.fold_folder} was trained on {len(leaked)} of the student's validation "
+    return [
+        (
+            f"the teacher {teacher.source.fold_folder} was trained on {len(leaked)} of the student's validation "
             f"cases ({shown}; {check.evidence}); its knowledge of them would inflate every validation metric. "
             f"Use the teacher of the same fold, train the student on all cases (fold all), or set "
-            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly")]
+            f"{ALLOW_LEAK_ENV}=1 to accept the leak knowingly"
+        )
+    ]
 
 
 def leak_caveat_message(check: LeakCheck) -> str:
     """The warning for a leak check that could not be done, or not soundly."""
     not_done = "was not done" if not check.evidence else "may be wrong"
-    return (f"The teacher leak check {not_done}: {check.caveat}. A teacher trained on any of the student's "
-            f"validation cases inflates every validation metric. To check it, keep the teacher's fold_X/validation "
-            f"folder (nnU-Net writes it when training ends), or set nnUNet_preprocessed to where the teacher's "
-            f"dataset and its splits_final.json are preprocessed")
+    return (
+        f"The teacher leak check {not_done}: {check.caveat}. A teacher trained on any of the student's "
+        f"validation cases inflates every validation metric. To check it, keep the teacher's fold_X/validation "
+        f"folder (nnU-Net writes it when training ends), or set nnUNet_preprocessed to where the teacher's "
+        f"dataset and its splits_final.json are preprocessed"
+    )
 
 
 def teacher_validation_cases(teacher: Teacher) -> tuple[set[str] | None, str]:
@@ -328,7 +398,7 @@ def teacher_validation_cases(teacher: Teacher) -> tuple[set[str] | None, str]:
     and where they were read or looked for."""
     folder = teacher.source.fold_folder / "validation"
     ending = teacher.dataset_json.get("file_ending", "")
-    cases = {p.name[:-len(ending)] for p in folder.glob(f"*{ending}")} if ending and folder.is_dir() else set()
+    cases = {p.name[: -len(ending)] for p in folder.glob(f"*{ending}")} if ending and folder.is_dir() else set()
     if cases:
         return cases, f"{len(cases)} case(s) in {folder}"
     return None, f"{folder} holds no validation outputs"
@@ -337,8 +407,9 @@ def teacher_validation_cases(teacher: Teacher) -> tuple[set[str] | None, str]:
 def _preprocessed_cases(teacher: Teacher, preprocessed_root: str | None) -> set[str] | None:
     if preprocessed_root is None:
         return None
-    data_folder = Path(preprocessed_root) / teacher.plans_manager.dataset_name / \
-        teacher.configuration_manager.data_identifier
+    data_folder = (
+        Path(preprocessed_root) / teacher.plans_manager.dataset_name / teacher.configuration_manager.data_identifier
+    )
     cases = {p.name.split(".")[0] for p in data_folder.glob("*") if not p.name.endswith(".pkl")}
     return cases or None
 
@@ -366,10 +437,14 @@ def _training_cases_or_reason(teacher: Teacher, preprocessed_root: str | None) -
 
 def stage_problems(members: list[Teacher]) -> list[str]:
     """An ensemble's members must downsample alike, so their maps stand side by side stage by stage."""
-    strides = {str(m.source.fold_folder): np.array(m.configuration_manager.network_arch_init_kwargs["strides"]).tolist()
-               for m in members}
+    strides = {
+        str(m.source.fold_folder): np.array(m.configuration_manager.network_arch_init_kwargs["strides"]).tolist()
+        for m in members
+    }
     if len({str(s) for s in strides.values()}) <= 1:
         return []
-    return ["the ensemble's members have other stages (strides per stage: "
-            + "; ".join(f"{folder}: {s}" for folder, s in strides.items())
-            + "); combine members whose networks downsample alike (same number of stages and strides)"]
+    return [
+        "the ensemble's members have other stages (strides per stage: "
+        + "; ".join(f"{folder}: {s}" for folder, s in strides.items())
+        + "); combine members whose networks downsample alike (same number of stages and strides)"
+    ]

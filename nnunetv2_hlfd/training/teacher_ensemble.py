@@ -23,6 +23,7 @@ from them is what it should distil:
 
 With one member the member's maps are handed over unchanged.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,10 +41,12 @@ def ensemble_maps(members: list[UNetMaps], regions: bool, attention_p: float) ->
     """One teacher's maps standing for the members' (see the module docstring)."""
     if len(members) == 1:
         return members[0]
-    encoder = [attention_averaging_stack([m.encoder[k] for m in members], attention_p)
-               for k in range(members[0].num_stages)]
-    outputs = [averaged_probability_logits([m.outputs[k] for m in members], regions)
-               for k in range(len(members[0].outputs))]
+    encoder = [
+        attention_averaging_stack([m.encoder[k] for m in members], attention_p) for k in range(members[0].num_stages)
+    ]
+    outputs = [
+        averaged_probability_logits([m.outputs[k] for m in members], regions) for k in range(len(members[0].outputs))
+    ]
     return UNetMaps(encoder, outputs)
 
 

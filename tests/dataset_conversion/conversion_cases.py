@@ -4,6 +4,7 @@ Plain helpers, imported by name (``from conversion_cases import make_kits_case``
 ``kits19``, which tests/conftest.py registers as a plugin (``pytest_plugins``), so test modules only name them as
 arguments. (Not a tests/dataset_conversion/conftest.py: a second module named ``conftest`` would shadow the
 one that the other test modules import names from.)"""
+
 from __future__ import annotations
 
 import itertools
@@ -17,12 +18,20 @@ import SimpleITK as sitk
 SHAPE = (8, 32, 32)  # z, y, x
 # A non-trivial grid (anisotropic, shifted, axes permuted and flipped like KiTS19's) so that geometry that is
 # not copied exactly shows up.
-GEOMETRY = {"spacing": (0.8, 0.7, 2.5), "origin": (-120.5, 33.25, 10.0),
-            "direction": (0.0, 0.0, -1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 0.0)}
+GEOMETRY = {
+    "spacing": (0.8, 0.7, 2.5),
+    "origin": (-120.5, 33.25, 10.0),
+    "direction": (0.0, 0.0, -1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 0.0),
+}
 
 
-def write_volume(path: Path, array: np.ndarray, spacing=GEOMETRY["spacing"], origin=GEOMETRY["origin"],
-                 direction=GEOMETRY["direction"]) -> Path:
+def write_volume(
+    path: Path,
+    array: np.ndarray,
+    spacing=GEOMETRY["spacing"],
+    origin=GEOMETRY["origin"],
+    direction=GEOMETRY["direction"],
+) -> Path:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
@@ -48,8 +57,15 @@ def label_array(values=(0, 1, 2), shape=SHAPE) -> np.ndarray:
     return label
 
 
-def make_kits_case(root: Path, case: int, label_name: str | None = "segmentation.nii.gz", label_values=(0, 1, 2),
-                   image_ext: str = ".nii.gz", label=None, **geometry) -> Path:
+def make_kits_case(
+    root: Path,
+    case: int,
+    label_name: str | None = "segmentation.nii.gz",
+    label_values=(0, 1, 2),
+    image_ext: str = ".nii.gz",
+    label=None,
+    **geometry,
+) -> Path:
     """case_XXXXX/imaging<ext> (+ label_name unless None); returns the case folder."""
     folder = root / f"case_{case:05d}"
     write_volume(folder / f"imaging{image_ext}", ct_array(case), **geometry)

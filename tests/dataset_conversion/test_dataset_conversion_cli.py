@@ -1,4 +1,5 @@
 """The console commands: options, exit status, messages, and that they are installed and documented."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from conversion_cases import leftovers, make_kits_case
-
 from nnunetv2_hlfd.dataset_conversion import kits19, kits21, kits23, lits
 
-COMMANDS = {"hlfd_convert_kits19": kits19, "hlfd_convert_kits21": kits21, "hlfd_convert_kits23": kits23,
-            "hlfd_convert_lits": lits}
+COMMANDS = {
+    "hlfd_convert_kits19": kits19,
+    "hlfd_convert_kits21": kits21,
+    "hlfd_convert_kits23": kits23,
+    "hlfd_convert_lits": lits,
+}
 README = Path(__file__).resolve().parents[2] / "dataset_conversion" / "README.md"
 
 
@@ -25,8 +29,23 @@ def kits23_folder(tmp_path: Path) -> Path:
 
 
 def test_cli_options_choose_id_name_and_label_layout(kits23_folder, tmp_path):
-    status = kits23.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "-d", "77", "-n", "K23Tumour",
-                          "--labels", "tumour", "--cysts", "drop", "-np", "1"])
+    status = kits23.main(
+        [
+            str(kits23_folder),
+            "--nnunet-raw",
+            str(tmp_path / "raw"),
+            "-d",
+            "77",
+            "-n",
+            "K23Tumour",
+            "--labels",
+            "tumour",
+            "--cysts",
+            "drop",
+            "-np",
+            "1",
+        ]
+    )
     assert status == 0
     dataset_json = json.loads((tmp_path / "raw" / "Dataset077_K23Tumour" / "dataset.json").read_text())
     assert dataset_json["labels"] == {"background": 0, "tumour": 1}
@@ -55,8 +74,9 @@ def test_cli_tumour_labels_without_cyst_choice_fail_with_the_flag_to_add(module,
     if module is kits21:
         for case in kits23_folder.iterdir():
             (case / "segmentation.nii.gz").rename(case / "aggregated_MAJ_seg.nii.gz")
-    assert module.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "tumour",
-                        "-np", "1"]) == 1
+    assert (
+        module.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "tumour", "-np", "1"]) == 1
+    )
     err = capsys.readouterr().err
     assert "--labels tumour on KiTS202" in err and "add --cysts keep, --cysts kidney or --cysts drop" in err
     assert leftovers(tmp_path / "raw") == []
@@ -71,8 +91,9 @@ def test_cli_bad_case_is_named_on_stderr(kits23_folder, tmp_path, capsys):
 
 def test_cli_check_prints_problems_and_exits_nonzero(kits23_folder, tmp_path, capsys):
     (kits23_folder / "case_00000" / "imaging.nii.gz").write_bytes(b"broken")
-    status = kits23.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "regions",
-                          "--check", "-np", "1"])
+    status = kits23.main(
+        [str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "regions", "--check", "-np", "1"]
+    )
     out = capsys.readouterr().out
     assert status == 1
     assert "case_00000: cannot read image file" in out and "1 problem(s) found" in out
@@ -80,8 +101,9 @@ def test_cli_check_prints_problems_and_exits_nonzero(kits23_folder, tmp_path, ca
 
 
 def test_cli_check_on_good_data_exits_zero_and_writes_nothing(kits23_folder, tmp_path, capsys):
-    status = kits23.main([str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "regions",
-                          "--check", "-np", "1"])
+    status = kits23.main(
+        [str(kits23_folder), "--nnunet-raw", str(tmp_path / "raw"), "--labels", "regions", "--check", "-np", "1"]
+    )
     assert status == 0
     assert "no problems found" in capsys.readouterr().out
     assert leftovers(tmp_path / "raw") == []
@@ -112,11 +134,14 @@ def test_parallel_conversion_reports_problems_in_case_order(tmp_path, capsys):
     assert "checking cases" in captured.err and "failed=2" in captured.err
 
 
-@pytest.mark.parametrize("module, args", [
-    (kits21, ["--labels", "regions"]),  # the region layout is KiTS23's
-    (kits19, ["--cysts", "keep"]),  # KiTS19 and LiTS have no cysts
-    (lits, ["--cysts", "drop"]),
-])
+@pytest.mark.parametrize(
+    "module, args",
+    [
+        (kits21, ["--labels", "regions"]),  # the region layout is KiTS23's
+        (kits19, ["--cysts", "keep"]),  # KiTS19 and LiTS have no cysts
+        (lits, ["--cysts", "drop"]),
+    ],
+)
 def test_cli_offers_only_the_options_of_its_dataset(module, args, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         module.main([str(tmp_path), *args])

@@ -1,4 +1,5 @@
 """Bad input: each gives an error naming the case, and leaves no dataset and no temporary folder behind."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from conversion_cases import (
     make_lits_case,
     write_volume,
 )
-
 from nnunetv2_hlfd.dataset_conversion import case_jobs, conversion
 from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import SPEC as KITS19
@@ -56,8 +56,12 @@ def test_missing_kits21_majority_label_is_refused_even_with_other_aggregates(tmp
     root = tmp_path / "kits21"
     make_kits_case(root, 0, label_name="aggregated_MAJ_seg.nii.gz")
     make_kits_case(root, 1, label_name="aggregated_OR_seg.nii.gz")
-    refused(lambda **kw: convert_kits21(root, cysts="keep", **kw), raw,
-            "case_00001: label file missing", "aggregated_MAJ_seg.nii.gz")
+    refused(
+        lambda **kw: convert_kits21(root, cysts="keep", **kw),
+        raw,
+        "case_00001: label file missing",
+        "aggregated_MAJ_seg.nii.gz",
+    )
 
 
 def test_missing_lits_segmentation_is_refused(tmp_path, raw):
@@ -72,11 +76,14 @@ def test_image_and_label_with_different_shapes_are_refused(kits19, raw):
     refused(lambda **kw: convert_kits19(kits19, **kw), raw, "case_00001: image and label shapes differ")
 
 
-@pytest.mark.parametrize("name, value", [
-    ("spacing", (0.8, 0.7, 3.0)),
-    ("origin", (-120.5, 33.25, 12.0)),
-    ("direction", (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("spacing", (0.8, 0.7, 3.0)),
+        ("origin", (-120.5, 33.25, 12.0)),
+        ("direction", (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)),
+    ],
+)
 def test_image_and_label_with_different_geometry_are_refused(kits19, raw, name, value):
     write_volume(kits19 / "case_00002" / "segmentation.nii.gz", label_array(), **{name: value})
     refused(lambda **kw: convert_kits19(kits19, **kw), raw, f"case_00002: image and label {name} differ")
@@ -93,14 +100,21 @@ def test_geometry_differences_within_tolerance_are_accepted_and_snapped_to_the_i
 
 def test_label_values_outside_the_documented_set_are_refused(kits19, raw):
     write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array((0, 1, 2, 3)))  # KiTS19 has no cysts
-    refused(lambda **kw: convert_kits19(kits19, **kw), raw,
-            "case_00000: label values 3", "outside the documented set (0 background, 1 kidney, 2 tumour)")
+    refused(
+        lambda **kw: convert_kits19(kits19, **kw),
+        raw,
+        "case_00000: label values 3",
+        "outside the documented set (0 background, 1 kidney, 2 tumour)",
+    )
 
 
 def test_many_unexpected_label_values_name_the_first_ten_and_count_the_rest(kits19, raw):
     write_volume(kits19 / "case_00000" / "segmentation.nii.gz", label_array((0, 1, 2, *range(4, 16))))
-    refused(lambda **kw: convert_kits19(kits19, **kw), raw,
-            "case_00000: label values 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2 more in")
+    refused(
+        lambda **kw: convert_kits19(kits19, **kw),
+        raw,
+        "case_00000: label values 4, 5, 6, 7, 8, 9, 10, 11, 12, 13 and 2 more in",
+    )
 
 
 def test_non_integer_label_values_are_refused(kits19, raw):
@@ -124,8 +138,12 @@ def test_truncated_file_is_refused(tmp_path, raw, ext):
 
 def test_empty_input_folder_is_refused(tmp_path, raw):
     (tmp_path / "empty").mkdir()
-    refused(lambda **kw: convert_kits19(tmp_path / "empty", **kw), raw,
-            "no KiTS2019 training cases found", "case_XXXXX/imaging.nii.gz")
+    refused(
+        lambda **kw: convert_kits19(tmp_path / "empty", **kw),
+        raw,
+        "no KiTS2019 training cases found",
+        "case_XXXXX/imaging.nii.gz",
+    )
 
 
 def test_missing_input_folder_is_refused(tmp_path, raw):
@@ -136,8 +154,9 @@ def test_duplicate_case_across_lits_batches_is_refused(tmp_path, raw):
     root = tmp_path / "lits"
     make_lits_case(root / "Training Batch 1", 5)
     make_lits_case(root / "Training Batch 2", 5)
-    refused(lambda **kw: convert_lits(root, **kw), raw,
-            "liver_5: duplicate case", "Training Batch 1", "Training Batch 2")
+    refused(
+        lambda **kw: convert_lits(root, **kw), raw, "liver_5: duplicate case", "Training Batch 1", "Training Batch 2"
+    )
 
 
 def test_duplicate_case_as_nii_and_nii_gz_is_refused(kits19, raw):
@@ -258,10 +277,13 @@ def test_nnunet_raw_defaults_to_the_environment_variable(kits19, raw, monkeypatc
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 3
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"dataset_id": 1000}, "out of range"),
-    ({"dataset_name": "Kits 19/x"}, "must be letters"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"dataset_id": 1000}, "out of range"),
+        ({"dataset_name": "Kits 19/x"}, "must be letters"),
+    ],
+)
 def test_invalid_dataset_id_or_name_is_refused(kits19, raw, kwargs, message):
     with pytest.raises(ConversionError, match=message):
         convert_kits19(kits19, raw, num_processes=1, **kwargs)
@@ -277,9 +299,12 @@ def test_cysts_option_is_refused_for_datasets_without_cysts(kits19, raw):
 def test_cysts_must_be_chosen_where_the_dataset_has_them(tmp_path, raw, labels):
     root = tmp_path / "kits21"
     make_kits_case(root, 0, label_name="aggregated_MAJ_seg.nii.gz", label_values=(0, 1, 2, 3))
-    refused(lambda **kw: convert_kits21(root, labels=labels, **kw), raw,
-            f"--labels {labels} on KiTS2021 needs an explicit --cysts",
-            "add --cysts keep, --cysts kidney or --cysts drop")
+    refused(
+        lambda **kw: convert_kits21(root, labels=labels, **kw),
+        raw,
+        f"--labels {labels} on KiTS2021 needs an explicit --cysts",
+        "add --cysts keep, --cysts kidney or --cysts drop",
+    )
 
 
 def test_missing_cyst_choice_is_refused_even_in_check_mode(tmp_path, raw):

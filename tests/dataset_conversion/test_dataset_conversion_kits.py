@@ -1,4 +1,5 @@
 """KiTS19, KiTS21 and KiTS23 conversion on tiny generated cases."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -19,7 +20,6 @@ from conversion_cases import (
     write_volume,
 )
 from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
-
 from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 from nnunetv2_hlfd.dataset_conversion.kits21 import convert_kits21
@@ -67,8 +67,9 @@ def test_images_keep_geometry_and_voxels_exactly(kits19, tmp_path):
     # and that grid is the non-trivial one the fixture wrote (NIfTI stores it as float32)
     for written_value, expected in zip(geometry(written)[1:], GEOMETRY.values()):
         np.testing.assert_allclose(written_value, expected, rtol=1e-6)
-    np.testing.assert_array_equal(array(out / "imagesTr" / "case_00001_0000.nii.gz"),
-                                  array(kits19 / "case_00001" / "imaging.nii.gz"))
+    np.testing.assert_array_equal(
+        array(out / "imagesTr" / "case_00001_0000.nii.gz"), array(kits19 / "case_00001" / "imaging.nii.gz")
+    )
 
 
 def test_dataset_folder_gets_ordinary_permissions(kits19, tmp_path):
@@ -118,8 +119,9 @@ def test_uncompressed_nii_input_is_written_as_nii_gz(tmp_path):
     np.testing.assert_array_equal(array(written), array(root / "case_00000" / "imaging.nii"))
 
 
-@pytest.mark.parametrize("convert, label_name", [(convert_kits21, "aggregated_MAJ_seg.nii.gz"),
-                                                 (convert_kits23, "segmentation.nii.gz")])
+@pytest.mark.parametrize(
+    "convert, label_name", [(convert_kits21, "aggregated_MAJ_seg.nii.gz"), (convert_kits23, "segmentation.nii.gz")]
+)
 @pytest.mark.parametrize("labels", ["full", "tumour"])
 def test_kits_with_cysts_require_an_explicit_cyst_choice(tmp_path, convert, label_name, labels):
     root = kits_with_cysts(tmp_path / "kits", label_name)
@@ -136,11 +138,14 @@ def test_kits23_region_layout_needs_no_cyst_choice(tmp_path):
         np.testing.assert_array_equal(array(implicit / "labelsTr" / label), array(explicit / "labelsTr" / label))
 
 
-@pytest.mark.parametrize("cysts, cyst_value, labels", [
-    ("keep", 3, {"background": 0, "kidney": 1, "tumour": 2, "cyst": 3}),
-    ("kidney", 1, {"background": 0, "kidney": 1, "tumour": 2}),
-    ("drop", 0, {"background": 0, "kidney": 1, "tumour": 2}),
-])
+@pytest.mark.parametrize(
+    "cysts, cyst_value, labels",
+    [
+        ("keep", 3, {"background": 0, "kidney": 1, "tumour": 2, "cyst": 3}),
+        ("kidney", 1, {"background": 0, "kidney": 1, "tumour": 2}),
+        ("drop", 0, {"background": 0, "kidney": 1, "tumour": 2}),
+    ],
+)
 def test_kits21_full_labels_handle_cysts_as_chosen(tmp_path, cysts, cyst_value, labels):
     root = kits_with_cysts(tmp_path / "kits21", "aggregated_MAJ_seg.nii.gz")
     out = convert_kits21(root, tmp_path / "raw", labels="full", cysts=cysts, num_processes=1)
@@ -162,8 +167,9 @@ def test_kits21_tumour_labels_keep_cysts_as_two_when_asked(tmp_path):
     root = kits_with_cysts(tmp_path / "kits21", "aggregated_MAJ_seg.nii.gz")
     out = convert_kits21(root, tmp_path / "raw", labels="tumour", cysts="keep", num_processes=1)
     source = label_array((0, 1, 2, 3))
-    np.testing.assert_array_equal(array(out / "labelsTr" / "case_00001.nii.gz"),
-                                  np.select([source == 2, source == 3], [1, 2], 0))
+    np.testing.assert_array_equal(
+        array(out / "labelsTr" / "case_00001.nii.gz"), np.select([source == 2, source == 3], [1, 2], 0)
+    )
     assert json.loads((out / "dataset.json").read_text())["labels"] == {"background": 0, "tumour": 1, "cyst": 2}
 
 

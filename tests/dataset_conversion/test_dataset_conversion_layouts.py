@@ -1,4 +1,5 @@
 """Every label layout each converter offers: the labels written, and nnU-Net's own integrity check on the result."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ from conversion_cases import (
     verify_integrity_in_process,
     write_volume,
 )
-
 from nnunetv2_hlfd.dataset_conversion import kits19, kits21, kits23, lits
 from nnunetv2_hlfd.dataset_conversion.label_layouts import CYST_CHOICES
 
@@ -34,6 +34,7 @@ def kits_input(label_name: str, values: tuple[int, ...], image_only: bool = Fals
         if image_only:
             make_kits_case(root, 210, label_name=None)
         return ["case_00000", "case_00001"]
+
     return make
 
 
@@ -52,10 +53,16 @@ KITS23 = kits_input("segmentation.nii.gz", (0, 1, 2, 3))
 LAYOUTS = [
     (kits19, KITS19, "full", None, {0: 0, 1: 1, 2: 2}, FULL_KIDNEY),
     (kits19, KITS19, "tumour", None, {0: 0, 1: 0, 2: 1}, TUMOUR),
-    *[(module, make, "full", cysts, {0: 0, 1: 1, 2: 2, 3: FULL_CYSTS[cysts][0]}, FULL_CYSTS[cysts][1])
-      for module, make in ((kits21, KITS21), (kits23, KITS23)) for cysts in CYST_CHOICES],
-    *[(module, make, "tumour", cysts, {0: 0, 1: 0, 2: 1, 3: TUMOUR_CYSTS[cysts][0]}, TUMOUR_CYSTS[cysts][1])
-      for module, make in ((kits21, KITS21), (kits23, KITS23)) for cysts in CYST_CHOICES],
+    *[
+        (module, make, "full", cysts, {0: 0, 1: 1, 2: 2, 3: FULL_CYSTS[cysts][0]}, FULL_CYSTS[cysts][1])
+        for module, make in ((kits21, KITS21), (kits23, KITS23))
+        for cysts in CYST_CHOICES
+    ],
+    *[
+        (module, make, "tumour", cysts, {0: 0, 1: 0, 2: 1, 3: TUMOUR_CYSTS[cysts][0]}, TUMOUR_CYSTS[cysts][1])
+        for module, make in ((kits21, KITS21), (kits23, KITS23))
+        for cysts in CYST_CHOICES
+    ],
     (kits23, KITS23, "regions", None, {0: 0, 1: 1, 2: 2, 3: 3}, REGIONS),
     (kits23, KITS23, "regions", "keep", {0: 0, 1: 1, 2: 2, 3: 3}, REGIONS),
     (lits, lits_input, "full", None, {0: 0, 1: 1, 2: 2}, {"background": 0, "liver": 1, "tumour": 2}),
@@ -69,8 +76,12 @@ def layout_id(layout) -> str:
 
 
 def test_every_offered_layout_is_covered():
-    offered = {(m.SPEC.name, labels, cysts) for m in (kits19, kits21, kits23, lits) for labels in m.SPEC.label_layouts
-               for cysts in (CYST_CHOICES if m.SPEC.has_cysts and labels != "regions" else (None,))}
+    offered = {
+        (m.SPEC.name, labels, cysts)
+        for m in (kits19, kits21, kits23, lits)
+        for labels in m.SPEC.label_layouts
+        for cysts in (CYST_CHOICES if m.SPEC.has_cysts and labels != "regions" else (None,))
+    }
     assert offered <= {(m.SPEC.name, labels, cysts) for m, _, labels, cysts, *_ in LAYOUTS}
 
 

@@ -1,4 +1,5 @@
 """LiTS conversion (one folder, two training batches, test volumes) and agreement with MSD Task03_Liver."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from conversion_cases import (
     write_volume,
 )
 from nnunetv2.dataset_conversion.convert_MSD_dataset import convert_msd_dataset
-
 from nnunetv2_hlfd.dataset_conversion.lits import convert_lits
 
 
@@ -94,13 +94,23 @@ def _fake_msd_task03(lits: Path, folder: Path) -> Path:
         (folder / sub).mkdir(parents=True)
     training = []
     for volume in sorted(lits.rglob("volume-*.nii")):
-        n = volume.name[len("volume-"):-len(".nii")]
+        n = volume.name[len("volume-") : -len(".nii")]
         write_volume(folder / "imagesTr" / f"liver_{n}.nii.gz", array(volume))
         write_volume(folder / "labelsTr" / f"liver_{n}.nii.gz", array(volume.with_name(f"segmentation-{n}.nii")))
         training.append({"image": f"./imagesTr/liver_{n}.nii.gz", "label": f"./labelsTr/liver_{n}.nii.gz"})
-    (folder / "dataset.json").write_text(json.dumps({
-        "name": "Liver", "modality": {"0": "CT"}, "labels": {"0": "background", "1": "liver", "2": "cancer"},
-        "numTraining": len(training), "numTest": 0, "training": training, "test": []}))
+    (folder / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "Liver",
+                "modality": {"0": "CT"},
+                "labels": {"0": "background", "1": "liver", "2": "cancer"},
+                "numTraining": len(training),
+                "numTest": 0,
+                "training": training,
+                "test": [],
+            }
+        )
+    )
     return folder
 
 

@@ -1,4 +1,5 @@
 """A real KiTS19 label file (manual, case_00061, 29x512x512, KiTS19's permuted axes) through the converter."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,7 +9,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conversion_cases import geometry
-
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
 # In the repository (origin and licence: tests/data/realct/README.md), so the test runs in every clone.

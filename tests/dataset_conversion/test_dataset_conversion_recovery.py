@@ -1,5 +1,6 @@
 """Leftovers of killed conversions (SIGKILL, power loss): the next run into the same target cleans them up, and
 leaves alone the folders of runs that may still be going on."""
+
 from __future__ import annotations
 
 import logging
@@ -13,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conversion_cases import array, label_array, leftovers
-
-from nnunetv2_hlfd import raw_dataset
 from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
+
+from nnunetv2_hlfd import raw_dataset
 
 TARGET = "Dataset040_KiTS2019"
 
@@ -63,8 +64,10 @@ def test_partial_folder_without_an_owner_in_its_name_is_left_alone(kits19, raw, 
 
 def test_dataset_hidden_by_a_killed_overwrite_is_restored_before_the_target_check(kits19, raw, caplog):
     hidden = leftover(raw, dead_pid(), replaced=True)
-    with caplog.at_level(logging.WARNING, logger=raw_dataset.__name__), \
-            pytest.raises(ConversionError, match="already exists; pass --overwrite"):
+    with (
+        caplog.at_level(logging.WARNING, logger=raw_dataset.__name__),
+        pytest.raises(ConversionError, match="already exists; pass --overwrite"),
+    ):
         convert_kits19(kits19, raw, num_processes=1)
     assert leftovers(raw) == [TARGET]
     assert (raw / TARGET / "labelsTr" / "case_00000.nii.gz").read_text() == "old"
@@ -93,18 +96,23 @@ def test_check_mode_reports_a_dataset_the_real_run_would_restore_and_then_refuse
     assert leftovers(raw) == [hidden.name]  # --check still touches nothing
 
 
-def run_killed(kits19: Path, raw: Path, patch: str, *, overwrite: bool = False,
-               kill_when: Path | None = None) -> subprocess.CompletedProcess:
+def run_killed(
+    kits19: Path, raw: Path, patch: str, *, overwrite: bool = False, kill_when: Path | None = None
+) -> subprocess.CompletedProcess:
     """A real conversion in a subprocess with ``patch`` applied (to ``case_jobs`` or ``os``), ended by SIGKILL: by
     the parent once ``kill_when`` exists, or by the patch itself."""
-    script = textwrap.dedent("""
+    script = (
+        textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
         from nnunetv2_hlfd.dataset_conversion import case_jobs
         from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
-    """) + textwrap.dedent(patch) + textwrap.dedent(f"""
+    """)
+        + textwrap.dedent(patch)
+        + textwrap.dedent(f"""
         convert_kits19({str(kits19)!r}, {str(raw)!r}, overwrite={overwrite}, num_processes=1)
     """)
+    )
     process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     if kill_when is not None:
         deadline = time.monotonic() + 60

@@ -1,6 +1,7 @@
 """Small ports of the peer methods' losses from their authors' code, line for line where the code is
 rank-free, with the 2D sums over (H, W) written over every spatial axis so they also run on 3D maps.
 They share nothing with nnunetv2_hlfd, so the terms are checked against the references, not themselves."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +26,7 @@ def skd_pixel_wise(preds_S, preds_T):
 # ... utils/utils.py L2, similarity, sim_dis_compute; utils/criterion.py CriterionPairWiseforWholeFeatAfterPool
 def skd_similarity(feat):
     feat = feat.float()
-    norm = ((feat ** 2).sum(dim=1, keepdim=True)) ** 0.5 + 1e-8
+    norm = ((feat**2).sum(dim=1, keepdim=True)) ** 0.5 + 1e-8
     feat = feat / norm.detach()
     feat = feat.reshape(feat.shape[0], feat.shape[1], -1)
     return torch.einsum("icm,icn->imn", [feat, feat])
@@ -33,8 +34,9 @@ def skd_similarity(feat):
 
 def skd_pair_wise(feat_S, feat_T, scale=0.5):
     patch = tuple(int(s * scale) for s in feat_T.shape[2:])
-    maxpool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[feat_T.ndim - 2](kernel_size=patch, stride=patch, padding=0,
-                                                                    ceil_mode=True)
+    maxpool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[feat_T.ndim - 2](
+        kernel_size=patch, stride=patch, padding=0, ceil_mode=True
+    )
     f_S, f_T = maxpool(feat_S), maxpool(feat_T)
     sim_err = ((skd_similarity(f_T) - skd_similarity(f_S)) ** 2) / (positions(f_T) ** 2) / f_T.shape[0]
     return sim_err.sum()
@@ -58,9 +60,11 @@ def ifvd_ifv(feat_S, feat_T, target, num_classes):
         mask_feat_S = (tar_feat_S == i).float()
         mask_feat_T = (tar_feat_T == i).float()
         center_feat_S = (1 - mask_feat_S) * center_feat_S + mask_feat_S * (
-            (mask_feat_S * feat_S).sum(axes) / (mask_feat_S.sum(axes) + 1e-6))[expand]
+            (mask_feat_S * feat_S).sum(axes) / (mask_feat_S.sum(axes) + 1e-6)
+        )[expand]
         center_feat_T = (1 - mask_feat_T) * center_feat_T + mask_feat_T * (
-            (mask_feat_T * feat_T).sum(axes) / (mask_feat_T.sum(axes) + 1e-6))[expand]
+            (mask_feat_T * feat_T).sum(axes) / (mask_feat_T.sum(axes) + 1e-6)
+        )[expand]
     cos = nn.CosineSimilarity(dim=1)
     return nn.MSELoss()(cos(feat_S, center_feat_S), cos(feat_T, center_feat_T))
 
@@ -108,6 +112,8 @@ def mmrazor_cwd(preds_S, preds_T, tau=1.0, loss_weight=1.0):
     P = positions(preds_S)
     softmax_pred_T = F.softmax(preds_T.reshape(-1, P) / tau, dim=1)
     logsoftmax = torch.nn.LogSoftmax(dim=1)
-    loss = torch.sum(softmax_pred_T * logsoftmax(preds_T.reshape(-1, P) / tau)
-                     - softmax_pred_T * logsoftmax(preds_S.reshape(-1, P) / tau)) * (tau ** 2)
+    loss = torch.sum(
+        softmax_pred_T * logsoftmax(preds_T.reshape(-1, P) / tau)
+        - softmax_pred_T * logsoftmax(preds_S.reshape(-1, P) / tau)
+    ) * (tau**2)
     return loss_weight * loss / (C * N)

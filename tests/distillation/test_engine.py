@@ -1,5 +1,6 @@
 """The engine's one call per step: the weighted total of the finite terms, every term's value, and the
 names of the terms left out as non-finite; terms registered by importing the package."""
+
 import subprocess
 import sys
 

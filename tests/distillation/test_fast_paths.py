@@ -1,5 +1,6 @@
 """The CPU shortcuts of fast_paths.py equal the definitions they stand in for (functional.py and
 plain PyTorch): values and gradients, directly and through the functions that pick them."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,23 +19,31 @@ def test_kl_gradient_against_a_fixed_teacher_is_autograds(regions):
     generator = torch.Generator().manual_seed(0)
     student = torch.randn(2, 3, 5, 6, generator=generator, requires_grad=True)
     teacher = torch.randn(2, 3, 5, 6, generator=generator)
-    fixed, = torch.autograd.grad(kl_divergence([student, 2 * student], teacher, 4.0, regions), student)
-    trained, = torch.autograd.grad(kl_divergence([student, 2 * student], teacher.requires_grad_(), 4.0, regions),
-                                   student)
+    (fixed,) = torch.autograd.grad(kl_divergence([student, 2 * student], teacher, 4.0, regions), student)
+    (trained,) = torch.autograd.grad(
+        kl_divergence([student, 2 * student], teacher.requires_grad_(), 4.0, regions), student
+    )
     # float32 rounding of gradients about 1e-3 in size; unseeded, atol 1e-8 failed 4 in 600 draws
     assert torch.allclose(fixed, trained, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (32, 32)), ((1, 2, 3, 5, 4), (12, 20, 16)),
-                                         ((2, 4, 40, 36), (4, 4)), ((2, 3, 100, 100), (200, 200))])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((2, 3, 4, 4), (32, 32)),
+        ((1, 2, 3, 5, 4), (12, 20, 16)),
+        ((2, 4, 40, 36), (4, 4)),
+        ((2, 3, 100, 100), (200, 200)),
+    ],
+)
 def test_resize_gives_f_interpolates_values_and_gradients(shape, size):
     """Matrix-product resizing (coarse maps) and F.interpolate (large maps) agree with F.interpolate."""
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     mode = {4: "bilinear", 5: "trilinear"}[len(shape)]
     weights = torch.randn(shape[0], shape[1], *size, dtype=torch.float64)
-    ours, = torch.autograd.grad((resize(x, size) * weights).sum(), x)
+    (ours,) = torch.autograd.grad((resize(x, size) * weights).sum(), x)
     reference = F.interpolate(x, size=size, mode=mode, align_corners=False)
-    theirs, = torch.autograd.grad((reference * weights).sum(), x)
+    (theirs,) = torch.autograd.grad((reference * weights).sum(), x)
     assert torch.allclose(resize(x, size), reference, atol=1e-10)
     assert torch.allclose(ours, theirs, atol=1e-10)
 
@@ -50,9 +59,9 @@ def test_pointwise_projection_equals_the_1x1_convolution(dims):
 def test_attention_gradient_is_autograds_through_pow(p):
     x = torch.randn(2, 5, 6, 7, dtype=torch.float64, requires_grad=True)
     weights = torch.randn(2, 42)
-    ours, = torch.autograd.grad((attention_map(x, p) * weights).sum(), x)
+    (ours,) = torch.autograd.grad((attention_map(x, p) * weights).sum(), x)
     plain = F.normalize((x.float().pow(p).sum(1) / 5).flatten(1), dim=1)
-    theirs, = torch.autograd.grad((plain * weights).sum(), x)
+    (theirs,) = torch.autograd.grad((plain * weights).sum(), x)
     assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-7)
 
 
@@ -73,7 +82,7 @@ def resizings(draw):
     return (draw(st.integers(1, 2)), channels, *source), target, draw(st.sampled_from([1, 2, 3, 4]))
 
 
-@given(resizings(), st.integers(0, 2 ** 16))
+@given(resizings(), st.integers(0, 2**16))
 @settings(max_examples=80, deadline=None)
 def test_attention_of_a_resized_stack_equals_resizing_every_channel(case, seed):
     """UFD's shortcut (channel moments of each input cell) gives what resizing every channel gives."""
@@ -83,7 +92,7 @@ def test_attention_of_a_resized_stack_equals_resizing_every_channel(case, seed):
     assert torch.allclose(attention_map(x, p, size=size), explicit, atol=1e-5, rtol=1e-4)
 
 
-@given(resizings(), st.integers(0, 2 ** 16))
+@given(resizings(), st.integers(0, 2**16))
 @settings(max_examples=40, deadline=None)
 def test_channel_power_sum_of_a_resized_stack_is_exact_for_every_integer_power(case, seed):
     shape, size, p = case
@@ -94,16 +103,23 @@ def test_channel_power_sum_of_a_resized_stack_is_exact_for_every_integer_power(c
     assert torch.allclose(got.double(), explicit, atol=1e-4 * explicit.abs().max().item() + 1e-6)
 
 
-@pytest.mark.parametrize("shape, size", [((2, 3, 4, 4), (32, 32)), ((1, 2, 3, 5, 4), (12, 20, 16)),
-                                         ((2, 4, 40, 36), (4, 4)), ((2, 3, 100, 100), (200, 200))])
+@pytest.mark.parametrize(
+    "shape, size",
+    [
+        ((2, 3, 4, 4), (32, 32)),
+        ((1, 2, 3, 5, 4), (12, 20, 16)),
+        ((2, 4, 40, 36), (4, 4)),
+        ((2, 3, 100, 100), (200, 200)),
+    ],
+)
 def test_separable_resize_is_f_interpolate_whatever_its_cost(shape, size):
     """Directly, including the large resizes `resize` leaves to F.interpolate."""
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     mode = {4: "bilinear", 5: "trilinear"}[len(shape)]
     weights = torch.randn(shape[0], shape[1], *size, dtype=torch.float64)
-    ours, = torch.autograd.grad((fast_paths.separable_resize(x, size) * weights).sum(), x)
+    (ours,) = torch.autograd.grad((fast_paths.separable_resize(x, size) * weights).sum(), x)
     reference = F.interpolate(x, size=size, mode=mode, align_corners=False)
-    theirs, = torch.autograd.grad((reference * weights).sum(), x)
+    (theirs,) = torch.autograd.grad((reference * weights).sum(), x)
     assert torch.allclose(fast_paths.separable_resize(x, size), reference, atol=1e-10)
     assert torch.allclose(ours, theirs, atol=1e-10)
 
@@ -115,5 +131,8 @@ def test_channel_power_sum_is_the_sum_of_powers_with_its_gradient(p):
     ours = fast_paths.channel_power_sum(x, p)
     plain = x.pow(p).sum(dim=1)
     assert torch.allclose(ours, plain, rtol=1e-12)
-    assert torch.allclose(torch.autograd.grad((ours * weights).sum(), x)[0],
-                          torch.autograd.grad((plain * weights).sum(), x)[0], rtol=1e-12)
+    assert torch.allclose(
+        torch.autograd.grad((ours * weights).sum(), x)[0],
+        torch.autograd.grad((plain * weights).sum(), x)[0],
+        rtol=1e-12,
+    )

@@ -2,6 +2,7 @@
 on synthetic 2D and 3D maps: zero when the student reproduces the teacher, positive otherwise,
 gradients to the student and adapters only, region and ignore-label targets, finite on degenerate
 inputs, shallow networks."""
+
 import math
 
 import pytest
@@ -25,16 +26,28 @@ IGNORE = CLASSES  # nnU-Net puts the ignore label right after the classes
 SIZES = {2: (64, 64), 3: (32, 32, 32)}  # the bottleneck keeps several positions, and labels at them
 TEACHER_CHANNELS = (8, 16, 32, 64, 64)
 STUDENT_CHANNELS = (4, 8, 16, 32, 32)
-PEER_TERMS = ["KD", "AT", "FitNets", "SKD_pixel", "SKD_pair", "IFVD", "IFVD_pixel", "CWD", "EMKD_PMD", "EMKD_IMD",
-              "EMKD_RAD"]
+PEER_TERMS = [
+    "KD",
+    "AT",
+    "FitNets",
+    "SKD_pixel",
+    "SKD_pair",
+    "IFVD",
+    "IFVD_pixel",
+    "CWD",
+    "EMKD_PMD",
+    "EMKD_IMD",
+    "EMKD_RAD",
+]
 # (term, options): every term, plus the options that change what is distilled
 VARIANTS = [(name, {}) for name in PEER_TERMS] + [("KD", {"all_scales": True}), ("CWD", {"features": True})]
 VARIANT_IDS = [name + ("+" + "+".join(options) if options else "") for name, options in VARIANTS]
 
 
 def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=False, ignore_label=None):
-    return DistillationGeometry(NetworkGeometry(teacher, dims), NetworkGeometry(student, dims), CLASSES, regions,
-                                ignore_label)
+    return DistillationGeometry(
+        NetworkGeometry(teacher, dims), NetworkGeometry(student, dims), CLASSES, regions, ignore_label
+    )
 
 
 def label_target(size, batch=2, seed=0):
@@ -82,9 +95,11 @@ def test_term_is_zero_when_the_student_reproduces_the_teacher(name, options, dim
 
 @pytest.mark.parametrize("name,options", VARIANTS, ids=VARIANT_IDS)
 def test_term_is_positive_when_student_and_teacher_disagree(name, options, dims):
-    value = term(name, geometry(dims), options)(random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
-                                                random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2),
-                                                label_target(SIZES[dims]))
+    value = term(name, geometry(dims), options)(
+        random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
+        random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2),
+        label_target(SIZES[dims]),
+    )
     assert value.ndim == 0 and value.dtype == torch.float32 and value.item() > 1e-5
 
 
@@ -101,8 +116,7 @@ def test_gradients_reach_the_student_and_adapters_but_never_the_teacher(name, op
 
 
 def test_terms_with_adapters_have_them_and_the_rest_do_not():
-    with_adapters = {name for name, options in VARIANTS
-                     if list(term(name, geometry(2), options).parameters())}
+    with_adapters = {name for name, options in VARIANTS if list(term(name, geometry(2), options).parameters())}
     assert with_adapters == {"FitNets", "CWD"}  # CWD only with features=True
     assert not list(term("CWD", geometry(2)).parameters())
 
@@ -110,8 +124,9 @@ def test_terms_with_adapters_have_them_and_the_rest_do_not():
 @pytest.mark.parametrize("name", PEER_TERMS)
 def test_region_targets_and_sigmoid_heads_work(name, dims):
     size = SIZES[dims]
-    value = term(name, geometry(dims, regions=True))(random_maps(STUDENT_CHANNELS, size, seed=1),
-                                                     random_maps(TEACHER_CHANNELS, size, seed=2), region_target(size))
+    value = term(name, geometry(dims, regions=True))(
+        random_maps(STUDENT_CHANNELS, size, seed=1), random_maps(TEACHER_CHANNELS, size, seed=2), region_target(size)
+    )
     assert torch.isfinite(value) and value.item() > 1e-5
 
 
@@ -126,15 +141,16 @@ def test_kd_uses_the_bernoulli_kl_for_region_heads():
 def test_student_features_under_ignored_voxels_do_not_change_label_terms(name):
     size = SIZES[2]
     target = label_target(size)
-    target[..., size[1] // 2:] = IGNORE  # right half unannotated
+    target[..., size[1] // 2 :] = IGNORE  # right half unannotated
     teacher = random_maps(TEACHER_CHANNELS, size, seed=2)
     student = random_maps(STUDENT_CHANNELS, size, seed=1)
     changed = UNetMaps([m.clone() for m in student.encoder], student.outputs)
     for m in changed.encoder:
-        m[..., m.shape[-1] // 2:] += 5.0
+        m[..., m.shape[-1] // 2 :] += 5.0
     with_ignore = term(name, geometry(2, ignore_label=IGNORE))
     assert with_ignore(changed, teacher, target).item() == pytest.approx(
-        with_ignore(student, teacher, target).item(), rel=1e-5)
+        with_ignore(student, teacher, target).item(), rel=1e-5
+    )
     target[target == IGNORE] = 0  # the same change counts once those voxels are annotated background
     plain = term(name, geometry(2))
     assert plain(changed, teacher, target).item() != pytest.approx(plain(student, teacher, target).item(), rel=1e-3)
@@ -143,8 +159,9 @@ def test_student_features_under_ignored_voxels_do_not_change_label_terms(name):
 @pytest.mark.parametrize("name", ["IFVD", "EMKD_RAD"])
 def test_label_terms_are_zero_when_every_voxel_is_ignored(name):
     target = torch.full((2, 1, *SIZES[2]), float(IGNORE))
-    value = term(name, geometry(2, ignore_label=IGNORE))(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1),
-                                                         random_maps(TEACHER_CHANNELS, SIZES[2], seed=2), target)
+    value = term(name, geometry(2, ignore_label=IGNORE))(
+        random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2), target
+    )
     assert value.item() == 0
 
 
@@ -152,8 +169,10 @@ def test_label_terms_are_zero_when_every_voxel_is_ignored(name):
 def test_terms_are_finite_for_all_zero_maps_and_empty_classes(name, options, dims):
     student = random_maps(STUDENT_CHANNELS, SIZES[dims])
     teacher = random_maps(TEACHER_CHANNELS, SIZES[dims])
-    zeros = [UNetMaps([torch.zeros_like(m) for m in maps.encoder], [torch.zeros_like(m) for m in maps.outputs])
-             for maps in (student, teacher)]
+    zeros = [
+        UNetMaps([torch.zeros_like(m) for m in maps.encoder], [torch.zeros_like(m) for m in maps.outputs])
+        for maps in (student, teacher)
+    ]
     background_only = torch.zeros(2, 1, *SIZES[dims])
     assert torch.isfinite(term(name, geometry(dims), options)(*zeros, background_only))
 
@@ -166,12 +185,15 @@ def test_label_terms_refuse_to_run_without_a_target():
 def test_shallow_networks_skip_fitnets_with_a_reason_and_run_the_rest():
     messages = []
     two_stage = geometry(2, teacher=(8, 16), student=(4, 8))
-    engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), two_stage,
-                                log=messages.append)
-    assert messages == [("Distillation term FitNets skipped: the shallower network has 2 stages, "
-                         "too few for this term.")]
-    values = engine(random_maps((4, 8), (16, 16), seed=1), random_maps((8, 16), (16, 16), seed=2),
-                    label_target((16, 16)))
+    engine = DistillationEngine(
+        DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), two_stage, log=messages.append
+    )
+    assert messages == [
+        ("Distillation term FitNets skipped: the shallower network has 2 stages, too few for this term.")
+    ]
+    values = engine(
+        random_maps((4, 8), (16, 16), seed=1), random_maps((8, 16), (16, 16), seed=2), label_target((16, 16))
+    )
     assert set(values) == set(PEER_TERMS) - {"FitNets"}
     assert all(torch.isfinite(v) for v in values.values())
 
@@ -179,9 +201,11 @@ def test_shallow_networks_skip_fitnets_with_a_reason_and_run_the_rest():
 def test_a_deeper_custom_teacher_is_matched_by_stage_index():
     deeper = geometry(2, teacher=TEACHER_CHANNELS + (64,), student=STUDENT_CHANNELS)
     engine = DistillationEngine(DistillationConfig(weights={name: 1.0 for name in PEER_TERMS}), deeper)
-    values = engine(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(deeper.teacher.encoder_channels,
-                                                                                 SIZES[2], seed=2),
-                    label_target(SIZES[2]))
+    values = engine(
+        random_maps(STUDENT_CHANNELS, SIZES[2], seed=1),
+        random_maps(deeper.teacher.encoder_channels, SIZES[2], seed=2),
+        label_target(SIZES[2]),
+    )
     assert set(values) == set(PEER_TERMS) and all(torch.isfinite(v) for v in values.values())
 
 
@@ -190,9 +214,11 @@ def test_terms_are_float32_under_autocast():
     student = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1)
     teacher = random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        values = engine(UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
-                        UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]),
-                        label_target(SIZES[2]))
+        values = engine(
+            UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
+            UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]),
+            label_target(SIZES[2]),
+        )
     assert {v.dtype for v in values.values()} == {torch.float32}
 
 
@@ -216,8 +242,10 @@ def test_a_term_needs_no_teacher_map_it_does_not_declare(name, options):
     distillation = term(name, geometry(2), options)
     teacher = random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
     # What the trainer's teacher forward leaves out when no term declares it (maps.teacher_maps).
-    teacher = UNetMaps(teacher.encoder if TEACHER_ENCODER in distillation.teacher_reads else [],
-                       teacher.outputs if TEACHER_OUTPUTS in distillation.teacher_reads else [])
+    teacher = UNetMaps(
+        teacher.encoder if TEACHER_ENCODER in distillation.teacher_reads else [],
+        teacher.outputs if TEACHER_OUTPUTS in distillation.teacher_reads else [],
+    )
     value = distillation(random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), teacher, label_target(SIZES[2]))
     assert torch.isfinite(value)
 
@@ -226,6 +254,7 @@ def test_feature_only_methods_let_the_teacher_skip_its_decoder():
     def needs(weights, options=None):
         config = DistillationConfig(weights=weights, options=options or {})
         return DistillationEngine(config, geometry(2)).teacher_reads
+
     assert needs({"AT": 1.0, "FitNets": 1.0, "IFVD": 1.0, "SKD_pair": 1.0, "EMKD_RAD": 1.0}) == {TEACHER_ENCODER}
     assert needs({"CWD": 1.0}, {"CWD": {"features": True}}) == {TEACHER_ENCODER}
     assert needs({"CWD": 1.0}) == needs({"KD": 1.0}) == {TEACHER_OUTPUTS}
@@ -238,8 +267,10 @@ def holistic(dims, regions=False):
 
 def critic_difference(distillation, student, teacher):
     """The term's value without the gradient reversal: what the critic minimises."""
-    return (distillation.score(distillation.probabilities(student.outputs[0])).mean()
-            - distillation.score(distillation.probabilities(teacher.outputs[0])).mean())
+    return (
+        distillation.score(distillation.probabilities(student.outputs[0])).mean()
+        - distillation.score(distillation.probabilities(teacher.outputs[0])).mean()
+    )
 
 
 def critic_convolutions(distillation):
@@ -248,8 +279,11 @@ def critic_convolutions(distillation):
 
 def largest_weight_over_bound(distillation, clip):
     """max |parameter| * sqrt(fan-in) / clip over the critic: <= 1 when clipped to its box."""
-    return max(p.abs().max().item() * m.weight[0].numel() ** 0.5 / clip
-               for m in critic_convolutions(distillation) for p in m.parameters())
+    return max(
+        p.abs().max().item() * m.weight[0].numel() ** 0.5 / clip
+        for m in critic_convolutions(distillation)
+        for p in m.parameters()
+    )
 
 
 @pytest.mark.parametrize("regions", [False, True], ids=["softmax", "sigmoid"])
@@ -259,8 +293,9 @@ def test_holistic_term_is_finite_and_clips_its_critic_in_2d_and_3d(dims, regions
     with torch.no_grad():
         for parameter in distillation.parameters():
             parameter.mul_(100.0)  # far outside the box, as an unclipped critic drifts
-    value = distillation(random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
-                         random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2))
+    value = distillation(
+        random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1), random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
+    )
     assert value.ndim == 0 and value.dtype == torch.float32 and torch.isfinite(value) and value.item() != 0
     assert largest_weight_over_bound(distillation, clip=2.0) == pytest.approx(1.0)
 
@@ -294,7 +329,7 @@ def test_holistic_term_reverses_the_gradient_the_student_receives(dims):
     teacher = random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
     distillation(student, teacher).backward()  # clips the critic too, before the plain gradient below
     received = student.outputs[0].grad
-    minimising, = torch.autograd.grad(critic_difference(distillation, student, teacher), student.outputs[0])
+    (minimising,) = torch.autograd.grad(critic_difference(distillation, student, teacher), student.outputs[0])
     assert minimising.abs().sum() > 0
     torch.testing.assert_close(received, -minimising)
     # A descent step on the student therefore raises the critic's loss: the student fools the critic.
@@ -321,6 +356,7 @@ def test_holistic_term_options_set_the_clip_and_the_width():
 def peer_method_trainers():
     import importlib.util
     from pathlib import Path
+
     path = Path(__file__).resolve().parents[2] / "trainers" / "nnUNetTrainerPeerMethods.py"
     spec = importlib.util.spec_from_file_location("peer_method_trainers", path)
     module = importlib.util.module_from_spec(spec)
@@ -338,9 +374,15 @@ def test_skd_leaves_the_holistic_term_off_and_skd_holistic_adds_it():
 
 def test_every_peer_trainer_docstring_states_its_weights_and_temperature():
     import re
+
     trainers = peer_method_trainers()
-    classes = [c for name, c in vars(trainers).items() if name.startswith("nnUNetTrainer") and
-               getattr(c, "distillation", None) is not None and c.__module__ == trainers.__name__]
+    classes = [
+        c
+        for name, c in vars(trainers).items()
+        if name.startswith("nnUNetTrainer")
+        and getattr(c, "distillation", None) is not None
+        and c.__module__ == trainers.__name__
+    ]
     assert len(classes) >= 8
     for trainer in classes:
         doc = " ".join(trainer.__doc__.split())
@@ -365,8 +407,9 @@ ODD_BOTTLENECKS = {2: (5, 7), 3: (3, 5, 7)}  # int(0.5 * size) and ceil(0.5 * si
 
 def assert_same_value_and_gradient(ours, reference, inputs):
     torch.testing.assert_close(ours, reference.to(ours.dtype), rtol=1e-5, atol=1e-7)
-    for got, expected in zip(torch.autograd.grad(ours, inputs, retain_graph=True),
-                             torch.autograd.grad(reference, inputs)):
+    for got, expected in zip(
+        torch.autograd.grad(ours, inputs, retain_graph=True), torch.autograd.grad(reference, inputs)
+    ):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-8)
 
 
@@ -376,6 +419,7 @@ def engine_of(trainer_name, geo):
 
 def test_skd_pixel_term_is_the_authors_batch_summed_cross_entropy_less_the_teacher_entropy(dims):
     import peer_reference_ports as ports
+
     size = ODD_BOTTLENECKS[dims]
     student, teacher = logits((3, CLASSES, *size), 1, requires_grad=True), logits((3, CLASSES, *size), 2)
     ours = term("SKD_pixel", geometry(dims), {"temperature": 1.0})(UNetMaps([], [student]), UNetMaps([], [teacher]))
@@ -385,6 +429,7 @@ def test_skd_pixel_term_is_the_authors_batch_summed_cross_entropy_less_the_teach
 
 def test_skd_pair_term_pools_and_normalises_as_the_authors(dims):
     import peer_reference_ports as ports
+
     shape = (2, 6, *ODD_BOTTLENECKS[dims])
     student, teacher = features(shape, 1, requires_grad=True), features(shape, 2)
     ours = term("SKD_pair", geometry(dims))(UNetMaps([student], []), UNetMaps([teacher], []))
@@ -393,36 +438,42 @@ def test_skd_pair_term_pools_and_normalises_as_the_authors(dims):
 
 def test_skd_trainers_weight_the_terms_as_the_authors_run(dims):
     import peer_reference_ports as ports
+
     size = ODD_BOTTLENECKS[dims]
     student_logits, teacher_logits = logits((3, CLASSES, *size), 1, requires_grad=True), logits((3, CLASSES, *size), 2)
     student_bottleneck, teacher_bottleneck = features((3, 6, *size), 3, requires_grad=True), features((3, 6, *size), 4)
     engine = engine_of("nnUNetTrainerSKD", geometry(dims, teacher=(6,), student=(6,)))
-    ours = engine.weighted_sum(engine(UNetMaps([student_bottleneck], [student_logits]),
-                                      UNetMaps([teacher_bottleneck], [teacher_logits])))
+    ours = engine.weighted_sum(
+        engine(UNetMaps([student_bottleneck], [student_logits]), UNetMaps([teacher_bottleneck], [teacher_logits]))
+    )
     # run_train_val.sh: lambda_pi 10, lambda_pa 0.5
-    reference = (10 * (ports.skd_pixel_wise(student_logits, teacher_logits)
-                       - ports.skd_pixel_wise(teacher_logits, teacher_logits))
-                 + 0.5 * ports.skd_pair_wise(student_bottleneck, teacher_bottleneck))
+    reference = 10 * (
+        ports.skd_pixel_wise(student_logits, teacher_logits) - ports.skd_pixel_wise(teacher_logits, teacher_logits)
+    ) + 0.5 * ports.skd_pair_wise(student_bottleneck, teacher_bottleneck)
     assert_same_value_and_gradient(ours, reference, [student_logits, student_bottleneck])
 
 
 def test_ifvd_term_equals_the_authors_criterion_with_nearest_labels_over_all_voxels(dims):
     import peer_reference_ports as ports
+
     full = (8, 12, 16)[-dims:]
     coarse = tuple(s // 4 for s in full)
     labels = torch.randint(0, CLASSES + 1, (2, *full), generator=torch.Generator().manual_seed(5))  # CLASSES: ignored
     student, teacher = features((2, 5, *coarse), 1, requires_grad=True), features((2, 5, *coarse), 2)
-    ours = term("IFVD", geometry(dims, ignore_label=IGNORE))(UNetMaps([student], []), UNetMaps([teacher], []),
-                                                              labels.unsqueeze(1).float())
+    ours = term("IFVD", geometry(dims, ignore_label=IGNORE))(
+        UNetMaps([student], []), UNetMaps([teacher], []), labels.unsqueeze(1).float()
+    )
     assert_same_value_and_gradient(ours, ports.ifvd_ifv(student, teacher, labels, CLASSES), [student])
 
 
 def test_ifvd_pixel_term_is_the_authors_kd(dims):
     import peer_reference_ports as ports
+
     size = ODD_BOTTLENECKS[dims]
     student, teacher = logits((2, CLASSES, *size), 1, requires_grad=True), logits((2, CLASSES, *size), 2)
     ours = TERMS["IFVD_pixel"](geometry(dims), DistillationConfig(weights={"IFVD_pixel": 1.0}, temperature=1.0))(
-        UNetMaps([], [student]), UNetMaps([], [teacher]))
+        UNetMaps([], [student]), UNetMaps([], [teacher])
+    )
     assert_same_value_and_gradient(ours, ports.ifvd_kd(student, teacher), [student])
 
 
@@ -431,8 +482,9 @@ def test_ifvd_trainer_has_the_authors_three_terms_and_weights():
     assert dict(distillation.weights) == {"IFVD": 200.0, "IFVD_pixel": 10.0, "IFVD_holistic": 0.1}
     assert distillation.temperature == 1.0
     # lambda_adv 0.001 for the student, lambda_d 0.1 for the critic (YukangWang/IFVD, options.py)
-    assert distillation.weights["IFVD_holistic"] * distillation.option("IFVD_holistic", "generator_scale", 1) \
-        == pytest.approx(0.001)
+    assert distillation.weights["IFVD_holistic"] * distillation.option(
+        "IFVD_holistic", "generator_scale", 1
+    ) == pytest.approx(0.001)
 
 
 def test_generator_scale_scales_the_students_adversarial_gradient_and_not_the_critics():
@@ -444,6 +496,7 @@ def test_generator_scale_scales_the_students_adversarial_gradient_and_not_the_cr
         student = random_maps(STUDENT_CHANNELS, SIZES[2], requires_grad=True, seed=1)
         distillation(student, random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)).backward()
         return student.outputs[0].grad, [p.grad for p in distillation.parameters()]
+
     student_full, critic_full = gradients(1.0)
     student_scaled, critic_scaled = gradients(0.01)
     assert student_full.abs().sum() > 0
@@ -457,18 +510,26 @@ EMKD_CHANNELS = {"teacher": (4, 8, 12, 16, 16), "student": (2, 4, 6, 8, 8)}
 
 def test_emkd_imd_and_rad_are_the_authors_sums_over_the_low_and_high_feature(dims):
     import peer_reference_ports as ports
+
     full = (16, 32, 32)[-dims:]
     generator = torch.Generator().manual_seed(7)
     labels = (torch.rand(3, *full, generator=generator) > 0.7).long()
     labels[2] = 0  # a sample without tumour: the authors' mean over samples counts it
     target = labels.unsqueeze(1).float()
     one_hot = F.one_hot(labels, 2).movedim(-1, 1).float()
-    student = UNetMaps([features((3, c, *(s // 2 ** k for s in full)), 10 + k, requires_grad=True)
-                        for k, c in enumerate(EMKD_CHANNELS["student"])], [])
-    teacher = UNetMaps([features((3, c, *(s // 2 ** k for s in full)), 20 + k)
-                        for k, c in enumerate(EMKD_CHANNELS["teacher"])], [])
-    geo = DistillationGeometry(NetworkGeometry(EMKD_CHANNELS["teacher"], dims),
-                               NetworkGeometry(EMKD_CHANNELS["student"], dims), 2, False)
+    student = UNetMaps(
+        [
+            features((3, c, *(s // 2**k for s in full)), 10 + k, requires_grad=True)
+            for k, c in enumerate(EMKD_CHANNELS["student"])
+        ],
+        [],
+    )
+    teacher = UNetMaps(
+        [features((3, c, *(s // 2**k for s in full)), 20 + k) for k, c in enumerate(EMKD_CHANNELS["teacher"])], []
+    )
+    geo = DistillationGeometry(
+        NetworkGeometry(EMKD_CHANNELS["teacher"], dims), NetworkGeometry(EMKD_CHANNELS["student"], dims), 2, False
+    )
     config = DistillationConfig(weights={"EMKD_IMD": 1.0, "EMKD_RAD": 1.0}, attention_p=4.0)
     low, high = 1, 3  # after conv1 (1/2) and after layer2 (1/8) of their ResNet18
     imd = sum(ports.emkd_importance_maps(student.encoder[k], teacher.encoder[k]) for k in (low, high))
@@ -480,11 +541,18 @@ def test_emkd_imd_and_rad_are_the_authors_sums_over_the_low_and_high_feature(dim
 
 def test_at_trainer_loss_is_the_authors_beta_times_the_position_means_summed_over_stages(dims):
     import peer_reference_ports as ports
+
     size = SIZES[dims]
-    student = UNetMaps([features((2, c, *(s // 2 ** k for s in size)), 30 + k, requires_grad=True)
-                        for k, c in enumerate(STUDENT_CHANNELS)], [torch.zeros(2, CLASSES, *size)])
-    teacher = UNetMaps([features((2, c, *(s // 2 ** k for s in size)), 40 + k)
-                        for k, c in enumerate(TEACHER_CHANNELS)], [])
+    student = UNetMaps(
+        [
+            features((2, c, *(s // 2**k for s in size)), 30 + k, requires_grad=True)
+            for k, c in enumerate(STUDENT_CHANNELS)
+        ],
+        [torch.zeros(2, CLASSES, *size)],
+    )
+    teacher = UNetMaps(
+        [features((2, c, *(s // 2**k for s in size)), 40 + k) for k, c in enumerate(TEACHER_CHANNELS)], []
+    )
     engine = engine_of("nnUNetTrainerAT", geometry(dims))
     ours = engine.weighted_sum(engine(student, teacher))
     reference = ports.attention_transfer_objective(student.encoder, teacher.encoder, beta=1e3)
@@ -493,6 +561,7 @@ def test_at_trainer_loss_is_the_authors_beta_times_the_position_means_summed_ove
 
 def test_cwd_trainer_loss_is_mmrazors_segmentation_configuration(dims):
     import peer_reference_ports as ports
+
     size = ODD_BOTTLENECKS[dims]
     student, teacher = logits((2, CLASSES, *size), 1, requires_grad=True), logits((2, CLASSES, *size), 2)
     engine = engine_of("nnUNetTrainerCWD", geometry(dims))
@@ -546,7 +615,8 @@ def test_an_unknown_reduction_is_refused_naming_the_choices(name, choices):
 def test_reduction_options_give_the_size_and_batch_free_variants():
     student, teacher = random_maps(STUDENT_CHANNELS, SIZES[2], seed=1), random_maps(TEACHER_CHANNELS, SIZES[2], seed=2)
     assert term("SKD_pixel", geometry(2), {"reduction": "voxel_mean"})(student, teacher).item() == pytest.approx(
-        term("KD", geometry(2))(student, teacher).item())
+        term("KD", geometry(2))(student, teacher).item()
+    )
     size_free = term("AT", geometry(2), {"reduction": "sum_over_positions"})(student, teacher)
     per_position = term("AT", geometry(2))(student, teacher)
     assert 0 < per_position.item() < size_free.item() <= 2 * len(STUDENT_CHANNELS)

@@ -1,4 +1,5 @@
 """class_masks reads nnU-Net's target the same way for labels, regions and ignored voxels."""
+
 import torch
 
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry
@@ -6,8 +7,9 @@ from nnunetv2_hlfd.distillation.targets import class_masks
 
 
 def _geometry(num_classes, regions, ignore_label=None):
-    return DistillationGeometry(NetworkGeometry((4, 8), 2), NetworkGeometry((2, 4), 2), num_classes, regions,
-                                ignore_label)
+    return DistillationGeometry(
+        NetworkGeometry((4, 8), 2), NetworkGeometry((2, 4), 2), num_classes, regions, ignore_label
+    )
 
 
 def test_label_map_becomes_one_hot_with_every_voxel_annotated():

@@ -1,5 +1,6 @@
 """The HLFD terms on synthetic 2D and 3D maps: zero on agreement, positive otherwise,
 channel-agnostic where the spec says so, gradients to the student and adapters only."""
+
 import math
 
 import pytest
@@ -23,7 +24,7 @@ def random_maps(channels, size, requires_grad=False, classes=CLASSES, batch=2, s
     generator = torch.Generator().manual_seed(seed)
     encoder, outputs = [], []
     for k, c in enumerate(channels):
-        stage_size = [s // 2 ** k for s in size]
+        stage_size = [s // 2**k for s in size]
         encoder.append(torch.randn(batch, c, *stage_size, generator=generator).requires_grad_(requires_grad))
         if k < len(channels) - 1:
             outputs.append(torch.randn(batch, classes, *stage_size, generator=generator).requires_grad_(requires_grad))
@@ -41,8 +42,9 @@ def dims(request):
 
 @pytest.mark.parametrize("term", [UFD, IFD, UPD, IPD])
 def test_term_is_positive_when_student_and_teacher_disagree(term, dims):
-    value = term(geometry(dims), hlfd_config())(random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1),
-                                                random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2))
+    value = term(geometry(dims), hlfd_config())(
+        random_maps(STUDENT_CHANNELS, SIZES[dims], seed=1), random_maps(TEACHER_CHANNELS, SIZES[dims], seed=2)
+    )
     assert value.ndim == 0 and value.item() > 1e-4
 
 
@@ -118,16 +120,19 @@ def test_ifd_refuses_an_unknown_shrinking():
 
 def strided_geometry(patch_size, total_stride):
     network = NetworkGeometry(TEACHER_CHANNELS, len(patch_size), total_stride)
-    return DistillationGeometry(network, NetworkGeometry(STUDENT_CHANNELS, len(patch_size), total_stride), CLASSES,
-                                False, patch_size=patch_size)
+    return DistillationGeometry(
+        network, NetworkGeometry(STUDENT_CHANNELS, len(patch_size), total_stride), CLASSES, False, patch_size=patch_size
+    )
 
 
 def test_ifd_is_skipped_and_logged_when_the_teacher_bottleneck_is_one_voxel():
     messages = []
     engine = DistillationEngine(hlfd_config(), strided_geometry((32, 32), (32, 32)), log=messages.append)
     assert engine.term_names == ["UFD", "UPD", "IPD"]
-    assert messages == ["Distillation term IFD skipped: the teacher's bottleneck is a single voxel "
-                        "(patch [32, 32] / total stride [32, 32]), where attention is the same for every map."]
+    assert messages == [
+        "Distillation term IFD skipped: the teacher's bottleneck is a single voxel "
+        "(patch [32, 32] / total stride [32, 32]), where attention is the same for every map."
+    ]
     assert "IFD" in DistillationEngine(hlfd_config(), strided_geometry((64, 32), (32, 32))).term_names
 
 
@@ -135,14 +140,18 @@ def test_geometry_round_trips_its_patch_and_strides_and_reads_dicts_without_them
     geometry_with_patch = strided_geometry((40, 64), (8, 16))
     restored = DistillationGeometry.from_dict(geometry_with_patch.to_dict())
     assert restored.teacher_bottleneck_size == (5, 4) and restored.student.total_stride == (8, 16)
-    old = {k: v for k, v in geometry_with_patch.to_dict().items()
-           if k not in ("patch_size", "teacher_total_stride", "student_total_stride")}
+    old = {
+        k: v
+        for k, v in geometry_with_patch.to_dict().items()
+        if k not in ("patch_size", "teacher_total_stride", "student_total_stride")
+    }
     assert DistillationGeometry.from_dict(old).teacher_bottleneck_size is None
     assert DistillationGeometry.from_dict(old) == geometry_with_patch  # a resumed run's saved geometry still matches
 
 
 def test_network_geometry_reads_the_total_stride_of_a_unet():
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
     network = PlainConvUNet(1, 3, (4, 8, 16), torch.nn.Conv2d, 3, [[1, 1], [2, 2], [2, 1]], 1, CLASSES, 1)
     assert NetworkGeometry.of(network) == NetworkGeometry((4, 8, 16), 2)
     assert NetworkGeometry.of(network).total_stride == (4, 2)
@@ -153,9 +162,10 @@ def agreeing_teacher(dims, size, stages=5, seed=0):
     generator = torch.Generator().manual_seed(seed)
     coarse = 3 * torch.randn(2, CLASSES, *[s // 8 for s in size], generator=generator)
     final = resize(coarse, size) + 0.5 * torch.randn(2, CLASSES, *size, generator=generator)
-    outputs = [final] + [F.interpolate(final, size=[s // 2 ** k for s in size], mode="area")
-                         for k in range(1, stages - 1)]
-    encoder = [torch.randn(2, 4, *[s // 2 ** k for s in size], generator=generator) for k in range(stages)]
+    outputs = [final] + [
+        F.interpolate(final, size=[s // 2**k for s in size], mode="area") for k in range(1, stages - 1)
+    ]
+    encoder = [torch.randn(2, 4, *[s // 2**k for s in size], generator=generator) for k in range(stages)]
     return UNetMaps(encoder, outputs)
 
 
@@ -206,8 +216,10 @@ def test_upd_target_keeps_the_teachers_prediction_while_the_student_projection_l
 def test_no_hlfd_adapter_sits_on_the_teacher_side():
     """Every trained parameter of HLFD's terms maps the student; none shapes a target."""
     engine = DistillationEngine(hlfd_config(), geometry(2))
-    assert {name for name, _ in engine.named_parameters()} == {"terms.UPD.student_projection.weight",
-                                                               "terms.UPD.student_projection.bias"}
+    assert {name for name, _ in engine.named_parameters()} == {
+        "terms.UPD.student_projection.weight",
+        "terms.UPD.student_projection.bias",
+    }
     assert all(not list(TERMS[name](geometry(2), hlfd_config()).parameters()) for name in ("UFD", "IFD", "IPD"))
 
 
@@ -286,15 +298,22 @@ def test_hlfd_weights_are_the_papers():
 
 def test_label_kl_matches_torch_kl_div_scaled_by_t_squared():
     s, t = torch.randn(2, 4, 5, 6), torch.randn(2, 4, 5, 6)
-    reference = F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True,
-                         reduction="sum") / (2 * 5 * 6) * 16
+    reference = (
+        F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True, reduction="sum") / (2 * 5 * 6) * 16
+    )
     assert kl_divergence(s, t, 4.0).item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_kl_to_several_students_is_the_sum_of_torch_kl_divs():
     students, t = [torch.randn(2, 4, 5, 6) for _ in range(3)], torch.randn(2, 4, 5, 6)
-    reference = sum(F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True, reduction="sum")
-                    for s in students) / (2 * 5 * 6) * 16
+    reference = (
+        sum(
+            F.kl_div(F.log_softmax(s / 4, 1), F.log_softmax(t / 4, 1), log_target=True, reduction="sum")
+            for s in students
+        )
+        / (2 * 5 * 6)
+        * 16
+    )
     assert kl_divergence(students, t, 4.0, regions=False).item() == pytest.approx(reference.item(), rel=1e-5)
 
 
@@ -332,6 +351,8 @@ def test_terms_are_float32_under_autocast():
     student = random_maps(STUDENT_CHANNELS, (32, 32))
     teacher = random_maps(TEACHER_CHANNELS, (32, 32))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        values = engine(UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
-                        UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]))
+        values = engine(
+            UNetMaps([m.bfloat16() for m in student.encoder], [m.bfloat16() for m in student.outputs]),
+            UNetMaps([m.bfloat16() for m in teacher.encoder], [m.bfloat16() for m in teacher.outputs]),
+        )
     assert {v.dtype for v in values.values()} == {torch.float32}

@@ -3,6 +3,7 @@
 nnU-Net finds them through nnUNet_extTrainer like any trainer, so the tests drive the
 real `nnUNetv2_train` / `nnUNetv2_predict` commands. HLFD_TEST_EPOCHS sets the length.
 """
+
 import os
 
 import torch
@@ -13,8 +14,14 @@ def _tiny(base_name: str) -> type:
     base = recursive_find_trainer_class_by_name(base_name)
 
     # nnU-Net records __init__'s arguments by name, so the signature must be the base's.
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = int(os.environ.get("HLFD_TEST_EPOCHS", "2"))
         self.num_iterations_per_epoch = 2
@@ -56,11 +63,21 @@ _nnunet_find_trainer, recursive_find_trainer_class_by_name = recursive_find_trai
 def _project_trainer_names() -> list[str]:
     """Every trainer class the project's trainers/ declares, so a new one gets its tiny variant unasked."""
     _project_trainer("nnUNetTrainerHLFD")  # loads the modules
-    return sorted({name for module in _project_trainer_modules.values() for name, value in vars(module).items()
-                   if name.startswith("nnUNetTrainer") and isinstance(value, type)
-                   and value.__module__ == module.__name__})
+    return sorted(
+        {
+            name
+            for module in _project_trainer_modules.values()
+            for name, value in vars(module).items()
+            if name.startswith("nnUNetTrainer") and isinstance(value, type) and value.__module__ == module.__name__
+        }
+    )
 
 
 PROJECT_TRAINERS = _project_trainer_names()
-globals().update({f"{name}_tiny": _tiny(name) for name in PROJECT_TRAINERS
-                  if name not in ("nnUNetTrainerHLFD", "nnUNetTrainerStudent")})
+globals().update(
+    {
+        f"{name}_tiny": _tiny(name)
+        for name in PROJECT_TRAINERS
+        if name not in ("nnUNetTrainerHLFD", "nnUNetTrainerStudent")
+    }
+)
