@@ -22,6 +22,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
+from tqdm import tqdm
 
 from nnunetv2_hlfd.trainer_classes import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
@@ -135,12 +136,21 @@ def export_student(
     output_folder.mkdir(parents=True, exist_ok=True)
     # Written and checked in a staging folder beside the targets (same file system: the renames are atomic).
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_folder))
+    checks = (("plans' patch", student.patch_size), ("second size", second_size(student)))
     try:
-        export_torchscript(student, staging / "model.pt")
-        export_onnx(student, staging / "model.onnx")
-        deviations = {}
-        for label, size in (("plans' patch", student.patch_size), ("second size", second_size(student))):
-            deviations.update({f"{name} at {label}": d for name, d in max_deviation(student, staging, size).items()})
+        with tqdm(total=2 + len(checks), desc="export", unit="step", leave=False) as progress:
+            progress.set_postfix_str("TorchScript")
+            export_torchscript(student, staging / "model.pt")
+            progress.update()
+            progress.set_postfix_str("ONNX")
+            export_onnx(student, staging / "model.onnx")
+            progress.update()
+            deviations = {}
+            for label, size in checks:
+                progress.set_postfix_str(f"check at the {label}")
+                deviation = max_deviation(student, staging, size)
+                deviations.update({f"{name} at {label}": d for name, d in deviation.items()})
+                progress.update()
         failed = {name: d for name, d in deviations.items() if d > 1}
         if failed:
             raise RuntimeError(

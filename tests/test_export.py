@@ -127,3 +127,10 @@ def test_an_export_failing_its_check_keeps_the_previous_files(exported, monkeypa
         export_student(fold_folder, output, overwrite=True)
     assert {name: (output / name).read_bytes() for name in before} == before
     assert sorted(p.name for p in output.iterdir()) == ["model.onnx", "model.pt"]
+
+
+def test_export_shows_each_stage_as_it_runs(exported, tmp_path, capsys):
+    export_student(exported[0], tmp_path / "again")
+    shown = capsys.readouterr().err
+    for stage in ("TorchScript", "ONNX", "check at the plans' patch", "check at the second size"):
+        assert stage in shown, (stage, shown)
