@@ -30,6 +30,12 @@ def run_command(args: list[str], env: dict | None = None, timeout: int = 900) ->
     return result
 
 
+def nnunet_predict(inputs: Path, output: Path, trainer: str, *extra: str) -> subprocess.CompletedProcess:
+    """nnUNetv2_predict of the tiny dataset's 2d fold 0 on the CPU, without progress bars."""
+    command = ["nnUNetv2_predict", "-i", str(inputs), "-o", str(output), "-d", str(DATASET_ID), "-c", "2d"]
+    return run_command([*command, "-f", "0", "-tr", trainer, "-device", "cpu", "--disable_progress_bar", *extra])
+
+
 def run_command_expecting_failure(args: list[str], env: dict | None = None) -> str:
     result = subprocess.run(args, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=900)
     assert result.returncode != 0, f"{' '.join(args)} unexpectedly succeeded"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_ID, run_command, train_in_process
+from conftest import DATASET_ID, nnunet_predict, run_command, train_in_process
 
 from nnunetv2_hlfd.training.student import ResNetStudentUNet
 
@@ -108,26 +108,7 @@ def test_nnunetv2_predict_runs_the_student_without_the_teacher(hlfd_2d, nnunet_d
     hidden_teacher = teacher_2d.parent.with_name("hidden_teacher")
     teacher_2d.parent.rename(hidden_teacher)
     try:
-        run_command(
-            [
-                "nnUNetv2_predict",
-                "-i",
-                str(inputs),
-                "-o",
-                str(tmp_path / "out"),
-                "-d",
-                str(DATASET_ID),
-                "-c",
-                "2d",
-                "-f",
-                "0",
-                "-tr",
-                "nnUNetTrainerHLFD_tiny",
-                "-device",
-                "cpu",
-                "--disable_progress_bar",
-            ]
-        )
+        nnunet_predict(inputs, tmp_path / "out", "nnUNetTrainerHLFD_tiny")
     finally:
         hidden_teacher.rename(teacher_2d.parent)
     for image in inputs.glob("*.nii.gz"):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_ID, DATASET_NAME, run_command
+from conftest import DATASET_ID, DATASET_NAME, nnunet_predict
 
 pytestmark = pytest.mark.integration
 
@@ -204,31 +204,8 @@ def test_nnunetv2_predict_command_runs_a_peer_student(peer_runs, nnunet_dirs, tm
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(image, inputs)
-    run_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            str(inputs),
-            "-o",
-            str(tmp_path / "out"),
-            "-d",
-            str(DATASET_ID),
-            "-c",
-            "2d",
-            "-f",
-            "0",
-            "-tr",
-            f"{PREDICTED_WITH_THE_COMMAND}_tiny",
-            "-device",
-            "cpu",
-            "--disable_tta",
-            "--disable_progress_bar",
-            "-npp",
-            "1",
-            "-nps",
-            "1",
-        ]
-    )
+    trainer = f"{PREDICTED_WITH_THE_COMMAND}_tiny"
+    nnunet_predict(inputs, tmp_path / "out", trainer, "--disable_tta", "-npp", "1", "-nps", "1")
     prediction = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / image.name.replace("_0000", ""))))
     assert_a_label_map(prediction, image)
 

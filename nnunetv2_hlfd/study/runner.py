@@ -201,6 +201,8 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
             ],
             environment,
             log,
+            # nnU-Net's planner sets torch's threads to nnUNet_n_proc_DA and fails on its 0 (augment in-process)
+            drop=("nnUNet_n_proc_DA",) if os.environ.get("nnUNet_n_proc_DA") == "0" else (),
         )
         return
     configurations = json.loads(plans_file.read_text())["configurations"]
@@ -230,13 +232,13 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
         )
 
 
-def run_logged(command: list[str], environment: dict[str, str], log: Path) -> None:
+def run_logged(command: list[str], environment: dict[str, str], log: Path, drop: tuple[str, ...] = ()) -> None:
+    """Run `command` with `environment` over this process's (less the variables in `drop`), output to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {' '.join(command)} (log {log})", flush=True)
+    full_environment = {k: v for k, v in {**os.environ, **environment}.items() if k not in drop}
     with open(log, "a") as out:
-        result = subprocess.run(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **environment}, check=False
-        )
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=full_environment, check=False)
     if result.returncode:
         raise RuntimeError(
             f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n{log_tail(log)}"
