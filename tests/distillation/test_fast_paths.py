@@ -27,25 +27,31 @@ def test_kl_gradient_against_a_fixed_teacher_is_autograds(regions):
     assert torch.allclose(fixed, trained, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "shape, size",
-    [
-        ((2, 3, 4, 4), (32, 32)),
-        ((1, 2, 3, 5, 4), (12, 20, 16)),
-        ((2, 4, 40, 36), (4, 4)),
-        ((2, 3, 100, 100), (200, 200)),
-    ],
-)
-def test_resize_gives_f_interpolates_values_and_gradients(shape, size):
-    """Matrix-product resizing (coarse maps) and F.interpolate (large maps) agree with F.interpolate."""
+# Coarse-to-fine, 3d, fine-to-coarse, and a large resize `resize` leaves to F.interpolate.
+RESIZES = [
+    ((2, 3, 4, 4), (32, 32)),
+    ((1, 2, 3, 5, 4), (12, 20, 16)),
+    ((2, 4, 40, 36), (4, 4)),
+    ((2, 3, 100, 100), (200, 200)),
+]
+
+
+def assert_resizes_as_f_interpolate(resizer, shape, size):
+    """Values and gradients of `resizer(x, size)` equal F.interpolate's (bi/trilinear, align_corners=False)."""
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     mode = {4: "bilinear", 5: "trilinear"}[len(shape)]
     weights = torch.randn(shape[0], shape[1], *size, dtype=torch.float64)
-    (ours,) = torch.autograd.grad((resize(x, size) * weights).sum(), x)
+    (ours,) = torch.autograd.grad((resizer(x, size) * weights).sum(), x)
     reference = F.interpolate(x, size=size, mode=mode, align_corners=False)
     (theirs,) = torch.autograd.grad((reference * weights).sum(), x)
-    assert torch.allclose(resize(x, size), reference, atol=1e-10)
+    assert torch.allclose(resizer(x, size), reference, atol=1e-10)
     assert torch.allclose(ours, theirs, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape, size", RESIZES)
+def test_resize_gives_f_interpolates_values_and_gradients(shape, size):
+    """Matrix-product resizing (coarse maps) and F.interpolate (large maps) agree with F.interpolate."""
+    assert_resizes_as_f_interpolate(resize, shape, size)
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -103,25 +109,10 @@ def test_channel_power_sum_of_a_resized_stack_is_exact_for_every_integer_power(c
     assert torch.allclose(got.double(), explicit, atol=1e-4 * explicit.abs().max().item() + 1e-6)
 
 
-@pytest.mark.parametrize(
-    "shape, size",
-    [
-        ((2, 3, 4, 4), (32, 32)),
-        ((1, 2, 3, 5, 4), (12, 20, 16)),
-        ((2, 4, 40, 36), (4, 4)),
-        ((2, 3, 100, 100), (200, 200)),
-    ],
-)
+@pytest.mark.parametrize("shape, size", RESIZES)
 def test_separable_resize_is_f_interpolate_whatever_its_cost(shape, size):
     """Directly, including the large resizes `resize` leaves to F.interpolate."""
-    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    mode = {4: "bilinear", 5: "trilinear"}[len(shape)]
-    weights = torch.randn(shape[0], shape[1], *size, dtype=torch.float64)
-    (ours,) = torch.autograd.grad((fast_paths.separable_resize(x, size) * weights).sum(), x)
-    reference = F.interpolate(x, size=size, mode=mode, align_corners=False)
-    (theirs,) = torch.autograd.grad((reference * weights).sum(), x)
-    assert torch.allclose(fast_paths.separable_resize(x, size), reference, atol=1e-10)
-    assert torch.allclose(ours, theirs, atol=1e-10)
+    assert_resizes_as_f_interpolate(fast_paths.separable_resize, shape, size)
 
 
 @pytest.mark.parametrize("p", [2, 3, 4])
