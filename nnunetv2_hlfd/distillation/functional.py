@@ -152,12 +152,6 @@ def _log_distribution(logits: Tensor, regions: bool) -> tuple[Tensor, ...]:
     return (F.log_softmax(logits, dim=1),)
 
 
-def region_fractions(masks: Tensor, size: Sequence[int]) -> Tensor:
-    """Masks (B, K, *spatial) resized to `size` by area averaging: each output voxel holds the
-    fraction of it that each mask covers, so downsampling a label mask by 32 never aliases."""
-    return area_resize(masks.float(), size)
-
-
 def area_resize(x: Tensor, size: Sequence[int]) -> Tensor:
     """x resized to `size` by area averaging (adaptive average pooling): each output voxel is the
     mean of the input voxels it covers, so every input voxel counts."""
