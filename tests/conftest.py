@@ -4,6 +4,7 @@ and one briefly trained teacher per configuration."""
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,17 @@ def nnunet_predict(inputs: Path, output: Path, trainer: str, *extra: str) -> sub
     """nnUNetv2_predict of the tiny dataset's 2d fold 0 on the CPU, without progress bars."""
     command = ["nnUNetv2_predict", "-i", str(inputs), "-o", str(output), "-d", str(DATASET_ID), "-c", "2d"]
     return run_command([*command, "-f", "0", "-tr", trainer, "-device", "cpu", "--disable_progress_bar", *extra])
+
+
+def with_own_log(trainer):
+    """The trainer, logging to a file of its own from now on.
+
+    nnU-Net names a training log by the second it was created, so trainers made in one second share a file.
+    """
+    handle, path = tempfile.mkstemp(prefix="training_log_", suffix=".txt", dir=trainer.output_folder)
+    os.close(handle)
+    trainer.log_file = path
+    return trainer
 
 
 def run_command_expecting_failure(args: list[str], env: dict | None = None) -> str:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATASET_ID, DATASET_NAME
+from conftest import DATASET_ID, DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
@@ -138,7 +138,7 @@ def teacher_folds(nnunet_dirs, teacher_2d: Path, tmp_path: Path, monkeypatch) ->
 def hlfd_trainer(fold):
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    return get_trainer_from_args(str(DATASET_ID), "2d", fold, "nnUNetTrainerHLFD_tiny", device=CPU)
+    return with_own_log(get_trainer_from_args(str(DATASET_ID), "2d", fold, "nnUNetTrainerHLFD_tiny", device=CPU))
 
 
 @pytest.mark.integration

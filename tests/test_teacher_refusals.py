@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import DATASET_ID, DATASET_NAME
+from conftest import DATASET_ID, DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 def hlfd_trainer():
     from nnunetv2.run.run_training import get_trainer_from_args
 
-    return get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerHLFD_tiny", device=torch.device("cpu"))
+    trainer = get_trainer_from_args(str(DATASET_ID), "2d", 0, "nnUNetTrainerHLFD_tiny", device=torch.device("cpu"))
+    return with_own_log(trainer)
 
 
 @pytest.fixture
