@@ -26,6 +26,7 @@ from nnunetv2_hlfd.distillation.maps import (
     teacher_maps,
 )
 from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd.training import gradient_share
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
 from nnunetv2_hlfd.training.safe_checkpoint import checkpoints_trusted
@@ -55,11 +56,13 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self._resumed_distillation: dict | None = None  # the checkpoint entry while resuming
         self._non_finite_term_counts: Counter[str] = Counter()
         self._rotation_step = 0
+        self._measure_this_step = False
         with self._refusals_logged():
             # Every setting is read (and a misspelt one refused) before anything runs.
             self.teacher_precision = teachers.teacher_precision()
             self.teacher_rotation = teachers.teacher_rotation()  # an ensemble runs one member per step, in turn
             self.allow_teacher_leak = teachers.leak_allowed()
+            self.measure_gradient_share = gradient_share.measure_gradients_each_epoch()
             checkpoints_trusted()
         self.logger.local_logger = DistillationLocalLogger()
 
@@ -266,6 +269,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             distillation = self.distiller.loss(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
             del teacher  # the terms hold what their backward needs; the teacher's maps go before it (faster)
             loss = segmentation_loss + distillation.total
+        if self._measure_this_step:
+            self._log_gradient_share(segmentation_loss, distillation)
         self._backward_and_step(loss)
         self._non_finite_term_counts.update(distillation.non_finite)
         # Term values stay on the device until the epoch ends (NaN marks a skipped one).
@@ -274,6 +279,26 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             "loss": segmentation_loss.detach().cpu().numpy(),
             "distillation_terms": torch.stack([v.detach() for v in values.values()]) if values else None,
         }
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._measure_this_step = self.measure_gradient_share and not self.is_ddp
+
+    def _log_gradient_share(self, segmentation_loss: torch.Tensor, distillation) -> None:
+        """The first step of each epoch (HLFD_GRADIENT_SHARE=1): each weighted term's gradient on the student."""
+        self._measure_this_step = False
+        weighted = {
+            name: self.distiller.weights[name] * value
+            for name, value in distillation.values.items()
+            if name not in distillation.non_finite
+        }
+        parameters = [p for p in self.network.parameters() if p.requires_grad]
+        losses = {gradient_share.SEGMENTATION: segmentation_loss, **weighted}
+        shares = gradient_share.gradient_shares(losses, parameters)
+        self.print_to_log_file(
+            f"gradient on the student's weights (epoch {self.current_epoch}, first step; weighted terms): "
+            + gradient_share.describe(shares)
+        )
 
     def teacher_forward(self, data: torch.Tensor) -> UNetMaps:
         """The frozen teacher's maps, only the stages the terms read, in the teacher's precision; for an
