@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,14 +30,20 @@ class Record:
 
 
 class StudyProgress:
-    def __init__(self, graph: list[Training], status_file: Path, workers: int, show: bool = True):
+    def __init__(self, graph: list[Training], status_file: Path, workers: int, show: bool = True, stream=None):
         self.records = {t.key: Record(t.trainer, t.fold) for t in graph}
         self.status_file = status_file
         self.workers = max(workers, 1)
         self.started = time.time()
         self._written = 0.0
         self._earlier = _earlier_records(status_file)
-        self.bar = tqdm(total=len(graph), desc="study", unit="training", disable=not show, dynamic_ncols=True)
+        stream = stream or sys.stderr
+        # Redirected into a file (nohup, Slurm), the bar is redrawn only when a training changes state,
+        # not every second: a study's log stays readable.
+        self.live = stream.isatty()
+        self.bar = tqdm(
+            total=len(graph), desc="study", unit="training", disable=not show, dynamic_ncols=True, file=stream
+        )
 
     def mark_done_before(self, key: str) -> None:
         record = self.records[key]
@@ -105,7 +112,7 @@ class StudyProgress:
             ", ".join(f"{n} {state}" for state, n in counts.items() if n)
             + f"; elapsed {_duration(time.time() - self.started)}"
             + (f", ETA {_duration(eta)}" if eta is not None else ""),
-            refresh=True,
+            refresh=self.live or force,
         )
         if force or time.time() - self._written >= STATUS_WRITE_EVERY_S:
             self.write_status(counts, eta)

@@ -34,7 +34,7 @@ def _tiny(base_name: str) -> type:
 nnUNetTrainerHLFD_tiny = _tiny("nnUNetTrainerHLFD")
 nnUNetTrainerStudent_tiny = _tiny("nnUNetTrainerStudent")
 
-# Peer methods and HLFD ablations (tests/test_method_trainers.py). nnU-Net re-imports this module
+# Peer methods and HLFD ablations (tests/training/test_method_trainers.py). nnU-Net re-imports this module
 # on every trainer lookup, and its full search costs ~0.4 s per base class, so these bases are
 # loaded straight from the project's trainers/ folder instead (once per import of this module).
 import importlib.util  # noqa: E402

@@ -1,6 +1,6 @@
 """The study runner's scheduling: order, skipping, resuming, failures, workers, submitit, status.
 
-A stand-in nnUNetv2_train (tests/fake_nnunet) "trains" in a fraction of a second, so these tests check
+A stand-in nnUNetv2_train (tests/study/fake_nnunet) "trains" in a fraction of a second, so these tests check
 what the runner asks nnU-Net to do; tests/test_demo.py runs the same code with real trainings.
 """
 
@@ -15,12 +15,12 @@ import sys
 import time
 
 import pytest
+from study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold_folder, read_calls
 
 from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
 from nnunetv2_hlfd.study.jobs import Slot
 from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, worker_slots
 from nnunetv2_hlfd.study.scheduler import SubmititBackend
-from tests.study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold_folder, read_calls
 
 
 @pytest.fixture

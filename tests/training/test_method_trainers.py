@@ -51,7 +51,7 @@ def test_every_distillation_trainer_of_the_project_is_tested_here():
     from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 
     spec = importlib.util.spec_from_file_location(
-        "tiny_runs", Path(__file__).parent / "ext_trainers" / "nnUNetTrainerTinyRuns.py"
+        "tiny_runs", Path(__file__).parents[1] / "ext_trainers" / "nnUNetTrainerTinyRuns.py"
     )
     tiny_runs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tiny_runs)

@@ -251,7 +251,7 @@ def test_surface_dice_weights_contour_lengths_by_the_anisotropic_spacing():
 # --- real geometry: a liver label of a CT, 1 x 0.81 x 0.81 mm ---------------------------
 
 # In the repository (origin and licence: its README.md), so the test runs in every clone.
-REAL_CT_LABELS = Path(__file__).resolve().parent / "data" / "realct"
+REAL_CT_LABELS = Path(__file__).resolve().parents[1] / "data" / "realct"
 REAL_LIVER = REAL_CT_LABELS / "liver_spine_label.nii.gz"
 
 

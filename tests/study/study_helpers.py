@@ -12,7 +12,7 @@ FAKE_DATASET = "Dataset900_Fake"
 
 
 def fake_nnunet(tmp_path: Path, monkeypatch) -> Path:
-    """nnU-Net folders holding a planned, preprocessed FAKE_DATASET; tests/fake_nnunet first on PATH.
+    """nnU-Net folders holding a planned, preprocessed FAKE_DATASET; tests/study/fake_nnunet first on PATH.
     Returns the calls file the stand-in appends to."""
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (tmp_path / name).mkdir()
