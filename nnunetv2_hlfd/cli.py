@@ -8,9 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from nnunetv2_hlfd.benchmarking import command as speed
 from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS
 from nnunetv2_hlfd.evaluation import command as benchmark
+from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
 
 
@@ -108,7 +108,7 @@ def _add_trainers_path(subparsers) -> None:
 
 
 def _run_trainers_path(args) -> None:
-    from nnunetv2_hlfd.trainer_classes import trainers_folder
+    from nnunetv2_hlfd.trainer_search import trainers_folder
 
     print(trainers_folder())
 

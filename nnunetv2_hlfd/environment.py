@@ -1,7 +1,9 @@
-"""How settings from environment variables reach the user when they are wrong: as one message, no traceback."""
+"""Environment variables: how a wrong setting reaches the user (one message, no traceback), how a yes/no
+setting is read, and how a block runs with some set (nnU-Net reads its folders and trainer paths from them)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -33,3 +35,18 @@ def env_flag(name: str, default: bool = False) -> bool:
         f"{name}={value!r} is not a yes/no value: use one of {', '.join(_TRUE)} to turn it on, "
         f"{', '.join(_FALSE)} (or unset it) to turn it off."
     )
+
+
+@contextlib.contextmanager
+def temporary_environment(**variables: str):
+    """These environment variables set for a block, the previous values back after it."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -24,7 +24,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 from tqdm import tqdm
 
-from nnunetv2_hlfd.trainer_classes import find_trainer_class
+from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 

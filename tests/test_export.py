@@ -9,9 +9,9 @@ from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd import cli, export
-from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.benchmarking.speed import torch_threads
 from nnunetv2_hlfd.export import example_patch, export_student, load_student, max_deviation
+from nnunetv2_hlfd.speed.step_time import torch_threads
+from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import build_student
 
 onnxruntime = pytest.importorskip("onnxruntime")

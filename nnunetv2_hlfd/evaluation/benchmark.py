@@ -30,8 +30,7 @@ from nnunetv2_hlfd.evaluation.metrics import (
     paper_protocol_scores_from_probabilities,
     paper_slice_axis,
 )
-from nnunetv2_hlfd.evaluation.provenance import provenance
-from nnunetv2_hlfd.evaluation.results import (
+from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
     BenchmarkInputError,
     FoldPredictions,
@@ -50,6 +49,7 @@ from nnunetv2_hlfd.evaluation.results import (
     run_validation,
     training_command,
 )
+from nnunetv2_hlfd.evaluation.provenance import provenance
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")

@@ -13,7 +13,7 @@ Each measured call runs once untimed, which warms up and measures peak memory; t
 does), so all models see the same machine load. A case's latency is the median of its
 rounds, the volume latency the median over the cases, the volume peak memory the largest of
 the cases; the patch latency comes with its quartiles. Peak memory is torch's own allocations
-during the call above those before it (`benchmarking.speed.peak_memory`): on a GPU from
+during the call above those before it (`speed.step_time.peak_memory`): on a GPU from
 torch.cuda.max_memory_allocated, on the CPU from the profiler's memory events (the process's
 resident size, which the allocator keeps, would read 0 for a call that fits into memory the
 process already holds). Speed ratios to the teacher are taken round by round; a ratio whose
@@ -39,16 +39,17 @@ import torch
 from nnunetv2.configuration import default_num_processes
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_hlfd.benchmarking.speed import peak_memory, time_side_by_side
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.evaluation import results
+from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.evaluation import model_folders
+from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, ModelFolder
 from nnunetv2_hlfd.evaluation.provenance import hardware_name
-from nnunetv2_hlfd.evaluation.results import BenchmarkDataset, BenchmarkInputError, ModelFolder
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
-from nnunetv2_hlfd.trainer_classes import environment, trainer_search_path
+from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
+from nnunetv2_hlfd.trainer_search import trainer_search_path
 
 MIB = 2**20
-MEMORY_MEASURES = {  # both by nnunetv2_hlfd.benchmarking.speed.peak_memory
+MEMORY_MEASURES = {  # both by nnunetv2_hlfd.speed.step_time.peak_memory
     "cuda": "peak of torch.cuda.max_memory_allocated during the call above the memory allocated before it",
     "cpu": "peak of torch's CPU allocations during the call (profiler memory events) above those before it",
 }
@@ -119,7 +120,7 @@ class ModelPlans:
 
 def network_cost(model: ModelFolder) -> dict:
     plans = ModelPlans.of(model)
-    trainer_class = results.trainer_class(model)
+    trainer_class = model_folders.trainer_class(model)
     heads = plans.plans_manager.get_label_manager(plans.dataset_json).num_segmentation_heads
     cost = model_cost(
         lambda: trainer_class.build_network_architecture(
@@ -152,7 +153,7 @@ def measure_speed(
 ) -> list[dict]:
     """Every model's patch forward pass and whole-volume predictions on one device: each call once
     untimed (warm-up and peak memory), then `repetitions` rounds that run every call of every
-    model once, so that all models see the same machine load (`benchmarking.speed`)."""
+    model once, so that all models see the same machine load (`speed.step_time`)."""
     print(
         f"Timing {', '.join(model.label for model in models)} on {device.type}: one patch and {len(cases)} "
         f"validation case(s) ({', '.join(cases)}), {repetitions} interleaved round(s)"
@@ -258,8 +259,8 @@ def load_predictor(model: ModelFolder, fold: int, device: torch.device):
         verbose_preprocessing=False,
         allow_tqdm=False,
     )
-    # nnU-Net looks the trainer class up itself: where the benchmark found it (results.trainer_class)
-    with environment(nnUNet_extTrainer=trainer_search_path()):
+    # nnU-Net looks the trainer class up itself: where the benchmark found it (model_folders.trainer_class)
+    with temporary_environment(nnUNet_extTrainer=trainer_search_path()):
         predictor.initialize_from_trained_model_folder(
             str(model.path), use_folds=(fold,), checkpoint_name=model.checkpoint(fold).name
         )

@@ -19,7 +19,7 @@ import pandas as pd
 from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
-from nnunetv2_hlfd.evaluation.results import BenchmarkInputError
+from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
 from nnunetv2_hlfd.evaluation.statistics import (
     PAIRING_RULE,
     PRIMARY_FAMILY,

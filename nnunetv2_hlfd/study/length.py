@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.study.grid import variant_name
-from nnunetv2_hlfd.trainer_classes import environment, find_trainer_class
+from nnunetv2_hlfd.trainer_search import find_trainer_class
 
 MODULE_NAME = "hlfd_study_length_variants.py"
 
@@ -51,7 +52,7 @@ def declare_length_variants(trainers: list[str], epochs: int, iterations: int, o
     """The variants of `trainers`, their bases looked up without `own_folder` (the module declaring them)."""
     own = Path(own_folder).resolve()
     others = [p for p in os.environ.get("nnUNet_extTrainer", "").split(os.pathsep) if p and Path(p).resolve() != own]
-    with environment(nnUNet_extTrainer=os.pathsep.join(others)):
+    with temporary_environment(nnUNet_extTrainer=os.pathsep.join(others)):
         bases = [find_trainer_class(name) for name in trainers]
     variants = [length_variant(base, epochs, iterations) for base in bases]
     return {variant.__name__: variant for variant in variants}

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.study.grid import (
     BLOCKED,
     DONE,
@@ -154,9 +155,7 @@ def nnunet_environment(settings: StudySettings) -> dict[str, str]:
 def dataset_name(dataset: str, environment: dict[str, str]) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    from nnunetv2_hlfd.trainer_classes import environment as set_environment
-
-    with set_environment(**environment):
+    with temporary_environment(**environment):
         try:
             return maybe_convert_to_dataset_name(dataset)
         except (RuntimeError, ValueError) as error:
@@ -168,7 +167,7 @@ def dataset_name(dataset: str, environment: dict[str, str]) -> str:
 
 def trainer_path(variants: Path | None) -> str:
     """The study's length variants first, then the user's nnUNet_extTrainer and the project's trainers."""
-    from nnunetv2_hlfd.trainer_classes import trainer_search_path
+    from nnunetv2_hlfd.trainer_search import trainer_search_path
 
     return os.pathsep.join(([str(variants)] if variants else []) + [trainer_search_path()])
 
@@ -246,11 +245,10 @@ def run_logged(command: list[str], environment: dict[str, str], log: Path, drop:
 
 
 def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -> None:
-    from nnunetv2_hlfd.trainer_classes import environment as set_environment
-    from nnunetv2_hlfd.trainer_classes import find_trainer_class
+    from nnunetv2_hlfd.trainer_search import find_trainer_class
 
     missing = []
-    with set_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+    with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
         for trainer in settings.trainers:
             try:
                 find_trainer_class(settings.run_name(trainer))

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
-from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
 from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 
 TEACHER_ENV = "HLFD_TEACHER"
@@ -77,7 +77,7 @@ class Teacher:
 
     def build_architecture(self) -> nn.Module:
         """The teacher's network, untrained, as its own trainer class builds it."""
-        trainer_class = recursive_find_trainer_class_by_name(self.trainer_name)
+        trainer_class = find_trainer_class(self.trainer_name)
         pm, cm = self.plans_manager, self.configuration_manager
         return trainer_class.build_network_architecture(
             pm,

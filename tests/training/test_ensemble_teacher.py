@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from conftest import DATASET_ID, DATASET_NAME, with_own_log
 
-from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.functional import attention_map
 from nnunetv2_hlfd.distillation.maps import UNetMaps
+from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.teacher import TeacherError, stage_problems
 from nnunetv2_hlfd.training.teacher_ensemble import (
     attention_averaging_stack,

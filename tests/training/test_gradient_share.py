@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training.gradient_share import SEGMENTATION, describe, gradient_shares
+from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 CPU = torch.device("cpu")
 

@@ -65,8 +65,13 @@ def test_failed_checkpoint_write_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
     """What --c reads back: the adapters' weights and their SGD momentum, as the run left them."""
-    from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-    from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+    from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+    from nnunetv2_hlfd.training.offline_trainers import (
+        initialized_trainer,
+        method_trainer,
+        random_teacher,
+        synthetic_batch,
+    )
 
     cpu = torch.device("cpu")
     plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
@@ -87,8 +92,13 @@ def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
 
 
 def test_resuming_against_another_teacher_is_refused_naming_both(tmp_path):
-    from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-    from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+    from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+    from nnunetv2_hlfd.training.offline_trainers import (
+        initialized_trainer,
+        method_trainer,
+        random_teacher,
+        synthetic_batch,
+    )
     from nnunetv2_hlfd.training.teacher import TeacherError
 
     cpu = torch.device("cpu")

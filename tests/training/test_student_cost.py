@@ -9,9 +9,9 @@ import pytest
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.trainer_classes import find_trainer_class
+from nnunetv2_hlfd.trainer_search import find_trainer_class
+from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import WIDTH_STEPS, StudentSize, build_student, student_width_factor
 
 MAX_RATIO = 0.35

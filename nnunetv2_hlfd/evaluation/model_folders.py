@@ -195,7 +195,7 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
 
 def trainer_class(model: ModelFolder) -> type:
     """The model's trainer class; it builds the network whose cost and speed are measured."""
-    from nnunetv2_hlfd.trainer_classes import find_trainer_class, trainer_search_path
+    from nnunetv2_hlfd.trainer_search import find_trainer_class, trainer_search_path
 
     try:
         return find_trainer_class(model.trainer)

@@ -17,7 +17,7 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
     nnUNetPlannerResEncL,
 )
 
-from nnunetv2_hlfd.trainer_classes import environment
+from nnunetv2_hlfd.environment import temporary_environment
 
 PLANNERS = {"default": ExperimentPlanner, "ResEncL": nnUNetPlannerResEncL}
 DATASET_NAME = "Dataset990_KiTSLikeFingerprint"
@@ -78,7 +78,7 @@ def plan(planner: str = "default", fingerprint: dict | None = None) -> tuple[dic
         # nnU-Net reads its folders from the environment at call time (nnunetv2.paths); its planner
         # also uses nnUNet_n_proc_DA as a thread count, and 0 (valid for training: no workers) fails there.
         with (
-            environment(
+            temporary_environment(
                 nnUNet_raw=str(raw), nnUNet_preprocessed=str(preprocessed), nnUNet_n_proc_DA=str(os.cpu_count() or 1)
             ),
             contextlib.redirect_stdout(io.StringIO()),

@@ -4,9 +4,9 @@ No timing is asserted here; the targets and the measured figures are in docs/BEN
 import pytest
 import torch
 
-from nnunetv2_hlfd.benchmarking.plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.benchmarking.report import markdown_report, overhead_breakdown
-from nnunetv2_hlfd.benchmarking.speed import (
+from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.speed.report import markdown_report, overhead_breakdown
+from nnunetv2_hlfd.speed.step_time import (
     PRECISION_TOLERANCE,
     Setting,
     measure_setting,
@@ -15,9 +15,9 @@ from nnunetv2_hlfd.benchmarking.speed import (
     time_side_by_side,
     torch_threads,
 )
-from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
-from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.training import teacher as teachers
+from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 TINY_CT = kits_like_fingerprint(10, (8, 32, 32))
 CPU = torch.device("cpu")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
+from nnunetv2_hlfd.environment import temporary_environment
+
 # The repository's top-level trainers/, installed as this subpackage (pyproject's package-dir).
 TRAINERS_PACKAGE = "nnunetv2_hlfd.trainers"
 
@@ -28,21 +30,6 @@ def trainers_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
-@contextlib.contextmanager
-def environment(**variables: str):
-    """Environment variables set for a block: nnU-Net reads its folders and trainer paths from them."""
-    previous = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def trainer_search_path() -> str:
     """nnUNet_extTrainer's folders, then this package's trainers, each once (nnU-Net's own come first)."""
     folders = [*os.environ.get("nnUNet_extTrainer", "").split(os.pathsep), str(trainers_folder())]
@@ -50,5 +37,5 @@ def trainer_search_path() -> str:
 
 
 def find_trainer_class(trainer_name: str) -> type:
-    with environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
+    with temporary_environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
         return recursive_find_trainer_class_by_name(trainer_name)  # (redirected: nnU-Net narrates its search)

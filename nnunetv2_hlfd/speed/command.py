@@ -63,8 +63,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     import torch
 
-    from nnunetv2_hlfd.benchmarking.report import markdown_report
-    from nnunetv2_hlfd.benchmarking.speed import LEVERS, Setting, measure_setting, torch_threads
+    from nnunetv2_hlfd.speed.report import markdown_report
+    from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting, torch_threads
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from nnunetv2_hlfd.benchmarking.speed import PRECISION_TOLERANCE, ROTATION, SettingResult
+from nnunetv2_hlfd.speed.step_time import PRECISION_TOLERANCE, ROTATION, SettingResult
 
 # Issue 6's targets: the distillation step within 1.10x (student step + teacher forward),
 # and the terms with their adapters at most 5% of the distillation step.

@@ -17,9 +17,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-from nnunetv2_hlfd.benchmarking.plans import plan, scaled_down
-from nnunetv2_hlfd.benchmarking.trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, UNetMaps, teacher_maps
+from nnunetv2_hlfd.training.offline_plans import plan, scaled_down
+from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher import teacher_autocast
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.trainer_classes import environment, find_trainer_class
+from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource, weights_sha256
@@ -75,7 +76,7 @@ def initialized_trainer(
     with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
         results, preprocessed = Path(workdir, "results"), Path(workdir, "preprocessed")
         _placeholder_dataset(preprocessed, plans, configuration)
-        with environment(nnUNet_results=str(results), nnUNet_preprocessed=str(preprocessed)):
+        with temporary_environment(nnUNet_results=str(results), nnUNet_preprocessed=str(preprocessed)):
             trainer = trainer_class({**plans, "continue_training": False}, configuration, 0, dataset_json, device)
             trainer.given_teachers = teacher if isinstance(teacher, list) else [teacher]
             trainer.initialize()
