@@ -26,7 +26,19 @@ def process_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def length_variant(base: type, epochs: int, iterations: int) -> type:
+def length_variant(
+    base: type,
+    epochs: int,
+    iterations: int,
+    name: str | None = None,
+    val_iterations: int | None = None,
+    save_every: int | None = None,
+    threads_from_cores: bool = True,
+) -> type:
+    """`base` trained for `epochs` of `iterations` (validation: a fifth as many unless given), named
+    `<base>_<E>epochs_<I>iterations` unless `name` says otherwise (the tests' `_tiny` trainers); on the CPU
+    with as many torch threads as the process has cores unless `threads_from_cores` is False."""
+
     # nnU-Net records __init__'s arguments by name (checkpoints, DDP), so the signature must be the base's
     def __init__(
         self,
@@ -39,12 +51,14 @@ def length_variant(base: type, epochs: int, iterations: int) -> type:
         base.__init__(self, plans, configuration, fold, dataset_json, device)
         self.num_epochs = epochs
         self.num_iterations_per_epoch = iterations
-        self.num_val_iterations_per_epoch = max(1, iterations // 5)
-        if self.device.type == "cpu":
+        self.num_val_iterations_per_epoch = val_iterations or max(1, iterations // 5)
+        if save_every is not None:
+            self.save_every = save_every
+        if threads_from_cores and self.device.type == "cpu":
             torch.set_num_threads(process_cores())
 
-    name = variant_name(base.__name__, epochs, iterations)
-    doc = f"{base.__name__} trained for {epochs} epochs of {iterations} iterations (nnunetv2_hlfd study)."
+    name = name or variant_name(base.__name__, epochs, iterations)
+    doc = f"{base.__name__} trained for {epochs} epochs of {iterations} iterations."
     return type(name, (base,), {"__init__": __init__, "__doc__": doc})
 
 

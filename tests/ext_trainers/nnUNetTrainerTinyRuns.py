@@ -6,29 +6,21 @@ real `nnUNetv2_train` / `nnUNetv2_predict` commands. HLFD_TEST_EPOCHS sets the l
 
 import os
 
-import torch
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+from nnunetv2_hlfd.study.length import length_variant
 
 
 def _tiny(base_name: str) -> type:
-    base = recursive_find_trainer_class_by_name(base_name)
-
-    # nnU-Net records __init__'s arguments by name, so the signature must be the base's.
-    def __init__(
-        self,
-        plans: dict,
-        configuration: str,
-        fold: int,
-        dataset_json: dict,
-        device: torch.device = torch.device("cuda"),
-    ):
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
-        self.num_epochs = int(os.environ.get("HLFD_TEST_EPOCHS", "2"))
-        self.num_iterations_per_epoch = 2
-        self.num_val_iterations_per_epoch = 1
-        self.save_every = int(os.environ.get("HLFD_TEST_SAVE_EVERY", "50"))
-
-    return type(f"{base_name}_tiny", (base,), {"__init__": __init__})
+    return length_variant(
+        recursive_find_trainer_class_by_name(base_name),
+        epochs=int(os.environ.get("HLFD_TEST_EPOCHS", "2")),
+        iterations=2,
+        name=f"{base_name}_tiny",
+        val_iterations=1,
+        save_every=int(os.environ.get("HLFD_TEST_SAVE_EVERY", "50")),
+        threads_from_cores=False,  # the tests keep the thread count they set
+    )
 
 
 nnUNetTrainerHLFD_tiny = _tiny("nnUNetTrainerHLFD")

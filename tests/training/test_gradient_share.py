@@ -5,13 +5,11 @@ import math
 
 import pytest
 import torch
+from offline_hlfd import logging_hlfd_trainer
 
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training.gradient_share import SEGMENTATION, describe, gradient_shares
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
-
-CPU = torch.device("cpu")
+from nnunetv2_hlfd.training.offline_trainers import synthetic_batch
 
 
 def test_norms_and_cosines_are_those_of_the_gradients_and_nothing_reaches_grad():
@@ -32,15 +30,6 @@ def test_a_loss_without_gradient_has_no_cosine():
     assert shares["constant"].norm == 0 and math.isnan(shares["constant"].cosine)
 
 
-def hlfd_trainer():
-    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
-    teacher = random_teacher(plans, "2d", dataset_json, CPU)
-    trainer = initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, CPU, teacher)
-    trainer.logged = []
-    trainer.print_to_log_file = lambda *args, **kwargs: trainer.logged.append(" ".join(map(str, args)))
-    return trainer
-
-
 def gradient_lines(trainer) -> list[str]:
     return [line for line in trainer.logged if line.startswith("gradient on the student's weights")]
 
@@ -48,10 +37,10 @@ def gradient_lines(trainer) -> list[str]:
 def test_first_step_of_each_epoch_is_measured_and_steps_the_same(monkeypatch):
     monkeypatch.setenv("HLFD_GRADIENT_SHARE", "1")
     torch.manual_seed(0)
-    measured = hlfd_trainer()
+    measured = logging_hlfd_trainer()
     torch.manual_seed(0)
     monkeypatch.setenv("HLFD_GRADIENT_SHARE", "0")
-    plain = hlfd_trainer()
+    plain = logging_hlfd_trainer()
     measured.network.load_state_dict(plain.network.state_dict())
     measured.distiller.load_state_dict(plain.distiller.state_dict())
     for trainer in (measured, plain):
@@ -68,4 +57,4 @@ def test_first_step_of_each_epoch_is_measured_and_steps_the_same(monkeypatch):
 def test_a_misspelt_setting_is_refused(monkeypatch):
     monkeypatch.setenv("HLFD_GRADIENT_SHARE", "sometimes")
     with pytest.raises(UserFacingError, match="HLFD_GRADIENT_SHARE='sometimes' is not a yes/no value"):
-        hlfd_trainer()
+        logging_hlfd_trainer()

@@ -6,22 +6,15 @@ import math
 
 import pytest
 import torch
+from offline_hlfd import logging_hlfd_trainer
 
 from nnunetv2_hlfd.training.distillation_trainer import SKIPPED_STEP
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
-
-CPU = torch.device("cpu")
+from nnunetv2_hlfd.training.offline_trainers import synthetic_batch
 
 
 @pytest.fixture
 def trainer():
-    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
-    teacher = random_teacher(plans, "2d", dataset_json, CPU)
-    trainer = initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, CPU, teacher)
-    trainer.logged = []
-    trainer.print_to_log_file = lambda *args, **kwargs: trainer.logged.append(" ".join(map(str, args)))
-    return trainer
+    return logging_hlfd_trainer()
 
 
 class _NaNGradient(torch.autograd.Function):
