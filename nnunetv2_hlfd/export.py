@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import load_json
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from torch import nn
 from tqdm import tqdm
 
+from nnunetv2_hlfd.model_plans import ModelPlans
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
@@ -60,20 +58,10 @@ def load_student(fold_folder: Path, checkpoint_name: str = "checkpoint_final.pth
             f"{checkpoint_file} was trained by {checkpoint['trainer_name']}, not a student trainer "
             f"(nnUNetTrainerStudent, nnUNetTrainerHLFD, ...); only students are exported here."
         )
-    plans_manager = PlansManager(load_json(str(model_folder / "plans.json")))
-    dataset_json = load_json(str(model_folder / "dataset.json"))
-    configuration = plans_manager.get_configuration(checkpoint["init_args"]["configuration"])
-    channels = determine_num_input_channels(plans_manager, configuration, dataset_json)
-    network = trainer_class.build_network_architecture(
-        plans_manager,
-        configuration,
-        channels,
-        plans_manager.get_label_manager(dataset_json).num_segmentation_heads,
-        enable_deep_supervision=False,
-    )
+    plans = ModelPlans.of_folder(model_folder, checkpoint["init_args"]["configuration"])
+    network = plans.build_network(trainer_class)
     network.load_state_dict(checkpoint["network_weights"])
-    strides = np.prod(np.array(configuration.network_arch_init_kwargs["strides"]), axis=0)
-    return ExportedStudent(network.eval(), tuple(configuration.patch_size), channels, tuple(int(s) for s in strides))
+    return ExportedStudent(network.eval(), plans.patch_size, plans.num_input_channels, plans.total_stride)
 
 
 def example_patch(student: ExportedStudent, spatial_size=None, seed: int = 0) -> torch.Tensor:

@@ -6,12 +6,13 @@ bottleneck); O(k) is the head's logits at the resolution of E(k), O(0) the final
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import Tensor, nn
+
+from nnunetv2_hlfd.model_plans import total_stride
 
 
 @dataclass
@@ -41,9 +42,9 @@ class NetworkGeometry:
     @classmethod
     def of(cls, network: nn.Module) -> "NetworkGeometry":
         encoder = network.encoder
-        total_stride = tuple(int(math.prod(axis)) for axis in zip(*encoder.strides))
+        dims = convert_conv_op_to_dim(encoder.conv_op)
         channels = tuple(int(c) for c in encoder.output_channels)
-        return cls(channels, convert_conv_op_to_dim(encoder.conv_op), total_stride)
+        return cls(channels, dims, total_stride(encoder.strides, dims))
 
     def bottleneck_size(self, patch_size: tuple[int, ...] | None) -> tuple[int, ...] | None:
         """The bottleneck's spatial size for this patch, or None when patch or stride is unknown."""

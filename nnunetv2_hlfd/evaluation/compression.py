@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 import torch
 from nnunetv2.configuration import default_num_processes
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.environment import temporary_environment
@@ -45,6 +44,7 @@ from nnunetv2_hlfd.evaluation import model_folders
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, ModelFolder
 from nnunetv2_hlfd.evaluation.provenance import hardware_name
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
+from nnunetv2_hlfd.model_plans import ModelPlans
 from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
 from nnunetv2_hlfd.trainer_search import trainer_search_path
 
@@ -90,48 +90,10 @@ def timing_devices(devices: Sequence[str] | None) -> tuple[str, ...]:
 # --- parameters and multiply-adds -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelPlans:
-    """A model folder's own plans and labels: its network, patch and preprocessing."""
-
-    plans_manager: PlansManager
-    configuration_manager: object
-    dataset_json: dict
-
-    @classmethod
-    def of(cls, model: ModelFolder) -> ModelPlans:
-        plans_manager = PlansManager(str(model.path / "plans.json"))
-        return cls(
-            plans_manager,
-            plans_manager.get_configuration(model.configuration),
-            json.loads((model.path / "dataset.json").read_text()),
-        )
-
-    @property
-    def num_input_channels(self) -> int:
-        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-
-        return determine_num_input_channels(self.plans_manager, self.configuration_manager, self.dataset_json)
-
-    @property
-    def patch_size(self) -> tuple[int, ...]:
-        return tuple(self.configuration_manager.patch_size)
-
-
 def network_cost(model: ModelFolder) -> dict:
-    plans = ModelPlans.of(model)
+    plans = ModelPlans.of_folder(model.path, model.configuration)
     trainer_class = model_folders.trainer_class(model)
-    heads = plans.plans_manager.get_label_manager(plans.dataset_json).num_segmentation_heads
-    cost = model_cost(
-        lambda: trainer_class.build_network_architecture(
-            plans.plans_manager,
-            plans.configuration_manager,
-            plans.num_input_channels,
-            heads,
-            enable_deep_supervision=False,
-        ),
-        (1, plans.num_input_channels, *plans.patch_size),
-    )
+    cost = model_cost(lambda: plans.build_network(trainer_class), (1, plans.num_input_channels, *plans.patch_size))
     return {
         "trainer": model.label,
         "parameters": cost.parameters,
@@ -191,7 +153,7 @@ def model_calls(
     predictor = load_predictor(model, fold, device)
     network = predictor.network.to(device).eval()
     network.load_state_dict(predictor.list_of_parameters[0])
-    plans = ModelPlans.of(model)
+    plans = ModelPlans.of_folder(model.path, model.configuration)
     patch = torch.randn((1, plans.num_input_channels, *plans.patch_size), device=device)
 
     def forward_patch():
@@ -271,7 +233,7 @@ def load_preprocessed_case(model: ModelFolder, case: str, dataset: BenchmarkData
     """One case as the model's own preprocessing left it, as nnU-Net's validation loads it."""
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-    configuration = ModelPlans.of(model).configuration_manager
+    configuration = ModelPlans.of_folder(model.path, model.configuration).configuration_manager
     if configuration.previous_stage_name is not None:
         raise BenchmarkInputError(
             f"latency of cascade stages ({model.label} {model.configuration}) needs the "

@@ -18,6 +18,7 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
 )
 
 from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.model_plans import total_stride
 
 PLANNERS = {"default": ExperimentPlanner, "ResEncL": nnUNetPlannerResEncL}
 DATASET_NAME = "Dataset990_KiTSLikeFingerprint"
@@ -96,9 +97,9 @@ def scaled_down(plans: dict, configuration: str, patch_factor: float = 1.0, batc
     """
     plans = copy.deepcopy(plans)
     config = plans["configurations"][configuration]
-    total_stride = np.prod(np.array(config["architecture"]["arch_kwargs"]["strides"]), axis=0)
+    strides = total_stride(config["architecture"]["arch_kwargs"]["strides"], len(config["patch_size"]))
     config["patch_size"] = [
-        int(max(2 * s, round(p * patch_factor / s) * s)) for p, s in zip(config["patch_size"], total_stride)
+        int(max(2 * s, round(p * patch_factor / s) * s)) for p, s in zip(config["patch_size"], strides)
     ]
     if batch_size is not None:
         config["batch_size"] = batch_size

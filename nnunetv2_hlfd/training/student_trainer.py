@@ -6,11 +6,11 @@ import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from torch import nn
 from torch._dynamo import OptimizedModule
 
 from nnunetv2_hlfd.cost import cost_ratio_line, model_cost
+from nnunetv2_hlfd.model_plans import ModelPlans
 from nnunetv2_hlfd.training.student import StudentSize, build_student, student_width_factor
 
 
@@ -54,28 +54,18 @@ class nnUNetTrainerStudent(nnUNetTrainer):
 
     def _cost_line(self) -> str:
         """Student versus the network the plans define (the default nnU-Net teacher)."""
-        cm = self.configuration_manager
         return "Reference: this plan's nnU-Net network. " + self._cost_line_against(
-            lambda: get_network_from_plans(
-                cm.network_arch_class_name,
-                cm.network_arch_init_kwargs,
-                cm.network_arch_init_kwargs_req_import,
-                self.num_input_channels,
-                self.label_manager.num_segmentation_heads,
-                deep_supervision=True,
-            )
+            lambda: self._plans.build_network(nnUNetTrainer, deep_supervision=True)
         )
 
     def _cost_line_against(self, build_reference) -> str:
-        heads = self.label_manager.num_segmentation_heads
         shape = (1, self.num_input_channels, *self.configuration_manager.patch_size)
-        student = model_cost(
-            lambda: self.build_network_architecture(
-                self.plans_manager, self.configuration_manager, self.num_input_channels, heads, True
-            ),
-            shape,
-        )
+        student = model_cost(lambda: self._plans.build_network(type(self), deep_supervision=True), shape)
         return cost_ratio_line(student, model_cost(build_reference, shape))
+
+    @property
+    def _plans(self) -> ModelPlans:
+        return ModelPlans(self.plans_manager, self.configuration_manager, self.dataset_json)
 
     @property
     def unwrapped_network(self) -> nn.Module:

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
-from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
 from nnunetv2_hlfd.environment import UserFacingError, env_flag
+from nnunetv2_hlfd.model_plans import ModelPlans
 from nnunetv2_hlfd.problems import ProblemListError
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
@@ -75,17 +75,13 @@ class Teacher:
     def identity(self) -> dict:
         return {"checkpoint": str(self.source.checkpoint), "weights_sha256": self.weights_sha256}
 
+    @property
+    def plans(self) -> ModelPlans:
+        return ModelPlans(self.plans_manager, self.configuration_manager, self.dataset_json)
+
     def build_architecture(self) -> nn.Module:
         """The teacher's network, untrained, as its own trainer class builds it."""
-        trainer_class = find_trainer_class(self.trainer_name)
-        pm, cm = self.plans_manager, self.configuration_manager
-        return trainer_class.build_network_architecture(
-            pm,
-            cm,
-            determine_num_input_channels(pm, cm, self.dataset_json),
-            pm.get_label_manager(self.dataset_json).num_segmentation_heads,
-            True,
-        )
+        return self.plans.build_network(find_trainer_class(self.trainer_name), deep_supervision=True)
 
     def load_network(self, device: torch.device) -> nn.Module:
         """Build, load and freeze the network; it stays in eval mode and out of every optimizer."""
@@ -312,13 +308,13 @@ def _same(a, b) -> bool:
 
 
 def patch_problems(teacher: Teacher, student_patch_size) -> list[str]:
-    strides = np.prod(np.array(teacher.configuration_manager.network_arch_init_kwargs["strides"]), axis=0)
+    strides = teacher.plans.total_stride
     if all(p % s == 0 for p, s in zip(student_patch_size, strides)):
         return []
     return [
         (
             f"the student's patch {list(student_patch_size)} is not divisible by the teacher's total stride "
-            f"{strides.tolist()}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)"
+            f"{list(strides)}; use plans whose patch size is a multiple of it (e.g. the teacher's plans)"
         )
     ]
 
