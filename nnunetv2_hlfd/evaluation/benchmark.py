@@ -21,7 +21,6 @@ import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
 from tqdm import tqdm
 
-from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.metrics import (
     PAPER_PROTOCOL_THRESHOLD,
     LabelOrRegion,
@@ -49,36 +48,20 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     run_validation,
     training_command,
 )
+from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.provenance import provenance
+from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
 
 TUMOUR_NAMES = ("tumor", "tumour")
-# Compared between trainers; volumes and lesion counts stay descriptive (CSV/JSON only).
-STANDARD_METRICS = (
-    "dsc",
-    "rvd",
-    "abs_rvd",
-    "voe",
-    "hd95",
-    "surface_dice",
-    "lesion_sensitivity",
-    "lesion_precision",
-    "lesion_f1",
-)
-PAPER_METRICS = ("dsc", "rvd")
-
-
-# Tested against the reference: VOE follows DSC case by case, |RVD| is RVD's size, lesion
-# sensitivity and precision make up F1; those stay descriptive, out of the Holm families.
-STANDARD_TESTED_METRICS = ("dsc", "rvd", "hd95", "surface_dice", "lesion_f1")
 
 
 def compared_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
-    return PAPER_METRICS if settings.protocol == "paper" else STANDARD_METRICS
+    return PROTOCOLS[settings.protocol].compared_metrics
 
 
 def tested_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
-    return PAPER_METRICS if settings.protocol == "paper" else STANDARD_TESTED_METRICS
+    return PROTOCOLS[settings.protocol].tested_metrics
 
 
 def primary_endpoint(
@@ -89,7 +72,7 @@ def primary_endpoint(
     if settings.primary_endpoint is None:
         return names[tumour] if tumour is not None else next(iter(names.values())), "dsc"
     class_name, _, metric = settings.primary_endpoint.rpartition(":")
-    known_classes = [names[tumour]] if settings.protocol == "paper" else list(names.values())
+    known_classes = PROTOCOLS[settings.protocol].classes(names, tumour)
     if class_name not in known_classes or metric not in tested_metrics(settings):
         raise BenchmarkInputError(
             f"--primary-endpoint {settings.primary_endpoint!r} is not CLASS:METRIC of a "
@@ -148,7 +131,7 @@ class CaseEvaluator:
         ignored = self.ignored_voxels(reference)
         if ignored is not None:
             prediction, reference = np.where(ignored, 0, prediction), np.where(ignored, 0, reference)
-        if self.protocol == "paper":
+        if PROTOCOLS[self.protocol].tumour_only:
             return {self.tumour: self.paper_scores(prediction, reference, probabilities, ignored)}
         return evaluate_case(
             prediction,
@@ -448,7 +431,7 @@ def validation_device() -> str:
 
 
 def default_output(settings: BenchmarkSettings, dataset: BenchmarkDataset) -> Path:
-    suffix = "_paper" if settings.protocol == "paper" else ""
+    suffix = PROTOCOLS[settings.protocol].output_suffix
     return settings.output or dataset.results / f"hlfd_benchmark_{settings.configuration}{suffix}"
 
 
@@ -471,7 +454,8 @@ def run_benchmark(
     output = default_output(settings, dataset)
     report.refuse_existing_output(output, settings.overwrite)
     models = benchmarked_models(settings, dataset)
-    tumour = tumour_class(dataset, settings.tumour_label, required=settings.protocol == "paper")
+    protocol = PROTOCOLS[settings.protocol]
+    tumour = tumour_class(dataset, settings.tumour_label, required=protocol.tumour_only)
     endpoint = primary_endpoint(settings, dataset, tumour)
     surface_dice_tolerances(dataset, settings)  # refuse bad ones before scoring
     check_folds_trained(models, settings.folds, dataset)
@@ -481,9 +465,7 @@ def run_benchmark(
     predictions = complete_predictions(models, settings, dataset)
 
     with_probabilities = (
-        folds_with_probabilities(predictions, dataset, settings.paper_masks)
-        if settings.protocol == "paper"
-        else frozenset()
+        folds_with_probabilities(predictions, dataset, settings.paper_masks) if protocol.tumour_only else frozenset()
     )
     table = evaluate_cases(
         case_jobs(predictions, dataset, with_probabilities),
@@ -491,9 +473,7 @@ def run_benchmark(
         settings.num_processes,
     )
     notes = (
-        (slice_axis_note(dataset, settings.plans),)
-        if settings.protocol == "paper"
-        else (tolerance_note(dataset, settings),)
+        (slice_axis_note(dataset, settings.plans),) if protocol.tumour_only else (tolerance_note(dataset, settings),)
     )
     results = report.analyse(
         table,

@@ -1,4 +1,4 @@
-"""The `nnunetv2_hlfd benchmark` command line: its options and settings.
+"""The `nnunetv2_hlfd benchmark` command line: its options, read into settings.BenchmarkSettings.
 
 Kept free of heavy imports (torch, MONAI, pandas) so `nnunetv2_hlfd --help` stays fast;
 `run` imports the benchmark itself. docs/EVALUATION.md describes every option.
@@ -7,47 +7,23 @@ Kept free of heavy imports (torch, MONAI, pandas) so `nnunetv2_hlfd --help` stay
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
-DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
-DEFAULT_PLANS = "nnUNetPlans"
-DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
-DEFAULT_TEACHER = "nnUNetTrainer"
-ALL_FOLDS = (0, 1, 2, 3, 4)
-PROTOCOLS = ("standard", "paper")
-PAPER_MASKS = ("auto", "probability", "argmax")
-EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
-DEFAULT_TOLERANCE_MM = 1.0
-DEFAULT_REPETITIONS = 3
-DEFAULT_VOLUME_CASES = 3
-
-
-@dataclass(frozen=True)
-class BenchmarkSettings:
-    dataset: str
-    configuration: str
-    trainers: tuple[str, ...] = DEFAULT_TRAINERS
-    plans: str = DEFAULT_PLANS
-    folds: tuple[int, ...] = ALL_FOLDS
-    reference: str = DEFAULT_REFERENCE
-    teacher: str = DEFAULT_TEACHER
-    protocol: str = "standard"
-    tumour_label: str | None = None
-    paper_masks: str = "auto"
-    primary_endpoint: str | None = None  # CLASS:METRIC; None: the tumour's DSC, else the first class's
-    tolerance_mm: float = DEFAULT_TOLERANCE_MM
-    class_tolerances_mm: tuple[str, ...] = ()  # CLASS=MM: surface Dice tolerance of that class instead
-    empty_convention: str = "nnunet"
-    lesion_iou_threshold: float | None = None
-    output: Path | None = None
-    overwrite: bool = False
-    run_missing_validation: bool = False
-    speed: bool = True
-    repetitions: int = DEFAULT_REPETITIONS
-    volume_cases: int = DEFAULT_VOLUME_CASES
-    devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
-    num_processes: int | None = None  # None: nnU-Net's default process count, at most the CPUs
+from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
+from nnunetv2_hlfd.evaluation.settings import (
+    ALL_FOLDS,
+    DEFAULT_PLANS,
+    DEFAULT_REFERENCE,
+    DEFAULT_REPETITIONS,
+    DEFAULT_TEACHER,
+    DEFAULT_TOLERANCE_MM,
+    DEFAULT_TRAINERS,
+    DEFAULT_VOLUME_CASES,
+    EMPTY_CONVENTIONS,
+    PAPER_MASKS,
+    BenchmarkSettings,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -83,7 +59,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--protocol",
-        choices=PROTOCOLS,
+        choices=tuple(PROTOCOLS),
         default="standard",
         help="standard: every class, every metric; paper: the reference HLFD code's tumour "
         "DSC and RVD on tumour slices",

@@ -16,6 +16,7 @@ from matplotlib import style
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.statistics import bootstrap_mean_ci, pairing_values
 
 COST_AXES = (
@@ -30,8 +31,9 @@ MAX_CASES_SHOWN_AS_POINTS = 40  # beyond, the points hide the boxes
 
 def metric_label(metric: str, tolerance_mm: float | None, protocol: str) -> str:
     """The y axis of a metric, with its unit or tolerance."""
-    if protocol == "paper":
-        return {"dsc": "tumour DSC (tumour slices)", "rvd": "tumour RVD (tumour slices)"}[metric]
+    labels = PROTOCOLS[protocol].metric_labels
+    if labels and metric in labels:
+        return labels[metric]
     return {
         "dsc": "DSC",
         "rvd": "RVD (|P|/|G| - 1)",
@@ -136,7 +138,7 @@ def accuracy_versus_cost(
     labelled point per model."""
     axes_present = [(column, label) for column, label in COST_AXES if column in compression.columns]
     dsc = dsc_with_intervals(per_case, compression["trainer"])
-    y_label = "tumour DSC (tumour slices)" if protocol == "paper" else "mean DSC over classes"
+    y_label = PROTOCOLS[protocol].dsc_axis
     figure = Figure(figsize=(4.8 * len(axes_present), 4.2), layout="constrained")
     for axes, (column, label) in zip(figure.subplots(1, len(axes_present), squeeze=False)[0], axes_present):
         for _, row in compression.iterrows():

@@ -59,9 +59,10 @@ import numpy as np
 import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import region_or_label_to_mask
 
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_TOLERANCE_MM
+
 LabelOrRegion = int | tuple[int, ...]
 
-DEFAULT_TOLERANCE_MM = 1.0
 HD_PERCENTILE = 95.0
 # Full neighbourhoods: a lesion touching another only at a corner is one lesion.
 DEFAULT_CONNECTIVITY = {2: 8, 3: 26}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_hlfd.evaluation.command import DEFAULT_PLANS
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_PLANS
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
 
 _MAX_NAMED = 10

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
+from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
+from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.statistics import (
     PAIRING_RULE,
     PRIMARY_FAMILY,
@@ -78,7 +79,7 @@ def analyse(
         table, settings.reference, tested_metrics or metrics, primary_endpoint=primary_endpoint
     )
     tumour_sizes = None
-    if settings.protocol == "standard" and tumour_name is not None:
+    if not PROTOCOLS[settings.protocol].tumour_only and tumour_name is not None:
         tumour_sizes = dsc_by_tumour_size(table, tumour_name)
     return BenchmarkResults(
         settings,

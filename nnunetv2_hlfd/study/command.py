@@ -7,9 +7,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
 
-PROTOCOLS = ("standard", "paper")
 INTERRUPTED = (
     "interrupted; rerun the same command to continue: finished trainings are kept, started ones "
     "continue from their last checkpoint"
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--iterations", type=int, help="training iterations per epoch of a shortened study")
     parser.add_argument(
         "--protocol",
-        choices=PROTOCOLS,
+        choices=tuple(PROTOCOLS),
         default="standard",
         help="the benchmark's protocol; paper saves validation probabilities (--npz)",
     )

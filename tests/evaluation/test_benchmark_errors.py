@@ -17,8 +17,8 @@ from conftest import DATASET_NAME
 
 from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
-from nnunetv2_hlfd.evaluation.command import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
+from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 
 ENDING = ".nii.gz"
 KIDNEY, TUMOUR = 1, 2

@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from nnunetv2_hlfd.evaluation import compression, metrics
-from nnunetv2_hlfd.evaluation.command import (
-    ALL_FOLDS,
-    DEFAULT_TOLERANCE_MM,
-    EMPTY_CONVENTIONS,
-    add_parser,
-    settings_from_args,
-)
+from nnunetv2_hlfd.evaluation.command import add_parser, settings_from_args
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
+from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
 
 
 def parse(*argv: str):

@@ -1,0 +1,45 @@
+"""The benchmark's settings and their defaults: stdlib only, so every module of the benchmark (and the
+command line, whose `--help` must stay fast) can import them without importing each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
+DEFAULT_PLANS = "nnUNetPlans"
+DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
+DEFAULT_TEACHER = "nnUNetTrainer"
+ALL_FOLDS = (0, 1, 2, 3, 4)
+PAPER_MASKS = ("auto", "probability", "argmax")
+EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
+DEFAULT_TOLERANCE_MM = 1.0
+DEFAULT_REPETITIONS = 3
+DEFAULT_VOLUME_CASES = 3
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    dataset: str
+    configuration: str
+    trainers: tuple[str, ...] = DEFAULT_TRAINERS
+    plans: str = DEFAULT_PLANS
+    folds: tuple[int, ...] = ALL_FOLDS
+    reference: str = DEFAULT_REFERENCE
+    teacher: str = DEFAULT_TEACHER
+    protocol: str = "standard"
+    tumour_label: str | None = None
+    paper_masks: str = "auto"
+    primary_endpoint: str | None = None  # CLASS:METRIC; None: the tumour's DSC, else the first class's
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    class_tolerances_mm: tuple[str, ...] = ()  # CLASS=MM: surface Dice tolerance of that class instead
+    empty_convention: str = "nnunet"
+    lesion_iou_threshold: float | None = None
+    output: Path | None = None
+    overwrite: bool = False
+    run_missing_validation: bool = False
+    speed: bool = True
+    repetitions: int = DEFAULT_REPETITIONS
+    volume_cases: int = DEFAULT_VOLUME_CASES
+    devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
+    num_processes: int | None = None  # None: nnU-Net's default process count, at most the CPUs
