@@ -381,6 +381,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 "state_dict": self.distiller.state_dict(),
                 # Each member's identity: a resume against another teacher is refused.
                 "teachers": [t.identity for t in self.teachers],
+                "rotation_step": self._rotation_step,  # a resumed rotation goes on with the next member
             },
         }
 
@@ -413,3 +414,4 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
         super().load_checkpoint(filename_or_checkpoint)
         self.distiller.load_state_dict(entry["state_dict"])
+        self._rotation_step = entry.get("rotation_step", 0)

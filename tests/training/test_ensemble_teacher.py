@@ -111,6 +111,23 @@ def test_rotation_runs_one_member_per_step_in_turn(tiny_plans):
     assert calls == [trainer.teachers[i % 3] for i in range(4)]
 
 
+def test_a_resumed_rotation_goes_on_with_the_next_member(tiny_plans, tmp_path):
+    trainer = ensemble_trainer(tiny_plans, hlfd_config())
+    trainer.teacher_rotation = True
+    batch = synthetic_batch(trainer)
+    for _ in range(2):
+        trainer.train_step(batch)
+    trainer.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+    resumed = ensemble_trainer(tiny_plans, hlfd_config())
+    resumed.teachers, resumed.teacher_rotation = trainer.teachers, True  # the same members
+    resumed.load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+    calls = []
+    for member in resumed.teachers:
+        member.network.encoder.register_forward_hook(lambda *_, m=member: calls.append(m))
+    resumed.train_step(batch)
+    assert calls == [resumed.teachers[2]]
+
+
 def test_method_reading_raw_teacher_features_refuses_an_ensemble(tiny_plans):
     with pytest.raises(TeacherError, match=r"\['FitNets'\] read the teacher's raw features"):
         ensemble_trainer(tiny_plans, DistillationConfig(weights={"FitNets": 1.0}), members=2)
