@@ -23,6 +23,7 @@ from nnunetv2_hlfd.evaluation.metrics import (
     surface_dice,
     volumetric_overlap_error,
 )
+from nnunetv2_hlfd.evaluation.protocol import STANDARD_METRICS
 
 
 def empty(shape=(6, 6, 6)):
@@ -513,17 +514,7 @@ def test_evaluate_case_reports_reference_volume_for_size_terciles():
 def test_evaluate_case_gives_a_flat_dict_of_numbers_per_region():
     pred, ref = labelmaps()
     values = evaluate_case(pred, ref, (1.0, 1.0, 1.0), [1])[1]
-    assert {
-        "dsc",
-        "rvd",
-        "abs_rvd",
-        "voe",
-        "hd95",
-        "surface_dice",
-        "lesion_sensitivity",
-        "lesion_precision",
-        "lesion_f1",
-    } <= set(values)
+    assert set(STANDARD_METRICS) <= set(values)  # every metric the standard protocol compares
     assert all(isinstance(v, (int, float)) for v in values.values())
 
 
