@@ -212,3 +212,16 @@ def test_an_install_without_the_trainers_is_refused_with_the_fix(monkeypatch, ca
         cli.main(["trainers-path"])
     assert exit_info.value.code == 2
     assert "reinstall nnunetv2_hlfd" in capsys.readouterr().err
+
+
+def test_every_subpackage_of_the_tree_is_one_the_wheel_ships():
+    """A package folder missing from pyproject's `packages` is left out of the wheel: its imports fail only
+    after install."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {f"nnunetv2_hlfd.{p.parent.name}" for p in (REPO / "nnunetv2_hlfd").glob("*/__init__.py")}
+    mapped = {name for name, folder in setuptools["package-dir"].items() if folder != "nnunetv2_hlfd"}
+    assert folders - mapped <= set(setuptools["packages"]), (
+        f"not shipped: {sorted(folders - set(setuptools['packages']))}"
+    )
+    assert set(setuptools["packages"]) <= folders | mapped | {"nnunetv2_hlfd"}, "packages names a folder that is gone"
