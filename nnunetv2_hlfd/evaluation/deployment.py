@@ -496,11 +496,12 @@ def results_table(report: dict) -> str:
 
 
 def render_report(report: dict) -> str:
+    cases = f"{report['n_cases']} case" + ("s" if report["n_cases"] != 1 else "")
     return "\n".join(
         [
             f"# Deployment comparison: {report['dataset']} {report['configuration']}",
             "",
-            f"Held-out test set: {report['test_images']} ({report['n_cases']} cases; labels {report['test_labels']}), "
+            f"Held-out test set: {report['test_images']} ({cases}; labels {report['test_labels']}), "
             f"none of them a training case ({', '.join(report['training_case_sources'])}).",
             "",
             results_table(report),

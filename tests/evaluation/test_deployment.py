@@ -67,15 +67,26 @@ def refusal(*args, **changes) -> DeploymentError:
     return error.value
 
 
+def default_output() -> Path:
+    from nnunetv2.paths import nnUNet_results
+
+    return Path(nnUNet_results) / DATASET_NAME / "hlfd_deployment_2d"
+
+
 @pytest.fixture(scope="module")
-def deployment_output(teacher_2d, student_2d, held_out, tmp_path_factory) -> Path:
-    """The command as a user types it."""
+def deployment_output(teacher_2d, student_2d, held_out) -> Path:
+    """The command as a user types it, without -o and with --overwrite: the default output folder holds
+    what an earlier run left (its deployment.json, a prediction of another case, a note of the user's)."""
     images, labels = held_out
-    output = tmp_path_factory.mktemp("deployment") / "out"
+    output = default_output()
+    (output / "predictions" / FOLDERS[0]).mkdir(parents=True)
+    (output / "predictions" / FOLDERS[0] / "earlier_case.nii.gz").write_bytes(b"an earlier run's prediction")
+    (output / "deployment.json").write_text(json.dumps({"configurations": []}))
+    (output / "notes.txt").write_text("written after the earlier run")
     cli.main(
         ["deployment", "-d", str(DATASET_ID), "-c", "2d", "-i", str(images), "-l", str(labels)]
         + ["--teacher-folds", "0", "--student", STUDENT, "--student-fold", "0", "--device", "cpu"]
-        + ["--repetitions", str(REPETITIONS), "-o", str(output)]
+        + ["--repetitions", str(REPETITIONS), "--overwrite"]
     )
     return output
 
@@ -140,7 +151,8 @@ def test_three_configurations_are_scored_timed_and_written(deployment_output, he
         assert f"| {row['volume_latency_s']:.3f} |" in line and f"{row['speedup_vs_ensemble']:.2f}x" in line
     assert f"{images} (3 cases" in markdown and cpu_model() in markdown
     assert f"`{report['command']}`" in markdown and "--teacher-folds 0 --student " + STUDENT in report["command"]
-    assert [p.name for p in deployment_output.parent.iterdir()] == ["out"]  # no staging folder left behind
+    leftovers = [p.name for p in deployment_output.parent.iterdir() if p.name.startswith(".hlfd_deployment")]
+    assert leftovers == []  # neither the staging folder nor the replaced one
 
 
 def test_cases_named_as_training_cases_are_refused(student_2d, generated, tmp_path):
@@ -203,23 +215,15 @@ def test_a_missing_model_folder_names_the_command_that_trains_it(student_2d, hel
     assert f"`HLFD_TEACHER_FOLDS=0,1 HLFD_TEACHER={teacher_folder} nnUNetv2_train {DATASET_NAME} 2d all" in student
 
 
-def test_an_earlier_output_is_kept_without_overwrite_and_replaced_with_it(
-    deployment_output, generated, held_out, tmp_path
-):
-    output = tmp_path / "earlier"
-    shutil.copytree(deployment_output, output)
-    (output / "notes.txt").write_text("from the earlier run")
-    error = refusal(*held_out, output)
-    assert "exists and is not empty; pass --overwrite" in str(error)
-    assert (output / "notes.txt").is_file()
-
-    one_case = copy_renamed(generated, tmp_path / "one_case", cases=CASES[:1])
-    run_deployment(settings(*one_case, output, overwrite=True, repetitions=1))
-    report = json.loads((output / "deployment.json").read_text())
-    assert report["cases"] == [CASES[0]] and report["repetitions"] == 1 and "--overwrite" in report["command"]
-    assert not (output / "notes.txt").exists()
-    assert [p.name for p in (output / "predictions" / FOLDERS[0]).glob("*.nii.gz")] == [f"{CASES[0]}.nii.gz"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "one_case"]  # no staging folder left
+def test_overwrite_replaced_the_earlier_output_and_without_it_the_output_is_kept(deployment_output, held_out):
+    # the earlier run's files are gone (the fixture ran with --overwrite over them)
+    assert not (deployment_output / "notes.txt").exists()
+    assert not (deployment_output / "predictions" / FOLDERS[0] / "earlier_case.nii.gz").exists()
+    assert json.loads((deployment_output / "deployment.json").read_text())["cases"] == list(CASES)
+    files = {p: p.read_bytes() for p in deployment_output.rglob("*") if p.is_file()}
+    error = refusal(*held_out, deployment_output)
+    assert f"the output folder {deployment_output} exists and is not empty; pass --overwrite" in str(error)
+    assert {p: p.read_bytes() for p in deployment_output.rglob("*") if p.is_file()} == files
 
 
 def test_overwrite_never_replaces_a_folder_this_command_did_not_write(student_2d, held_out, tmp_path):
