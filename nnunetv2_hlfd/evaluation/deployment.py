@@ -186,9 +186,9 @@ def held_out_problems(held_out: HeldOutSet, training: dict[str, set[str]], datas
     where = ", ".join(source for source, cases in training.items() if cases & trained_on)
     return [
         f"the test cases {_name_some(trained_on)} are training cases of {dataset.name} (by their names, in "
-        f"{where}): they are not held out, the models trained on them. Test on cases none of the models "
-        f"trained on; if these are other cases that only share a training case's name, rename their images "
-        f"and labels"
+        f"{where}): they are not held out, since the dataset's models train on its training cases. Test on cases "
+        f"none of the models trained on; if these are other cases that only share a training case's name, rename "
+        f"their images and labels"
     ]
 
 
@@ -270,10 +270,11 @@ def configuration_problems(settings: DeploymentSettings, dataset: BenchmarkDatas
     problems = []
     try:
         configuration = dataset.plans_manager.get_configuration(settings.configuration)
-    except (ValueError, KeyError, RuntimeError):
+    except RuntimeError:  # nnU-Net: not in the plans
         known = ", ".join(dataset.plans_manager.available_configurations)
         return [
-            f"the plans {settings.plans} of {dataset.name} have no configuration {settings.configuration!r}: {known}"
+            f"the plans {settings.plans} of {dataset.name} have no configuration {settings.configuration!r}; "
+            f"choose -c among {known}"
         ]
     if configuration.previous_stage_name is not None:
         problems.append(
@@ -339,7 +340,7 @@ def predict(predictor, image, properties: dict):
 
 
 def measure(
-    configurations_: Sequence[Configuration],
+    chosen: Sequence[Configuration],
     held_out: HeldOutSet,
     dataset: BenchmarkDataset,
     device: torch.device,
@@ -348,11 +349,11 @@ def measure(
 ) -> tuple[list[Measured], int]:
     """Every configuration on every test case, one case in memory at a time: (measurements, threads)."""
     reader = dataset.plans_manager.image_reader_writer_class()
-    print(f"Loading {', '.join(c.name for c in configurations_)} on {device.type}")
-    predictors = {c.name: compression.load_predictor(c.model, c.folds, device, c.mirroring) for c in configurations_}
-    seconds = {c.name: {} for c in configurations_}
-    memory = {c.name: {} for c in configurations_}
-    for c in configurations_:
+    print(f"Loading {', '.join(c.name for c in chosen)} on {device.type}")
+    predictors = {c.name: compression.load_predictor(c.model, c.folds, device, c.mirroring) for c in chosen}
+    seconds = {c.name: {} for c in chosen}
+    memory = {c.name: {} for c in chosen}
+    for c in chosen:
         (predictions / c.folder).mkdir(parents=True)
     with compression.nnunet_thread_count(device):
         threads = torch.get_num_threads()
@@ -366,7 +367,7 @@ def measure(
             if index == 0:
                 for call in calls.values():
                     call()  # warm-up, untimed
-            for c in configurations_:
+            for c in chosen:
                 segmentation = {}
                 memory[c.name][case] = peak_memory(store_result(calls[c.name], segmentation), device) / compression.MIB
                 reader.write_seg(
@@ -375,7 +376,7 @@ def measure(
             for name, timing in time_side_by_side(calls, device, warmup=0, steps=repetitions).items():
                 seconds[name][case] = list(timing.times)
     return [
-        Measured(c, predictors[c.name].allowed_mirroring_axes, seconds[c.name], memory[c.name]) for c in configurations_
+        Measured(c, predictors[c.name].allowed_mirroring_axes, seconds[c.name], memory[c.name]) for c in chosen
     ], threads
 
 
