@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS
+from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.evaluation import command as benchmark
+from nnunetv2_hlfd.evaluation import deployment_command as deployment
 from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
 
@@ -120,6 +122,7 @@ COMMANDS = {
     "speed": (speed.add_parser, speed.run),
     "export": (_add_export, _run_export),
     "benchmark": (benchmark.add_parser, benchmark.run),
+    "deployment": (deployment.add_parser, deployment.run),
     "trainers-path": (_add_trainers_path, _run_trainers_path),
     "study": (study.add_parser, study.run),
 }
@@ -133,6 +136,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command][1](args)
+    except UserFacingError as refusal:  # a refusal of the inputs: its message and exit status 1, no traceback
+        parser.exit(1, f"nnunetv2_hlfd {args.command}: {refusal}\n")
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
         parser.exit(2, f"nnunetv2_hlfd {args.command}: error: {error}\n")
 

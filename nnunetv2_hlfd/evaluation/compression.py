@@ -150,7 +150,7 @@ def model_calls(
     model: ModelFolder, fold: int, cases: Sequence[str], dataset: BenchmarkDataset, device: torch.device, volumes: dict
 ) -> dict[str, Callable[[], object]]:
     """{"patch": one forward pass on a random patch, case: nnU-Net's prediction of that case}."""
-    predictor = load_predictor(model, fold, device)
+    predictor = load_predictor(model, (fold,), device)
     network = predictor.network.to(device).eval()
     network.load_state_dict(predictor.list_of_parameters[0])
     plans = ModelPlans.of_folder(model.path, model.configuration)
@@ -208,13 +208,17 @@ def check_devices(devices: Sequence[str]) -> None:
         )
 
 
-def load_predictor(model: ModelFolder, fold: int, device: torch.device):
+def load_predictor(model: ModelFolder, folds: Sequence[int | str], device: torch.device, mirroring: bool = True):
+    """nnU-Net's predictor of these folds of a model folder (several: nnU-Net's fold ensemble, which
+    averages the folds' logits), with nnUNetv2_predict's defaults: tile step 0.5, Gaussian weighting,
+    test-time mirroring along the axes the checkpoint allows unless `mirroring` is off, everything on
+    the device where it is a GPU."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(
         tile_step_size=0.5,
         use_gaussian=True,
-        use_mirroring=True,
+        use_mirroring=mirroring,
         perform_everything_on_device=device.type == "cuda",
         device=device,
         verbose=False,
@@ -224,7 +228,7 @@ def load_predictor(model: ModelFolder, fold: int, device: torch.device):
     # nnU-Net looks the trainer class up itself: where the benchmark found it (model_folders.trainer_class)
     with temporary_environment(nnUNet_extTrainer=trainer_search_path()):
         predictor.initialize_from_trained_model_folder(
-            str(model.path), use_folds=(fold,), checkpoint_name=model.checkpoint(fold).name
+            str(model.path), use_folds=tuple(folds), checkpoint_name=model.checkpoint(folds[0]).name
         )
     return predictor
 

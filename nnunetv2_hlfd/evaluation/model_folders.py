@@ -132,13 +132,13 @@ class ModelFolder:
     configuration: str
     path: Path
 
-    def fold_folder(self, fold: int) -> Path:
+    def fold_folder(self, fold: int | str) -> Path:
         return self.path / f"fold_{fold}"
 
     def validation_folder(self, fold: int) -> Path:
         return self.fold_folder(fold) / "validation"
 
-    def checkpoint(self, fold: int) -> Path:
+    def checkpoint(self, fold: int | str) -> Path:
         return self.fold_folder(fold) / "checkpoint_final.pth"
 
 
@@ -261,7 +261,7 @@ def fold_predictions(model: ModelFolder, fold: int, dataset: BenchmarkDataset) -
     return FoldPredictions(model, fold, tuple(dataset.validation_cases(fold)), found)
 
 
-def training_command(dataset: BenchmarkDataset, model: ModelFolder, fold: int, *extra: str) -> str:
+def training_command(dataset: BenchmarkDataset, model: ModelFolder, fold: int | str, *extra: str) -> str:
     plans = [] if model.plans == DEFAULT_PLANS else ["-p", model.plans]
     return " ".join(
         ["nnUNetv2_train", dataset.name, model.configuration, str(fold), "-tr", model.trainer, *plans, *extra]

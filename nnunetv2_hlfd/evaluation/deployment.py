@@ -1,0 +1,645 @@
+"""`nnunetv2_hlfd deployment`: the configurations a user deploys, compared on a held-out test set.
+
+What nnU-Net users deploy is the teacher's fold ensemble with test-time mirroring; what distillation
+offers instead is one student. On labelled test cases that none of the models trained on, declared
+up front (`-i`, `-l`), this compares
+
+1. the teacher's fold ensemble (`--teacher-folds`, default 0-4) with nnU-Net's default mirroring,
+2. the student (`--student-fold`, default `all`: the deployment student distilled from the ensemble)
+   with mirroring,
+3. the same student without mirroring,
+
+each through nnU-Net's own predictor (`compression.load_predictor`: nnUNetv2_predict's defaults, tile
+step 0.5, Gaussian weighting). Per configuration: DSC per class by nnU-Net's own evaluation
+(`compute_metrics_on_folder` on the written predictions against the test labels), the median
+seconds per whole volume of `predict_single_npy_array` on the image as the plans' reader reads it
+(preprocessing, sliding window, resampling back; reading and writing files untimed), torch's peak
+memory per volume (`speed.step_time.peak_memory`), the network passes per window (members times the
+mirrored passes) and the speed-up against the ensemble.
+
+Every refusal is collected before anything runs and raised at once (`DeploymentError`): test cases
+that are training cases, images without labels and labels without images, misnamed or missing test
+files, missing model folders or checkpoints (with the `nnUNetv2_train` command that makes them), and
+an output folder that is not to be replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd.evaluation import compression
+from nnunetv2_hlfd.evaluation.command import DEFAULT_TEACHER
+from nnunetv2_hlfd.evaluation.deployment_command import DeploymentSettings
+from nnunetv2_hlfd.evaluation.model_folders import (
+    BenchmarkDataset,
+    BenchmarkInputError,
+    ModelFolder,
+    check_model_folder,
+    open_dataset,
+    parse_model,
+    trainer_class,
+    training_command,
+)
+from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
+from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
+
+REPORT, RESULTS = "deployment.md", "deployment.json"  # RESULTS also marks a folder this command wrote
+PREDICTIONS = "predictions"
+TIMED = (
+    "nnUNetPredictor.predict_single_npy_array per test case on the image as the plans' reader reads it: "
+    "preprocessing, sliding window (tile step 0.5, Gaussian weighting, mirroring as configured) and "
+    "resampling back to the image's grid; reading and writing files untimed. The first call of each "
+    "configuration is an untimed warm-up; then each case is predicted once untimed for its peak memory "
+    "and written, and timed --repetitions times, all configurations in interleaved rounds"
+)
+_MAX_NAMED = 10
+_CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
+
+
+class DeploymentError(ProblemListError, UserFacingError):
+    """The deployment comparison cannot run on these inputs; each problem names what is wrong and the fix."""
+
+
+def _name_some(names) -> str:
+    return first_and_more(sorted(map(str, names)), _MAX_NAMED)
+
+
+# --- the held-out test set ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldOutSet:
+    """The test cases: each case's channel files (in channel order) and its label."""
+
+    images: Path
+    labels: Path
+    file_ending: str
+    cases: dict[str, tuple[Path, ...]]
+
+    def label_file(self, case: str) -> Path:
+        return self.labels / f"{case}{self.file_ending}"
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_held_out_set(images: Path, labels: Path, dataset: BenchmarkDataset) -> tuple[HeldOutSet, list[str]]:
+    """The test set as nnU-Net names files (`<case>_0000<file_ending>` ..., `<case><file_ending>`), and
+    every problem with it: misnamed files, missing channels, images without labels, labels without
+    images, no images at all."""
+    ending = dataset.file_ending
+    channels = len(dataset.dataset_json.get("channel_names", dataset.dataset_json.get("modality", {"0": ""})))
+    image_names = f"<case>_0000{ending}" + (f" ... <case>_{channels - 1:04d}{ending}" if channels > 1 else "")
+    problems = [
+        f"{option} {folder} is not a folder; point {option} at the {what}"
+        for option, folder, what in (("-i", images, "test images"), ("-l", labels, "test labels"))
+        if not folder.is_dir()
+    ]
+    if problems:
+        return HeldOutSet(images, labels, ending, {}), problems
+    by_case: dict[str, dict[int, Path]] = {}
+    misnamed = []
+    for path in _visible_files(images):
+        match = _CHANNEL_FILE.fullmatch(path.name[: -len(ending)]) if path.name.endswith(ending) else None
+        if match is None or int(match["channel"]) >= channels:
+            misnamed.append(path.name)
+        else:
+            by_case.setdefault(match["case"], {})[int(match["channel"])] = path
+    if misnamed:
+        problems.append(
+            f"{images} holds files that are not test images of {dataset.name} as nnU-Net names them "
+            f"({image_names}, {channels} channel(s) as its dataset.json has): {_name_some(misnamed)}; "
+            f"rename them or move them out"
+        )
+    for case, files in sorted(by_case.items()):
+        missing = [f"{case}_{channel:04d}{ending}" for channel in range(channels) if channel not in files]
+        if missing:
+            problems.append(f"test case {case} lacks the image file(s) {', '.join(missing)} in {images}")
+    if not by_case and not misnamed:
+        problems.append(f"{images} holds no test images ({image_names}); point -i at the held-out test images")
+    label_cases, misnamed_labels = set(), []
+    for path in _visible_files(labels):
+        if path.name.endswith(ending):
+            label_cases.add(path.name[: -len(ending)])
+        else:
+            misnamed_labels.append(path.name)
+    if misnamed_labels:
+        problems.append(
+            f"{labels} holds files that are not labels of {dataset.name} (<case>{ending}): "
+            f"{_name_some(misnamed_labels)}; rename them or move them out"
+        )
+    if unlabelled := set(by_case) - label_cases:
+        problems.append(
+            f"the test images of {_name_some(unlabelled)} have no label in {labels} (<case>{ending}): every "
+            f"test case is scored; add their labels, or move the images out of {images}"
+        )
+    if without_image := label_cases - set(by_case):
+        problems.append(
+            f"the labels {_name_some(without_image)} in {labels} have no image in {images} "
+            f"(<case>_0000{ending}); add the images, or move the labels out"
+        )
+    cases = {case: tuple(files[c] for c in sorted(files)) for case, files in sorted(by_case.items())}
+    return HeldOutSet(images, labels, ending, cases), problems
+
+
+def training_cases(dataset: BenchmarkDataset, raw_root: Path | None) -> dict[str, set[str]]:
+    """{where it was read: the case identifiers} of every case the dataset trains on: the train and
+    val lists of every fold in splits_final.json, the raw dataset's imagesTr, and the ground truth
+    nnU-Net's preprocessing kept (whichever exist)."""
+    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
+
+    ending = dataset.file_ending
+    sources = {}
+    splits = dataset.preprocessed / "splits_final.json"
+    if splits.is_file():
+        folds = json.loads(splits.read_text())
+        sources[str(splits)] = {case for split in folds for key in ("train", "val") for case in split[key]}
+    images_tr = Path(raw_root) / dataset.name / "imagesTr" if raw_root else None
+    if images_tr is not None and images_tr.is_dir():
+        sources[str(images_tr)] = set(get_identifiers_from_splitted_dataset_folder(str(images_tr), ending))
+    if dataset.ground_truth.is_dir():
+        sources[str(dataset.ground_truth)] = {
+            p.name[: -len(ending)] for p in dataset.ground_truth.iterdir() if p.name.endswith(ending)
+        }
+    return sources
+
+
+def held_out_problems(held_out: HeldOutSet, training: dict[str, set[str]], dataset: BenchmarkDataset) -> list[str]:
+    trained_on = set(held_out.cases) & set().union(*training.values())
+    if not trained_on:
+        return []
+    where = ", ".join(source for source, cases in training.items() if cases & trained_on)
+    return [
+        f"the test cases {_name_some(trained_on)} are training cases of {dataset.name} (by their names, in "
+        f"{where}): they are not held out, since the dataset's models train on its training cases. Test on cases "
+        f"none of the models trained on; if these are other cases that only share a training case's name, rename "
+        f"their images and labels"
+    ]
+
+
+# --- the three configurations -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way to deploy: a model folder, the folds it predicts with and whether it mirrors."""
+
+    name: str
+    folder: str  # its predictions' subfolder
+    role: str
+    model: ModelFolder
+    folds: tuple[int | str, ...]
+    mirroring: bool
+
+
+def configurations(settings: DeploymentSettings, dataset: BenchmarkDataset) -> list[Configuration]:
+    teacher = parse_model(settings.teacher, settings.plans, settings.configuration, dataset)
+    student = parse_model(settings.student, settings.plans, settings.configuration, dataset)
+    student_folds = (settings.student_fold,)
+    return [
+        Configuration("teacher ensemble", "teacher_ensemble", "teacher", teacher, settings.teacher_folds, True),
+        Configuration("student, mirroring", "student_mirroring", "student", student, student_folds, True),
+        Configuration("student, no mirroring", "student_no_mirroring", "student", student, student_folds, False),
+    ]
+
+
+def train_command(settings: DeploymentSettings, dataset: BenchmarkDataset, configuration: Configuration, fold) -> str:
+    """The nnUNetv2_train command that makes this fold; a student of fold `all` is distilled from the
+    teacher's folds (HLFD_TEACHER_FOLDS), from a teacher other than nnUNetTrainer by HLFD_TEACHER."""
+    model = configuration.model
+    resume = ("--c",) if (model.fold_folder(fold) / "checkpoint_latest.pth").is_file() else ()
+    variables = []
+    if configuration.role == "student":
+        teacher = configurations(settings, dataset)[0].model
+        if fold == "all":
+            variables.append(f"HLFD_TEACHER_FOLDS={','.join(map(str, settings.teacher_folds))}")
+        if teacher.trainer != DEFAULT_TEACHER:
+            variables.append(f"HLFD_TEACHER={teacher.path}")
+    return " ".join([*variables, training_command(dataset, model, fold, *resume)])
+
+
+def model_problems(settings: DeploymentSettings, dataset: BenchmarkDataset) -> list[str]:
+    """Each model folder exists, belongs to the dataset, has a trainer class that can be found and a
+    final checkpoint of every fold used."""
+    problems, seen = [], set()
+    for configuration in configurations(settings, dataset):
+        model = configuration.model
+        if (model.path, configuration.folds) in seen:
+            continue  # the student without mirroring: the same folder and fold as with it
+        seen.add((model.path, configuration.folds))
+        commands = "; ".join(f"`{train_command(settings, dataset, configuration, f)}`" for f in configuration.folds)
+        if not model.path.is_dir():
+            problems.append(
+                f"the {configuration.role} {model.label} has no model folder: {model.path} does not exist; "
+                f"train it ({commands}), or check --{configuration.role}, -p and -c"
+            )
+            continue
+        try:
+            check_model_folder(model, dataset)
+            trainer_class(model)
+        except BenchmarkInputError as error:
+            problems += error.problems
+            continue
+        for fold in configuration.folds:
+            if not model.checkpoint(fold).is_file():
+                command = train_command(settings, dataset, configuration, fold)
+                unfinished = "its training is unfinished, continue it" if command.endswith("--c") else "train it"
+                problems.append(
+                    f"the {configuration.role} {model.label} has no fold {fold}: {model.checkpoint(fold)} does "
+                    f"not exist; {unfinished} with `{command}`"
+                )
+    return problems
+
+
+def configuration_problems(settings: DeploymentSettings, dataset: BenchmarkDataset) -> list[str]:
+    problems = []
+    try:
+        configuration = dataset.plans_manager.get_configuration(settings.configuration)
+    except RuntimeError:  # nnU-Net: not in the plans
+        known = ", ".join(dataset.plans_manager.available_configurations)
+        return [
+            f"the plans {settings.plans} of {dataset.name} have no configuration {settings.configuration!r}; "
+            f"choose -c among {known}"
+        ]
+    if configuration.previous_stage_name is not None:
+        problems.append(
+            f"{settings.configuration} is a cascade stage: it needs the previous stage's predictions, which this "
+            f"comparison does not make; compare {configuration.previous_stage_name} or 3d_fullres"
+        )
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        problems.append("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+    return problems
+
+
+def output_problems(output: Path, overwrite: bool) -> list[str]:
+    """An existing folder is replaced only with --overwrite, and only one this command wrote."""
+    if not output.exists():
+        return []
+    if not output.is_dir():
+        return [f"the output {output} exists and is not a folder; choose another with -o"]
+    if not any(output.iterdir()):
+        return []
+    if not overwrite:
+        return [f"the output folder {output} exists and is not empty; pass --overwrite to replace it, or choose -o"]
+    if not (output / RESULTS).is_file():
+        return [
+            f"the output folder {output} is not empty and holds no {RESULTS}, so this command did not write it: it "
+            f"is not replaced, not even with --overwrite; choose another folder with -o"
+        ]
+    return []
+
+
+# --- predicting and timing ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One configuration's timings (seconds of each round, per case) and peak memory (MiB, per case)."""
+
+    configuration: Configuration
+    mirror_axes: tuple[int, ...] | None
+    seconds: dict[str, list[float]]
+    memory_mib: dict[str, float]
+
+    @property
+    def mirrored_passes(self) -> int:
+        """Network passes per window and member: nnU-Net's predictor runs the window and every
+        combination of flips along its mirror axes (2d: 4, 3d: 8); 1 without mirroring."""
+        axes = self.mirror_axes if self.configuration.mirroring else None
+        return 2 ** len(axes) if axes else 1
+
+    @property
+    def passes_per_window(self) -> int:
+        return len(self.configuration.folds) * self.mirrored_passes
+
+    @property
+    def round_seconds(self) -> list[float]:
+        """Each round's seconds over all cases, so rounds of two configurations compare the same work."""
+        return [sum(times) for times in zip(*self.seconds.values())]
+
+
+def predict(predictor, image, properties: dict):
+    """nnU-Net's prediction of one image: the segmentation on the image's grid. Its preprocessing writes
+    into the properties it is given, so it gets a copy."""
+    return predictor.predict_single_npy_array(image, copy.deepcopy(properties), None, None, False)
+
+
+def measure(
+    chosen: Sequence[Configuration],
+    held_out: HeldOutSet,
+    dataset: BenchmarkDataset,
+    device: torch.device,
+    repetitions: int,
+    predictions: Path,
+) -> tuple[list[Measured], int]:
+    """Every configuration on every test case, one case in memory at a time: (measurements, threads)."""
+    reader = dataset.plans_manager.image_reader_writer_class()
+    print(f"Loading {', '.join(c.name for c in chosen)} on {device.type}")
+    predictors = {c.name: compression.load_predictor(c.model, c.folds, device, c.mirroring) for c in chosen}
+    seconds = {c.name: {} for c in chosen}
+    memory = {c.name: {} for c in chosen}
+    for c in chosen:
+        (predictions / c.folder).mkdir(parents=True)
+    with compression.nnunet_thread_count(device):
+        threads = torch.get_num_threads()
+        for index, (case, files) in enumerate(held_out.cases.items()):
+            print(f"Case {case} ({index + 1} of {len(held_out.cases)}): {repetitions} timed round(s)")
+            image, properties = reader.read_images([str(f) for f in files])
+            check_label_grid(reader, held_out, case, image.shape[1:])
+            calls = {
+                name: functools.partial(predict, predictor, image, properties) for name, predictor in predictors.items()
+            }
+            if index == 0:
+                for call in calls.values():
+                    call()  # warm-up, untimed
+            for c in chosen:
+                segmentation = {}
+                memory[c.name][case] = peak_memory(store_result(calls[c.name], segmentation), device) / compression.MIB
+                reader.write_seg(
+                    segmentation["result"], str(predictions / c.folder / f"{case}{held_out.file_ending}"), properties
+                )
+            for name, timing in time_side_by_side(calls, device, warmup=0, steps=repetitions).items():
+                seconds[name][case] = list(timing.times)
+    return [
+        Measured(c, predictors[c.name].allowed_mirroring_axes, seconds[c.name], memory[c.name]) for c in chosen
+    ], threads
+
+
+def store_result(call: Callable[[], object], into: dict) -> Callable[[], None]:
+    return lambda: into.__setitem__("result", call())
+
+
+def check_label_grid(reader, held_out: HeldOutSet, case: str, shape: tuple[int, ...]) -> None:
+    label, _ = reader.read_seg(str(held_out.label_file(case)))
+    if tuple(label.shape[1:]) != tuple(shape):
+        raise DeploymentError(
+            f"the label {held_out.label_file(case)} has shape {tuple(label.shape[1:])} but its image has "
+            f"{tuple(shape)}: it is not this image's label; fix or remove test case {case}"
+        )
+
+
+# --- scoring ------------------------------------------------------------------------------
+
+
+def score(predictions: Path, held_out: HeldOutSet, dataset: BenchmarkDataset) -> dict[str, dict]:
+    """{class name: {"mean", "n", "per_case": {case: DSC}}} by nnU-Net's own evaluation of the written
+    predictions against the test labels, with the dataset's labels or regions and ignore label (its
+    summary.json beside them): the mean is nnU-Net's over the cases, leaving out NaN (a class absent
+    from both prediction and label); n counts the cases with a value."""
+    from nnunetv2.configuration import default_num_processes
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+
+    classes = dataset.classes()
+    result = compute_metrics_on_folder(
+        str(held_out.labels),
+        str(predictions),
+        str(predictions / "summary.json"),
+        dataset.plans_manager.image_reader_writer_class(),
+        held_out.file_ending,
+        classes,
+        dataset.label_manager.ignore_label,
+        num_processes=max(1, min(default_num_processes, len(held_out.cases))),
+        chill=False,
+    )
+    scores = {}
+    for cls, name in dataset.class_names().items():
+        per_case = {
+            Path(row["prediction_file"]).name[: -len(held_out.file_ending)]: float(row["metrics"][cls]["Dice"])
+            for row in result["metric_per_case"]
+        }
+        n = sum(not math.isnan(dsc) for dsc in per_case.values())
+        scores[name] = {"mean": float(result["mean"][cls]["Dice"]), "n": n, "per_case": per_case}
+    return scores
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def configuration_record(measured: Measured, dsc: dict[str, dict], ensemble: Measured) -> dict:
+    """One configuration's numbers, its speed against the ensemble's (`ensemble`, the first measured)."""
+    c = measured.configuration
+    volume, ensemble_volume = (
+        compression.volume_summary({case: (m.memory_mib[case], seconds) for case, seconds in m.seconds.items()})
+        for m in (measured, ensemble)
+    )
+    return {
+        "name": c.name,
+        "trainer": c.model.trainer,
+        "plans": c.model.plans,
+        "model_folder": str(c.model.path),
+        "folds": list(c.folds),
+        "mirroring": c.mirroring,
+        "mirror_axes": list(measured.mirror_axes) if measured.mirror_axes is not None else None,
+        "passes_per_window": measured.passes_per_window,
+        "dsc": {name: {"mean": d["mean"], "n": d["n"]} for name, d in dsc.items()},
+        "dsc_per_case": {case: {name: d["per_case"][case] for name, d in dsc.items()} for case in measured.seconds},
+        "volume_latency_s": volume["volume_latency_s"],
+        "volume_peak_memory_mib": volume["volume_peak_memory_mib"],
+        "latency_s_per_case": {case: statistics.median(s) for case, s in measured.seconds.items()},
+        "latencies_s_per_case": measured.seconds,
+        "peak_memory_mib_per_case": measured.memory_mib,
+        "round_seconds": measured.round_seconds,
+        "speedup_vs_ensemble": ensemble_volume["volume_latency_s"] / volume["volume_latency_s"],
+        "speed_vs_ensemble": "reference"
+        if measured is ensemble
+        else compression.speed_ratio(ensemble.round_seconds, measured.round_seconds),
+        "predictions": f"{PREDICTIONS}/{c.folder}",
+    }
+
+
+def _number(value: float, digits: int) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _mirroring(record: dict) -> str:
+    if not record["mirroring"]:
+        return "no"
+    axes = record["mirror_axes"]
+    return f"yes (axes {', '.join(map(str, axes))})" if axes else "on, but its checkpoint allows no axis"
+
+
+def results_table(report: dict) -> str:
+    classes = list(report["classes"])
+    header = ["configuration", "trainer", "folds", "mirroring", "passes per window"]
+    header += [f"DSC {name}" for name in classes]
+    header += ["s per volume (median)", "peak MiB per volume", "speed-up vs ensemble"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for record in report["configurations"]:
+        speed = record["speed_vs_ensemble"]
+        cells = [
+            record["name"],
+            record["trainer"],
+            " ".join(map(str, record["folds"])),
+            _mirroring(record),
+            str(record["passes_per_window"]),
+            *(f"{_number(record['dsc'][n]['mean'], 3)} (n={record['dsc'][n]['n']})" for n in classes),
+            _number(record["volume_latency_s"], 3),
+            _number(record["volume_peak_memory_mib"], 1),
+            f"{record['speedup_vs_ensemble']:.2f}x" + ("" if speed == "reference" else f" (rounds: {speed})"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_report(report: dict) -> str:
+    cases = f"{report['n_cases']} case" + ("s" if report["n_cases"] != 1 else "")
+    return "\n".join(
+        [
+            f"# Deployment comparison: {report['dataset']} {report['configuration']}",
+            "",
+            f"Held-out test set: {report['test_images']} ({cases}; labels {report['test_labels']}), "
+            f"none of them a training case ({', '.join(report['training_case_sources'])}).",
+            "",
+            results_table(report),
+            "",
+            "DSC: nnU-Net's evaluation (compute_metrics_on_folder) of each configuration's predictions, the mean "
+            "over the test cases with a value (n; a class absent from both prediction and label has none). "
+            "Passes per window: ensemble members times the mirrored passes. s per volume: the median over the "
+            "cases of each case's median over the rounds; peak MiB per volume: the largest case's. Speed-up: the "
+            "ensemble's s per volume over the configuration's; in brackets the ratio round by round "
+            "(a range that includes 1 reads no difference).",
+            "",
+            f"Timed: {report['timed']}.",
+            "",
+            f"Device: {report['device']} ({report['hardware']}), {report['threads']} torch thread(s), "
+            f"{report['repetitions']} timed round(s). Peak memory: {report['memory_measure']}.",
+            "",
+            f"Command: `{report['command']}`",
+            "",
+            f"Software: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}; "
+            f"nnunetv2_hlfd {report['nnunetv2_hlfd_commit']}.",
+            "",
+        ]
+    )
+
+
+def _json_ready(value):
+    """NaN as null, so deployment.json is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+# --- the output folder --------------------------------------------------------------------
+
+
+def staging_folder(output: Path) -> Path:
+    """A fresh hidden sibling of the output, renamed into place when everything is in it."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    return staging
+
+
+def install(staging: Path, output: Path) -> None:
+    """The staged folder becomes the output; an earlier one (checked by output_problems) goes only after."""
+    if output.exists():
+        previous = output.parent / f".{output.name}.replaced-{os.getpid()}"
+        os.replace(output, previous)
+        os.replace(staging, output)
+        shutil.rmtree(previous)
+    else:
+        os.replace(staging, output)
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def open_deployment_dataset(settings: DeploymentSettings, preprocessed_root: Path, results_root: Path):
+    try:
+        return open_dataset(settings.dataset, settings.plans, preprocessed_root, results_root)
+    except BenchmarkInputError as error:
+        raise DeploymentError(error.problems, error.headline) from None
+    except RuntimeError as error:  # nnU-Net: no dataset of that id
+        raise DeploymentError(f"dataset {settings.dataset!r} not found: {error}; check -d") from None
+
+
+def run_deployment(
+    settings: DeploymentSettings,
+    preprocessed_root: Path | None = None,
+    results_root: Path | None = None,
+    raw_root: Path | None = None,
+) -> Path:
+    """Check everything, predict, time and score every configuration, write the report; returns the output."""
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw, nnUNet_results
+
+    dataset = open_deployment_dataset(
+        settings, Path(preprocessed_root or nnUNet_preprocessed), Path(results_root or nnUNet_results)
+    )
+    settings = replace(settings, dataset=dataset.name, device=settings.device or default_device())
+    output = Path(settings.output or dataset.results / f"hlfd_deployment_{settings.configuration}")
+    held_out, problems = read_held_out_set(Path(settings.test_images), Path(settings.test_labels), dataset)
+    training = training_cases(dataset, raw_root or nnUNet_raw)
+    problems += held_out_problems(held_out, training, dataset)
+    problems += configuration_problems(settings, dataset)
+    problems += model_problems(settings, dataset)
+    problems += output_problems(output, settings.overwrite)
+    if problems:
+        raise DeploymentError(problems, headline="nnunetv2_hlfd deployment cannot run; nothing was written:")
+
+    device = torch.device(settings.device)
+    chosen = configurations(settings, dataset)
+    staging = staging_folder(output)
+    try:
+        measured, threads = measure(chosen, held_out, dataset, device, settings.repetitions, staging / PREDICTIONS)
+        records = [
+            configuration_record(
+                m, score(staging / PREDICTIONS / m.configuration.folder, held_out, dataset), measured[0]
+            )
+            for m in measured
+        ]
+        report = {
+            "dataset": dataset.name,
+            "configuration": settings.configuration,
+            "plans": settings.plans,
+            "command": settings.command_line(),
+            "test_images": str(held_out.images),
+            "test_labels": str(held_out.labels),
+            "n_cases": len(held_out.cases),
+            "cases": list(held_out.cases),
+            "training_case_sources": list(training),
+            "classes": {name: str(value) for value, name in dataset.class_names().items()},
+            "device": device.type,
+            "hardware": hardware_name(device),
+            "threads": threads,
+            "repetitions": settings.repetitions,
+            "timed": TIMED,
+            "memory_measure": compression.MEMORY_MEASURES[device.type],
+            "versions": software_versions(),
+            "nnunetv2_hlfd_commit": source_commit(),
+            "configurations": records,
+        }
+        (staging / RESULTS).write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False))
+        (staging / REPORT).write_text(render_report(report))
+        install(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(results_table(report))
+    print(f"Everything is in {output}")
+    return output
