@@ -41,7 +41,6 @@ import torch
 
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.evaluation import compression
-from nnunetv2_hlfd.evaluation.command import DEFAULT_TEACHER
 from nnunetv2_hlfd.evaluation.deployment_command import DeploymentSettings
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
@@ -54,6 +53,7 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     training_command,
 )
 from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
 from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
 

@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.evaluation.command import ALL_FOLDS, DEFAULT_PLANS, DEFAULT_REPETITIONS, DEFAULT_TEACHER
+from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_PLANS, DEFAULT_REPETITIONS, DEFAULT_TEACHER
 
 DEFAULT_STUDENT = "nnUNetTrainerHLFD"
 DEFAULT_STUDENT_FOLD = "all"  # the deployment student: distilled from the fold ensemble on every training case

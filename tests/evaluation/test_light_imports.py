@@ -16,6 +16,7 @@ HEAVY = ("torch", "pandas", "numpy", "nnunetv2", "monai", "SimpleITK")
         "nnunetv2_hlfd.evaluation.settings",
         "nnunetv2_hlfd.evaluation.protocol",
         "nnunetv2_hlfd.evaluation.command",
+        "nnunetv2_hlfd.evaluation.deployment_command",
         "nnunetv2_hlfd.study.command",
         "nnunetv2_hlfd.cli",
     ],
