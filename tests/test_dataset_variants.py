@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_ID, DATASET_NAME, plan_and_preprocess, train_in_process
+from nnunet_runs import DATASET_ID, DATASET_NAME, plan_and_preprocess, train_in_process
 
 pytestmark = pytest.mark.integration
 IGNORE = 3

@@ -10,17 +10,13 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd import cli, export
 from nnunetv2_hlfd.export import example_patch, export_student, load_student, max_deviation
-from nnunetv2_hlfd.speed.step_time import torch_threads
 from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import build_student
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_results_folder(root: Path, trainer_name: str = "nnUNetTrainerStudent") -> Path:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DATASET_ID, REPO
+from nnunet_runs import DATASET_ID, REPO
 
 from nnunetv2_hlfd import cli
 from nnunetv2_hlfd.trainer_search import trainers_folder

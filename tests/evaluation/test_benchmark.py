@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import DATASET_ID, DATASET_NAME, train_in_process
+from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd.evaluation import command
 from nnunetv2_hlfd.evaluation.provenance import cpu_model

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from conftest import DATASET_NAME
+from nnunet_runs import DATASET_NAME
 
 from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark

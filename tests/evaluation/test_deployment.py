@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATASET_ID, DATASET_NAME, train_in_process
+from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd import cli
 from nnunetv2_hlfd.evaluation.deployment import DeploymentError, run_deployment

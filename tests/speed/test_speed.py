@@ -13,7 +13,6 @@ from nnunetv2_hlfd.speed.step_time import (
     peak_memory,
     precision_errors,
     time_side_by_side,
-    torch_threads,
 )
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
@@ -23,10 +22,7 @@ TINY_CT = kits_like_fingerprint(10, (8, 32, 32))
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

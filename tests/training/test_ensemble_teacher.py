@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATASET_ID, DATASET_NAME, with_own_log
+from nnunet_runs import DATASET_ID, DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.functional import attention_map

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_ID, nnunet_predict, run_command, train_in_process
+from nnunet_runs import DATASET_ID, nnunet_predict, run_command, train_in_process
 
 from nnunetv2_hlfd.training.student import ResNetStudentUNet
 

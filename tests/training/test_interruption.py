@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import DATASET_ID, run_command
+from nnunet_runs import DATASET_ID, run_command
 
 from nnunetv2_hlfd.training.student_trainer import atomic_torch_save
 

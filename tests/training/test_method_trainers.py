@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import DATASET_ID, DATASET_NAME, nnunet_predict
+from nnunet_runs import DATASET_ID, DATASET_NAME, nnunet_predict
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import DATASET_ID, DATASET_NAME, with_own_log
+from nnunet_runs import DATASET_ID, DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
