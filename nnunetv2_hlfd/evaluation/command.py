@@ -10,6 +10,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
+from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import (
     ALL_FOLDS,
@@ -32,8 +33,7 @@ def add_parser(subparsers) -> None:
         help="score every trainer's validation predictions, test them against a reference "
         "trainer and report each model's size and speed (docs/EVALUATION.md)",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id")
-    parser.add_argument("-c", "--configuration", required=True, help="e.g. 2d or 3d_fullres")
+    add_dataset_and_configuration(parser)
     parser.add_argument(
         "-tr",
         "--trainers",

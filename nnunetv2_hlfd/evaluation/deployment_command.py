@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_PLANS, DEFAULT_REPETITIONS, DEFAULT_TEACHER
 
 DEFAULT_STUDENT = "nnUNetTrainerHLFD"
@@ -60,8 +61,7 @@ def add_parser(subparsers) -> None:
         help="compare, on a held-out labelled test set, the teacher's fold ensemble with mirroring and the "
         "student with and without mirroring: DSC, latency and peak memory per volume (docs/EVALUATION.md)",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id")
-    parser.add_argument("-c", "--configuration", required=True, help="e.g. 2d or 3d_fullres")
+    add_dataset_and_configuration(parser)
     parser.add_argument(
         "-i",
         "--test-images",

@@ -1,4 +1,4 @@
-"""Aggregates, paired tests and reports over a per-case metrics table.
+"""Aggregates and paired tests over a per-case metrics table: numbers only (report.py renders them).
 
 The per-case table is a pandas DataFrame with one row per trainer, fold, case and class
 (`ID_COLUMNS`) and one numeric column per metric (as `metrics.evaluate_case` names them:
@@ -432,108 +432,6 @@ def common_case_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
             for trainer in dict.fromkeys(table["trainer"])
         ]
     return pd.DataFrame(rows, columns=["class", "trainer", "mean", "n_cases", "n_dropped"])
-
-
-# --- reports ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableColumn:
-    """One "mean ± std" column of the results table, e.g. TableColumn("Tumour DSC", "tumour", "dsc")."""
-
-    header: str
-    class_name: str
-    metric: str
-    decimals: int = 3
-    scale: float = 1.0  # e.g. 100 to show DSC in percent
-
-
-_SPREADS = {"cases": ("case_mean", "case_std", "n_valid"), "folds": ("fold_mean", "fold_std", "n_folds")}
-# Distances: one empty mask scores the image diagonal, which dominates a mean; the median does not.
-MEDIAN_METRICS = ("hd95",)
-
-
-def format_p_value(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _format_mean_std(mean: float, std: float, column: TableColumn) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    spread = "n/a" if math.isnan(std) else f"{std * column.scale:.{column.decimals}f}"
-    return f"{mean * column.scale:.{column.decimals}f} ± {spread}"
-
-
-def _lookup(frame: pd.DataFrame, trainer: str, column: TableColumn) -> pd.Series | None:
-    hits = frame[
-        (frame["trainer"] == trainer) & (frame["class"] == column.class_name) & (frame["metric"] == column.metric)
-    ]
-    return None if hits.empty else hits.iloc[0]
-
-
-def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn, spread: str) -> str:
-    row = _lookup(summary, trainer, column)
-    if row is None:
-        return "n/a"
-    mean_column, std_column, count_column = _SPREADS[spread]
-    cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
-    if spread == "cases" and "case_mean_ci_low" in row and not math.isnan(row["case_mean_ci_low"]):
-        cell += " [{:.{d}f}, {:.{d}f}]".format(
-            row["case_mean_ci_low"] * column.scale, row["case_mean_ci_high"] * column.scale, d=column.decimals
-        )
-    if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
-        cell += f"; median {_format_median_iqr(row, column)}"
-    return f"{cell} (n={int(row[count_column])})"
-
-
-def _format_median_iqr(row: pd.Series, column: TableColumn) -> str:
-    if math.isnan(row["case_median"]):
-        return "n/a"
-    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(
-        *(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")), d=column.decimals
-    )
-
-
-def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) -> str:
-    if (comparisons["reference"] == trainer).any():
-        return "ref"
-    row = _lookup(comparisons, trainer, column)
-    return "n/a" if row is None else format_p_value(float(row["p_holm"]))
-
-
-def markdown_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def render_markdown_table(
-    summary: pd.DataFrame,
-    columns: Sequence[TableColumn],
-    comparisons: pd.DataFrame | None = None,
-    trainers: Sequence[str] | None = None,
-    spread: str = "cases",
-) -> str:
-    """One row per trainer, one "mean ± std (n=...)" column per `TableColumn`.
-
-    `summary` comes from `across_fold_summary`; `spread` "cases" shows the mean and std
-    over all cases (n: the cases with a value), "folds" those of the fold means (n: folds). With `comparisons` (from
-    `compare_to_reference`) a Holm-adjusted p-value column follows for each column;
-    the reference trainer's cells read "ref".
-    """
-    if spread not in _SPREADS:
-        raise ValueError(f"spread must be one of {sorted(_SPREADS)}, got {spread!r}")
-    trainers = list(trainers) if trainers is not None else list(dict.fromkeys(summary["trainer"]))
-    headers = ["Trainer", *(column.header for column in columns)]
-    if comparisons is not None:
-        headers += [f"p ({column.header})" for column in columns]
-    lines = [markdown_row(headers), markdown_row(["---"] * len(headers))]
-    for trainer in trainers:
-        cells = [trainer, *(_mean_std_cell(summary, trainer, column, spread) for column in columns)]
-        if comparisons is not None:
-            cells += [_p_value_cell(comparisons, trainer, column) for column in columns]
-        lines.append(markdown_row(cells))
-    return "\n".join(lines) + "\n"
 
 
 def write_per_case_csv(table: pd.DataFrame, path: str | Path) -> Path:

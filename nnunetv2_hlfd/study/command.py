@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
 
@@ -22,8 +23,7 @@ def add_parser(subparsers) -> None:
         help="train a teacher and its students over folds with nnUNetv2_train (in parallel, resumable, "
         "locally or on Slurm) and benchmark them",
     )
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id")
-    parser.add_argument("-c", "--configuration", required=True, help="e.g. 2d or 3d_fullres")
+    add_dataset_and_configuration(parser)
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans of every training (default: %(default)s)")
     parser.add_argument("--teacher", default=DEFAULT_TEACHER, help="the teacher's trainer (default: %(default)s)")
     parser.add_argument(

@@ -7,20 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nnunetv2_hlfd.evaluation.report import TableColumn, format_p_value, render_markdown_table
 from nnunetv2_hlfd.evaluation.statistics import (
-    TableColumn,
     UnpairedCasesError,
     across_fold_summary,
     bootstrap_mean_ci,
     compare_to_reference,
-    format_p_value,
     holm_adjust,
     paired_wilcoxon,
     per_case_rows,
     per_case_table,
     per_fold_summary,
     rank_biserial,
-    render_markdown_table,
     smallest_pairs_for,
     smallest_two_sided_p,
     write_per_case_csv,
