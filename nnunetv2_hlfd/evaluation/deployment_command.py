@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from nnunetv2_hlfd.command_options import add_dataset_and_configuration
@@ -125,21 +125,8 @@ def settings_from_args(args: argparse.Namespace) -> DeploymentSettings:
         raise ValueError(f"--repetitions must be at least 1, got {args.repetitions}")
     if len(set(args.teacher_folds)) != len(args.teacher_folds):
         raise ValueError(f"--teacher-folds names a fold twice: {' '.join(map(str, args.teacher_folds))}")
-    return DeploymentSettings(
-        dataset=args.dataset,
-        configuration=args.configuration,
-        test_images=args.test_images,
-        test_labels=args.test_labels,
-        plans=args.plans,
-        teacher=args.teacher,
-        teacher_folds=tuple(args.teacher_folds),
-        student=args.student,
-        student_fold=args.student_fold,
-        device=args.device,
-        repetitions=args.repetitions,
-        output=args.output,
-        overwrite=args.overwrite,
-    )
+    chosen = {field.name: getattr(args, field.name) for field in fields(DeploymentSettings)}
+    return DeploymentSettings(**chosen | {"teacher_folds": tuple(args.teacher_folds)})
 
 
 def run(args: argparse.Namespace) -> None:
