@@ -1,5 +1,4 @@
-"""An HLFD trainer built from tiny nnU-Net plans with a random teacher, no dataset: its log lines kept in
-`trainer.logged` instead of a file."""
+"""HLFD trainers built from tiny nnU-Net plans with a random teacher, no dataset."""
 
 import torch
 
@@ -9,10 +8,20 @@ from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_
 CPU = torch.device("cpu")
 
 
+def tiny_plans() -> tuple[dict, dict]:
+    """nnU-Net's default plans and dataset.json for a small KiTS-like CT fingerprint."""
+    return plan("default", kits_like_fingerprint(10, (8, 32, 32)))
+
+
+def hlfd_trainer(plans: dict, dataset_json: dict, teacher):
+    """The initialized 2d HLFD trainer of these plans, distilling `teacher` on the CPU."""
+    return initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, CPU, teacher)
+
+
 def logging_hlfd_trainer():
-    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
-    teacher = random_teacher(plans, "2d", dataset_json, CPU)
-    trainer = initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, CPU, teacher)
+    """An HLFD trainer of tiny plans and a random teacher, its log lines kept in `trainer.logged`."""
+    plans, dataset_json = tiny_plans()
+    trainer = hlfd_trainer(plans, dataset_json, random_teacher(plans, "2d", dataset_json, CPU))
     trainer.logged = []
     trainer.print_to_log_file = lambda *args, **kwargs: trainer.logged.append(" ".join(map(str, args)))
     return trainer

@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from nnunet_runs import DATASET_ID, DATASET_NAME, with_own_log
+from offline_hlfd import tiny_plans
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.functional import attention_map
 from nnunetv2_hlfd.distillation.maps import UNetMaps
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.teacher import TeacherError, stage_problems
 from nnunetv2_hlfd.training.teacher_ensemble import (
@@ -76,9 +76,9 @@ def test_members_that_downsample_differently_are_refused_naming_them():
     assert len(problems) == 1 and "a: [[1, 1], [2, 2]]" in problems[0] and "downsample alike" in problems[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_plans():
-    return plan("default", kits_like_fingerprint(10, (8, 32, 32)))
+@pytest.fixture(scope="module", name="tiny_plans")
+def tiny_plans_fixture():
+    return tiny_plans()
 
 
 def ensemble_trainer(tiny_plans, method, members: int = 3):

@@ -9,7 +9,9 @@ import time
 import pytest
 import torch
 from nnunet_runs import DATASET_ID, run_command
+from offline_hlfd import CPU, hlfd_trainer, tiny_plans
 
+from nnunetv2_hlfd.training.offline_trainers import random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import atomic_torch_save
 
 pytestmark = pytest.mark.integration
@@ -65,18 +67,9 @@ def test_failed_checkpoint_write_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
     """What --c reads back: the adapters' weights and their SGD momentum, as the run left them."""
-    from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-    from nnunetv2_hlfd.training.offline_trainers import (
-        initialized_trainer,
-        method_trainer,
-        random_teacher,
-        synthetic_batch,
-    )
-
-    cpu = torch.device("cpu")
-    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
-    teacher = random_teacher(plans, "2d", dataset_json, cpu)
-    build = lambda: initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, cpu, teacher)
+    plans, dataset_json = tiny_plans()
+    teacher = random_teacher(plans, "2d", dataset_json, CPU)
+    build = lambda: hlfd_trainer(plans, dataset_json, teacher)
     trained = build()
     for seed in range(2):
         trained.train_step(synthetic_batch(trained, seed))
@@ -92,19 +85,11 @@ def test_resuming_restores_the_adapters_and_their_optimiser_state(tmp_path):
 
 
 def test_resuming_against_another_teacher_is_refused_naming_both(tmp_path):
-    from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-    from nnunetv2_hlfd.training.offline_trainers import (
-        initialized_trainer,
-        method_trainer,
-        random_teacher,
-        synthetic_batch,
-    )
     from nnunetv2_hlfd.training.teacher import TeacherError
 
-    cpu = torch.device("cpu")
-    plans, dataset_json = plan("default", kits_like_fingerprint(10, (8, 32, 32)))
-    original, other = (random_teacher(plans, "2d", dataset_json, cpu) for _ in range(2))  # same stages, other weights
-    build = lambda teacher: initialized_trainer(method_trainer("HLFD"), plans, "2d", dataset_json, cpu, teacher)
+    plans, dataset_json = tiny_plans()
+    original, other = (random_teacher(plans, "2d", dataset_json, CPU) for _ in range(2))  # same stages, other weights
+    build = lambda teacher: hlfd_trainer(plans, dataset_json, teacher)
     trained = build(original)
     trained.train_step(synthetic_batch(trained))
     trained.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
