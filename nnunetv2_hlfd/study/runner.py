@@ -153,16 +153,10 @@ def nnunet_environment(settings: StudySettings) -> dict[str, str]:
 
 
 def dataset_name(dataset: str, environment: dict[str, str]) -> str:
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+    """The existing dataset `dataset` (name or id) names; nnU-Net itself takes any `Dataset...` name."""
+    from nnunetv2_hlfd.study.dataset_check import resolve_dataset
 
-    with temporary_environment(**environment):
-        try:
-            return maybe_convert_to_dataset_name(dataset)
-        except (RuntimeError, ValueError) as error:
-            raise ValueError(
-                f"dataset {dataset!r} not found in nnUNet_raw ({environment['nnUNet_raw']}) or "
-                f"nnUNet_preprocessed ({environment['nnUNet_preprocessed']}): {error}"
-            ) from None
+    return resolve_dataset(dataset, environment)
 
 
 def trainer_path(variants: Path | None) -> str:
@@ -173,8 +167,10 @@ def trainer_path(variants: Path | None) -> str:
 
 
 def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict[str, str], log: Path) -> None:
-    """nnU-Net's own planning and preprocessing, for what is missing only."""
+    """nnU-Net's own planning and preprocessing, for what is missing only (plans that exist are never redone)."""
     import json
+
+    from nnunetv2_hlfd.study.dataset_check import check_plannable
 
     preprocessed = Path(environment["nnUNet_preprocessed"]) / dataset
     plans_file = preprocessed / f"{settings.plans}.json"
@@ -186,6 +182,7 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
                 f"{plans_file} does not exist and the study can plan only {', '.join(PLANNERS)}; "
                 f"plan it first (nnUNetv2_plan_experiment -d {dataset_id} -pl YOUR_PLANNER)"
             )
+        check_plannable(dataset, environment)  # nnU-Net plans by id: it must name this dataset alone
         run_logged(
             [
                 "nnUNetv2_plan_and_preprocess",
@@ -214,6 +211,7 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
     )
     data = preprocessed / identifier
     if not data.is_dir() or not any(data.iterdir()):
+        check_plannable(dataset, environment)
         run_logged(
             [
                 "nnUNetv2_preprocess",
