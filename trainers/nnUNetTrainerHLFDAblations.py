@@ -8,6 +8,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_hlfd.distillation.config import FEATURE_TERMS, PIXEL_TERMS, hlfd_config
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+from nnunetv2_hlfd.training.reference_loss import ReferenceFocalDiceLoss
 
 
 class nnUNetTrainerHLFD_FLFD(nnUNetTrainerDistillation):
@@ -52,13 +53,10 @@ class nnUNetTrainerHLFD_IFDArea(nnUNetTrainerDistillation):
 
 
 class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
-    """HLFD with the reference code's segmentation loss, 0.5 focal (gamma 2) + 0.5 soft Dice, in place
-    of nnU-Net's Dice + CE, deep-supervised with nnU-Net's scale weights.
-
-    monai's DiceFocalLoss: for labels, Dice on the softmax of the one-hot classes; its focal term
-    is per channel on the sigmoid of the logits (monai's choice, which is the reference code's
-    binary focal loss applied to each class). Both cover every channel, background included for
-    labels (the focal term must see background voxels); Dice follows the plan's batch Dice.
+    """HLFD with the reference code's segmentation loss in place of nnU-Net's Dice + CE: 0.5 softmax
+    focal (gamma 2) + 0.5 soft Dice over the foreground classes, pooled over the batch, as `calc_loss`
+    of vangorade/RethinkingKD_ISBI24 (training/reference_loss.py: the reference, and how labels of
+    more than two classes and regions extend it), deep-supervised with nnU-Net's scale weights.
     """
 
     distillation = hlfd_config()
@@ -67,23 +65,11 @@ class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
         if self.label_manager.ignore_label is not None:
             raise RuntimeError(
                 f"{type(self).__name__} cannot train on a dataset with an ignore label "
-                f"({self.label_manager.ignore_label}): monai's DiceFocalLoss has no ignore label, so unannotated "
-                f"voxels would be learnt as a class. Train nnUNetTrainerHLFD (nnU-Net's Dice + CE masks them) "
-                f"or remove 'ignore' from the labels in dataset.json."
+                f"({self.label_manager.ignore_label}): the reference code's focal + Dice loss has no ignore label, "
+                f"so unannotated voxels would be learnt as a class. Train nnUNetTrainerHLFD (nnU-Net's Dice + CE "
+                f"masks them) or remove 'ignore' from the labels in dataset.json."
             )
-        from monai.losses import DiceFocalLoss  # here: nnU-Net imports this module to look up any trainer
-
-        regions = self.label_manager.has_regions
-        focal_dice = DiceFocalLoss(
-            include_background=True,
-            to_onehot_y=not regions,
-            sigmoid=regions,
-            softmax=not regions,
-            gamma=2.0,
-            lambda_dice=0.5,
-            lambda_focal=0.5,
-            batch=self.configuration_manager.batch_dice,
-        )
+        focal_dice = ReferenceFocalDiceLoss(regions=self.label_manager.has_regions)
         if not self.enable_deep_supervision:
             return focal_dice
         # nnU-Net's own scale weights (including its DDP special case), taken from the loss it would build.

@@ -1,10 +1,12 @@
-"""Small ports of the peer methods' losses from their authors' code, line for line where the code is
-rank-free, with the 2D sums over (H, W) written over every spatial axis so they also run on 3D maps.
-They share nothing with nnunetv2_hlfd, so the terms are checked against the references, not themselves."""
+"""Small ports of the peer methods' losses, and of the HLFD reference code's segmentation loss, from their
+authors' code, line for line where the code is rank-free, with the 2D sums over (H, W) written over every
+spatial axis so they also run on 3D maps. They share nothing with nnunetv2_hlfd, so the terms are checked
+against the references, not themselves."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import Variable
 
 
 def spatial_dims(x):
@@ -117,3 +119,66 @@ def mmrazor_cwd(preds_S, preds_T, tau=1.0, loss_weight=1.0):
         - softmax_pred_T * logsoftmax(preds_S.reshape(-1, P) / tau)
     ) * (tau**2)
     return loss_weight * loss / (C * N)
+
+
+# vangorade/RethinkingKD_ISBI24 (the HLFD authors), utils/loss_functions.py FocalLoss, dice_loss, calc_loss;
+# `target` is their one-hot mask (N, 2, *spatial) of background and tumour
+class ReferenceFocalLoss(nn.Module):
+    def __init__(self, gamma=0, alpha=None, size_average=True):
+        super(ReferenceFocalLoss, self).__init__()
+        self.gamma = gamma
+        self.alpha = alpha
+        if isinstance(alpha, (float, int)):
+            self.alpha = torch.Tensor([alpha, 1 - alpha])
+        if isinstance(alpha, list):
+            self.alpha = torch.Tensor(alpha)
+        self.size_average = size_average
+
+    def forward(self, input, target):
+        if input.dim() > 2:
+            input = input.view(input.size(0), input.size(1), -1)  # N,C,H,W => N,C,H*W
+            input = input.transpose(1, 2)  # N,C,H*W => N,H*W,C
+            input = input.contiguous().view(-1, input.size(2))  # N,H*W,C => N*H*W,C
+        target = target[:, 1:].contiguous()
+        target = target.view(-1, 1)
+        logpt = F.log_softmax(input, -1)
+        logpt = logpt.gather(1, target.to(torch.int64))
+        logpt = logpt.view(-1)
+        pt = Variable(logpt.data.exp())
+
+        if self.alpha is not None:
+            if self.alpha.type() != input.data.type():
+                self.alpha = self.alpha.type_as(input.data)
+            at = self.alpha.gather(0, target.data.view(-1).to(torch.int64))
+            logpt = logpt * Variable(at)
+
+        loss = -((1 - pt) ** self.gamma) * logpt
+        if self.size_average:
+            return loss.mean()
+        else:
+            return loss.sum()
+
+
+def reference_dice_loss(prediction, target):
+    smooth = 1.0
+
+    prediction = torch.softmax(prediction, dim=1)[:, 1:].contiguous()
+    target = target[:, 1:].contiguous()
+
+    i_flat = prediction.view(-1)
+    t_flat = target.view(-1)
+
+    intersection = (i_flat * t_flat).sum()
+
+    return 1 - ((2.0 * intersection + smooth) / (i_flat.sum() + t_flat.sum() + smooth))
+
+
+def reference_calc_loss(prediction, target, ce_weight=0.5):
+    focal_loss = ReferenceFocalLoss(gamma=2, alpha=torch.FloatTensor([1.0, 1.0]))
+    ce = focal_loss(prediction, target)
+
+    dice = reference_dice_loss(prediction, target)
+
+    loss = ce * ce_weight + dice * (1 - ce_weight)
+
+    return loss

@@ -252,29 +252,27 @@ def deep_supervision_weights(num_scales: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-@pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
-def test_paper_loss_is_half_focal_half_dice_at_nnunet_deep_supervision_weights(nnunet_dirs, regions):
-    from monai.losses import DiceLoss, FocalLoss
+def test_paper_loss_is_the_reference_calc_loss_at_nnunet_deep_supervision_weights(nnunet_dirs):
+    from reference_ports import reference_ports
 
-    labels = {"background": 0, "kidney": (1, 2), "tumor": 2} if regions else {"background": 0, "kidney": 1, "tumor": 2}
-    trainer = paper_loss_trainer(nnunet_dirs, labels, [1, 2] if regions else None)
+    trainer = paper_loss_trainer(nnunet_dirs, {"background": 0, "tumor": 1})  # the reference's two classes
     loss = trainer._build_loss()
     generator = torch.Generator().manual_seed(0)
     sizes = [(48 // 2**k,) * 2 for k in range(len(trainer._get_deep_supervision_scales()))]
-    channels = 2 if regions else 3
-    outputs = [torch.randn(2, channels, *s, generator=generator) for s in sizes]
-    if regions:
-        targets = [torch.randint(0, 2, (2, 2, *s), generator=generator).float() for s in sizes]
-    else:
-        targets = [torch.randint(0, 3, (2, 1, *s), generator=generator).float() for s in sizes]
-    batch_dice = trainer.configuration_manager.batch_dice
-    focal = FocalLoss(gamma=2.0, to_onehot_y=not regions)  # monai's DiceFocalLoss: sigmoid focal per channel
-    dice = DiceLoss(to_onehot_y=not regions, softmax=not regions, sigmoid=regions, batch=batch_dice)
+    outputs = [torch.randn(2, 2, *s, generator=generator) for s in sizes]
+    targets = [torch.randint(0, 2, (2, 1, *s), generator=generator).float() for s in sizes]
     expected = sum(
-        w * (0.5 * focal(o, t) + 0.5 * dice(o, t))
+        w * reference_ports().reference_calc_loss(o, torch.cat([1 - t, t], 1))
         for w, o, t in zip(deep_supervision_weights(len(sizes)), outputs, targets)
     )
     assert loss(outputs, targets).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("regions", [False, True], ids=["labels", "regions"])
+def test_paper_loss_takes_sigmoid_regions_for_a_region_dataset(nnunet_dirs, regions):
+    labels = {"background": 0, "kidney": (1, 2), "tumor": 2} if regions else {"background": 0, "kidney": 1, "tumor": 2}
+    trainer = paper_loss_trainer(nnunet_dirs, labels, [1, 2] if regions else None)
+    assert trainer._build_loss().loss.regions is regions
 
 
 def test_paper_loss_refuses_an_ignore_label_dataset_and_names_the_fix(nnunet_dirs):
@@ -283,8 +281,8 @@ def test_paper_loss_refuses_an_ignore_label_dataset_and_names_the_fix(nnunet_dir
         trainer._build_loss()
 
 
-def test_paper_loss_trainer_trains_hlfd_with_dice_focal(one_batch):
+def test_paper_loss_trainer_trains_hlfd_with_the_reference_focal_dice(one_batch):
     trainer = initialized("nnUNetTrainerHLFD_PaperLoss")
     assert trainer.distiller.term_names == ["UFD", "IFD", "UPD", "IPD"]
-    assert type(trainer.loss.loss).__name__ == "DiceFocalLoss"
+    assert type(trainer.loss.loss).__name__ == "ReferenceFocalDiceLoss"
     assert np.isfinite(trainer.train_step(one_batch)["loss"])
