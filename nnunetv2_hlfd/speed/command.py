@@ -64,7 +64,8 @@ def run(args) -> None:
     import torch
 
     from nnunetv2_hlfd.speed.report import markdown_report
-    from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting, torch_threads
+    from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting
+    from nnunetv2_hlfd.timing import torch_threads
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())

@@ -7,17 +7,16 @@ ratios come from one run. The steps timed are the trainers' own `train_step`s.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-from torch.utils.benchmark.utils.common import Measurement, TaskSpec
+from torch.utils.benchmark.utils.common import Measurement
 
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, UNetMaps, teacher_maps
+
+# torch_threads stays importable from here for tests/conftest.py
+from nnunetv2_hlfd.timing import peak_memory, time_side_by_side, torch_threads  # noqa: F401
 from nnunetv2_hlfd.training.offline_plans import plan, scaled_down
 from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
@@ -60,58 +59,6 @@ class SettingResult:
 
     def ratio(self, numerator: str, *denominator: str) -> float:
         return self.median(numerator) / sum(self.median(d) for d in denominator)
-
-
-# ---- timing -------------------------------------------------------------------------------
-@contextlib.contextmanager
-def torch_threads(count: int | None):
-    """CPU threads for a block: on a CPU shared with other jobs, OpenMP threads beyond the free
-    cores spin and slow every step many-fold, so benchmarks and tests there use one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count or previous)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # a step is done when its kernels are
-    return time.perf_counter()
-
-
-def time_side_by_side(
-    measured: dict[str, Callable[[], object]], device: torch.device, warmup: int, steps: int
-) -> dict[str, Measurement]:
-    """Each callable once per round, `warmup` rounds discarded; medians by torch.utils.benchmark."""
-    times: dict[str, list[float]] = {name: [] for name in measured}
-    for round_index in range(warmup + steps):
-        for name, run in measured.items():
-            start = _clock(device)
-            run()
-            if round_index >= warmup:
-                times[name].append(_clock(device) - start)
-    return {
-        name: Measurement(1, t, TaskSpec(stmt=name, setup="", num_threads=torch.get_num_threads()))
-        for name, t in times.items()
-    }
-
-
-def peak_memory(run: Callable[[], object], device: torch.device) -> int:
-    """Peak bytes allocated by torch during `run` above what was allocated before it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        run()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    # CPU: the profiler's per-op allocation events in time order (net per op, so a close lower bound).
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
-        run()
-    events = sorted(profiler.events(), key=lambda e: e.time_range.start)
-    return max(itertools.accumulate(e.self_cpu_memory_usage for e in events), default=0)
 
 
 # ---- what is measured -----------------------------------------------------------------------

@@ -1,13 +1,29 @@
-"""The command line's option modules import no heavy library, so `nnunetv2_hlfd --help` stays fast and the
-benchmark's modules share settings without importing each other."""
+"""What each module imports: the command line's option modules no heavy library, so `nnunetv2_hlfd --help`
+stays fast and the benchmark's modules share settings without importing each other; the evaluation
+modules nothing of training, so measuring a trained model never builds the trainers."""
 
 import json
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import nnunetv2_hlfd.evaluation
+
 HEAVY = ("torch", "pandas", "numpy", "nnunetv2", "monai", "SimpleITK")
+TRAINING = ("nnunetv2_hlfd.training", "nnunetv2_hlfd.distillation", "nnunetv2_hlfd.speed")
+EVALUATION_MODULES = [
+    f"nnunetv2_hlfd.evaluation.{m.name}" for m in pkgutil.iter_modules(nnunetv2_hlfd.evaluation.__path__)
+]
+
+
+def modules_loaded_by(module: str) -> set[str]:
+    """Every module a fresh interpreter holds after importing `module`."""
+    probe = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    return set(
+        json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
+    )
 
 
 @pytest.mark.parametrize(
@@ -22,8 +38,11 @@ HEAVY = ("torch", "pandas", "numpy", "nnunetv2", "monai", "SimpleITK")
     ],
 )
 def test_option_modules_import_no_heavy_library(module):
-    probe = f"import sys, json, {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    loaded = json.loads(
-        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    )
-    assert not set(HEAVY) & set(loaded), f"{module} imports {sorted(set(HEAVY) & set(loaded))}"
+    loaded = {name.split(".")[0] for name in modules_loaded_by(module)}
+    assert not set(HEAVY) & loaded, f"{module} imports {sorted(set(HEAVY) & loaded)}"
+
+
+@pytest.mark.parametrize("module", EVALUATION_MODULES)
+def test_evaluation_modules_import_nothing_of_training(module):
+    training = sorted(name for name in modules_loaded_by(module) if name.startswith(TRAINING))
+    assert not training, f"{module} imports {training}"

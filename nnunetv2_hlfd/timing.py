@@ -1,0 +1,69 @@
+"""Timing helpers shared by `nnunetv2_hlfd speed` and the evaluation commands: callables timed side by side
+in interleaved rounds, torch's peak memory during a call, and torch's CPU threads for a block.
+
+A leaf module (torch only, nothing of this package), so timing a model never imports the trainers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import Callable
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.benchmark.utils.common import Measurement, TaskSpec
+
+__all__ = ["peak_memory", "time_side_by_side", "torch_threads"]
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """CPU threads for a block: on a CPU shared with other jobs, OpenMP threads beyond the free
+    cores spin and slow every step many-fold, so benchmarks and tests there use one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count or previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _clock(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # a step is done when its kernels are
+    return time.perf_counter()
+
+
+def time_side_by_side(
+    measured: dict[str, Callable[[], object]], device: torch.device, warmup: int, steps: int
+) -> dict[str, Measurement]:
+    """Each callable once per round, `warmup` rounds discarded; medians by torch.utils.benchmark."""
+    times: dict[str, list[float]] = {name: [] for name in measured}
+    for round_index in range(warmup + steps):
+        for name, run in measured.items():
+            start = _clock(device)
+            run()
+            if round_index >= warmup:
+                times[name].append(_clock(device) - start)
+    return {
+        name: Measurement(1, t, TaskSpec(stmt=name, setup="", num_threads=torch.get_num_threads()))
+        for name, t in times.items()
+    }
+
+
+def peak_memory(run: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated by torch during `run` above what was allocated before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    # CPU: the profiler's per-op allocation events in time order (net per op, so a close lower bound).
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        run()
+    events = sorted(profiler.events(), key=lambda e: e.time_range.start)
+    return max(itertools.accumulate(e.self_cpu_memory_usage for e in events), default=0)
