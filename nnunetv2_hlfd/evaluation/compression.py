@@ -13,7 +13,7 @@ Each measured call runs once untimed, which warms up and measures peak memory; t
 does), so all models see the same machine load. A case's latency is the median of its
 rounds, the volume latency the median over the cases, the volume peak memory the largest of
 the cases; the patch latency comes with its quartiles. Peak memory is torch's own allocations
-during the call above those before it (`speed.step_time.peak_memory`): on a GPU from
+during the call above those before it (`nnunetv2_hlfd.timing.peak_memory`): on a GPU from
 torch.cuda.max_memory_allocated, on the CPU from the profiler's memory events (the process's
 resident size, which the allocator keeps, would read 0 for a call that fits into memory the
 process already holds). Speed ratios to the teacher are taken round by round; a ratio whose
@@ -45,11 +45,11 @@ from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkIn
 from nnunetv2_hlfd.evaluation.provenance import hardware_name
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
 from nnunetv2_hlfd.model_plans import ModelPlans
-from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
+from nnunetv2_hlfd.timing import peak_memory, time_side_by_side
 from nnunetv2_hlfd.trainer_search import trainer_search_path
 
 MIB = 2**20
-MEMORY_MEASURES = {  # both by nnunetv2_hlfd.speed.step_time.peak_memory
+MEMORY_MEASURES = {  # both by nnunetv2_hlfd.timing.peak_memory
     "cuda": "peak of torch.cuda.max_memory_allocated during the call above the memory allocated before it",
     "cpu": "peak of torch's CPU allocations during the call (profiler memory events) above those before it",
 }
@@ -115,7 +115,7 @@ def measure_speed(
 ) -> list[dict]:
     """Every model's patch forward pass and whole-volume predictions on one device: each call once
     untimed (warm-up and peak memory), then `repetitions` rounds that run every call of every
-    model once, so that all models see the same machine load (`speed.step_time`)."""
+    model once, so that all models see the same machine load (`nnunetv2_hlfd.timing`)."""
     print(
         f"Timing {', '.join(model.label for model in models)} on {device.type}: one patch and {len(cases)} "
         f"validation case(s) ({', '.join(cases)}), {repetitions} interleaved round(s)"

@@ -14,7 +14,7 @@ step 0.5, Gaussian weighting). Per configuration: DSC per class by nnU-Net's own
 (`compute_metrics_on_folder` on the written predictions against the test labels), the median
 seconds per whole volume of `predict_single_npy_array` on the image as the plans' reader reads it
 (preprocessing, sliding window, resampling back; reading and writing files untimed), torch's peak
-memory per volume (`speed.step_time.peak_memory`), the network passes per window (members times the
+memory per volume (`nnunetv2_hlfd.timing.peak_memory`), the network passes per window (members times the
 mirrored passes) and the speed-up against the ensemble.
 
 Every refusal is collected before anything runs and raised at once (`DeploymentError`): test cases
@@ -55,7 +55,7 @@ from nnunetv2_hlfd.evaluation.model_folders import (
 from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
-from nnunetv2_hlfd.speed.step_time import peak_memory, time_side_by_side
+from nnunetv2_hlfd.timing import peak_memory, time_side_by_side
 
 REPORT, RESULTS = "deployment.md", "deployment.json"  # RESULTS also marks a folder this command wrote
 PREDICTIONS = "predictions"
