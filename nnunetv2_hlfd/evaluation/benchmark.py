@@ -21,6 +21,7 @@ import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
 from tqdm import tqdm
 
+from nnunetv2_hlfd import output_folder
 from nnunetv2_hlfd.evaluation.metrics import (
     PAPER_PROTOCOL_THRESHOLD,
     LabelOrRegion,
@@ -452,7 +453,8 @@ def run_benchmark(
     # the report names the dataset, not the id given, and the devices timed on
     settings = replace(settings, dataset=dataset.name, devices=compression.timing_devices(settings.devices))
     output = default_output(settings, dataset)
-    report.refuse_existing_output(output, settings.overwrite)
+    if problems := output_folder.output_problems(output, "benchmark", settings.overwrite):
+        raise BenchmarkInputError(problems)
     models = benchmarked_models(settings, dataset)
     protocol = PROTOCOLS[settings.protocol]
     tumour = tumour_class(dataset, settings.tumour_label, required=protocol.tumour_only)
@@ -486,6 +488,7 @@ def run_benchmark(
         endpoint,
     )
     costs = compression.measure_models(models, dataset, settings)
-    compression_table = report.write_benchmark(output, results, costs)
+    with output_folder.staged(output, "benchmark") as staging:
+        compression_table = report.write_benchmark(staging, results, costs)
     print(report.console_summary(results, compression_table, output))
     return output

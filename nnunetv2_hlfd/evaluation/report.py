@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +17,6 @@ import pandas as pd
 
 from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
-from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.statistics import (
@@ -490,21 +488,10 @@ def tumour_source_note(per_case: pd.DataFrame) -> list[str]:
 # --- the output folder --------------------------------------------------------------------
 
 
-def refuse_existing_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise BenchmarkInputError(
-            f"the output folder {output} already exists and is not empty; pass --overwrite "
-            f"to replace it, or choose another with -o"
-        )
-
-
 def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) -> pd.DataFrame:
-    """Every output file into a fresh `output`; returns the compression table."""
+    """Every output file into the empty folder `output`; returns the compression table."""
     from nnunetv2_hlfd.evaluation import figures
 
-    if output.exists():
-        shutil.rmtree(output)
-    output.mkdir(parents=True)
     compression = compression_table(costs, results.per_case, results.settings.teacher, results.settings.reference)
     write_per_case_csv(results.per_case, output / "per_case.csv")
     write_per_case_json(results.per_case, output / "per_case.json")

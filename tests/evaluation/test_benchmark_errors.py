@@ -19,6 +19,7 @@ from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
+from nnunetv2_hlfd.output_folder import read_marker
 
 ENDING = ".nii.gz"
 KIDNEY, TUMOUR = 1, 2
@@ -508,6 +509,35 @@ def test_existing_output_is_kept_without_overwrite(preprocessed_root, results_ro
     with pytest.raises(BenchmarkInputError, match="--overwrite"):
         benchmark(preprocessed_root, results_root, tmp_path)
     assert (tmp_path / "benchmark" / "mine.txt").read_text() == "keep me"
+
+
+def test_overwrite_never_deletes_a_folder_the_benchmark_did_not_write(
+    preprocessed_root, results_root, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("nnunetv2.paths.nnUNet_preprocessed", str(preprocessed_root))
+    monkeypatch.setattr("nnunetv2.paths.nnUNet_results", str(results_root))
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text(r"\documentclass{book}")
+    with pytest.raises(SystemExit) as exit_status:
+        main(
+            ["benchmark", "-d", DATASET_NAME, "-c", "2d", "-tr", TEACHER, STUDENT, "-f", "0", "--no-speed"]
+            + ["-o", str(thesis), "--overwrite"]
+        )
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert f"{thesis} is not empty and was not written by nnunetv2_hlfd benchmark" in error
+    assert "not even with --overwrite" in error and "Traceback" not in error
+    assert sorted(p.name for p in thesis.iterdir()) == ["thesis.tex"]
+
+
+def test_overwrite_replaces_an_earlier_benchmark_whole(preprocessed_root, results_root, tmp_path):
+    output = benchmark(preprocessed_root, results_root, tmp_path)
+    (output / "stale.csv").write_text("from the earlier benchmark")
+    assert benchmark(preprocessed_root, results_root, tmp_path, overwrite=True) == output
+    assert not (output / "stale.csv").exists() and (output / "report.md").is_file()
+    assert read_marker(output, "benchmark") is not None
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging folder left
 
 
 def test_command_line_reports_bad_input_as_an_error_not_a_traceback(capsys):
