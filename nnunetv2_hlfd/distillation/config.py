@@ -5,11 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+NUMBER = (int, float)
+
 # HLFD_SPEC.md: L = L_seg + beta * (0.5 UFD + 0.5 IFD) + lambda * (0.5 UPD + 0.5 IPD)
 HLFD_FEATURE_WEIGHT = 0.9  # beta
 HLFD_PIXEL_WEIGHT = 0.1  # lambda
 FEATURE_TERMS = ("UFD", "IFD")
 PIXEL_TERMS = ("UPD", "IPD")
+
+
+@dataclass(frozen=True)
+class TermOption:
+    """A setting a term declares (DistillationTerm.options): its default (None: the term derives it,
+    as its docstring says) and the values it takes, one of `choices`, else any value of type `kind`."""
+
+    default: Any
+    kind: type | tuple[type, ...] = object
+    choices: tuple | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with `value` for this setting, or None when it is one it takes."""
+        if self.choices is not None:
+            return None if value in self.choices else f"is not one of {self.choices}"
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        # bool is an int to Python; a flag given for a number (or a number for a flag) is a slip.
+        if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+            return None
+        return f"is not of type {' or '.join(k.__name__ for k in kinds)}"
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ class DistillationLoss:
 class DistillationEngine(nn.Module):
     """Holds the applicable terms (and so their adapters) of one method.
 
-    Terms a network is too shallow for are left out and reported once through `log`. Each step
-    calls `loss` once; `teacher_reads` says which teacher maps (maps.teacher_maps) it needs.
+    Terms a network is too shallow for (or on which a term is identically 0) are left out and reported
+    once through `log`. Each step calls `loss` once; `teacher_reads` says which teacher maps
+    (maps.teacher_maps) it needs.
     """
 
     def __init__(self, config: DistillationConfig, geometry: DistillationGeometry, log: Callable[[str], None] = print):
@@ -39,7 +40,8 @@ class DistillationEngine(nn.Module):
         for name, weight in config.weights.items():
             if name not in TERMS:
                 raise KeyError(f"Unknown distillation term {name!r}; registered terms: {sorted(TERMS)}.")
-            reason = TERMS[name].skip_reason(geometry)
+            TERMS[name].check_options(config)  # a skipped term's settings too: a slip is refused on any network
+            reason = TERMS[name].skip_reason(geometry, config)
             if reason:
                 log(f"Distillation term {name} skipped: {reason}.")
                 continue

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
 
+from nnunetv2_hlfd.distillation.config import NUMBER, TermOption
 from nnunetv2_hlfd.distillation.functional import (
     attention_map,
     attention_transfer,
@@ -36,6 +37,7 @@ from nnunetv2_hlfd.distillation.terms import (
     middle_encoder_stages,
     one_by_one_conv,
     register_term,
+    single_voxel_bottleneck,
     too_few_stages,
 )
 
@@ -54,8 +56,17 @@ def _require_target(target: Tensor | None, term: str) -> Tensor:
 
 
 # ---- prediction maps -------------------------------------------------------------------
-# How a prediction KL is reduced, as each method's authors reduce it (KD.reduction / option `reduction`).
+# How a prediction KL is reduced, as each method's authors reduce it (option `reduction`).
 KL_REDUCTIONS = ("voxel_mean", "batch_sum", "element_mean")
+
+
+def kd_options(reduction: str) -> dict[str, TermOption]:
+    """KD's settings, with `reduction`'s default as the method's authors reduce the KL."""
+    return {
+        "temperature": TermOption(None, NUMBER),  # None: the config's T
+        "all_scales": TermOption(False, bool),
+        "reduction": TermOption(reduction, choices=KL_REDUCTIONS),
+    }
 
 
 @register_term
@@ -73,17 +84,15 @@ class KD(DistillationTerm):
 
     name = "KD"
     teacher_reads = READS_OUTPUTS
-    reduction = "voxel_mean"
+    options = kd_options("voxel_mean")
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.kl_reduction = self.option("reduction", self.reduction)
-        if self.kl_reduction not in KL_REDUCTIONS:
-            raise ValueError(f"{self.name} option reduction={self.kl_reduction!r} is not one of {KL_REDUCTIONS}.")
+        self.kl_reduction = self.option("reduction")
 
     def forward(self, student, teacher, target=None):
-        temperature = self.option("temperature", self.config.temperature)
-        num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales", False) else 1
+        temperature = self.option("temperature", derived=self.config.temperature)
+        num_scales = min(len(student.outputs), len(teacher.outputs)) if self.option("all_scales") else 1
         kl = (
             sum(
                 kl_divergence(
@@ -115,7 +124,7 @@ class SKD_pixel(KD):
     """
 
     name = "SKD_pixel"
-    reduction = "batch_sum"
+    options = kd_options("batch_sum")
 
 
 @register_term
@@ -126,7 +135,7 @@ class IFVD_pixel(KD):
     included: the voxel-mean KL divided by the number of classes."""
 
     name = "IFVD_pixel"
-    reduction = "element_mean"
+    options = kd_options("element_mean")
 
 
 @register_term
@@ -140,6 +149,11 @@ class EMKD_PMD(KD):
 
 
 # ---- attention (importance) maps -------------------------------------------------------
+AT_REDUCTIONS = ("mean_over_positions", "sum_over_positions")
+# EMKD's low- and high-level encoder stages (see `emkd_stages`).
+EMKD_STAGE_OPTIONS = {"low_stage": TermOption(1, int), "high_stage": TermOption(3, int)}
+
+
 @register_term
 class AT(DistillationTerm):
     """Zagoruyko & Komodakis 2017, "Paying more attention to attention" (ICLR).
@@ -156,21 +170,13 @@ class AT(DistillationTerm):
 
     name = "AT"
     teacher_reads = READS_ENCODER
-    reduction = "mean_over_positions"
-
-    def __init__(self, geometry, config):
-        super().__init__(geometry, config)
-        reductions = ("mean_over_positions", "sum_over_positions")
-        if self.option("reduction", self.reduction) not in reductions:
-            raise ValueError(
-                f"{self.name} option reduction={self.option('reduction', None)!r} is not one of {reductions}."
-            )
+    options = {"reduction": TermOption("mean_over_positions", choices=AT_REDUCTIONS)}
 
     def stages(self) -> list[int]:
         return list(shared_stages(self.geometry))
 
     def forward(self, student, teacher, target=None):
-        p, by_positions = self.config.attention_p, self.option("reduction", self.reduction) == "mean_over_positions"
+        p, by_positions = self.config.attention_p, self.option("reduction") == "mean_over_positions"
         total = 0
         for k in self.stages():
             size = spatial_size(teacher.encoder[k])
@@ -184,7 +190,7 @@ def emkd_stages(term: DistillationTerm) -> list[int]:
     takes the low after conv1 (1/2 resolution) and the high after layer2 (1/8), i.e. E1 and E3 of
     a U-Net whose stages halve the size (options `low_stage`, `high_stage`; clamped to the last)."""
     last = len(shared_stages(term.geometry)) - 1
-    chosen = [term.option("low_stage", 1), term.option("high_stage", 3)]
+    chosen = [term.option("low_stage"), term.option("high_stage")]
     return sorted({min(k, last) for k in chosen})
 
 
@@ -197,7 +203,7 @@ class EMKD_IMD(AT):
     """
 
     name = "EMKD_IMD"
-    reduction = "sum_over_positions"
+    options = {"reduction": TermOption("sum_over_positions", choices=AT_REDUCTIONS), **EMKD_STAGE_OPTIONS}
 
     def stages(self) -> list[int]:
         return emkd_stages(self)
@@ -217,10 +223,11 @@ class FitNets(DistillationTerm):
 
     name = "FitNets"
     teacher_reads = READS_ENCODER
+    options = {"stage": TermOption(None, int)}  # None: N // 2 of the shared stages
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.stage = self.option("stage", len(shared_stages(geometry)) // 2)
+        self.stage = self.option("stage", derived=len(shared_stages(geometry)) // 2)
         if self.stage not in shared_stages(geometry):
             raise ValueError(
                 f"FitNets stage {self.stage} is not a stage both networks have ({list(shared_stages(geometry))})."
@@ -232,7 +239,7 @@ class FitNets(DistillationTerm):
         )
 
     @classmethod
-    def skip_reason(cls, geometry):
+    def skip_reason(cls, geometry, config):
         n = len(shared_stages(geometry))
         return too_few_stages("shallower network", n, middle_encoder_stages)
 
@@ -260,10 +267,11 @@ class CWD(DistillationTerm):
     """
 
     name = "CWD"
+    options = {"features": TermOption(False, bool), "temperature": TermOption(None, NUMBER)}  # None: config's T
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.on_features = bool(self.option("features", False))
+        self.on_features = self.option("features")
         self.teacher_reads = READS_ENCODER if self.on_features else READS_OUTPUTS
         if self.on_features:
             self.adapter = one_by_one_conv(
@@ -271,6 +279,11 @@ class CWD(DistillationTerm):
                 geometry.student.encoder_channels[-1],
                 geometry.teacher.encoder_channels[-1],
             )
+
+    @classmethod
+    def skip_reason(cls, geometry, config):
+        # On logits the distribution runs over full-resolution positions; on features over the bottleneck's.
+        return single_voxel_bottleneck(geometry) if config.option(cls.name, "features", False) else None
 
     def forward(self, student, teacher, target=None):
         if self.on_features:
@@ -283,7 +296,7 @@ class CWD(DistillationTerm):
         return kl_divergence(
             student_map.flatten(2).transpose(1, 2),
             teacher_map.flatten(2).transpose(1, 2),
-            self.option("temperature", self.config.temperature),
+            self.option("temperature", derived=self.config.temperature),
         )
 
 
@@ -309,9 +322,14 @@ class SKD_pair(DistillationTerm):
 
     name = "SKD_pair"
     teacher_reads = READS_ENCODER
+    options = {"pool_scale": TermOption(0.5, NUMBER)}
+
+    @classmethod
+    def skip_reason(cls, geometry, config):
+        return single_voxel_bottleneck(geometry)
 
     def _pool(self, x: Tensor) -> Tensor:
-        window = [max(1, int(s * self.option("pool_scale", 0.5))) for s in spatial_size(x)]
+        window = [max(1, int(s * self.option("pool_scale"))) for s in spatial_size(x)]
         return _MAX_POOLS[x.ndim - 2](x, kernel_size=window, stride=window, ceil_mode=True)
 
     def forward(self, student, teacher, target=None):
@@ -390,12 +408,15 @@ class SKD_holistic(DistillationTerm):
 
     name = "SKD_holistic"
     teacher_reads = READS_OUTPUTS
+    options = {
+        "width": TermOption(16, int),
+        "clip": TermOption(2.0, NUMBER),
+        "generator_scale": TermOption(1.0, NUMBER),
+    }
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.critic = segmentation_critic(
-            geometry.student.spatial_dims, geometry.num_classes, int(self.option("width", 16))
-        )
+        self.critic = segmentation_critic(geometry.student.spatial_dims, geometry.num_classes, self.option("width"))
 
     def probabilities(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.geometry.regions else torch.softmax(logits, dim=1)
@@ -403,7 +424,7 @@ class SKD_holistic(DistillationTerm):
     @torch.no_grad()
     def clip_critic(self) -> None:
         """Each convolution's weights and bias into +-clip / sqrt(fan-in)."""
-        clip = float(self.option("clip", 2.0))
+        clip = float(self.option("clip"))
         for conv in self.critic.modules():
             if isinstance(conv, nn.modules.conv._ConvNd):
                 bound = clip / math.sqrt(conv.weight[0].numel())
@@ -420,7 +441,7 @@ class SKD_holistic(DistillationTerm):
         teacher_logits = teacher.outputs[0].float()
         student_logits = resize(student.outputs[0].float(), spatial_size(teacher_logits))
         # One critic pass over both (no batch statistics couple them); only the student's half is reversed.
-        generator_scale = float(self.option("generator_scale", 1.0))
+        generator_scale = float(self.option("generator_scale"))
         scores = self.score(
             torch.cat(
                 [
@@ -477,6 +498,10 @@ class IFVD(DistillationTerm):
     name = "IFVD"
     teacher_reads = READS_ENCODER
 
+    @classmethod
+    def skip_reason(cls, geometry, config):
+        return single_voxel_bottleneck(geometry)
+
     def forward(self, student, teacher, target=None):
         masks, _ = class_masks(_require_target(target, self.name), self.geometry)
         teacher_features = teacher.encoder[-1].float()
@@ -522,6 +547,7 @@ class EMKD_RAD(DistillationTerm):
 
     name = "EMKD_RAD"
     teacher_reads = READS_ENCODER
+    options = EMKD_STAGE_OPTIONS
 
     def forward(self, student, teacher, target=None):
         foreground, reference = foreground_and_reference_masks(_require_target(target, self.name), self.geometry)

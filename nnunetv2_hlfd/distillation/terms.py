@@ -2,22 +2,23 @@
 
 A term is built from the teacher/student geometry and the method's configuration; its
 trainable adapters (if any) are submodules, so they are optimised, saved and restored
-with the engine. `skip_reason` says when a network is too shallow for the term, `option` reads
-the term's own settings. The peer methods' terms are in peer_terms.py; distillation/__init__.py
-imports both, so every term is in TERMS once the package is imported.
+with the engine. `skip_reason` says when a network is too shallow for the term (or the term would
+be identically 0 on it); `options` declares the term's own settings and `option` reads them. The
+peer methods' terms are in peer_terms.py; distillation/__init__.py imports both, so every term is
+in TERMS once the package is imported.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from dynamic_network_architectures.building_blocks.helper import convert_dim_to_conv_op
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation import fast_paths
-from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.config import DistillationConfig, TermOption
 from nnunetv2_hlfd.distillation.functional import (
     area_attention_map,
     attention_distance,
@@ -35,6 +36,7 @@ from nnunetv2_hlfd.distillation.maps import (
     DistillationGeometry,
     UNetMaps,
 )
+from nnunetv2_hlfd.problems import ProblemListError
 
 TERMS: dict[str, type["DistillationTerm"]] = {}  # filled as distillation/__init__.py imports the term modules
 
@@ -44,6 +46,10 @@ def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
     return cls
 
 
+class TermOptionError(ProblemListError, ValueError):
+    """A method gives a term a setting it does not declare, or a value the setting does not take."""
+
+
 class DistillationTerm(nn.Module):
     """One term of a method's loss: `forward` gives its unweighted value from the student's and the
     teacher's maps (and the training target, for terms that read labels)."""
@@ -51,20 +57,42 @@ class DistillationTerm(nn.Module):
     name: str = ""
     # The teacher maps forward reads; the teacher skips its decoder when no term reads outputs.
     teacher_reads: frozenset[str] = READS_ENCODER_AND_OUTPUTS
+    # The settings a method may give this term (DistillationConfig.options[name]); any other is refused.
+    options: Mapping[str, TermOption] = {}
 
     def __init__(self, geometry: DistillationGeometry, config: DistillationConfig):
         super().__init__()
+        self.check_options(config)
         self.geometry = geometry
         self.config = config
 
     @classmethod
-    def skip_reason(cls, geometry: DistillationGeometry) -> str | None:
+    def check_options(cls, config: DistillationConfig) -> None:
+        """Refuses a setting this term does not declare, or a value it does not take, naming the known ones."""
+        given = config.options.get(cls.name, {})
+        known = f"{cls.name}'s options are {sorted(cls.options)}" if cls.options else f"{cls.name} takes no options"
+        problems = [
+            f"{cls.name} has no option {key!r}; {known}. Correct or remove it in the trainer's `distillation`."
+            for key in given
+            if key not in cls.options
+        ]
+        for key, value in given.items():
+            problem = cls.options[key].problem(value) if key in cls.options else None
+            if problem:
+                problems.append(f"{cls.name} option {key}={value!r} {problem}; {known}.")
+        if problems:
+            raise TermOptionError(problems, f"Options of the distillation term {cls.name} refused:")
+
+    @classmethod
+    def skip_reason(cls, geometry: DistillationGeometry, config: DistillationConfig) -> str | None:
         """Why this term cannot apply to these networks (e.g. too few stages), or None when it can."""
         return None
 
-    def option(self, key: str, default: Any) -> Any:
-        """This term's setting `key` as the method declares it (DistillationConfig.options), else `default`."""
-        return self.config.option(self.name, key, default)
+    def option(self, key: str, derived: Any = None) -> Any:
+        """This term's setting `key` as the method gives it (DistillationConfig.options), else its declared
+        default; a default declared None is one the term derives, `derived`."""
+        value = self.config.option(self.name, key, type(self).options[key].default)
+        return derived if value is None else value
 
     def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> Tensor:
         """`target` is nnU-Net's full-resolution training target: a label map (B, 1, *spatial), or
@@ -90,6 +118,20 @@ def too_few_stages(network: str, num_stages: int, stages: Callable[[int], range]
     return None if len(stages(num_stages)) else f"the {network} has {num_stages} stages, too few for this term"
 
 
+def single_voxel_bottleneck(geometry: DistillationGeometry) -> str | None:
+    """A skip reason for a term that compares positions of the teacher's bottleneck (attention, similarity,
+    a distribution over positions): with a single position it is the same for every map, the term
+    identically 0. None when the bottleneck has several positions or its size is unknown."""
+    bottleneck = geometry.teacher_bottleneck_size
+    if bottleneck is None or math.prod(bottleneck) > 1:
+        return None
+    return (
+        f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
+        f"{list(geometry.teacher.total_stride)}), where a map over positions is the same for every network, "
+        f"so the term is identically 0"
+    )
+
+
 @register_term
 class UFD(DistillationTerm):
     """Unified feature distillation: teacher middle encoder stages -> student E0 (attention)."""
@@ -98,7 +140,7 @@ class UFD(DistillationTerm):
     teacher_reads = READS_ENCODER
 
     @classmethod
-    def skip_reason(cls, geometry):
+    def skip_reason(cls, geometry, config):
         return too_few_stages("teacher", geometry.teacher.num_stages, middle_encoder_stages)
 
     def forward(self, student, teacher, target=None):
@@ -126,23 +168,17 @@ class IFD(DistillationTerm):
 
     name = "IFD"
     teacher_reads = READS_ENCODER
+    options = {"student_shrink": TermOption("bilinear", choices=IFD_STUDENT_SHRINKS)}
 
     def __init__(self, geometry, config):
         super().__init__(geometry, config)
-        self.student_shrink = self.option("student_shrink", "bilinear")
-        if self.student_shrink not in IFD_STUDENT_SHRINKS:
-            raise ValueError(f"IFD option student_shrink is {self.student_shrink!r}; use one of {IFD_STUDENT_SHRINKS}.")
+        self.student_shrink = self.option("student_shrink")
 
     @classmethod
-    def skip_reason(cls, geometry):
-        bottleneck = geometry.teacher_bottleneck_size
-        if bottleneck is not None and math.prod(bottleneck) == 1:
-            # The attention of a single position is 1 for every map: the term is identically 0.
-            return (
-                f"the teacher's bottleneck is a single voxel (patch {list(geometry.patch_size)} / total stride "
-                f"{list(geometry.teacher.total_stride)}), where attention is the same for every map"
-            )
-        return too_few_stages("student", geometry.student.num_stages, middle_encoder_stages)
+    def skip_reason(cls, geometry, config):
+        return single_voxel_bottleneck(geometry) or too_few_stages(
+            "student", geometry.student.num_stages, middle_encoder_stages
+        )
 
     def forward(self, student, teacher, target=None):
         bottleneck = teacher.encoder[-1]
@@ -177,7 +213,7 @@ class UPD(DistillationTerm):
         self.student_projection = one_by_one_conv(dims, geometry.student.encoder_channels[0], classes)
 
     @classmethod
-    def skip_reason(cls, geometry):
+    def skip_reason(cls, geometry, config):
         return too_few_stages("teacher", geometry.teacher.num_stages, teacher_middle_outputs)
 
     def unified_teacher_map(self, teacher: UNetMaps) -> Tensor:
@@ -207,7 +243,7 @@ class IPD(DistillationTerm):
     teacher_reads = READS_OUTPUTS
 
     @classmethod
-    def skip_reason(cls, geometry):
+    def skip_reason(cls, geometry, config):
         return too_few_stages("student", geometry.student.num_stages, student_middle_outputs)
 
     def forward(self, student, teacher, target=None):

@@ -620,3 +620,44 @@ def test_reduction_options_give_the_size_and_batch_free_variants():
     size_free = term("AT", geometry(2), {"reduction": "sum_over_positions"})(student, teacher)
     per_position = term("AT", geometry(2))(student, teacher)
     assert 0 < per_position.item() < size_free.item() <= 2 * len(STUDENT_CHANNELS)
+
+
+# ---- a one-voxel teacher bottleneck ------------------------------------------------------
+BOTTLENECK_TERMS = [("SKD_pair", {}), ("IFVD", {}), ("CWD", {"features": True})]
+
+
+def one_voxel_bottleneck_geometry():
+    stride = (16, 16)  # the 5-stage networks' total stride; a 16 x 16 patch leaves one bottleneck voxel
+    return DistillationGeometry(
+        NetworkGeometry(TEACHER_CHANNELS, 2, stride),
+        NetworkGeometry(STUDENT_CHANNELS, 2, stride),
+        CLASSES,
+        False,
+        patch_size=(16, 16),
+    )
+
+
+@pytest.mark.parametrize("name, options", BOTTLENECK_TERMS, ids=[n for n, _ in BOTTLENECK_TERMS])
+def test_a_bottleneck_term_is_identically_zero_on_a_one_voxel_bottleneck(name, options):
+    student, teacher = random_maps(STUDENT_CHANNELS, (16, 16), seed=1), random_maps(TEACHER_CHANNELS, (16, 16), seed=2)
+    assert teacher.encoder[-1].shape[2:] == (1, 1)
+    assert term(name, geometry(2), options)(student, teacher, label_target((16, 16))).item() == pytest.approx(
+        0, abs=1e-7
+    )
+
+
+@pytest.mark.parametrize("name, options", BOTTLENECK_TERMS, ids=[n for n, _ in BOTTLENECK_TERMS])
+def test_a_bottleneck_term_is_skipped_and_logged_once_on_a_one_voxel_bottleneck(name, options):
+    messages = []
+    config = DistillationConfig(weights={name: 1.0, "KD": 1.0}, options={name: options})
+    engine = DistillationEngine(config, one_voxel_bottleneck_geometry(), log=messages.append)
+    assert engine.term_names == ["KD"]
+    assert messages == [
+        f"Distillation term {name} skipped: the teacher's bottleneck is a single voxel (patch [16, 16] / total "
+        "stride [16, 16]), where a map over positions is the same for every network, so the term is identically 0."
+    ]
+
+
+def test_cwd_on_logits_runs_on_a_one_voxel_bottleneck():
+    engine = DistillationEngine(DistillationConfig(weights={"CWD": 1.0}), one_voxel_bottleneck_geometry())
+    assert engine.term_names == ["CWD"]

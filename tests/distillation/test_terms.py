@@ -2,17 +2,18 @@
 channel-agnostic where the spec says so, gradients to the student and adapters only."""
 
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
 from nnunetv2_hlfd.distillation.fast_paths import pointwise
 from nnunetv2_hlfd.distillation.functional import attention_map, kl_divergence, resize
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
-from nnunetv2_hlfd.distillation.terms import IFD, IPD, TERMS, UFD, UPD
+from nnunetv2_hlfd.distillation.terms import IFD, IPD, TERMS, UFD, UPD, TermOptionError
 
 CLASSES = 3
 SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
@@ -114,8 +115,61 @@ def test_ifd_with_area_shrinking_is_zero_when_each_student_cell_repeats_the_teac
 
 
 def test_ifd_refuses_an_unknown_shrinking():
-    with pytest.raises(ValueError, match="student_shrink is 'nearest'; use one of"):
+    with pytest.raises(ValueError, match=r"IFD option student_shrink='nearest' is not one of \('bilinear', 'area'\)"):
         IFD(geometry(2), hlfd_config(terms=("IFD",), options={"IFD": {"student_shrink": "nearest"}}))
+
+
+def test_a_misspelt_option_is_refused_naming_the_known_options():
+    typo = hlfd_config(options={"IFD": {"student_shrinks": "area"}})
+    with pytest.raises(
+        TermOptionError, match=r"IFD has no option 'student_shrinks'; IFD's options are \['student_shrink'\]"
+    ):
+        DistillationEngine(typo, geometry(2))
+
+
+def test_an_option_for_a_term_that_takes_none_is_refused_saying_so():
+    with pytest.raises(TermOptionError, match="UFD has no option 'p'; UFD takes no options"):
+        DistillationEngine(hlfd_config(options={"UFD": {"p": 2}}), geometry(2))
+
+
+@pytest.mark.parametrize(
+    "term, options, problem",
+    [
+        ("KD", {"temperature": "4"}, "KD option temperature='4' is not of type int or float"),
+        ("KD", {"all_scales": 1}, "KD option all_scales=1 is not of type bool"),
+        ("FitNets", {"stage": True}, "FitNets option stage=True is not of type int"),
+        ("SKD_pixel", {"reduction": "mean"}, "SKD_pixel option reduction='mean' is not one of"),
+    ],
+)
+def test_an_option_of_the_wrong_kind_is_refused(term, options, problem):
+    config = DistillationConfig(weights={term: 1.0}, options={term: options})
+    with pytest.raises(TermOptionError, match=re.escape(problem)):
+        DistillationEngine(config, geometry(2))
+
+
+def test_every_problem_of_a_term_s_options_is_named_at_once():
+    config = DistillationConfig(weights={"CWD": 1.0}, options={"CWD": {"feature": True, "temperature": None}})
+    with pytest.raises(TermOptionError) as refusal:
+        DistillationEngine(config, geometry(2))
+    assert len(refusal.value.problems) == 2
+    assert "CWD's options are ['features', 'temperature']" in refusal.value.problems[0]
+
+
+def test_a_skipped_term_s_options_are_checked_too():
+    typo = hlfd_config(options={"IFD": {"student_shrinks": "area"}})
+    with pytest.raises(TermOptionError, match="student_shrinks"):
+        DistillationEngine(typo, strided_geometry((32, 32), (32, 32)))  # IFD is skipped on this geometry
+
+
+@pytest.mark.parametrize("name", sorted(TERMS))
+def test_every_declared_default_is_a_value_its_option_takes(name):
+    for key, declared in TERMS[name].options.items():
+        assert declared.default is None or declared.problem(declared.default) is None, key
+
+
+def test_declared_options_are_read_and_given_ones_override_them():
+    assert IFD(geometry(2), hlfd_config()).student_shrink == "bilinear"
+    assert IFD(geometry(2), IFD_AREA).student_shrink == "area"
 
 
 def strided_geometry(patch_size, total_stride):
@@ -131,7 +185,8 @@ def test_ifd_is_skipped_and_logged_when_the_teacher_bottleneck_is_one_voxel():
     assert engine.term_names == ["UFD", "UPD", "IPD"]
     assert messages == [
         "Distillation term IFD skipped: the teacher's bottleneck is a single voxel "
-        "(patch [32, 32] / total stride [32, 32]), where attention is the same for every map."
+        "(patch [32, 32] / total stride [32, 32]), where a map over positions is the same for every network, "
+        "so the term is identically 0."
     ]
     assert "IFD" in DistillationEngine(hlfd_config(), strided_geometry((64, 32), (32, 32))).term_names
 
