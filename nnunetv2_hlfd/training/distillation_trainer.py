@@ -263,8 +263,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             # The teacher first: its forward pass then runs before the student's autograd graph holds
             # memory (a lower peak; on the CPU 6% faster for the 3d_fullres ResEnc-L step).
             teacher = self.teacher_forward(data)
-            outputs, encoder_maps = self.network(data, return_encoder_maps=True)
-            segmentation_loss = self.loss(outputs, target)
+            outputs, encoder_maps = self.network(data, return_encoder_maps=True)  # every head, for the terms
+            segmentation_loss = self.loss(outputs if self.enable_deep_supervision else outputs[0], target)
             full_resolution_target = target[0] if isinstance(target, list) else target
             distillation = self.distiller.loss(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
             del teacher  # the terms hold what their backward needs; the teacher's maps go before it (faster)

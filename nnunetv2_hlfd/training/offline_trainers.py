@@ -92,7 +92,8 @@ def _placeholder_dataset(preprocessed: Path, plans: dict, configuration: str) ->
 
 
 def synthetic_batch(trainer: nnUNetTrainerStudent, seed: int = 0) -> dict:
-    """A batch as nnU-Net's data loader hands it over: images and one label map per deep-supervision scale."""
+    """A batch as nnU-Net's data loader hands it over: images and one label map per deep-supervision scale
+    (one label map, not a list, with deep supervision off)."""
     generator = torch.Generator().manual_seed(seed)
     patch = trainer.configuration_manager.patch_size
     batch_size = trainer.configuration_manager.batch_size
@@ -100,7 +101,9 @@ def synthetic_batch(trainer: nnUNetTrainerStudent, seed: int = 0) -> dict:
     labels = torch.randint(
         0, trainer.label_manager.num_segmentation_heads, (batch_size, 1, *patch), generator=generator
     ).float()
-    scales = trainer._get_deep_supervision_scales() or [[1.0] * len(patch)]
+    scales = trainer._get_deep_supervision_scales()
+    if scales is None:
+        return {"data": data.to(trainer.device), "target": labels.to(trainer.device)}
     target = [
         F.interpolate(labels, size=[round(p * s) for p, s in zip(patch, scale)], mode="nearest") for scale in scales
     ]

@@ -68,9 +68,23 @@ class ResNetStudentUNet(ResidualEncoderUNet):
     """
 
     def forward(self, x, return_encoder_maps: bool = False):
+        """The decoder's outputs (as nnU-Net's deep supervision is set); with `return_encoder_maps`, every
+        head O(0) .. O(N-2) and the encoder stages, for the distillation terms."""
         skips = self.encoder(x)
-        outputs = self.decoder(skips)
-        return (outputs, skips) if return_encoder_maps else outputs
+        if not return_encoder_maps:
+            return self.decoder(skips)
+        return self.all_heads(skips), skips
+
+    def all_heads(self, skips) -> list:
+        """O(0) .. O(N-2) even with nnU-Net's deep supervision off: terms read the middle heads (IPD)
+        whether or not the segmentation loss supervises them."""
+        if self.decoder.deep_supervision:
+            return self.decoder(skips)  # the usual case: nothing switched, so a compiled forward sees no change
+        self.decoder.deep_supervision = True
+        try:
+            return self.decoder(skips)
+        finally:
+            self.decoder.deep_supervision = False
 
 
 def student_arch_kwargs(teacher_arch_kwargs: dict, width_factor: float) -> dict:
