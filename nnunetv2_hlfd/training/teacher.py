@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,16 +331,22 @@ class LeakCheck:
     leaked: frozenset[str]  # the student's validation cases the teacher (may have) trained on
     evidence: str  # how that was determined, for the message
     caveat: str = ""  # why the check may be wrong or was not done; empty when it is sound
+    outgrown: str = ""  # why the validation outputs hold more than the teacher held out; empty when they do not
 
 
 def check_leak(teacher: Teacher, student_validation_cases: set[str], preprocessed_root: str | None) -> LeakCheck:
     """Which of the student's validation cases the teacher trained on, determined from the teacher's own
     results folder: nnU-Net writes each fold's validation predictions (one file per case) into
     fold_X/validation when its training ends, so they say what the fold held out at training time,
-    whatever splits_final.json says today. Without them, today's splits are the fallback, with a caveat."""
+    whatever splits_final.json says today. A later `nnUNetv2_train ... --val` after the splits were rewritten
+    adds today's validation cases beside them, so their count is checked against the split's size in the
+    training log (a record no later run appends to). Without outputs, today's splits are the fallback, with a
+    caveat."""
     fold = teacher.source.fold_folder.name.removeprefix("fold_")
     validated, where = teacher_validation_cases(teacher)
     if validated is not None:
+        if fold != "all" and (outgrown := _outgrown_validation(teacher.source.fold_folder, validated)):
+            return LeakCheck(frozenset(student_validation_cases & validated), where, outgrown=outgrown)
         if fold == "all":  # nnU-Net validates fold all on its training cases, which are all cases
             return LeakCheck(
                 frozenset(student_validation_cases & validated),
@@ -364,6 +371,17 @@ def check_leak(teacher: Teacher, student_validation_cases: set[str], preprocesse
 
 
 def leak_problems(check: LeakCheck, teacher: Teacher) -> list[str]:
+    if check.outgrown:
+        return [
+            (
+                f"the teacher {teacher.source.fold_folder} may have trained on any of the {len(check.leaked)} "
+                f"validation cases it shares with the student ({check.evidence}): {check.outgrown}, so that folder "
+                f"no longer says which cases the teacher held out (a `--val` run after splits_final.json was "
+                f"rewritten adds the new split's cases beside the old ones). Restore the splits the teacher "
+                f"trained with, delete its fold's validation folder and rerun `nnUNetv2_train ... --val`; or "
+                f"retrain the teacher; or set {ALLOW_LEAK_ENV}=1 to accept a possible leak knowingly"
+            )
+        ]
     if not check.leaked:
         return []
     leaked = sorted(check.leaked)
@@ -398,6 +416,39 @@ def teacher_validation_cases(teacher: Teacher) -> tuple[set[str] | None, str]:
     if cases:
         return cases, f"{len(cases)} case(s) in {folder}"
     return None, f"{folder} holds no validation outputs"
+
+
+# nnU-Net's do_split logs the size of the split a run uses; only a run that trains logs its epochs
+_SPLIT_SIZE_LINE = re.compile(r"split has (\d+) training and (\d+) validation cases")
+_EPOCH_LINE = re.compile(r": Epoch \d+\s*$", re.MULTILINE)
+
+
+def training_split_sizes(fold_folder: Path) -> dict[str, int]:
+    """The number of validation cases each training run of the fold used, by training log (nnU-Net starts a
+    log per run, so the logs of the runs that trained are never appended to by a later `--val`)."""
+    sizes = {}
+    for log in sorted(fold_folder.glob("training_log_*.txt")):
+        text = log.read_text(errors="replace")
+        if _EPOCH_LINE.search(text) and (found := _SPLIT_SIZE_LINE.findall(text)):
+            sizes[log.name] = int(found[-1][1])
+    return sizes
+
+
+def _outgrown_validation(fold_folder: Path, validated: set[str]) -> str:
+    """Why the validation outputs cannot all be the cases the teacher held out; empty when they can be."""
+    sizes = training_split_sizes(fold_folder)
+    if len(set(sizes.values())) > 1:
+        return (
+            "its training runs used splits of different sizes ("
+            + ", ".join(f"{n} validation cases in {log}" for log, n in sizes.items())
+            + ")"
+        )
+    if sizes and len(validated) > (held_out := next(iter(sizes.values()))):
+        return (
+            f"it holds {len(validated)} validation outputs, but the split it trained with had {held_out} "
+            f"validation cases ({next(iter(sizes))})"
+        )
+    return ""
 
 
 def _preprocessed_cases(teacher: Teacher, preprocessed_root: str | None) -> set[str] | None:
