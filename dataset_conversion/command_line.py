@@ -15,6 +15,8 @@ from nnunetv2_hlfd.dataset_conversion.label_layouts import CYST_CHOICES
 
 from nnunetv2_hlfd.problems import ProblemListError
 
+INTERRUPTED_STATUS = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
+
 
 def build_parser(spec: DatasetSpec, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
     """The options every converter shares; --cysts only where the dataset has cysts."""
@@ -65,7 +67,7 @@ def build_parser(spec: DatasetSpec, prog: str | None = None, description: str | 
 def cli_main(
     spec: DatasetSpec, argv: Sequence[str] | None = None, prog: str | None = None, description: str | None = None
 ) -> int:
-    """Parse, convert, report. Returns the exit status: 0 done (or --check clean), 1 on problems."""
+    """Parse, convert, report. Returns the exit status: 0 done (or --check clean), 1 on problems, 130 interrupted."""
     args = build_parser(spec, prog, description).parse_args(argv)
     try:
         result = convert(
@@ -83,6 +85,12 @@ def cli_main(
     except ProblemListError as exc:  # ConversionError, or the raw-dataset writer's RawDatasetError
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # the unfinished dataset folder was removed on the way out (atomically_written)
+        print(
+            f"\n{prog or 'conversion'}: interrupted; nothing was written (rerun the same command to convert)",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_STATUS
     if not args.check:
         print(f"wrote {result}")
         return 0
