@@ -354,12 +354,12 @@ def _make_study_case(rng: np.random.Generator, shape, spacing, num_tumours: int)
     image[masks["spine"]] = intensities.bone
     image[masks["kidney"]] = intensities.kidney
     for lesion, mask in zip(cysts + tumours, cyst_masks + tumour_masks):
-        texture = _smooth_field(rng, shape, [1.5 / s for s in spacing]) * lesion.texture_hu
+        texture = smooth_field(rng, shape, [1.5 / s for s in spacing]) * lesion.texture_hu
         image[mask] = lesion.mean_hu + texture[mask]
     for mask in tumour_masks:
         label[mask] = TUMOR
     # smooth additive bias over the body (scanner inhomogeneity, beam hardening), then blur and noise
-    bias = _smooth_field(rng, shape, [0.3 * min(extent_mm) / s for s in spacing])
+    bias = smooth_field(rng, shape, [0.3 * min(extent_mm) / s for s in spacing])
     image[masks["body"]] += rng.uniform(20, 45) * (bias / np.abs(bias).max())[masks["body"]]
     image = gaussian_filter(image, sigma=[BLUR_SIGMA_MM / s for s in spacing], mode="nearest")
     image += rng.standard_normal(shape, dtype=np.float32) * np.float32(intensities.noise_sigma)
@@ -383,12 +383,18 @@ def _sample_study_tumour(rng: np.random.Generator, kidney: Ellipsoid, spacing, k
     radius = float(kidney.semi_axes_mm.min()) * np.exp(rng.uniform(np.log(0.18), np.log(0.85)))
     semi_axes = np.maximum(radius * rng.uniform(0.7, 1.3, 3), 0.5 * float(np.linalg.norm(spacing)))
     outline = Ellipsoid(centre, semi_axes, _small_rotation(rng, max_degrees=(90.0, 90.0, 90.0)))
-    # darker than the kidney by a varied margin, nearly iso-dense, or (rarely) brighter
-    kind = rng.choice(3, p=[1 - STUDY_ISO_DENSE - 0.15, STUDY_ISO_DENSE, 0.15])
-    contrast = (rng.uniform(15, 70), rng.uniform(-10, 10), -rng.uniform(10, 30))[kind]
     return StudyLesion(
-        outline, lobulation=rng.uniform(0.25, 0.45), mean_hu=kidney_hu - contrast, texture_hu=rng.uniform(8, 20)
+        outline,
+        lobulation=rng.uniform(0.25, 0.45),
+        mean_hu=kidney_hu - study_lesion_contrast(rng),
+        texture_hu=rng.uniform(8, 20),
     )
+
+
+def study_lesion_contrast(rng: np.random.Generator) -> float:
+    """HU below the kidney of one tumour: darker by a varied margin, nearly iso-dense, or (rarely) brighter."""
+    kind = rng.choice(3, p=[1 - STUDY_ISO_DENSE - 0.15, STUDY_ISO_DENSE, 0.15])
+    return float((rng.uniform(15, 70), rng.uniform(-10, 10), -rng.uniform(10, 30))[kind])
 
 
 def _sample_cyst(rng: np.random.Generator, kidney: Ellipsoid, spacing) -> StudyLesion:
@@ -407,7 +413,7 @@ def _lobulated_mask(rng: np.random.Generator, lesion: StudyLesion, grid_mm, spac
     """Inside where the normalised radius is below 1 + lobulation x a smooth field (kept >= 0.5: the centre
     stays in)."""
     shape = tuple(len(axis.ravel()) for axis in grid_mm)
-    field = _smooth_field(rng, shape, [0.5 * float(lesion.outline.semi_axes_mm.mean()) / s for s in spacing])
+    field = smooth_field(rng, shape, [0.5 * float(lesion.outline.semi_axes_mm.mean()) / s for s in spacing])
     limit = np.maximum(1.0 + lesion.lobulation * field, 0.5)
     inside = lesion.outline.normalised_radius(grid_mm) <= limit
     # the field can pinch off islands; one lesion is one connected piece (the largest)
@@ -417,7 +423,7 @@ def _lobulated_mask(rng: np.random.Generator, lesion: StudyLesion, grid_mm, spac
     return pieces == 1 + int(np.argmax(np.bincount(pieces.ravel())[1:]))
 
 
-def _smooth_field(rng: np.random.Generator, shape, sigma_voxels) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, shape, sigma_voxels) -> np.ndarray:
     """Gaussian-smoothed white noise with zero mean and unit standard deviation."""
     field = gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sigma=sigma_voxels, mode="reflect")
     return (field - field.mean()) / max(float(field.std()), 1e-6)

@@ -54,6 +54,14 @@ def add_parser(subparsers) -> None:
         "TRAINER_<E>epochs_<I>iterations variants; default: the trainers' own length",
     )
     parser.add_argument("--iterations", type=int, help="training iterations per epoch of a shortened study")
+    repeats = parser.add_mutually_exclusive_group()
+    repeats.add_argument(
+        "--repeats",
+        type=int,
+        help="train each student K times per fold against the same teacher, seeds 0..K-1 (each repeat its own "
+        "results folder, TRAINER_seed<S>); default: one unseeded run",
+    )
+    repeats.add_argument("--seeds", type=int, nargs="+", help="the repeats' seeds, instead of --repeats")
     parser.add_argument(
         "--protocol",
         choices=tuple(PROTOCOLS),
@@ -102,6 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         gpus=tuple(args.gpus) if args.gpus else None,
         epochs=args.epochs,
         iterations=args.iterations,
+        seeds=repeat_seeds(args.repeats, args.seeds),
         protocol=args.protocol,
         output=args.output,
         cluster=args.cluster,
@@ -110,6 +119,12 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         benchmark=args.benchmark,
         benchmark_args=tuple(args.benchmark_args),
     )
+
+
+def repeat_seeds(repeats: int | None, seeds: list[int] | None) -> tuple[int, ...] | None:
+    if repeats is not None and repeats < 1:
+        raise SystemExit(f"error: --repeats must be at least 1, got {repeats}")
+    return tuple(seeds) if seeds else tuple(range(repeats)) if repeats else None
 
 
 def run(args: argparse.Namespace) -> None:

@@ -15,9 +15,11 @@ ALL_FOLDS = (0, 1, 2, 3, 4)
 QUEUED, RUNNING, DONE, FAILED, BLOCKED = "queued", "running", "done", "failed", "blocked"
 
 
-def variant_name(trainer: str, epochs: int, iterations: int) -> str:
-    """The name of a trainer's length variant (study/length.py), in nnU-Net's style (nnUNetTrainer_5epochs)."""
-    return f"{trainer}_{epochs}epochs_{iterations}iterations"
+def variant_name(trainer: str, epochs: int | None, iterations: int | None, seed: int | None = None) -> str:
+    """The name of a trainer's study variant (study/length.py) in nnU-Net's style (nnUNetTrainer_5epochs):
+    its length where shortened, its seed where seeded."""
+    name = trainer if epochs is None else f"{trainer}_{epochs}epochs_{iterations}iterations"
+    return name if seed is None else f"{name}_seed{seed}"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class StudySettings:
     gpus: tuple[int, ...] | None = None  # None: every GPU torch sees, one worker each
     epochs: int | None = None  # None (with iterations): the trainers' own length
     iterations: int | None = None
+    # None: one unseeded training per student and fold; else each student once per seed (the repeats) and the
+    # teacher once, with the first seed
+    seeds: tuple[int, ...] | None = None
     protocol: str = "standard"  # the benchmark's; "paper" needs the validation probabilities (--npz)
     output: Path | None = None  # None: nnUNet_results/<dataset>/hlfd_study_<configuration>
     cluster: str | None = None  # None: this machine's workers; "slurm" or "local": submitit's executors
@@ -47,9 +52,25 @@ class StudySettings:
     def shortened(self) -> bool:
         return self.epochs is not None
 
-    def run_name(self, trainer: str) -> str:
-        """The trainer nnU-Net trains: the trainer itself, or its length variant in a shortened study."""
-        return variant_name(trainer, self.epochs, self.iterations) if self.shortened else trainer
+    @property
+    def has_variants(self) -> bool:
+        """The study trains variants it declares itself (shortened or seeded trainers)."""
+        return self.shortened or self.seeds is not None
+
+    @property
+    def teacher_seed(self) -> int | None:
+        return self.seeds[0] if self.seeds else None
+
+    @property
+    def student_seeds(self) -> tuple[int | None, ...]:
+        return self.seeds if self.seeds else (None,)
+
+    def run_name(self, trainer: str, seed: int | None = None) -> str:
+        """The trainer nnU-Net trains: the trainer itself, or its variant (length, seed)."""
+        return variant_name(trainer, self.epochs, self.iterations, seed)
+
+    def teacher_run_name(self) -> str:
+        return self.run_name(self.teacher, self.teacher_seed)
 
     @property
     def trainers(self) -> tuple[str, ...]:
@@ -86,6 +107,13 @@ def check_settings(settings: StudySettings) -> None:
         problems.append(f"--device must be cpu or cuda, got {settings.device}")
     if settings.cluster not in (None, "slurm", "local"):
         problems.append(f"--cluster must be slurm or local (or none: this machine's workers), got {settings.cluster}")
+    if settings.seeds is not None:
+        if not settings.seeds:
+            problems.append("--seeds names no seed")
+        if any(seed < 0 for seed in settings.seeds):
+            problems.append(f"seeds must be 0 or more, got {' '.join(map(str, settings.seeds))}")
+        if len(set(settings.seeds)) != len(settings.seeds):
+            problems.append(f"--seeds names a seed twice: {' '.join(map(str, settings.seeds))}")
     if settings.protocol not in ("standard", "paper"):
         problems.append(f"--protocol must be standard or paper, got {settings.protocol}")
     if problems:
@@ -94,29 +122,34 @@ def check_settings(settings: StudySettings) -> None:
 
 @dataclass(frozen=True)
 class Training:
-    """One `nnUNetv2_train` of the grid: a trainer (as the study names it) on one fold."""
+    """One `nnUNetv2_train` of the grid: a trainer (as the study names it) on one fold, with its seed if seeded."""
 
     trainer: str
     fold: int
     depends_on: tuple[str, ...] = ()  # keys of the trainings that must be done first
+    seed: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.trainer}/fold_{self.fold}"
+        return f"{self.trainer}/fold_{self.fold}" + ("" if self.seed is None else f"/seed_{self.seed}")
 
 
 def study_graph(settings: StudySettings) -> list[Training]:
-    """Teacher of fold f before the students of fold f; in order, so each training follows what it needs."""
+    """Teacher of fold f before the students of fold f, repeat by repeat; in order, so each training follows
+    what it needs and the first repeat of every fold is done before the second starts."""
     graph = []
     for fold in settings.folds:
-        teacher = Training(settings.teacher, fold)
-        graph.append(teacher)
-        graph += [Training(student, fold, depends_on=(teacher.key,)) for student in settings.students]
+        graph.append(Training(settings.teacher, fold, seed=settings.teacher_seed))
+    for seed in settings.student_seeds:
+        for fold in settings.folds:
+            teacher = Training(settings.teacher, fold, seed=settings.teacher_seed)
+            graph += [Training(student, fold, (teacher.key,), seed) for student in settings.students]
     return graph
 
 
-def fold_folder(results: Path, settings: StudySettings, trainer: str, fold: int) -> Path:
-    return results / f"{settings.run_name(trainer)}__{settings.plans}__{settings.configuration}" / f"fold_{fold}"
+def fold_folder(results: Path, settings: StudySettings, trainer: str, fold: int, seed: int | None = None) -> Path:
+    name = settings.run_name(trainer, seed)
+    return results / f"{name}__{settings.plans}__{settings.configuration}" / f"fold_{fold}"
 
 
 def is_finished(folder: Path, needs_probabilities: bool) -> bool:
@@ -141,7 +174,7 @@ def train_command(settings: StudySettings, training: Training, folder: Path) -> 
         settings.configuration,
         str(training.fold),
         "-tr",
-        settings.run_name(training.trainer),
+        settings.run_name(training.trainer, training.seed),
         "-p",
         settings.plans,
         "-device",
@@ -158,7 +191,7 @@ def train_command(settings: StudySettings, training: Training, folder: Path) -> 
 
 def teacher_environment(results: Path, settings: StudySettings) -> dict[str, str]:
     """HLFD_TEACHER names the study's teacher, so the distillation students never guess it."""
-    teacher_folder = fold_folder(results, settings, settings.teacher, 0).parent
+    teacher_folder = fold_folder(results, settings, settings.teacher, 0, settings.teacher_seed).parent
     return {"HLFD_TEACHER": str(teacher_folder)}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunetv2_hlfd.study.grid import StudySettings
+from nnunetv2_hlfd.study.grid import StudySettings, Training
 from nnunetv2_hlfd.study.progress import Record
 
 PACKAGES = ("nnunetv2_hlfd", "nnunetv2", "torch", "dynamic-network-architectures", "monai", "submitit")
@@ -118,6 +118,12 @@ def write_study_md(
         if settings.shortened
         else "the trainers' own"
     )
+    repeats = (
+        f"{len(settings.seeds)} per student and fold, seeds {' '.join(map(str, settings.seeds))} (the teacher: "
+        f"seed {settings.teacher_seed})"
+        if settings.seeds
+        else "1 per student and fold, unseeded"
+    )
     grid = [
         ("dataset", dataset),
         ("configuration", settings.configuration),
@@ -126,6 +132,7 @@ def write_study_md(
         ("students", ", ".join(settings.students)),
         ("folds", " ".join(map(str, settings.folds))),
         ("training length", length),
+        ("repeats", repeats),
         ("device", settings.device),
         ("backend", settings.cluster or f"{settings.workers} local worker(s)"),
         ("protocol", settings.protocol),
@@ -168,10 +175,13 @@ def write_study_md(
 
 
 def _wall_time_table(records: dict[str, Record], settings: StudySettings) -> str:
-    def minutes(trainer: str, fold: int) -> str:
-        record = records.get(f"{trainer}/fold_{fold}")
+    def minutes(trainer: str, fold: int, seed: int | None) -> str:
+        record = records.get(Training(trainer, fold, seed=seed).key)
         return "n/a" if record is None or record.wall_s is None else f"{record.wall_s / 60:.1f}"
 
+    runs = [(settings.teacher, settings.teacher_seed)] + [
+        (student, seed) for seed in settings.student_seeds for student in settings.students
+    ]
     lines = [
         "| trainer | " + " | ".join(f"fold {f}" for f in settings.folds) + " |",
         "|---|" + "---|" * len(settings.folds),
@@ -179,7 +189,7 @@ def _wall_time_table(records: dict[str, Record], settings: StudySettings) -> str
     return "\n".join(
         lines
         + [
-            f"| {settings.run_name(t)} | " + " | ".join(minutes(t, f) for f in settings.folds) + " |"
-            for t in settings.trainers
+            f"| {settings.run_name(t, seed)} | " + " | ".join(minutes(t, f, seed) for f in settings.folds) + " |"
+            for t, seed in runs
         ]
     )

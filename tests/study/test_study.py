@@ -279,3 +279,51 @@ def test_slurm_runs_the_grid_with_afterok_dependencies(calls, tmp_path):
     assert len(done) == 6
     for fold in (0, 1):
         assert done[f"nnUNetTrainerHLFD/fold_{fold}"]["start"] >= done[f"nnUNetTrainer/fold_{fold}"]["end"]
+
+
+# ---------------------------------------------------------------------------- repeats
+
+
+def test_repeats_train_each_student_once_per_seed_against_the_one_teacher(calls, tmp_path):
+    run_study(fake_settings(folds=(0, 1), seeds=(3, 4)), show_progress=False)
+    done = by_key(calls)
+    # one teacher per fold (with the first seed), each student once per seed and fold
+    assert sorted(k for k in done if k.startswith("nnUNetTrainer_")) == [
+        "nnUNetTrainer_seed3/fold_0",
+        "nnUNetTrainer_seed3/fold_1",
+    ]
+    students = sorted(k for k in done if not k.startswith("nnUNetTrainer_"))
+    assert students == sorted(
+        f"{student}_seed{seed}/fold_{fold}"
+        for student in ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
+        for seed in (3, 4)
+        for fold in (0, 1)
+    )
+    teacher_folder = tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer_seed3__nnUNetPlans__2d"
+    assert {done[k]["HLFD_TEACHER"] for k in students} == {str(teacher_folder)}
+    # each repeat its own results folder, in nnU-Net's layout
+    assert (fold_folder("nnUNetTrainerHLFD_seed4", 1) / "checkpoint_final.pth").is_file()
+
+
+def test_a_rerun_of_a_replicated_study_trains_only_the_missing_repeats(calls):
+    settings = fake_settings(folds=(0,), seeds=(0, 1))
+    for trainer in ("nnUNetTrainer_seed0", "nnUNetTrainerStudent_seed0", "nnUNetTrainerHLFD_seed0"):
+        finish(trainer, 0)
+    run_study(settings, show_progress=False)
+    assert sorted(by_key(calls)) == ["nnUNetTrainerHLFD_seed1/fold_0", "nnUNetTrainerStudent_seed1/fold_0"]
+
+
+def test_seeded_shortened_variants_are_named_for_both(calls):
+    settings = fake_settings(epochs=3, iterations=7, seeds=(2,))
+    student = next(t for t in study_graph(settings) if t.trainer == "nnUNetTrainerHLFD")
+    command = train_command(settings, student, fold_folder("x", 0))
+    assert command[5] == "nnUNetTrainerHLFD_3epochs_7iterations_seed2"
+
+
+@pytest.mark.parametrize(
+    "seeds, message", [((1, 1), r"--seeds names a seed twice: 1 1"), ((-1,), r"seeds must be 0 or more, got -1")]
+)
+def test_bad_seeds_are_refused_before_anything_runs(calls, seeds, message):
+    with pytest.raises(ValueError, match=message):
+        run_study(fake_settings(seeds=seeds), show_progress=False)
+    assert not calls.exists()
