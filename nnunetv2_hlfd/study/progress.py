@@ -37,6 +37,7 @@ class StudyProgress:
         self.started = time.time()
         self._written = 0.0
         self._earlier = _earlier_records(status_file)
+        self.interrupted = False
         stream = stream or sys.stderr
         # Redirected into a file (nohup, Slurm), the bar is redrawn only when a training changes state,
         # not every second: a study's log stays readable.
@@ -123,6 +124,7 @@ class StudyProgress:
             "elapsed_s": round(time.time() - self.started, 1),
             "eta_s": None if eta is None else round(eta, 1),
             "counts": counts or self.counts(),
+            "interrupted": self.interrupted,
             "trainings": {key: asdict(record) for key, record in self.records.items()},
         }
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +133,23 @@ class StudyProgress:
         os.replace(partial, self.status_file)
         self._written = time.time()
 
+    def mark_interrupted(self) -> None:
+        """The study was stopped with its trainings: each one running is queued again, and says so."""
+        self.interrupted = True
+        now = time.time()
+        for record in self.records.values():
+            if record.state == RUNNING:
+                record.state = QUEUED
+                record.message = (
+                    f"interrupted after {_duration(now - (record.started or now))}; "
+                    f"rerun the same command to continue it from its checkpoint"
+                )
+
     def close(self) -> None:
+        # The runner closes in a `finally`: a KeyboardInterrupt on its way out (Ctrl-C, or SIGTERM made one)
+        # means the running trainings were stopped, and status.json must not say "running".
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            self.mark_interrupted()
         self.write_status()
         self.bar.close()
 
