@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import Callable
 
@@ -63,6 +64,8 @@ def peak_memory(run: Callable[[], object], device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
     # CPU: the profiler's per-op allocation events in time order (net per op, so a close lower bound).
+    if not torch.cuda.is_available():  # else its log prints "gpuGetDeviceCount failed" on a machine without a GPU
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # above its highest level: the profiler's own log off
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
         run()
     events = sorted(profiler.events(), key=lambda e: e.time_range.start)
