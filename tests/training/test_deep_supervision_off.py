@@ -6,7 +6,8 @@ import pytest
 import torch
 from offline_hlfd import CPU, tiny_plans
 
-from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
+from nnunetv2_hlfd.distillation.maps import UNetMaps
 from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 
@@ -57,3 +58,20 @@ def test_a_term_that_reads_no_heads_trains_with_deep_supervision_off(plans_and_t
     trainer = trainer_without_deep_supervision(plans_and_teacher, hlfd_config(terms=("UFD",)))
     result = trainer.train_step(synthetic_batch(trainer))
     assert np.isfinite(result["loss"]) and torch.isfinite(result["distillation_terms"]).all()
+
+
+def test_peer_terms_read_the_final_head_with_deep_supervision_off(plans_and_teacher):
+    heads = DistillationConfig(weights={"KD": 1.0, "CWD": 1.0, "EMKD_PMD": 1.0}, options={"KD": {"all_scales": True}})
+    trainer = trainer_without_deep_supervision(plans_and_teacher, heads)
+    batch = synthetic_batch(trainer)
+    network = trainer.unwrapped_network
+    with torch.no_grad():  # the values from every head, as a deep-supervised student gives them
+        skips = network.encoder(batch["data"])
+        network.decoder.deep_supervision = True
+        every_head = network.decoder(skips)
+        network.decoder.deep_supervision = False
+        expected = trainer.distiller(UNetMaps(skips, every_head), trainer.teacher_forward(batch["data"]))
+    result = trainer.train_step(batch)
+    assert trainer.distiller.term_names == ["KD", "CWD", "EMKD_PMD"]
+    assert np.isfinite(result["loss"])
+    torch.testing.assert_close(result["distillation_terms"], torch.stack(list(expected.values())))
