@@ -15,6 +15,8 @@ from nnunetv2_hlfd.evaluation import deployment_command as deployment
 from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
 
+REFUSED = 2  # the exit status of every refused input, as argparse's own for bad options
+
 
 def _add_demo(subparsers) -> None:
     demo = subparsers.add_parser(
@@ -136,10 +138,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command][1](args)
-    except UserFacingError as refusal:  # a refusal of the inputs: its message and exit status 1, no traceback
-        parser.exit(1, f"nnunetv2_hlfd {args.command}: {refusal}\n")
+    except UserFacingError as refusal:  # a refusal of the inputs: its message, no traceback
+        parser.exit(REFUSED, f"nnunetv2_hlfd {args.command}: {refusal}\n")
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
-        parser.exit(2, f"nnunetv2_hlfd {args.command}: error: {error}\n")
+        parser.exit(REFUSED, f"nnunetv2_hlfd {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -6,20 +6,21 @@ the teacher (nnUNetTrainer), the student without distillation (nnUNetTrainerStud
 student (nnUNetTrainerHLFD), and `nnunetv2_hlfd benchmark` scores them. The demo prints, per model,
 validation Dice per class beside its parameters and its measured inference time per case.
 
-The demo folder carries a mark (MARKER) written before anything else: `--overwrite` removes only a
-marked folder, and a rerun of the same demo in its marked folder continues where it stopped.
+The demo folder carries the marker of `nnunetv2_hlfd.output_folder`, written before anything else:
+`--overwrite` removes only a marked folder, and a rerun of the same demo in its marked folder continues
+where it stopped.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-TEACHER = "nnUNetTrainer"
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
+from nnunetv2_hlfd.output_folder import OutputFolderError, claim, read_marker
+
+TEACHER = DEFAULT_TEACHER
 STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
-MARKER = ".nnunetv2_hlfd_demo.json"
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # each model's training length (README: the demo's measured time and Dice)
 DEMO_EPOCHS, DEMO_ITERATIONS = 20, 20
@@ -48,39 +49,19 @@ class DemoSettings:
 
 
 def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
-    """The demo's own nnU-Net folders in a marked folder; nothing unmarked is ever removed."""
-    workdir = settings.workdir
-    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
-        raise FileExistsError(f"--workdir {workdir} is not a folder; choose another --workdir")
-    marker = workdir / MARKER
-    if workdir.is_dir() and any(workdir.iterdir()):
-        if not marker.is_file():
-            raise FileExistsError(
-                f"{workdir} is not empty and was not made by the demo (it has no {MARKER}); "
-                f"the demo never deletes it, not even with --overwrite. Choose another --workdir "
-                f"(default ./hlfd_demo)."
-            )
-        if settings.overwrite:
-            shutil.rmtree(workdir)
-        elif _recorded_settings(marker) != settings.recorded():
-            raise FileExistsError(
-                f"{workdir} holds a demo with other settings ({_recorded_settings(marker)}); "
-                f"pass --overwrite to replace it, or choose another --workdir"
-            )
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not marker.is_file():
-        marker.write_text(json.dumps(settings.recorded(), indent=2))
+    """The demo's own nnU-Net folders in a marked folder (`output_folder.claim`); nothing unmarked is
+    ever removed."""
+    recorded = read_marker(settings.workdir, "demo")
+    if recorded is not None and not settings.overwrite and recorded != settings.recorded():
+        raise OutputFolderError(
+            f"{settings.workdir} holds a demo with other settings ({recorded}); "
+            f"pass --overwrite to replace it, or choose another --workdir"
+        )
+    workdir = claim(settings.workdir, "demo", settings.overwrite, settings.recorded(), option="--workdir")
     folders = {name: workdir / name for name in NNUNET_FOLDERS}
     for folder in folders.values():
         folder.mkdir(exist_ok=True)
     return folders
-
-
-def _recorded_settings(marker: Path) -> dict | None:
-    try:
-        return json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def study_settings(settings: DemoSettings, folders: dict[str, Path]):

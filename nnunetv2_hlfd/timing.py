@@ -16,7 +16,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.benchmark.utils.common import Measurement, TaskSpec
 
-__all__ = ["peak_memory", "time_side_by_side", "torch_threads"]
+__all__ = ["default_device", "peak_memory", "time_side_by_side", "torch_threads"]
+
+
+def default_device() -> str:
+    """The device a command runs on where none is given: the GPU where torch sees one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @contextlib.contextmanager

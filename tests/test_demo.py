@@ -3,14 +3,14 @@ real end-to-end run at a tiny size (a one-fold study with real nnUNetv2_train an
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from nnunetv2_hlfd import demo
-from nnunetv2_hlfd.demo import MARKER, DemoSettings, prepare_workdir, run_demo
+from nnunetv2_hlfd.demo import DemoSettings, prepare_workdir, run_demo
+from nnunetv2_hlfd.output_folder import OutputFolderError, read_marker
 
 
 def users_folder(tmp_path):
@@ -32,7 +32,7 @@ def test_overwrite_refuses_a_folder_the_demo_did_not_make_naming_it(tmp_path):
         check=False,
     )
     assert result.returncode == 2
-    assert f"{folder} is not empty and was not made by the demo" in result.stderr
+    assert f"{folder} is not empty and was not written by nnunetv2_hlfd demo" in result.stderr
     assert "not even with --overwrite" in result.stderr and "Traceback" not in result.stderr
     assert (folder / "thesis.tex").read_text() == r"\documentclass{book}"
     assert (folder / "nnUNet_raw" / "Dataset001_Real" / "dataset.json").is_file()
@@ -44,7 +44,7 @@ def test_overwrite_replaces_a_demo_folder(tmp_path):
     (settings.workdir / "nnUNet_results" / "stale.txt").write_text("from an earlier demo")
     prepare_workdir(DemoSettings(workdir=settings.workdir, num_cases=4, overwrite=True))
     assert not (settings.workdir / "nnUNet_results" / "stale.txt").exists()
-    assert json.loads((settings.workdir / MARKER).read_text())["num_cases"] == 4
+    assert read_marker(settings.workdir, "demo")["num_cases"] == 4
 
 
 def test_a_failed_demo_can_be_rerun_in_its_folder(tmp_path, monkeypatch):
@@ -66,13 +66,13 @@ def test_a_failed_demo_can_be_rerun_in_its_folder(tmp_path, monkeypatch):
 
 def test_a_demo_folder_with_other_settings_needs_overwrite(tmp_path):
     prepare_workdir(DemoSettings(workdir=tmp_path / "demo"))
-    with pytest.raises(FileExistsError, match=r"holds a demo with other settings.*--overwrite"):
+    with pytest.raises(OutputFolderError, match=r"holds a demo with other settings.*--overwrite"):
         prepare_workdir(DemoSettings(workdir=tmp_path / "demo", num_cases=4))
 
 
 def test_a_file_as_workdir_is_refused(tmp_path):
     (tmp_path / "file").write_text("mine")
-    with pytest.raises(FileExistsError, match="is not a folder"):
+    with pytest.raises(OutputFolderError, match="is not a folder"):
         prepare_workdir(DemoSettings(workdir=tmp_path / "file", overwrite=True))
     assert (tmp_path / "file").read_text() == "mine"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -50,9 +49,10 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     training_command,
 )
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.provenance import provenance
+from nnunetv2_hlfd.evaluation.provenance import cores_available, provenance
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
+from nnunetv2_hlfd.timing import default_device
 
 TUMOUR_NAMES = ("tumor", "tumour")
 
@@ -362,8 +362,7 @@ def scoring_processes(requested: int | None) -> int:
         return requested
     from nnunetv2.configuration import default_num_processes
 
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(default_num_processes, available))
+    return max(1, min(default_num_processes, cores_available()))
 
 
 def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int | None) -> pd.DataFrame:
@@ -414,18 +413,12 @@ def complete_predictions(
     incomplete = [p for p in predictions if p.missing]
     if incomplete and settings.run_missing_validation:
         for p in incomplete:
-            run_validation(dataset, p.model, p.fold, validation_device())
+            run_validation(dataset, p.model, p.fold, default_device())
         predictions = scan()
         incomplete = [p for p in predictions if p.missing]
     if incomplete:
         raise_missing_validation(incomplete, dataset)
     return predictions
-
-
-def validation_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- the command ------------------------------------------------------------------------

@@ -25,23 +25,23 @@ an output folder that is not to be replaced.
 
 from __future__ import annotations
 
-import copy
-import functools
 import json
 import math
-import os
-import re
-import shutil
 import statistics
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd import output_folder
 from nnunetv2_hlfd.evaluation import compression
-from nnunetv2_hlfd.evaluation.deployment_command import DeploymentSettings
+from nnunetv2_hlfd.evaluation.held_out import (
+    DeploymentError,
+    HeldOutSet,
+    held_out_problems,
+    read_held_out_set,
+    training_cases,
+)
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
     BenchmarkInputError,
@@ -53,11 +53,11 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     training_command,
 )
 from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
-from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
-from nnunetv2_hlfd.problems import ProblemListError, first_and_more
-from nnunetv2_hlfd.timing import peak_memory, time_side_by_side
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER, DeploymentSettings
+from nnunetv2_hlfd.markdown import markdown_table
+from nnunetv2_hlfd.timing import default_device
 
-REPORT, RESULTS = "deployment.md", "deployment.json"  # RESULTS also marks a folder this command wrote
+REPORT, RESULTS = "deployment.md", "deployment.json"
 PREDICTIONS = "predictions"
 TIMED = (
     "nnUNetPredictor.predict_single_npy_array per test case on the image as the plans' reader reads it: "
@@ -66,130 +66,6 @@ TIMED = (
     "configuration is an untimed warm-up; then each case is predicted once untimed for its peak memory "
     "and written, and timed --repetitions times, all configurations in interleaved rounds"
 )
-_MAX_NAMED = 10
-_CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
-
-
-class DeploymentError(ProblemListError, UserFacingError):
-    """The deployment comparison cannot run on these inputs; each problem names what is wrong and the fix."""
-
-
-def _name_some(names) -> str:
-    return first_and_more(sorted(map(str, names)), _MAX_NAMED)
-
-
-# --- the held-out test set ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HeldOutSet:
-    """The test cases: each case's channel files (in channel order) and its label."""
-
-    images: Path
-    labels: Path
-    file_ending: str
-    cases: dict[str, tuple[Path, ...]]
-
-    def label_file(self, case: str) -> Path:
-        return self.labels / f"{case}{self.file_ending}"
-
-
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def read_held_out_set(images: Path, labels: Path, dataset: BenchmarkDataset) -> tuple[HeldOutSet, list[str]]:
-    """The test set as nnU-Net names files (`<case>_0000<file_ending>` ..., `<case><file_ending>`), and
-    every problem with it: misnamed files, missing channels, images without labels, labels without
-    images, no images at all."""
-    ending = dataset.file_ending
-    channels = len(dataset.dataset_json.get("channel_names", dataset.dataset_json.get("modality", {"0": ""})))
-    image_names = f"<case>_0000{ending}" + (f" ... <case>_{channels - 1:04d}{ending}" if channels > 1 else "")
-    problems = [
-        f"{option} {folder} is not a folder; point {option} at the {what}"
-        for option, folder, what in (("-i", images, "test images"), ("-l", labels, "test labels"))
-        if not folder.is_dir()
-    ]
-    if problems:
-        return HeldOutSet(images, labels, ending, {}), problems
-    by_case: dict[str, dict[int, Path]] = {}
-    misnamed = []
-    for path in _visible_files(images):
-        match = _CHANNEL_FILE.fullmatch(path.name[: -len(ending)]) if path.name.endswith(ending) else None
-        if match is None or int(match["channel"]) >= channels:
-            misnamed.append(path.name)
-        else:
-            by_case.setdefault(match["case"], {})[int(match["channel"])] = path
-    if misnamed:
-        problems.append(
-            f"{images} holds files that are not test images of {dataset.name} as nnU-Net names them "
-            f"({image_names}, {channels} channel(s) as its dataset.json has): {_name_some(misnamed)}; "
-            f"rename them or move them out"
-        )
-    for case, files in sorted(by_case.items()):
-        missing = [f"{case}_{channel:04d}{ending}" for channel in range(channels) if channel not in files]
-        if missing:
-            problems.append(f"test case {case} lacks the image file(s) {', '.join(missing)} in {images}")
-    if not by_case and not misnamed:
-        problems.append(f"{images} holds no test images ({image_names}); point -i at the held-out test images")
-    label_cases, misnamed_labels = set(), []
-    for path in _visible_files(labels):
-        if path.name.endswith(ending):
-            label_cases.add(path.name[: -len(ending)])
-        else:
-            misnamed_labels.append(path.name)
-    if misnamed_labels:
-        problems.append(
-            f"{labels} holds files that are not labels of {dataset.name} (<case>{ending}): "
-            f"{_name_some(misnamed_labels)}; rename them or move them out"
-        )
-    if unlabelled := set(by_case) - label_cases:
-        problems.append(
-            f"the test images of {_name_some(unlabelled)} have no label in {labels} (<case>{ending}): every "
-            f"test case is scored; add their labels, or move the images out of {images}"
-        )
-    if without_image := label_cases - set(by_case):
-        problems.append(
-            f"the labels {_name_some(without_image)} in {labels} have no image in {images} "
-            f"(<case>_0000{ending}); add the images, or move the labels out"
-        )
-    cases = {case: tuple(files[c] for c in sorted(files)) for case, files in sorted(by_case.items())}
-    return HeldOutSet(images, labels, ending, cases), problems
-
-
-def training_cases(dataset: BenchmarkDataset, raw_root: Path | None) -> dict[str, set[str]]:
-    """{where it was read: the case identifiers} of every case the dataset trains on: the train and
-    val lists of every fold in splits_final.json, the raw dataset's imagesTr, and the ground truth
-    nnU-Net's preprocessing kept (whichever exist)."""
-    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
-
-    ending = dataset.file_ending
-    sources = {}
-    splits = dataset.preprocessed / "splits_final.json"
-    if splits.is_file():
-        folds = json.loads(splits.read_text())
-        sources[str(splits)] = {case for split in folds for key in ("train", "val") for case in split[key]}
-    images_tr = Path(raw_root) / dataset.name / "imagesTr" if raw_root else None
-    if images_tr is not None and images_tr.is_dir():
-        sources[str(images_tr)] = set(get_identifiers_from_splitted_dataset_folder(str(images_tr), ending))
-    if dataset.ground_truth.is_dir():
-        sources[str(dataset.ground_truth)] = {
-            p.name[: -len(ending)] for p in dataset.ground_truth.iterdir() if p.name.endswith(ending)
-        }
-    return sources
-
-
-def held_out_problems(held_out: HeldOutSet, training: dict[str, set[str]], dataset: BenchmarkDataset) -> list[str]:
-    trained_on = set(held_out.cases) & set().union(*training.values())
-    if not trained_on:
-        return []
-    where = ", ".join(source for source, cases in training.items() if cases & trained_on)
-    return [
-        f"the test cases {_name_some(trained_on)} are training cases of {dataset.name} (by their names, in "
-        f"{where}): they are not held out, since the dataset's models train on its training cases. Test on cases "
-        f"none of the models trained on; if these are other cases that only share a training case's name, rename "
-        f"their images and labels"
-    ]
 
 
 # --- the three configurations -------------------------------------------------------------
@@ -286,113 +162,6 @@ def configuration_problems(settings: DeploymentSettings, dataset: BenchmarkDatas
     return problems
 
 
-def output_problems(output: Path, overwrite: bool) -> list[str]:
-    """An existing folder is replaced only with --overwrite, and only one this command wrote."""
-    if not output.exists():
-        return []
-    if not output.is_dir():
-        return [f"the output {output} exists and is not a folder; choose another with -o"]
-    if not any(output.iterdir()):
-        return []
-    if not overwrite:
-        return [f"the output folder {output} exists and is not empty; pass --overwrite to replace it, or choose -o"]
-    if not (output / RESULTS).is_file():
-        return [
-            f"the output folder {output} is not empty and holds no {RESULTS}, so this command did not write it: it "
-            f"is not replaced, not even with --overwrite; choose another folder with -o"
-        ]
-    return []
-
-
-# --- predicting and timing ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One configuration's timings (seconds of each round, per case) and peak memory (MiB, per case)."""
-
-    configuration: Configuration
-    mirror_axes: tuple[int, ...] | None
-    seconds: dict[str, list[float]]
-    memory_mib: dict[str, float]
-
-    @property
-    def mirrored_passes(self) -> int:
-        """Network passes per window and member: nnU-Net's predictor runs the window and every
-        combination of flips along its mirror axes (2d: 4, 3d: 8); 1 without mirroring."""
-        axes = self.mirror_axes if self.configuration.mirroring else None
-        return 2 ** len(axes) if axes else 1
-
-    @property
-    def passes_per_window(self) -> int:
-        return len(self.configuration.folds) * self.mirrored_passes
-
-    @property
-    def round_seconds(self) -> list[float]:
-        """Each round's seconds over all cases, so rounds of two configurations compare the same work."""
-        return [sum(times) for times in zip(*self.seconds.values())]
-
-
-def predict(predictor, image, properties: dict):
-    """nnU-Net's prediction of one image: the segmentation on the image's grid. Its preprocessing writes
-    into the properties it is given, so it gets a copy."""
-    return predictor.predict_single_npy_array(image, copy.deepcopy(properties), None, None, False)
-
-
-def measure(
-    chosen: Sequence[Configuration],
-    held_out: HeldOutSet,
-    dataset: BenchmarkDataset,
-    device: torch.device,
-    repetitions: int,
-    predictions: Path,
-) -> tuple[list[Measured], int]:
-    """Every configuration on every test case, one case in memory at a time: (measurements, threads)."""
-    reader = dataset.plans_manager.image_reader_writer_class()
-    print(f"Loading {', '.join(c.name for c in chosen)} on {device.type}")
-    predictors = {c.name: compression.load_predictor(c.model, c.folds, device, c.mirroring) for c in chosen}
-    seconds = {c.name: {} for c in chosen}
-    memory = {c.name: {} for c in chosen}
-    for c in chosen:
-        (predictions / c.folder).mkdir(parents=True)
-    with compression.nnunet_thread_count(device):
-        threads = torch.get_num_threads()
-        for index, (case, files) in enumerate(held_out.cases.items()):
-            print(f"Case {case} ({index + 1} of {len(held_out.cases)}): {repetitions} timed round(s)")
-            image, properties = reader.read_images([str(f) for f in files])
-            check_label_grid(reader, held_out, case, image.shape[1:])
-            calls = {
-                name: functools.partial(predict, predictor, image, properties) for name, predictor in predictors.items()
-            }
-            if index == 0:
-                for call in calls.values():
-                    call()  # warm-up, untimed
-            for c in chosen:
-                segmentation = {}
-                memory[c.name][case] = peak_memory(store_result(calls[c.name], segmentation), device) / compression.MIB
-                reader.write_seg(
-                    segmentation["result"], str(predictions / c.folder / f"{case}{held_out.file_ending}"), properties
-                )
-            for name, timing in time_side_by_side(calls, device, warmup=0, steps=repetitions).items():
-                seconds[name][case] = list(timing.times)
-    return [
-        Measured(c, predictors[c.name].allowed_mirroring_axes, seconds[c.name], memory[c.name]) for c in chosen
-    ], threads
-
-
-def store_result(call: Callable[[], object], into: dict) -> Callable[[], None]:
-    return lambda: into.__setitem__("result", call())
-
-
-def check_label_grid(reader, held_out: HeldOutSet, case: str, shape: tuple[int, ...]) -> None:
-    label, _ = reader.read_seg(str(held_out.label_file(case)))
-    if tuple(label.shape[1:]) != tuple(shape):
-        raise DeploymentError(
-            f"the label {held_out.label_file(case)} has shape {tuple(label.shape[1:])} but its image has "
-            f"{tuple(shape)}: it is not this image's label; fix or remove test case {case}"
-        )
-
-
 # --- scoring ------------------------------------------------------------------------------
 
 
@@ -430,7 +199,7 @@ def score(predictions: Path, held_out: HeldOutSet, dataset: BenchmarkDataset) ->
 # --- the report ---------------------------------------------------------------------------
 
 
-def configuration_record(measured: Measured, dsc: dict[str, dict], ensemble: Measured) -> dict:
+def configuration_record(measured: compression.Measured, dsc: dict[str, dict], ensemble: compression.Measured) -> dict:
     """One configuration's numbers, its speed against the ensemble's (`ensemble`, the first measured)."""
     c = measured.configuration
     volume, ensemble_volume = (
@@ -478,7 +247,7 @@ def results_table(report: dict) -> str:
     header = ["configuration", "trainer", "folds", "mirroring", "passes per window"]
     header += [f"DSC {name}" for name in classes]
     header += ["s per volume (median)", "peak MiB per volume", "speed-up vs ensemble"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for record in report["configurations"]:
         speed = record["speed_vs_ensemble"]
         cells = [
@@ -492,8 +261,8 @@ def results_table(report: dict) -> str:
             _number(record["volume_peak_memory_mib"], 1),
             f"{record['speedup_vs_ensemble']:.2f}x" + ("" if speed == "reference" else f" (rounds: {speed})"),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def render_report(report: dict) -> str:
@@ -539,35 +308,7 @@ def _json_ready(value):
     return value
 
 
-# --- the output folder --------------------------------------------------------------------
-
-
-def staging_folder(output: Path) -> Path:
-    """A fresh hidden sibling of the output, renamed into place when everything is in it."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    return staging
-
-
-def install(staging: Path, output: Path) -> None:
-    """The staged folder becomes the output; an earlier one (checked by output_problems) goes only after."""
-    if output.exists():
-        previous = output.parent / f".{output.name}.replaced-{os.getpid()}"
-        os.replace(output, previous)
-        os.replace(staging, output)
-        shutil.rmtree(previous)
-    else:
-        os.replace(staging, output)
-
-
 # --- the command --------------------------------------------------------------------------
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def open_deployment_dataset(settings: DeploymentSettings, preprocessed_root: Path, results_root: Path):
@@ -598,15 +339,16 @@ def run_deployment(
     problems += held_out_problems(held_out, training, dataset)
     problems += configuration_problems(settings, dataset)
     problems += model_problems(settings, dataset)
-    problems += output_problems(output, settings.overwrite)
+    problems += output_folder.output_problems(output, "deployment", settings.overwrite)
     if problems:
         raise DeploymentError(problems, headline="nnunetv2_hlfd deployment cannot run; nothing was written:")
 
     device = torch.device(settings.device)
     chosen = configurations(settings, dataset)
-    staging = staging_folder(output)
-    try:
-        measured, threads = measure(chosen, held_out, dataset, device, settings.repetitions, staging / PREDICTIONS)
+    with output_folder.staged(output, "deployment") as staging:
+        measured, threads = compression.measure_test_volumes(
+            chosen, held_out, dataset, device, settings.repetitions, staging / PREDICTIONS
+        )
         records = [
             configuration_record(
                 m, score(staging / PREDICTIONS / m.configuration.folder, held_out, dataset), measured[0]
@@ -636,10 +378,6 @@ def run_deployment(
         }
         (staging / RESULTS).write_text(json.dumps(_json_ready(report), indent=2, allow_nan=False))
         (staging / REPORT).write_text(render_report(report))
-        install(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     print(results_table(report))
     print(f"Everything is in {output}")
     return output

@@ -1,4 +1,4 @@
-"""The `nnunetv2_hlfd deployment` command line: its options and settings.
+"""The `nnunetv2_hlfd deployment` command line: its options, read into settings.DeploymentSettings.
 
 Kept free of heavy imports (torch, nnU-Net) so `nnunetv2_hlfd --help` stays fast; `run` imports
 the comparison itself (`deployment.py`). docs/EVALUATION.md describes the command.
@@ -7,43 +7,20 @@ the comparison itself (`deployment.py`). docs/EVALUATION.md describes the comman
 from __future__ import annotations
 
 import argparse
-import shlex
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 from nnunetv2_hlfd.command_options import add_dataset_and_configuration
-from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_PLANS, DEFAULT_REPETITIONS, DEFAULT_TEACHER
-
-DEFAULT_STUDENT = "nnUNetTrainerHLFD"
-DEFAULT_STUDENT_FOLD = "all"  # the deployment student: distilled from the fold ensemble on every training case
-DEVICES = ("cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class DeploymentSettings:
-    dataset: str
-    configuration: str
-    test_images: Path
-    test_labels: Path
-    plans: str = DEFAULT_PLANS
-    teacher: str = DEFAULT_TEACHER
-    teacher_folds: tuple[int | str, ...] = ALL_FOLDS
-    student: str = DEFAULT_STUDENT
-    student_fold: int | str = DEFAULT_STUDENT_FOLD
-    device: str | None = None  # None: cuda where torch sees a GPU, else cpu
-    repetitions: int = DEFAULT_REPETITIONS
-    output: Path | None = None
-    overwrite: bool = False
-
-    def command_line(self) -> str:
-        """The command with every option spelled out, so a report says exactly what ran."""
-        words = ["nnunetv2_hlfd", "deployment", "-d", self.dataset, "-c", self.configuration]
-        words += ["-i", str(self.test_images), "-l", str(self.test_labels), "-p", self.plans]
-        words += ["--teacher", self.teacher, "--teacher-folds", *map(str, self.teacher_folds)]
-        words += ["--student", self.student, "--student-fold", str(self.student_fold)]
-        words += [*(["--device", self.device] if self.device else []), "--repetitions", str(self.repetitions)]
-        words += [*(["-o", str(self.output)] if self.output else []), *(["--overwrite"] if self.overwrite else [])]
-        return shlex.join(words)
+from nnunetv2_hlfd.evaluation.settings import (
+    ALL_FOLDS,
+    DEFAULT_PLANS,
+    DEFAULT_REPETITIONS,
+    DEFAULT_STUDENT,
+    DEFAULT_STUDENT_FOLD,
+    DEFAULT_TEACHER,
+    DEVICES,
+    DeploymentSettings,
+)
 
 
 def fold(value: str) -> int | str:

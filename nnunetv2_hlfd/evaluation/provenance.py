@@ -4,6 +4,7 @@ the report and speed.csv, so a reader can tell two runs apart."""
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -23,6 +24,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cores_available() -> int:
+    """The CPU cores this process may run on (its affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def hardware_name(device: torch.device) -> str:
@@ -68,16 +74,10 @@ def provenance(splits_file: Path) -> dict:
     """Machine, software and split of a run."""
     return {
         "cpu": cpu_model(),
-        "cpu_count": _cpu_count(),
+        "cpu_count": cores_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
         "torch_threads": torch.get_num_threads(),
         "versions": software_versions(),
         "nnunetv2_hlfd_commit": source_commit(),
         "splits_final_sha256": file_sha256(splits_file),
     }
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

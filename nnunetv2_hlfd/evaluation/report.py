@@ -30,6 +30,7 @@ from nnunetv2_hlfd.evaluation.statistics import (
     write_per_case_csv,
     write_per_case_json,
 )
+from nnunetv2_hlfd.markdown import markdown_table
 
 # Shown in percent, as the paper's tables do.
 PAPER_LAYOUT_METRICS = (("DSC (%)", "dsc"), ("RVD (%)", "rvd"))
@@ -104,10 +105,6 @@ def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) 
     return "n/a" if row is None else format_p_value(float(row["p_holm"]))
 
 
-def markdown_row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def render_markdown_table(
     summary: pd.DataFrame,
     columns: Sequence[TableColumn],
@@ -128,13 +125,13 @@ def render_markdown_table(
     headers = ["Trainer", *(column.header for column in columns)]
     if comparisons is not None:
         headers += [f"p ({column.header})" for column in columns]
-    lines = [markdown_row(headers), markdown_row(["---"] * len(headers))]
+    rows = []
     for trainer in trainers:
         cells = [trainer, *(_mean_std_cell(summary, trainer, column, spread) for column in columns)]
         if comparisons is not None:
             cells += [_p_value_cell(comparisons, trainer, column) for column in columns]
-        lines.append(markdown_row(cells))
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(headers, rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -237,11 +234,8 @@ def format_cell(column: str, value) -> str:
 
 
 def frame_to_markdown(frame: pd.DataFrame, format_value: Callable[[str, object], str] = format_cell) -> str:
-    lines = [markdown_row(list(frame.columns)), markdown_row(["---"] * len(frame.columns))]
-    lines += [
-        markdown_row([format_value(column, row[column]) for column in frame.columns]) for _, row in frame.iterrows()
-    ]
-    return "\n".join(lines) + "\n"
+    rows = ([format_value(column, row[column]) for column in frame.columns] for _, row in frame.iterrows())
+    return markdown_table(list(frame.columns), rows) + "\n"
 
 
 def results_table(results: BenchmarkResults, spread: str = "cases") -> str:

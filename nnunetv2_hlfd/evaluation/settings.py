@@ -1,8 +1,10 @@
-"""The benchmark's settings and their defaults: stdlib only, so every module of the benchmark (and the
-command line, whose `--help` must stay fast) can import them without importing each other."""
+"""The settings of the benchmark and of the deployment comparison, and their defaults: stdlib only, so
+every module of either (and the command line, whose `--help` must stay fast) can import them without
+importing each other."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,9 @@ EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
 DEFAULT_TOLERANCE_MM = 1.0
 DEFAULT_REPETITIONS = 3
 DEFAULT_VOLUME_CASES = 3
+DEFAULT_STUDENT = "nnUNetTrainerHLFD"
+DEFAULT_STUDENT_FOLD = "all"  # the deployment student: distilled from the fold ensemble on every training case
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,30 @@ class BenchmarkSettings:
     volume_cases: int = DEFAULT_VOLUME_CASES
     devices: tuple[str, ...] | None = None  # None: the CPU, and the GPU where torch sees one
     num_processes: int | None = None  # None: nnU-Net's default process count, at most the CPUs
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    dataset: str
+    configuration: str
+    test_images: Path
+    test_labels: Path
+    plans: str = DEFAULT_PLANS
+    teacher: str = DEFAULT_TEACHER
+    teacher_folds: tuple[int | str, ...] = ALL_FOLDS
+    student: str = DEFAULT_STUDENT
+    student_fold: int | str = DEFAULT_STUDENT_FOLD
+    device: str | None = None  # None: cuda where torch sees a GPU, else cpu
+    repetitions: int = DEFAULT_REPETITIONS
+    output: Path | None = None
+    overwrite: bool = False
+
+    def command_line(self) -> str:
+        """The command with every option spelled out, so a report says exactly what ran."""
+        words = ["nnunetv2_hlfd", "deployment", "-d", self.dataset, "-c", self.configuration]
+        words += ["-i", str(self.test_images), "-l", str(self.test_labels), "-p", self.plans]
+        words += ["--teacher", self.teacher, "--teacher-folds", *map(str, self.teacher_folds)]
+        words += ["--student", self.student, "--student-fold", str(self.student_fold)]
+        words += [*(["--device", self.device] if self.device else []), "--repetitions", str(self.repetitions)]
+        words += [*(["-o", str(self.output)] if self.output else []), *(["--overwrite"] if self.overwrite else [])]
+        return shlex.join(words)

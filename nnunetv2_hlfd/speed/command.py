@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import platform
-
 CONFIGURATIONS = ("2d", "3d_fullres")
 PLANNER_NAMES = ("default", "ResEncL")
 
@@ -65,7 +63,7 @@ def run(args) -> None:
 
     from nnunetv2_hlfd.speed.report import markdown_report
     from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting
-    from nnunetv2_hlfd.timing import torch_threads
+    from nnunetv2_hlfd.timing import default_device, torch_threads
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
@@ -76,7 +74,7 @@ def run(args) -> None:
         raise ValueError(
             f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown else "--methods names no method"
         )
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device or default_device())
     with torch_threads(args.threads):
         print(describe_machine(device))
         results = []
@@ -92,12 +90,9 @@ def run(args) -> None:
 
 
 def describe_machine(device) -> str:
-    from importlib.metadata import version
-
     import torch
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return (
-        f"device {device.type} ({name}), {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"nnunetv2 {version('nnunetv2')}, python {platform.python_version()}"
-    )
+    from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions
+
+    versions = ", ".join(f"{name} {version}" for name, version in software_versions().items())
+    return f"device {device.type} ({hardware_name(device)}), {torch.get_num_threads()} torch threads, {versions}"

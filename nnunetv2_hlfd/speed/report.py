@@ -6,7 +6,7 @@ import dataclasses
 
 from nnunetv2_hlfd.speed.step_time import PRECISION_TOLERANCE, ROTATION, SettingResult
 
-# Issue 6's targets: the distillation step within 1.10x (student step + teacher forward),
+# The targets: the distillation step within 1.10x (student step + teacher forward),
 # and the terms with their adapters at most 5% of the distillation step.
 BOUND_TARGET = 1.10
 TERMS_SHARE_TARGET = 0.05

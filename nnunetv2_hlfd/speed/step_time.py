@@ -214,8 +214,7 @@ def lever_times(
     steps: int,
 ) -> dict[str, Measurement]:
     """The levers in rounds of their own, beside the student step and teacher forward they are compared
-    with: sharing the steps' rounds, a lever's extra teacher copy slowed the 3d_fullres ResEnc-L HLFD
-    step on the CPU by 11%."""
+    with: in the steps' rounds, a lever's extra teacher copy would slow the steps it shares them with."""
     if not levers:
         return {}
     references = {name: measured[name] for name in ("student step", "teacher forward")}

@@ -12,8 +12,9 @@ from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd import cli
 from nnunetv2_hlfd.evaluation.deployment import DeploymentError, run_deployment
-from nnunetv2_hlfd.evaluation.deployment_command import DeploymentSettings
 from nnunetv2_hlfd.evaluation.provenance import cpu_model
+from nnunetv2_hlfd.evaluation.settings import DeploymentSettings
+from nnunetv2_hlfd.output_folder import staged
 from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
 
 pytestmark = pytest.mark.integration  # trains a student and predicts with nnU-Net
@@ -79,9 +80,10 @@ def deployment_output(teacher_2d, student_2d, held_out) -> Path:
     what an earlier run left (its deployment.json, a prediction of another case, a note of the user's)."""
     images, labels = held_out
     output = default_output()
-    (output / "predictions" / FOLDERS[0]).mkdir(parents=True)
-    (output / "predictions" / FOLDERS[0] / "earlier_case.nii.gz").write_bytes(b"an earlier run's prediction")
-    (output / "deployment.json").write_text(json.dumps({"configurations": []}))
+    with staged(output, "deployment") as earlier:
+        (earlier / "predictions" / FOLDERS[0]).mkdir(parents=True)
+        (earlier / "predictions" / FOLDERS[0] / "earlier_case.nii.gz").write_bytes(b"an earlier run's prediction")
+        (earlier / "deployment.json").write_text(json.dumps({"configurations": []}))
     (output / "notes.txt").write_text("written after the earlier run")
     cli.main(
         ["deployment", "-d", str(DATASET_ID), "-c", "2d", "-i", str(images), "-l", str(labels)]
@@ -179,7 +181,7 @@ def test_unpaired_and_misnamed_test_files_are_refused_at_once(student_2d, genera
     assert not (tmp_path / "out").exists()
 
 
-def test_an_empty_test_folder_is_refused_with_exit_status_1(teacher_2d, tmp_path, capsys):
+def test_an_empty_test_folder_is_refused_with_exit_status_2(teacher_2d, tmp_path, capsys):
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     with pytest.raises(SystemExit) as exit_status:
@@ -188,7 +190,7 @@ def test_an_empty_test_folder_is_refused_with_exit_status_1(teacher_2d, tmp_path
             + ["-l", str(tmp_path / "labels"), "--teacher-folds", "0", "--student", "nnUNetTrainer"]
             + ["--student-fold", "0", "-o", str(tmp_path / "out")]
         )
-    assert exit_status.value.code == 1
+    assert exit_status.value.code == 2
     error = capsys.readouterr().err
     assert f"{tmp_path / 'images'} holds no test images (<case>_0000.nii.gz)" in error
     assert "Traceback" not in error
@@ -231,5 +233,5 @@ def test_overwrite_never_replaces_a_folder_this_command_did_not_write(student_2d
     output.mkdir()
     (output / "thesis.tex").write_text(r"\documentclass{book}")
     error = refusal(*held_out, output, overwrite=True)
-    assert "holds no deployment.json" in str(error) and "not even with --overwrite" in str(error)
+    assert "was not written by nnunetv2_hlfd deployment" in str(error) and "not even with --overwrite" in str(error)
     assert (output / "thesis.tex").read_text() == r"\documentclass{book}"

@@ -2,14 +2,18 @@
 stays fast and the benchmark's modules share settings without importing each other; the evaluation
 modules nothing of training, so measuring a trained model never builds the trainers."""
 
+import ast
 import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import nnunetv2_hlfd.evaluation
+
+EVALUATION = Path(nnunetv2_hlfd.evaluation.__path__[0])
 
 HEAVY = ("torch", "pandas", "numpy", "nnunetv2", "monai", "SimpleITK")
 TRAINING = ("nnunetv2_hlfd.training", "nnunetv2_hlfd.distillation", "nnunetv2_hlfd.speed")
@@ -46,3 +50,32 @@ def test_option_modules_import_no_heavy_library(module):
 def test_evaluation_modules_import_nothing_of_training(module):
     training = sorted(name for name in modules_loaded_by(module) if name.startswith(TRAINING))
     assert not training, f"{module} imports {training}"
+
+
+def imported_evaluation_modules(path: Path) -> set[str]:
+    """The sibling modules of evaluation/ that the module at `path` imports, at any depth of its code."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "nnunetv2_hlfd.evaluation":
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnunetv2_hlfd.evaluation."):
+            names.add(node.module.split(".")[2])
+    return names
+
+
+def test_evaluation_modules_import_each_other_without_a_cycle():
+    imports = {path.stem: imported_evaluation_modules(path) for path in EVALUATION.glob("*.py")}
+    finished, on_path = set(), []
+
+    def visit(module):
+        assert module not in on_path, f"import cycle: {' -> '.join([*on_path[on_path.index(module) :], module])}"
+        if module in finished:
+            return
+        on_path.append(module)
+        for imported in imports.get(module, ()):
+            visit(imported)
+        on_path.pop()
+        finished.add(module)
+
+    for module in imports:
+        visit(module)
