@@ -73,10 +73,10 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     for sub in ("logs", "locks"):
         (output / sub).mkdir(parents=True, exist_ok=True)
     variants = output / "trainers"
-    environment["nnUNet_extTrainer"] = trainer_path(variants if settings.shortened else None)
+    environment["nnUNet_extTrainer"] = trainer_path(variants if settings.has_variants else None)
     ensure_preprocessed(settings, dataset, environment, output / "logs" / "plan_and_preprocess.log")
-    if settings.shortened:
-        write_variants_module(variants, list(settings.trainers), settings.epochs, settings.iterations)
+    if settings.has_variants:
+        write_variants_module(variants, settings)
     check_trainers_found(settings, environment)
 
     started = time.time()
@@ -85,7 +85,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     progress = StudyProgress(graph, output / "status.json", workers=len(slots), show=show_progress)
     jobs = {}
     for training in graph:
-        folder = fold_folder(results, settings, training.trainer, training.fold)
+        folder = fold_folder(results, settings, training.trainer, training.fold, training.seed)
         if is_finished(folder, settings.needs_probabilities):
             progress.mark_done_before(training.key)
             continue
@@ -252,7 +252,8 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
     with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
         for trainer in settings.trainers:
             try:
-                find_trainer_class(settings.run_name(trainer))
+                seed = settings.teacher_seed if trainer == settings.teacher else settings.student_seeds[0]
+                find_trainer_class(settings.run_name(trainer, seed))
             except RuntimeError:
                 missing.append(trainer)
     if missing:
@@ -299,8 +300,10 @@ def make_backend(settings: StudySettings, slots: list[Slot], output: Path):
 
 
 def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, str], output: Path, log: Path) -> None:
-    """`nnunetv2_hlfd benchmark` over the grid, the plain student as the reference where it is in the grid."""
+    """`nnunetv2_hlfd benchmark` over the grid (its first repeat: the run-level analysis covers every repeat),
+    the plain student as the reference where it is in the grid."""
     reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
+    seed = settings.student_seeds[0]
     command = [
         sys.executable,
         "-m",
@@ -313,13 +316,14 @@ def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, 
         "-p",
         settings.plans,
         "-tr",
-        *[settings.run_name(t) for t in settings.trainers],
+        settings.teacher_run_name(),
+        *[settings.run_name(t, seed) for t in settings.students],
         "-f",
         *map(str, settings.folds),
         "--reference",
-        settings.run_name(reference),
+        settings.run_name(reference, seed),
         "--teacher",
-        settings.run_name(settings.teacher),
+        settings.teacher_run_name(),
         "--protocol",
         settings.protocol,
         "-o",
