@@ -111,6 +111,7 @@ def write_study_md(
     benchmark_folder: Path | None,
     total_wall_s: float,
     command: str | None,
+    runs_text: str | None = None,
 ) -> None:
     length = (
         f"{settings.epochs} epochs x {settings.iterations} iterations (length variants "
@@ -171,6 +172,8 @@ def write_study_md(
         lines += ["## Results", "", about, "", format_table(table), ""]
     elif benchmark_folder:
         lines += ["## Results", "", f"See [the benchmark's report]({benchmark_folder.name}/report.md).", ""]
+    if runs_text:
+        lines += [runs_text]
     path.write_text("\n".join(lines))
 
 

@@ -117,6 +117,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         backend.close()
         progress.close()
     unfinished = {k: r for k, r in progress.records.items() if r.state in (FAILED, BLOCKED)}
+    runs_text = run_evidence(output, settings, results, dataset, environment)
     benchmark = None
     study_md = output / "study.md"
     if not unfinished and settings.benchmark:
@@ -124,9 +125,11 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         try:
             run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")
         except RuntimeError:  # the trainings are done: study.md still records them
-            write_study_md(study_md, settings, dataset, progress.records, None, time.time() - started, command)
+            write_study_md(
+                study_md, settings, dataset, progress.records, None, time.time() - started, command, runs_text
+            )
             raise
-    write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command)
+    write_study_md(study_md, settings, dataset, progress.records, benchmark, time.time() - started, command, runs_text)
     if unfinished:
         lines = [
             f"{key}: {record.state}"
@@ -141,6 +144,18 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
             f"{sum(r.state == DONE for r in progress.records.values())} finished ones are kept."
         )
     return StudyRun(output, dataset, benchmark, study_md)
+
+
+def run_evidence(
+    output: Path, settings: StudySettings, results: Path, dataset: str, environment: dict[str, str]
+) -> str | None:
+    """The runs' table, run-level statistics and learning curves (study/run_report.py), from what finished."""
+    import json
+
+    from nnunetv2_hlfd.study.run_report import write_run_evidence
+
+    dataset_json = json.loads((Path(environment["nnUNet_preprocessed"]) / dataset / "dataset.json").read_text())
+    return write_run_evidence(output, settings, results, dataset_json)
 
 
 def nnunet_environment(settings: StudySettings) -> dict[str, str]:

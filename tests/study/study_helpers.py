@@ -22,6 +22,8 @@ def fake_nnunet(tmp_path: Path, monkeypatch) -> Path:
     (preprocessed / "nnUNetPlans_2d" / "case_000.b2nd").write_text("data")
     plans = {"configurations": {"2d": {"data_identifier": "nnUNetPlans_2d"}}}
     (preprocessed / "nnUNetPlans.json").write_text(json.dumps(plans))
+    labels = {"background": 0, "kidney": 1, "tumor": 2}
+    (preprocessed / "dataset.json").write_text(json.dumps({"labels": labels, "file_ending": ".nii.gz"}))
     monkeypatch.setenv("PATH", f"{FAKE_NNUNET}:{__import__('os').environ['PATH']}")
     calls = tmp_path / "calls.jsonl"
     monkeypatch.setenv("FAKE_NNUNET_CALLS", str(calls))

@@ -327,3 +327,16 @@ def test_bad_seeds_are_refused_before_anything_runs(calls, seeds, message):
     with pytest.raises(ValueError, match=message):
         run_study(fake_settings(seeds=seeds), show_progress=False)
     assert not calls.exists()
+
+
+def test_a_replicated_study_writes_its_runs_curves_and_run_level_tests(calls, monkeypatch):
+    monkeypatch.setenv("FAKE_NNUNET_TUMOUR_DICE", "nnUNetTrainerHLFD=0.6")
+    run = run_study(fake_settings(folds=(0, 1), seeds=(0, 1, 2)), show_progress=False)
+    rows = (run.output / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 2 * 2 * 3  # header, two teachers, two students x two folds x three seeds
+    assert "nnUNetTrainerHLFD,1,2,0.9000,0.6000,1," in rows[-1]
+    study_md = run.study_md.read_text()
+    # HLFD better in all six (fold, seed) pairs: the exact one-sided permutation p is 1/64, Fisher's 6/6 vs 0/6
+    assert "| primary | HLFD | final tumor DSC | greater | 6 | 0.600 | 0.000 | 0.0156 |" in study_md
+    assert "| primary | HLFD | onset (tumor pseudo-Dice >= 0.2) | greater | 6 | 6/6 | 0/6 | 0.00108 |" in study_md
+    assert (run.output / "learning_curves.png").stat().st_size > 10_000

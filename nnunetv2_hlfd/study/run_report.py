@@ -1,0 +1,168 @@
+"""What a study writes about its runs: runs.csv, runs.md (run-level and case-level statistics) and the
+learning-curve figure (median and range of the pseudo-Dice over the runs of each variant)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib import style
+from matplotlib.figure import Figure
+
+from nnunetv2_hlfd.markdown import markdown_table
+from nnunetv2_hlfd.study.grid import StudySettings
+from nnunetv2_hlfd.study.runs import ONSET_THRESHOLD, Run, RunComparison
+
+DPI = 120
+NNUNET_ITERATIONS_PER_EPOCH = 250  # nnUNetTrainer's own, for a study at the trainers' own length
+
+
+def iterations_per_epoch(settings: StudySettings) -> int:
+    return settings.iterations or NNUNET_ITERATIONS_PER_EPOCH
+
+
+def short_name(variant: str) -> str:
+    return variant.removeprefix("nnUNetTrainer").removeprefix("_") or "teacher"
+
+
+def write_runs_csv(path: Path, runs: list[Run], classes: list[str], tumour: str) -> Path:
+    index = classes.index(tumour)
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(
+            ["variant", "fold", "seed", *[f"final_dsc_{c}" for c in classes], "onset_epoch", f"{tumour}_curve_area"]
+        )
+        for run in runs:
+            onset = run.curve.onset(index, ONSET_THRESHOLD) if run.curve else None
+            area = run.curve.area(index) if run.curve else math.nan
+            writer.writerow(
+                [run.variant, run.fold, "" if run.seed is None else run.seed]
+                + [f"{run.final_dsc[c]:.4f}" for c in classes]
+                + ["" if onset is None else onset, f"{area:.4f}"]
+            )
+    return path
+
+
+def learning_curve_figure(
+    path: Path, runs: list[Run], classes: list[str], tumour: str, settings: StudySettings
+) -> Path | None:
+    """One panel per class (the tumour first): pseudo-Dice against iteration, median line and min-max band
+    over each variant's runs; None when no run has a curve."""
+    with_curves = [r for r in runs if r.curve is not None]
+    if not with_curves:
+        return None
+    per_epoch = iterations_per_epoch(settings)
+    ordered = [tumour] + [c for c in classes if c != tumour]
+    variants = list(dict.fromkeys(r.variant for r in with_curves))
+    with style.context("default"):
+        figure = Figure(figsize=(6.0 * len(ordered), 4.6), layout="constrained")
+        axes = figure.subplots(1, len(ordered), squeeze=False)[0]
+        for axis, class_name in zip(axes, ordered):
+            index = classes.index(class_name)
+            for colour, variant in zip(_colours(len(variants)), variants):
+                curves = [r.curve.class_curve(index) for r in with_curves if r.variant == variant]
+                epochs = min(len(c) for c in curves)
+                values = np.array([c[:epochs] for c in curves], dtype=float)
+                x = (np.arange(epochs) + 1) * per_epoch
+                label = f"{short_name(variant)} (n = {len(curves)} run{'s' if len(curves) > 1 else ''})"
+                with np.errstate(all="ignore"):
+                    axis.plot(x, np.nanmedian(values, axis=0), color=colour, label=label, linewidth=1.8)
+                    axis.fill_between(x, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=colour, alpha=0.15)
+            axis.set_xlabel("training iteration")
+            axis.set_ylabel(f"{class_name} pseudo-Dice (validation patches)")
+            axis.set_ylim(-0.02, 1.02)
+            axis.grid(alpha=0.3)
+            axis.set_title(f"{class_name}: median and range over runs")
+        if ONSET_THRESHOLD:
+            axes[0].axhline(ONSET_THRESHOLD, color="grey", linestyle=":", linewidth=1, label="onset threshold")
+        axes[0].legend(loc="upper left", fontsize="small")
+        figure.suptitle("nnU-Net's per-epoch pseudo-Dice, per variant (line: median, band: min to max)")
+        figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    return [colormaps["tab10"](i % 10) for i in range(n)]
+
+
+def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str], settings: StudySettings) -> str:
+    tumour, index = comparison.tumour, classes.index(comparison.tumour)
+    per_epoch = iterations_per_epoch(settings)
+    lines = [
+        "## Runs",
+        "",
+        "One row per training (variant, fold, seed): nnU-Net's final validation DSC (validation/summary.json, "
+        f"mean over the fold's cases), the onset (first epoch whose {tumour} pseudo-Dice is at least "
+        f"{ONSET_THRESHOLD}; epochs of {per_epoch} iterations) and the {tumour} curve area (mean pseudo-Dice "
+        "over the epochs). Every value is in runs.csv.",
+        "",
+    ]
+    header = ["variant", "fold", "seed", *[f"DSC {c}" for c in classes], "onset (epoch)", f"{tumour} curve area"]
+    rows = []
+    for run in runs:
+        onset = run.curve.onset(index, ONSET_THRESHOLD) if run.curve else None
+        rows.append(
+            [short_name(run.variant), run.fold, "-" if run.seed is None else run.seed]
+            + [f"{run.final_dsc[c]:.3f}" for c in classes]
+            + ["none" if onset is None else onset, f"{run.curve.area(index):.3f}" if run.curve else "n/a"]
+        )
+    lines += [markdown_table(header, rows), ""]
+    lines += [
+        "## Run-level statistics",
+        "",
+        f"Each student against {short_name(comparison.reference)} (the same student without distillation), "
+        "the unit being the run: onset counts with Fisher's exact test; final DSC and curve area with an exact "
+        "paired sign-flip permutation test over the (fold, seed) pairs. One-sided (student better) for the "
+        f"{tumour} endpoints, two-sided for the others. Holm within each family.",
+        "",
+    ]
+    header = ["family", "student", "endpoint", "alternative", "n", "student", "reference", "p", "p (Holm)"]
+    rows = [
+        [t.family, short_name(t.student), t.endpoint, t.alternative, t.n, t.student_value, t.reference_value]
+        + [_p(t.p_value), _p(t.p_holm)]
+        for t in comparison.tests
+    ]
+    lines += [markdown_table(header, rows), ""]
+    trainings = len({(r.fold, r.seed) for r in runs if r.variant == comparison.reference})
+    lines += [
+        "## Case-level statistics (descriptive)",
+        "",
+        "Each validation case's DSC averaged over the variant's repeats, paired with the reference's, Wilcoxon "
+        f"signed-rank over the cases (two-sided, no correction). These cases come from {trainings} training(s) "
+        "per variant: a case-level p-value says how consistently the cases differ, not how a new training of "
+        "the method would do.",
+        "",
+    ]
+    header = ["student", "class", "cases", "mean difference", "p"]
+    rows = [
+        [short_name(r["student"]), r["class"], r["cases"], f"{r['mean_difference']:+.3f}", _p(r["p_value"])]
+        for r in comparison.case_level
+    ]
+    lines += [markdown_table(header, rows), ""]
+    return "\n".join(lines)
+
+
+def _p(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
+
+
+def write_run_evidence(output: Path, settings: StudySettings, results: Path, dataset_json: dict) -> str | None:
+    """runs.csv, learning_curves.png and the runs' Markdown (returned, for study.md); None without runs."""
+    from nnunetv2_hlfd.study.runs import collect_runs, compare_runs, foreground_classes
+
+    classes = foreground_classes(dataset_json)
+    runs = collect_runs(results, settings, dataset_json)
+    if not runs:
+        return None
+    students = [r for r in runs if r.variant != settings.teacher]
+    comparison = compare_runs(students, settings, classes)
+    write_runs_csv(output / "runs.csv", runs, classes, comparison.tumour)
+    figure = learning_curve_figure(output / "learning_curves.png", runs, classes, comparison.tumour, settings)
+    text = runs_markdown(runs, comparison, classes, settings)
+    if figure is not None:
+        text += f"\n![Learning curves per variant]({figure.name})\n"
+    return text

@@ -1,0 +1,274 @@
+"""A study's runs and the statistics whose unit is the run: one training of one variant on one fold and seed.
+
+A claim about a training method is a claim about trainings, so beside the benchmark's case-level tests this
+module compares the students with the plain student run by run, from nnU-Net's own records of each run: the
+final validation DSC per class (fold_X/validation/summary.json) and the learning curve (the training logs,
+study/curves.py). Per student against the reference:
+
+- onset counts (runs whose tumour pseudo-Dice reaches ONSET_THRESHOLD in some epoch), Fisher's exact test;
+- final tumour DSC and tumour curve area, exact paired sign-flip permutation tests over the (fold, seed) pairs;
+- the other classes' final DSC, the same test, two-sided.
+
+Holm within pre-declared families: the primary student's three tumour tests; the other students' final tumour
+DSC; every class's final DSC outside the tumour. Beside them, case-level: each validation case's DSC averaged
+over the repeats, paired Wilcoxon over cases (descriptive).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import fisher_exact
+
+from nnunetv2_hlfd.evaluation.statistics import holm_adjust, paired_wilcoxon
+from nnunetv2_hlfd.study.curves import LearningCurve, read_learning_curve
+from nnunetv2_hlfd.study.grid import PLAIN_STUDENT, StudySettings, fold_folder, study_graph
+
+__all__ = ["ONSET_THRESHOLD", "Run", "RunComparison", "collect_runs", "compare_runs", "paired_permutation_p"]
+
+ONSET_THRESHOLD = 0.2  # tumour pseudo-Dice that counts as "started on the tumours"
+PRIMARY_STUDENT = "nnUNetTrainerHLFD"
+EXACT_PERMUTATION_PAIRS = 20  # up to 2^20 sign patterns enumerated; beyond, a seeded Monte Carlo sample
+MONTE_CARLO_PATTERNS = 200_000
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str  # the trainer as the study names it (nnUNetTrainerHLFD)
+    fold: int
+    seed: int | None
+    final_dsc: dict[str, float]  # class name -> nnU-Net's mean validation Dice
+    case_dsc: dict[str, dict[str, float]]  # case -> class name -> Dice
+    curve: LearningCurve | None
+
+
+@dataclass(frozen=True)
+class Test:
+    family: str
+    student: str
+    endpoint: str
+    alternative: str
+    n: int  # runs per arm (onset) or pairs
+    student_value: str
+    reference_value: str
+    p_value: float
+    p_holm: float = math.nan
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    reference: str
+    tumour: str
+    tests: list[Test] = field(default_factory=list)
+    case_level: list[dict] = field(default_factory=list)
+
+
+def foreground_classes(dataset_json: dict) -> list[str]:
+    """Foreground label names in label order: the order of nnU-Net's pseudo-Dice list."""
+    labels = {name: value for name, value in dataset_json["labels"].items() if name != "background"}
+    return sorted(labels, key=lambda name: labels[name] if isinstance(labels[name], int) else max(labels[name]))
+
+
+def tumour_class(classes: list[str]) -> str:
+    """The class named like a tumour (tumor, tumour, lesion), else the last foreground class."""
+    return next((c for c in classes if c.lower().startswith(("tumo", "lesion"))), classes[-1])
+
+
+def read_summary(folder: Path, classes: list[str], label_values: dict[str, str]) -> tuple[dict, dict]:
+    """nnU-Net's validation summary of a fold: mean Dice per class and Dice per case and class."""
+    summary = json.loads((folder / "validation" / "summary.json").read_text())
+    final = {name: float(summary["mean"][label_values[name]]["Dice"]) for name in classes}
+    per_case = {}
+    for entry in summary["metric_per_case"]:
+        case = Path(entry["reference_file"]).name.split(".")[0]
+        per_case[case] = {name: float(entry["metrics"][label_values[name]]["Dice"]) for name in classes}
+    return final, per_case
+
+
+def collect_runs(results: Path, settings: StudySettings, dataset_json: dict) -> list[Run]:
+    """Every finished run of the study's grid, teacher included; unfinished runs are left out."""
+    classes = foreground_classes(dataset_json)
+    label_values = {name: str(dataset_json["labels"][name]) for name in classes}
+    runs = []
+    for training in study_graph(settings):
+        folder = fold_folder(results, settings, training.trainer, training.fold, training.seed)
+        if not (folder / "validation" / "summary.json").is_file():
+            continue
+        final, per_case = read_summary(folder, classes, label_values)
+        try:
+            curve = read_learning_curve(folder)
+        except ValueError:
+            curve = None
+        runs.append(Run(training.trainer, training.fold, training.seed, final, per_case, curve))
+    return runs
+
+
+def paired_permutation_p(differences, alternative: str = "greater") -> float:
+    """Exact sign-flip permutation test of paired differences (mean zero under the null); NaN pairs left out.
+
+    alternative "greater": the probability, over all 2^n sign patterns, of a sum at least the observed one;
+    "two-sided": of an absolute sum at least the observed absolute sum. n = 0 gives p = 1.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if not d.size:
+        return 1.0
+    if d.size <= EXACT_PERMUTATION_PAIRS:
+        patterns = ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1).astype(np.int8) * 2 - 1
+    else:
+        patterns = np.random.default_rng(0).choice(np.array([-1, 1], dtype=np.int8), (MONTE_CARLO_PATTERNS, d.size))
+    sums = patterns @ d
+    observed = d.sum()
+    tolerance = 1e-12 * max(1.0, float(np.abs(d).sum()))
+    if alternative == "greater":
+        return float(np.mean(sums >= observed - tolerance))
+    if alternative == "two-sided":
+        return float(np.mean(np.abs(sums) >= abs(observed) - tolerance))
+    raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
+
+
+def _paired(runs: list[Run], student: str, reference: str, value) -> list[float]:
+    by_key = {(r.variant, r.fold, r.seed): r for r in runs}
+    pairs = []
+    for run in runs:
+        if run.variant == student and (partner := by_key.get((reference, run.fold, run.seed))):
+            pairs.append(value(run) - value(partner))
+    return pairs
+
+
+def compare_runs(runs: list[Run], settings: StudySettings, classes: list[str]) -> RunComparison:
+    reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
+    students = [s for s in settings.students if s != reference]
+    primary = PRIMARY_STUDENT if PRIMARY_STUDENT in students else (students[0] if students else None)
+    tumour = tumour_class(classes)
+    index = classes.index(tumour)
+    tests = []
+
+    def arm(name: str) -> list[Run]:
+        return [r for r in runs if r.variant == name]
+
+    for student in students:
+        family = "primary" if student == primary else "secondary: final tumour DSC"
+        final = _paired(runs, student, reference, lambda r: r.final_dsc[tumour])
+        if student == primary:
+            started = [
+                sum(r.curve is not None and r.curve.onset(index, ONSET_THRESHOLD) is not None for r in arm(n))
+                for n in (student, reference)
+            ]
+            counts = [len(arm(student)), len(arm(reference))]
+            table = [[started[0], counts[0] - started[0]], [started[1], counts[1] - started[1]]]
+            p = fisher_exact(table, alternative="greater").pvalue if min(counts) else math.nan
+            tests.append(
+                Test(
+                    family,
+                    student,
+                    f"onset ({tumour} pseudo-Dice >= {ONSET_THRESHOLD})",
+                    "greater",
+                    min(counts),
+                    f"{started[0]}/{counts[0]}",
+                    f"{started[1]}/{counts[1]}",
+                    float(p),
+                )
+            )
+        tests.append(
+            _mean_test(
+                family,
+                student,
+                f"final {tumour} DSC",
+                final,
+                arm(student),
+                arm(reference),
+                lambda r: r.final_dsc[tumour],
+                "greater",
+            )
+        )
+        if student == primary:
+            area = _paired(runs, student, reference, lambda r: r.curve.area(index) if r.curve else math.nan)
+            tests.append(
+                _mean_test(
+                    family,
+                    student,
+                    f"{tumour} curve area",
+                    area,
+                    arm(student),
+                    arm(reference),
+                    lambda r: r.curve.area(index) if r.curve else math.nan,
+                    "greater",
+                )
+            )
+        for other in (c for c in classes if c != tumour):
+            diffs = _paired(runs, student, reference, lambda r, c=other: r.final_dsc[c])
+            tests.append(
+                _mean_test(
+                    f"secondary: final {other} DSC",
+                    student,
+                    f"final {other} DSC",
+                    diffs,
+                    arm(student),
+                    arm(reference),
+                    lambda r, c=other: r.final_dsc[c],
+                    "two-sided",
+                )
+            )
+    tests = _holm_by_family(tests)
+    return RunComparison(reference, tumour, tests, _case_level(runs, students, reference, classes))
+
+
+def _mean_test(family, student, endpoint, differences, student_runs, reference_runs, value, alternative) -> Test:
+    def mean(values):
+        values = [v for v in values if not math.isnan(v)]
+        return f"{np.mean(values):.3f}" if values else "n/a"
+
+    return Test(
+        family,
+        student,
+        endpoint,
+        alternative,
+        len(differences),
+        mean(map(value, student_runs)),
+        mean(map(value, reference_runs)),
+        paired_permutation_p(differences, alternative),
+    )
+
+
+def _holm_by_family(tests: list[Test]) -> list[Test]:
+    adjusted = {}
+    for family in dict.fromkeys(t.family for t in tests):
+        members = [i for i, t in enumerate(tests) if t.family == family]
+        for i, p in zip(members, holm_adjust([tests[i].p_value for i in members])):
+            adjusted[i] = float(p)
+    return [Test(**{**t.__dict__, "p_holm": adjusted[i]}) for i, t in enumerate(tests)]
+
+
+def _case_level(runs: list[Run], students: list[str], reference: str, classes: list[str]) -> list[dict]:
+    """Each case's DSC averaged over a variant's repeats, then paired over cases (Wilcoxon, two-sided)."""
+
+    def case_means(variant: str) -> dict[tuple[int, str], dict[str, float]]:
+        sums: dict[tuple[int, str], list[dict[str, float]]] = {}
+        for run in (r for r in runs if r.variant == variant):
+            for case, values in run.case_dsc.items():
+                sums.setdefault((run.fold, case), []).append(values)
+        return {key: {c: float(np.nanmean([v[c] for v in vs])) for c in classes} for key, vs in sums.items()}
+
+    reference_means = case_means(reference)
+    rows = []
+    for student in students:
+        student_means = case_means(student)
+        common = sorted(set(student_means) & set(reference_means))
+        for class_name in classes:
+            diffs = [student_means[k][class_name] - reference_means[k][class_name] for k in common]
+            test = paired_wilcoxon(diffs)
+            rows.append(
+                {
+                    "student": student,
+                    "class": class_name,
+                    "cases": test.n_pairs,
+                    "mean_difference": test.mean_difference,
+                    "p_value": test.p_value,
+                }
+            )
+    return rows
