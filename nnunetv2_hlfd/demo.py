@@ -13,6 +13,7 @@ where it stopped.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,8 +66,10 @@ def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
 
 
 def study_settings(settings: DemoSettings, folders: dict[str, Path]):
-    from nnunetv2_hlfd.study.grid import StudySettings
+    from nnunetv2_hlfd.study.grid import StudySettings, cores_available
 
+    # the two students train at once, one core each, once the teacher is done
+    workers = min(len(STUDENTS), len(cores_available())) if settings.device == "cpu" else 1
     return StudySettings(
         dataset=str(settings.dataset_id),
         configuration=settings.configuration,
@@ -74,6 +77,8 @@ def study_settings(settings: DemoSettings, folders: dict[str, Path]):
         students=STUDENTS,
         folds=(0,),
         device=settings.device,
+        workers=workers,
+        threads=1 if settings.device == "cpu" else None,
         epochs=settings.epochs,
         iterations=settings.iterations_per_epoch,
         output=settings.workdir / "study",
@@ -99,11 +104,34 @@ def run_demo(settings: DemoSettings, command: str | None = None):
             seed=settings.seed,
             preset=settings.preset,
         )
-    study = run_study(study_settings(settings, folders), command=command)
+    study_plan = study_settings(settings, folders)
+    study = run_study(study_plan, command=command)
     table = results_table(study.benchmark)
     print(
         f"\nValidation Dice per class (fold 0), parameters and inference time per case "
         f"({settings.device}); study: {study.study_md}\n"
     )
     print(format_table(table))
+    comparison = comparison_figure(study_plan, folders, dataset, study.output)
+    print(f"\nA validation slice, ground truth beside each model's prediction: {comparison}")
+    if (study.output / "learning_curves.png").is_file():
+        print(f"Learning curves (pseudo-Dice per epoch, per model): {study.output / 'learning_curves.png'}")
     return table
+
+
+def comparison_figure(study_plan, folders: dict[str, Path], dataset: Path, output: Path) -> Path:
+    """The validation slice of fold 0 with the most tumour: ground truth, teacher, plain and HLFD student."""
+    from nnunetv2_hlfd.study.grid import fold_folder
+    from nnunetv2_hlfd.study.slice_figure import validation_slice_figure
+    from nnunetv2_hlfd.synthetic import TUMOR
+
+    results = folders["nnUNet_results"] / dataset.name
+    plans = json.loads((folders["nnUNet_preprocessed"] / dataset.name / f"{study_plan.plans}.json").read_text())
+    models = {
+        name: fold_folder(results, study_plan, trainer, 0)
+        for name, trainer in zip(("teacher", "plain student", "HLFD student"), (TEACHER, *STUDENTS))
+    }
+    path, _ = validation_slice_figure(
+        output / "validation_slice.png", dataset, models, plans["transpose_forward"][0], TUMOR
+    )
+    return path

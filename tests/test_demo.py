@@ -94,3 +94,8 @@ def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, 
     assert "| DSC kidney | DSC tumor |" in printed and "| parameters |" in printed and "s per case (cpu)" in printed
     study_md = (settings.workdir / "study" / "study.md").read_text()
     assert "## Results" in study_md and "nnUNetTrainerHLFD_1epochs_2iterations" in study_md
+    # the pictures: a validation slice of every model beside the ground truth, and the learning curves
+    for picture in ("validation_slice.png", "learning_curves.png"):
+        assert (settings.workdir / "study" / picture).stat().st_size > 10_000
+        assert str(settings.workdir / "study" / picture) in printed
+    assert "## Runs" in study_md
