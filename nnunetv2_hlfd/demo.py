@@ -66,10 +66,11 @@ def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
 
 
 def study_settings(settings: DemoSettings, folders: dict[str, Path]):
-    from nnunetv2_hlfd.study.grid import StudySettings, cores_available
+    from nnunetv2_hlfd.evaluation.provenance import cores_available
+    from nnunetv2_hlfd.study.grid import StudySettings
 
     # the two students train at once, one core each, once the teacher is done
-    workers = min(len(STUDENTS), len(cores_available())) if settings.device == "cpu" else 1
+    workers = min(len(STUDENTS), cores_available()) if settings.device == "cpu" else 1
     return StudySettings(
         dataset=str(settings.dataset_id),
         configuration=settings.configuration,

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("nnunetv2", "torch", "monai", "numpy", "scipy", "pandas", "SimpleITK", "dynamic_network_architectures")
+PACKAGES = (
+    "nnunetv2_hlfd",
+    "nnunetv2",
+    "torch",
+    "monai",
+    "numpy",
+    "scipy",
+    "pandas",
+    "SimpleITK",
+    "dynamic_network_architectures",
+    "submitit",
+)
 
 
 def cpu_model() -> str:

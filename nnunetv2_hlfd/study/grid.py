@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
+
 DEFAULT_STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD")
-DEFAULT_TEACHER = "nnUNetTrainer"
 PLAIN_STUDENT = "nnUNetTrainerStudent"  # the student without distillation, the benchmark's reference
 ALL_FOLDS = (0, 1, 2, 3, 4)
 
@@ -199,5 +200,6 @@ def default_output(results: Path, settings: StudySettings) -> Path:
     return results / f"hlfd_study_{settings.configuration}"
 
 
-def cores_available() -> list[int]:
+def core_ids() -> list[int]:
+    """The ids of the CPU cores this process may run on, for pinning workers to them."""
     return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

@@ -24,15 +24,11 @@ import numpy as np
 import torch
 
 from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.evaluation.provenance import cores_available
 from nnunetv2_hlfd.study.grid import StudySettings, variant_name
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 
 MODULE_NAME = "hlfd_study_length_variants.py"
-
-
-def process_cores() -> int:
-    """Cores this process may run on (its affinity), not the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def seed_everything(seed: int) -> None:
@@ -82,7 +78,7 @@ def length_variant(
         if save_every is not None:
             self.save_every = save_every
         if threads_from_cores and self.device.type == "cpu":
-            torch.set_num_threads(process_cores())
+            torch.set_num_threads(cores_available())
 
     attributes = {"__init__": __init__}
     if seed is not None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from nnunetv2_hlfd.evaluation.provenance import cores_available, cpu_model, software_versions, source_commit
+from nnunetv2_hlfd.markdown import markdown_table
 from nnunetv2_hlfd.study.grid import StudySettings, Training
 from nnunetv2_hlfd.study.progress import Record
-
-PACKAGES = ("nnunetv2_hlfd", "nnunetv2", "torch", "dynamic-network-architectures", "monai", "submitit")
 
 
 def results_table(benchmark_folder: Path) -> pd.DataFrame | None:
@@ -42,9 +40,7 @@ def format_table(table: pd.DataFrame) -> str:
         return f"{int(value):,}"
 
     header = [_column_title(c) for c in table.columns]
-    rows = [[cell(c, row[c]) for c in table.columns] for _, row in table.iterrows()]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return markdown_table(header, [[cell(c, row[c]) for c in table.columns] for _, row in table.iterrows()])
 
 
 def _column_title(column: str) -> str:
@@ -56,51 +52,13 @@ def _column_title(column: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     import torch
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    import os
-
     return (
-        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical cores, "
+        f"{platform.system()} {platform.release()}, {cpu_model()}, {cores_available()} cores available, "
         f"GPUs: {', '.join(gpus) or 'none'}"
     )
-
-
-def versions() -> str:
-    found = []
-    for package in PACKAGES:
-        try:
-            found.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return f"Python {platform.python_version()}, " + ", ".join(found)
-
-
-def commit() -> str:
-    """The project's git commit, where it runs from a checkout (with -dirty for uncommitted changes)."""
-    here = Path(__file__).resolve().parent
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown (git not found)"
-    return described.stdout.strip() if described.returncode == 0 else "unknown (not a git checkout)"
 
 
 def write_study_md(
@@ -152,8 +110,8 @@ def write_study_md(
         "## Machine and versions",
         "",
         f"- Machine: {machine()}",
-        f"- Versions: {versions()}",
-        f"- Commit: {commit()}",
+        f"- Versions: {', '.join(f'{name} {version}' for name, version in software_versions().items())}",
+        f"- Commit: {source_commit()}",
         f"- Wall time of this run: {total_wall_s / 60:.1f} min",
         "",
         "## Wall time per training (minutes)",

@@ -24,7 +24,7 @@ from nnunetv2_hlfd.study.grid import (
     PLAIN_STUDENT,
     StudySettings,
     check_settings,
-    cores_available,
+    core_ids,
     default_output,
     fold_folder,
     is_finished,
@@ -193,7 +193,7 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
     preprocessed = Path(environment["nnUNet_preprocessed"]) / dataset
     plans_file = preprocessed / f"{settings.plans}.json"
     dataset_id = dataset.removeprefix("Dataset").split("_")[0]
-    processes = str(len(cores_available()))
+    processes = str(len(core_ids()))
     if not plans_file.is_file():
         if settings.plans not in PLANNERS:
             raise ValueError(
@@ -290,7 +290,7 @@ def worker_slots(settings: StudySettings) -> list[Slot]:
         if not gpus:
             raise ValueError("--device cuda but torch sees no GPU; use --device cpu or name GPUs with --gpus")
         return [Slot(gpu=gpu) for gpu in gpus]
-    cores = cores_available()
+    cores = core_ids()
     threads = settings.threads or max(1, len(cores) // settings.workers)
     if settings.workers * threads > len(cores):
         raise ValueError(

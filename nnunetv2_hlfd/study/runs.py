@@ -80,12 +80,18 @@ def tumour_class(classes: list[str]) -> str:
 
 def read_summary(folder: Path, classes: list[str], label_values: dict[str, str]) -> tuple[dict, dict]:
     """nnU-Net's validation summary of a fold: mean Dice per class and Dice per case and class."""
-    summary = json.loads((folder / "validation" / "summary.json").read_text())
-    final = {name: float(summary["mean"][label_values[name]]["Dice"]) for name in classes}
-    per_case = {}
-    for entry in summary["metric_per_case"]:
-        case = Path(entry["reference_file"]).name.split(".")[0]
-        per_case[case] = {name: float(entry["metrics"][label_values[name]]["Dice"]) for name in classes}
+    path = folder / "validation" / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+        final = {name: float(summary["mean"][label_values[name]]["Dice"]) for name in classes}
+        per_case = {}
+        for entry in summary["metric_per_case"]:
+            case = Path(entry["reference_file"]).name.split(".")[0]
+            per_case[case] = {name: float(entry["metrics"][label_values[name]]["Dice"]) for name in classes}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path} is not an nnU-Net validation summary ({error!r}); rerun nnUNetv2_train --val"
+        ) from None
     return final, per_case
 
 
@@ -98,7 +104,10 @@ def collect_runs(results: Path, settings: StudySettings, dataset_json: dict) -> 
         folder = fold_folder(results, settings, training.trainer, training.fold, training.seed)
         if not (folder / "validation" / "summary.json").is_file():
             continue
-        final, per_case = read_summary(folder, classes, label_values)
+        try:
+            final, per_case = read_summary(folder, classes, label_values)
+        except ValueError:  # left out of the run-level record, as an unfinished run is
+            continue
         try:
             curve = read_learning_curve(folder)
         except ValueError:

@@ -153,14 +153,14 @@ def test_a_killed_study_stops_its_training_and_the_rerun_continues_it(calls, tmp
 
 
 def test_cpu_workers_each_get_their_own_cores_and_thread_count(monkeypatch):
-    monkeypatch.setattr("nnunetv2_hlfd.study.runner.cores_available", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr("nnunetv2_hlfd.study.runner.core_ids", lambda: [0, 1, 2, 3])
     slots = worker_slots(fake_settings(workers=2, threads=2))
     assert [slot.cores for slot in slots] == [(0, 1), (2, 3)]
     assert slots[1].environment()["OMP_NUM_THREADS"] == "2"
 
 
 def test_more_threads_than_cores_are_refused_naming_the_numbers(monkeypatch):
-    monkeypatch.setattr("nnunetv2_hlfd.study.runner.cores_available", lambda: [0, 1])
+    monkeypatch.setattr("nnunetv2_hlfd.study.runner.core_ids", lambda: [0, 1])
     with pytest.raises(ValueError, match=r"--workers 2 x --threads 2 = 4 threads, more than the 2 cores"):
         worker_slots(fake_settings(workers=2, threads=2))
 
