@@ -46,6 +46,7 @@ from nnunetv2_hlfd.evaluation import model_folders
 from nnunetv2_hlfd.evaluation.held_out import HeldOutSet, check_label_grid
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, ModelFolder
 from nnunetv2_hlfd.evaluation.provenance import hardware_name
+from nnunetv2_hlfd.evaluation.speed_verdict import MIN_ROUNDS_FOR_A_VERDICT, false_verdict_rate
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
 from nnunetv2_hlfd.model_plans import ModelPlans
 from nnunetv2_hlfd.timing import default_device, peak_memory, time_side_by_side
@@ -56,8 +57,6 @@ MEMORY_MEASURES = {  # both by nnunetv2_hlfd.timing.peak_memory
     "cuda": "peak of torch.cuda.max_memory_allocated during the call above the memory allocated before it",
     "cpu": "peak of torch's CPU allocations during the call (profiler memory events) above those before it",
 }
-# Fewer timed rounds give no spread to judge a speed ratio by.
-MIN_ROUNDS_FOR_A_RATIO = 3
 
 
 @dataclass(frozen=True)
@@ -390,9 +389,13 @@ def speed_by_device(speed: pd.DataFrame) -> pd.DataFrame:
 
 def speed_ratio(baseline_seconds: Sequence[float], seconds: Sequence[float]) -> str:
     """How many times faster than the baseline, from the rounds' ratios: "2.10x faster (1.95-2.30)", or
-    no difference when their range includes 1, or not judged with fewer than 3 rounds."""
-    if len(seconds) < MIN_ROUNDS_FOR_A_RATIO:
-        return f"not judged ({len(seconds)} round(s), needs {MIN_ROUNDS_FOR_A_RATIO})"
+    no difference when their range includes 1, or not judged with fewer rounds than keep two identical
+    models' false verdicts under 5% (`speed_verdict`)."""
+    if len(seconds) < MIN_ROUNDS_FOR_A_VERDICT:
+        return (
+            f"not judged ({len(seconds)} round(s): identical models would get a verdict "
+            f"{100 * false_verdict_rate(len(seconds)):.0f}% of the time; needs {MIN_ROUNDS_FOR_A_VERDICT})"
+        )
     ratios = np.asarray(baseline_seconds, dtype=float) / np.asarray(seconds, dtype=float)
     low, median, high = ratios.min(), float(np.median(ratios)), ratios.max()
     if low <= 1 <= high:

@@ -54,6 +54,7 @@ from nnunetv2_hlfd.evaluation.model_folders import (
 )
 from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER, DeploymentSettings
+from nnunetv2_hlfd.evaluation.speed_verdict import verdict_note
 from nnunetv2_hlfd.markdown import markdown_table
 from nnunetv2_hlfd.timing import default_device
 
@@ -287,6 +288,8 @@ def render_report(report: dict) -> str:
             "",
             f"Device: {report['device']} ({report['hardware']}), {report['threads']} torch thread(s), "
             f"{report['repetitions']} timed round(s). Peak memory: {report['memory_measure']}.",
+            "",
+            f"{verdict_note(report['repetitions'])}.",
             "",
             f"Command: `{report['command']}`",
             "",

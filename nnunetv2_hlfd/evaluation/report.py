@@ -19,6 +19,7 @@ from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, co
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.speed_verdict import verdict_note
 from nnunetv2_hlfd.evaluation.statistics import (
     PAIRING_RULE,
     PRIMARY_FAMILY,
@@ -279,7 +280,8 @@ def speed_section(speed: pd.DataFrame | None, compression: pd.DataFrame) -> list
         "## Speed (models timed in interleaved rounds)\n",
         (
             f"Peak memory: {'; '.join(f'{d}: {m}' for d, m in MEMORY_MEASURES.items() if d in set(speed['device']))}."
-            " A ratio whose range over the rounds includes 1 is no difference.\n"
+            " A ratio whose range over the rounds includes 1 is no difference. "
+            f"{verdict_note(int(speed['repetitions'].min()))}.\n"
         ),
         frame_to_markdown(table),
         frame_to_markdown(compression[["trainer", *ratios]]) if ratios else "",

@@ -8,6 +8,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_hlfd.evaluation.speed_verdict import MIN_ROUNDS_FOR_A_VERDICT
+
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
 DEFAULT_PLANS = "nnUNetPlans"
 DEFAULT_REFERENCE = "nnUNetTrainerStudent"  # the student without distillation
@@ -16,7 +18,7 @@ ALL_FOLDS = (0, 1, 2, 3, 4)
 PAPER_MASKS = ("auto", "probability", "argmax")
 EMPTY_CONVENTIONS = ("nnunet", "kits")  # metrics.EmptyConvention's values
 DEFAULT_TOLERANCE_MM = 1.0
-DEFAULT_REPETITIONS = 3
+DEFAULT_REPETITIONS = MIN_ROUNDS_FOR_A_VERDICT  # the fewest rounds whose false speed verdicts stay under 5%
 DEFAULT_VOLUME_CASES = 3
 DEFAULT_STUDENT = "nnUNetTrainerHLFD"
 DEFAULT_STUDENT_FOLD = "all"  # the deployment student: distilled from the fold ensemble on every training case

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nnunetv2_hlfd.evaluation import compression, metrics
+from nnunetv2_hlfd.evaluation import compression, metrics, speed_verdict
 from nnunetv2_hlfd.evaluation.command import add_parser, settings_from_args
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
-from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
+from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_REPETITIONS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
 
 
 def parse(*argv: str):
@@ -170,8 +170,8 @@ def test_compression_table_has_one_speed_column_per_measure_and_device():
                 "patch_peak_memory_mib": 2.0,
                 "volume_latency_s": 3.0,
                 "volume_peak_memory_mib": 4.0,
-                "patch_latencies_ms": [1.0] * 3,
-                "volume_round_seconds": [3.0] * 3,
+                "patch_latencies_ms": [1.0] * 6,
+                "volume_round_seconds": [3.0] * 6,
             }
             for t in ("teacher", "student")
             for d in ("cpu", "cuda")
@@ -281,14 +281,34 @@ def test_cpu_peak_memory_counts_a_call_that_reuses_memory_the_process_already_ho
 @pytest.mark.parametrize(
     "baseline, seconds, text",
     [
-        ([2.0, 2.1, 1.9], [1.0, 1.0, 1.0], "2.00x faster (1.90-2.10)"),
-        ([1.0, 1.0, 1.0], [2.0, 2.0, 2.5], "2.00x slower (2.00-2.50)"),
-        ([90.0, 56.0, 70.0], [56.0, 90.0, 70.0], "no difference (ratio 0.62-1.61 over 3 rounds)"),
-        ([90.0], [56.0], "not judged (1 round(s), needs 3)"),
+        ([2.0, 2.1, 1.9, 2.0, 2.0, 2.0], [1.0] * 6, "2.00x faster (1.90-2.10)"),
+        ([1.0] * 6, [2.0, 2.0, 2.5, 2.0, 2.0, 2.0], "2.00x slower (2.00-2.50)"),
+        ([90.0, 56.0, 70.0] * 2, [56.0, 90.0, 70.0] * 2, "no difference (ratio 0.62-1.61 over 6 rounds)"),
+        (
+            [2.0, 2.1, 1.9],
+            [1.0, 1.0, 1.0],
+            "not judged (3 round(s): identical models would get a verdict 25% of the time; needs 6)",
+        ),
     ],
 )
 def test_a_speed_ratio_whose_spread_covers_one_is_no_speed_up(baseline, seconds, text):
     assert compression.speed_ratio(baseline, seconds) == text
+
+
+def test_identical_models_get_a_speed_verdict_as_often_as_the_closed_form_says():
+    rng = np.random.default_rng(0)
+    for rounds in (3, 5, 6):
+        trials = 4000
+        times = rng.lognormal(0.0, 0.3, size=(trials, 2, rounds))  # two identical models, noisy rounds
+        verdicts = np.mean([(ratio := a / b).min() > 1 or ratio.max() < 1 for a, b in times])
+        assert verdicts == pytest.approx(speed_verdict.false_verdict_rate(rounds), abs=0.02)
+
+
+def test_the_default_rounds_keep_false_speed_verdicts_under_five_percent():
+    assert speed_verdict.false_verdict_rate(DEFAULT_REPETITIONS) < 0.05
+    assert speed_verdict.false_verdict_rate(DEFAULT_REPETITIONS - 1) >= 0.05
+    assert parse().repetitions == DEFAULT_REPETITIONS
+    assert "3.1% of the time" in speed_verdict.verdict_note(DEFAULT_REPETITIONS)
 
 
 def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
@@ -315,7 +335,7 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
                 "device": "cpu",
                 "hardware": "Some CPU 9000",
                 "threads": 1,
-                "repetitions": 3,
+                "repetitions": 6,
                 "patch_latency_ms": 70.0,
                 "patch_latency_q25_ms": 63.0,
                 "patch_latency_q75_ms": 80.0,
@@ -327,7 +347,7 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
                 "patch_latencies_ms": times,
                 "volume_round_seconds": times,
             }
-            for t, times in (("teacher", [90.0, 56.0, 70.0]), ("student", [56.0, 90.0, 70.0]))
+            for t, times in (("teacher", [90.0, 56.0, 70.0] * 2), ("student", [56.0, 90.0, 70.0] * 2))
         ]
     )
     table = compression_table(
@@ -337,8 +357,9 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
         "teacher",
     )
     text = "\n".join(speed_section(speed, table))
-    assert "| teacher | cpu | Some CPU 9000 | 1 | 3 | 70 [63-80] | 12 | 9.3 [9.3-18.4] (2 cases) | 300 |" in text
-    assert "no difference (ratio 0.62-1.61 over 3 rounds)" in text and "faster" not in text
+    assert "| teacher | cpu | Some CPU 9000 | 1 | 6 | 70 [63-80] | 12 | 9.3 [9.3-18.4] (2 cases) | 300 |" in text
+    assert "no difference (ratio 0.62-1.61 over 6 rounds)" in text and " faster (" not in text
+    assert "would be called faster or slower 3.1% of the time" in text
 
 
 # --- scoring: processes and progress -----------------------------------------------------
