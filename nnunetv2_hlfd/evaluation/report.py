@@ -21,6 +21,7 @@ from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.speed_verdict import verdict_note
 from nnunetv2_hlfd.evaluation.statistics import (
+    MIN_TRAININGS_FOR_A_METHOD_CLAIM,
     PAIRING_RULE,
     PRIMARY_FAMILY,
     across_fold_summary,
@@ -103,7 +104,11 @@ def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) 
     if (comparisons["reference"] == trainer).any():
         return "ref"
     row = _lookup(comparisons, trainer, column)
-    return "n/a" if row is None else format_p_value(float(row["p_holm"]))
+    if row is None:
+        return "n/a"
+    p = format_p_value(float(row["p_holm"]))
+    few = "n_trainings" in row and row["n_trainings"] < MIN_TRAININGS_FOR_A_METHOD_CLAIM
+    return f"{p} ({int(row['n_trainings'])} training(s) per model: no spread over trainings)" if few else p
 
 
 def render_markdown_table(
@@ -341,6 +346,9 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
             "them ranked); n_dropped and dropped: the pairs left out and why. Differences are trainer minus reference; "
             "rank_biserial is the matched-pairs rank-biserial correlation; mean_difference has a 95% bootstrap "
             "interval over cases; smallest_p is the smallest p the exact test can give with n_nonzero pairs; "
+            "method: how SciPy computed p (exact, exact permutation with tied differences, or the normal "
+            "approximation); n_trainings: the folds (trainings of each model) the cases come from, "
+            f"trainings_caveat where they are fewer than {MIN_TRAININGS_FOR_A_METHOD_CLAIM}; "
             "p_holm is Holm-adjusted within its family (family, family_size).\n"
         ),
         *holm_family_note(results.comparisons),

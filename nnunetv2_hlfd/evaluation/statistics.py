@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
-from scipy.stats import bootstrap, rankdata, wilcoxon
+from scipy.stats import PermutationMethod, bootstrap, rankdata, wilcoxon
 
 from nnunetv2_hlfd.evaluation.metrics import EMPTY_MASK_RULES
 from nnunetv2_hlfd.problems import first_and_more
@@ -185,6 +185,7 @@ class Pairs:
     differences: np.ndarray
     n_cases: int
     dropped: dict[str, list[str]]  # reason: the cases ("fold 0 case_001")
+    n_trainings: int = 0  # the folds the paired cases come from: each fold is one training of each model
 
     @property
     def n_dropped(self) -> int:
@@ -213,7 +214,8 @@ def pair_up(
         else:
             reason = f"{metric} undefined for {trainer if np.isnan(ours[key]) else reference_trainer}"
         dropped.setdefault(reason, []).append(f"fold {key[1]} {key[2]}")
-    return Pairs((ours[valid] - theirs[valid]).to_numpy(), len(valid), dropped)
+    folds = valid.index[valid].get_level_values("fold").unique()
+    return Pairs((ours[valid] - theirs[valid]).to_numpy(), len(valid), dropped, len(folds))
 
 
 # --- paired tests -------------------------------------------------------------------
@@ -228,6 +230,7 @@ class PairedTest:
     statistic: float
     p_value: float
     smallest_p: float  # the smallest two-sided p an exact test of n_nonzero pairs can give
+    method: str  # how p was computed (`wilcoxon_method`)
     rank_biserial: float
     median_difference: float
     mean_difference: float
@@ -253,6 +256,25 @@ def smallest_two_sided_p(n_nonzero: int) -> float:
     return min(1.0, 2.0 / 2**n_nonzero) if n_nonzero else 1.0
 
 
+EXACT_WILCOXON_LIMIT = 50  # SciPy's own: above it the exact distribution is not enumerated
+PERMUTATION_LIMIT = 13  # 2^13 sign flips fit in SciPy's 9999 resamples, so the permutation test is exhaustive
+
+
+def wilcoxon_method(nonzero: np.ndarray) -> tuple[str, object]:
+    """(what the report says, SciPy's `method`) for non-zero differences, chosen here as SciPy >= 1.15's
+    "auto" chooses, so the report can name it: the exact distribution without ties, an exhaustive
+    permutation test with tied |differences| up to 13 pairs, else the normal approximation (tie-corrected,
+    with continuity correction)."""
+    has_ties = np.unique(np.abs(nonzero)).size < nonzero.size
+    if nonzero.size > EXACT_WILCOXON_LIMIT:
+        return f"normal approximation (more than {EXACT_WILCOXON_LIMIT} pairs)", "asymptotic"
+    if not has_ties:
+        return "exact", "exact"
+    if nonzero.size <= PERMUTATION_LIMIT:
+        return "exact permutation (tied differences)", PermutationMethod()
+    return "normal approximation (tied differences, tie-corrected)", "asymptotic"
+
+
 def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided") -> PairedTest:
     """Wilcoxon signed-rank test; pairs with a NaN difference are left out.
 
@@ -263,18 +285,20 @@ def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided"
     d = np.asarray(differences, dtype=float)
     d = d[~np.isnan(d)]
     if d.size == 0:
-        return PairedTest(0, 0, *(math.nan,) * 8)
+        return PairedTest(0, 0, math.nan, math.nan, math.nan, "none (no pair)", *(math.nan,) * 5)
     nonzero = d[d != 0]
     mean_and_ci = (float(d.mean()), *bootstrap_mean_ci(d))
     if nonzero.size == 0:
-        return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, 0.0, 0.0, *mean_and_ci)
-    result = wilcoxon(nonzero, alternative=alternative)
+        return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, "none (no non-zero difference)", 0.0, 0.0, *mean_and_ci)
+    method, scipy_method = wilcoxon_method(nonzero)
+    result = wilcoxon(nonzero, alternative=alternative, method=scipy_method)
     return PairedTest(
         int(d.size),
         int(nonzero.size),
         float(result.statistic),
         float(result.pvalue),
         smallest_two_sided_p(nonzero.size),
+        method,
         rank_biserial(d),
         float(np.median(d)),
         *mean_and_ci,
@@ -323,8 +347,23 @@ COMPARISON_COLUMNS = [
     "n_cases",
     "n_dropped",
     "dropped",
+    "n_trainings",
     *PairedTest.__dataclass_fields__,
 ]
+# A claim about a training method is about trainings: fewer than these give no spread over them.
+MIN_TRAININGS_FOR_A_METHOD_CLAIM = 5
+
+
+def trainings_caveat(n_trainings: int) -> str:
+    """What a p-value from cases of `n_trainings` trainings per model can claim; empty from 5 trainings."""
+    if n_trainings >= MIN_TRAININGS_FOR_A_METHOD_CLAIM:
+        return ""
+    return (
+        f"cases from {n_trainings} training(s) per model, fewer than {MIN_TRAININGS_FOR_A_METHOD_CLAIM}: "
+        "p is about these trainings' predictions, not the training method (no spread over trainings)"
+    )
+
+
 PRIMARY_FAMILY = "primary"
 
 
@@ -395,6 +434,7 @@ def compare_to_reference(
                         "n_cases": pairs.n_cases,
                         "n_dropped": pairs.n_dropped,
                         "dropped": pairs.dropped_text(),
+                        "n_trainings": pairs.n_trainings,
                         **asdict(test),
                     }
                 )
@@ -403,6 +443,11 @@ def compare_to_reference(
         comparisons.columns.get_loc("p_value") + 1,
         "p_holm",
         holm_within_families(comparisons["p_value"], comparisons["family"]),
+    )
+    comparisons.insert(
+        comparisons.columns.get_loc("p_holm") + 1,
+        "trainings_caveat",
+        [trainings_caveat(n) for n in comparisons["n_trainings"]],
     )
     comparisons.insert(
         comparisons.columns.get_loc("family") + 1,

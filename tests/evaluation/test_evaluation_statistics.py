@@ -383,3 +383,45 @@ def test_the_mean_over_cases_has_its_bootstrap_interval_in_summary_and_table():
         f"| teacher | 0.750 ± {row['case_std']:.3f} [{row['case_mean_ci_low']:.3f}, "
         f"{row['case_mean_ci_high']:.3f}] (n=40) |"
     )
+
+
+# --- which Wilcoxon method ran, and how many trainings the cases come from ---------------
+
+
+@pytest.mark.parametrize(
+    "differences, method",
+    [
+        ([0.1, 0.2, 0.3, 0.4, -0.05], "exact"),
+        ([0.1, 0.1, 0.3, 0.4, -0.05], "exact permutation (tied differences)"),
+        ([0.1, 0.1, *np.linspace(0.2, 0.5, 14)], "normal approximation (tied differences, tie-corrected)"),
+        (list(np.linspace(-0.2, 0.6, 60)), "normal approximation (more than 50 pairs)"),
+    ],
+)
+def test_the_test_names_the_wilcoxon_method_that_computed_p(differences, method):
+    from scipy.stats import PermutationMethod, wilcoxon
+
+    test = paired_wilcoxon(differences)
+    assert test.method == method
+    scipy_method = {"exact": "exact", "exact permutation (tied differences)": PermutationMethod()}.get(
+        method, "asymptotic"
+    )
+    assert test.p_value == pytest.approx(wilcoxon(differences, method=scipy_method).pvalue)
+
+
+def test_comparisons_record_the_wilcoxon_method():
+    comparisons = compare_to_reference(table_of({"ref": [0.5, 0.6, 0.7], "kd": [0.6, 0.8, 1.0]}), "ref")
+    assert list(comparisons["method"]) == ["exact"]
+
+
+def test_comparisons_from_fewer_than_five_trainings_say_so_beside_the_p_value():
+    values = {"ref": [0.5 + 0.01 * i for i in range(10)], "kd": [0.6 + 0.02 * i for i in range(10)]}
+    few = compare_to_reference(table_of(values, folds=[0, 1] * 5), "ref").iloc[0]
+    assert few["n_trainings"] == 2
+    assert "cases from 2 training(s) per model, fewer than 5" in few["trainings_caveat"]
+    five = compare_to_reference(table_of(values, folds=[0, 1, 2, 3, 4] * 2), "ref").iloc[0]
+    assert five["n_trainings"] == 5 and five["trainings_caveat"] == ""
+    summary = across_fold_summary(table_of(values, folds=[0, 1] * 5))
+    column = TableColumn("Tumour DSC", "tumour", "dsc")
+    cells = render_markdown_table(summary, [column], compare_to_reference(table_of(values, folds=[0, 1] * 5), "ref"))
+    [kd_row] = [line for line in cells.splitlines() if line.startswith("| kd |")]
+    assert "(2 training(s) per model: no spread over trainings)" in kd_row
