@@ -136,15 +136,14 @@ class Training:
 
 
 def study_graph(settings: StudySettings) -> list[Training]:
-    """Teacher of fold f before the students of fold f, repeat by repeat; in order, so each training follows
-    what it needs and the first repeat of every fold is done before the second starts."""
-    graph = []
-    for fold in settings.folds:
-        graph.append(Training(settings.teacher, fold, seed=settings.teacher_seed))
+    """The teachers first, then the students repeat by repeat and, within a repeat, student by student over
+    the folds: in order, so each training follows what it needs, and a study stopped early has whole repeats of
+    its first students (the comparison it was run for) rather than a part of every one."""
+    teachers = {fold: Training(settings.teacher, fold, seed=settings.teacher_seed) for fold in settings.folds}
+    graph = list(teachers.values())
     for seed in settings.student_seeds:
-        for fold in settings.folds:
-            teacher = Training(settings.teacher, fold, seed=settings.teacher_seed)
-            graph += [Training(student, fold, (teacher.key,), seed) for student in settings.students]
+        for student in settings.students:
+            graph += [Training(student, fold, (teachers[fold].key,), seed) for fold in settings.folds]
     return graph
 
 

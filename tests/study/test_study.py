@@ -340,3 +340,17 @@ def test_a_replicated_study_writes_its_runs_curves_and_run_level_tests(calls, mo
     assert "| primary | HLFD | final tumor DSC | greater | 6 | 0.600 | 0.000 | 0.0156 |" in study_md
     assert "| primary | HLFD | onset (tumor pseudo-Dice >= 0.2) | greater | 6 | 6/6 | 0/6 | 0.00108 |" in study_md
     assert (run.output / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_a_repeat_trains_student_by_student_so_an_early_stop_leaves_whole_students():
+    graph = study_graph(fake_settings(folds=(0, 1), seeds=(0, 1)))
+    assert [t.key for t in graph] == [
+        "nnUNetTrainer/fold_0/seed_0",
+        "nnUNetTrainer/fold_1/seed_0",
+        *[
+            f"{student}/fold_{fold}/seed_{seed}"
+            for seed in (0, 1)
+            for student in ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
+            for fold in (0, 1)
+        ],
+    ]
