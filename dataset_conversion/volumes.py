@@ -7,11 +7,11 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-import nibabel
 import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2_hlfd.problems import first_and_more
+from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
 IMAGE_SUFFIX = "_0000.nii.gz"  # one CT channel
 FILE_ENDING = ".nii.gz"
@@ -26,14 +26,10 @@ def read_volume(path: Path, role: str) -> sitk.Image:
     """The single 3-D volume in ``path``; a damaged, truncated or multi-component file raises CaseProblem."""
     try:
         image = sitk.ReadImage(str(path))
-        # SimpleITK zero-fills a truncated file without complaint; reading the last voxel through nibabel does
-        # fail on a short file (for .nii.gz this streams the whole file once more).
-        proxy = nibabel.load(path).dataobj
-        _ = proxy[tuple(-1 for _ in proxy.shape)]
+        read_to_the_end(path)  # SimpleITK zero-fills a truncated file without complaint
     except Exception as exc:  # the readers raise RuntimeError, OSError, EOFError, ValueError, ImageFileError...
-        reason = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
         raise CaseProblem(
-            f"cannot read {role} file {path} ({reason.strip()}); the file is damaged or truncated, "
+            f"cannot read {role} file {path} ({failure_reason(exc)}); the file is damaged or truncated, "
             f"download or extract it again"
         ) from exc
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:

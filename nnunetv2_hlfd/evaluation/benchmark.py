@@ -115,10 +115,12 @@ class CaseEvaluator:
     slice_axis: int | None = None  # paper protocol: the array axis of the tumour slices
 
     def __call__(self, job: CaseJob) -> list[dict]:
-        reference = read_segmentation(job.reference, self.reader)
+        reference = read_segmentation(
+            job.reference, self.reader, "preprocess the dataset again (nnUNetv2_plan_and_preprocess), which copies it"
+        )
         rows = []
         for label, path, probabilities in job.predictions:
-            prediction = read_segmentation(path, self.reader)
+            prediction = read_segmentation(path, self.reader, "rerun nnU-Net's validation of this fold (--val)")
             check_prediction(prediction, reference, self.allowed_labels, path, job.case)
             scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
             spacing = "x".join(f"{s:.4g}" for s in reference.spacing)  # for the dataset description

@@ -43,7 +43,7 @@ from nnunetv2.configuration import default_num_processes
 from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.evaluation import model_folders
-from nnunetv2_hlfd.evaluation.held_out import HeldOutSet, check_label_grid
+from nnunetv2_hlfd.evaluation.held_out import HeldOutSet
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, ModelFolder
 from nnunetv2_hlfd.evaluation.provenance import hardware_name
 from nnunetv2_hlfd.evaluation.speed_verdict import MIN_ROUNDS_FOR_A_VERDICT, false_verdict_rate
@@ -329,7 +329,6 @@ def measure_test_volumes(
         for index, (case, files) in enumerate(test_set.cases.items()):
             print(f"Case {case} ({index + 1} of {len(test_set.cases)}): {repetitions} timed round(s)")
             image, properties = reader.read_images([str(f) for f in files])
-            check_label_grid(reader, test_set, case, image.shape[1:])
             calls = {
                 name: functools.partial(predict, predictor, image, properties) for name, predictor in predictors.items()
             }

@@ -38,9 +38,12 @@ from nnunetv2_hlfd.evaluation import compression
 from nnunetv2_hlfd.evaluation.held_out import (
     DeploymentError,
     HeldOutSet,
+    copied_training_cases,
     held_out_problems,
+    label_problems,
     read_held_out_set,
     training_cases,
+    training_files,
 )
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
@@ -273,7 +276,8 @@ def render_report(report: dict) -> str:
             f"# Deployment comparison: {report['dataset']} {report['configuration']}",
             "",
             f"Held-out test set: {report['test_images']} ({cases}; labels {report['test_labels']}), "
-            f"none of them a training case ({', '.join(report['training_case_sources'])}).",
+            f"none of them a training case by name ({', '.join(report['training_case_sources'])}) or by content "
+            "(file bytes or voxels of imagesTr, labelsTr and gt_segmentations).",
             "",
             results_table(report),
             "",
@@ -340,6 +344,8 @@ def run_deployment(
     held_out, problems = read_held_out_set(Path(settings.test_images), Path(settings.test_labels), dataset)
     training = training_cases(dataset, raw_root or nnUNet_raw)
     problems += held_out_problems(held_out, training, dataset)
+    problems += label_problems(held_out, dataset)
+    problems += copied_training_cases(held_out, training_files(dataset, raw_root or nnUNet_raw), dataset)
     problems += configuration_problems(settings, dataset)
     problems += model_problems(settings, dataset)
     problems += output_folder.output_problems(output, "deployment", settings.overwrite)

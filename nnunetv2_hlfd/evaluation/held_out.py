@@ -1,17 +1,29 @@
 """The deployment comparison's held-out test set: its files read as nnU-Net names them, and every
 problem with them (misnamed or missing files, images without labels and labels without images, test
-cases that are training cases, a label that is not its image's) as `DeploymentError`'s problem list."""
+cases that are training cases by name or by content, labels that are unreadable, hold values outside
+dataset.json or lie on another grid than their image) as `DeploymentError`'s problem list."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from nnunetv2_hlfd.environment import UserFacingError
-from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset
+from nnunetv2_hlfd.evaluation.model_folders import (
+    GEOMETRY_TOLERANCE,
+    BenchmarkDataset,
+    BenchmarkInputError,
+    image_geometry,
+    read_segmentation,
+)
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
 _MAX_NAMED = 10
 _CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
@@ -136,10 +148,143 @@ def held_out_problems(held_out: HeldOutSet, training: dict[str, set[str]], datas
     ]
 
 
-def check_label_grid(reader, held_out: HeldOutSet, case: str, shape: tuple[int, ...]) -> None:
-    label, _ = reader.read_seg(str(held_out.label_file(case)))
-    if tuple(label.shape[1:]) != tuple(shape):
-        raise DeploymentError(
-            f"the label {held_out.label_file(case)} has shape {tuple(label.shape[1:])} but its image has "
-            f"{tuple(shape)}: it is not this image's label; fix or remove test case {case}"
-        )
+# --- content: a training case under another name ----------------------------------------
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_digest(array: np.ndarray) -> str:
+    """The voxels, whatever file they were saved in: dtype, shape and bytes."""
+    array = np.ascontiguousarray(array)
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
+
+
+def _header_shape(path: Path) -> tuple[int, ...] | None:
+    """The voxel grid's size from the header alone (SimpleITK), None where it cannot be read so."""
+    import SimpleITK as sitk
+
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return tuple(reader.GetSize())
+    except RuntimeError:
+        return None
+
+
+def content_matches(test_files: Iterable[Path], training_files: Iterable[Path], read_array) -> list[tuple[Path, Path]]:
+    """(test file, training file) pairs with the same bytes or the same voxels. Only training files of a
+    test file's size are hashed, and only those of a test file's grid are read (`read_array`)."""
+    test_files, training_files = list(test_files), list(training_files)
+    by_size = {path.stat().st_size for path in test_files}
+    file_hashes = {file_digest(path): path for path in test_files}
+    matches = {}
+    for training in training_files:
+        if training.stat().st_size in by_size and (test := file_hashes.get(file_digest(training))):
+            matches[training] = test
+    shapes = {_header_shape(path) for path in test_files}
+    array_hashes = {array_digest(read_array(path)): path for path in test_files}
+    for training in training_files:
+        if training not in matches and (None in shapes or _header_shape(training) in shapes):
+            if test := array_hashes.get(array_digest(read_array(training))):
+                matches[training] = test
+    return sorted((test, training) for training, test in matches.items())
+
+
+def training_files(dataset: BenchmarkDataset, raw_root: Path | None) -> dict[str, list[Path]]:
+    """{"images": the raw dataset's imagesTr files, "labels": its labelsTr files and the ground truth
+    nnU-Net's preprocessing kept}: what a test file must not be a copy of."""
+    ending = dataset.file_ending
+    folders = {"images": [], "labels": [dataset.ground_truth]}
+    if raw_root is not None:
+        folders["images"].append(Path(raw_root) / dataset.name / "imagesTr")
+        folders["labels"].append(Path(raw_root) / dataset.name / "labelsTr")
+    return {
+        kind: [p for folder in paths if folder.is_dir() for p in _visible_files(folder) if p.name.endswith(ending)]
+        for kind, paths in folders.items()
+    }
+
+
+def copied_training_cases(
+    held_out: HeldOutSet, training: dict[str, list[Path]], dataset: BenchmarkDataset
+) -> list[str]:
+    """A test image or label with the bytes or voxels of a training file: a training case under a new name."""
+    reader = dataset.plans_manager.image_reader_writer_class()
+    readers = {
+        "images": lambda path: reader.read_images([str(path)])[0],
+        "labels": lambda path: reader.read_seg(str(path))[0],
+    }
+    tests = {
+        "images": [f for files in held_out.cases.values() for f in files],
+        "labels": [held_out.label_file(case) for case in held_out.cases if held_out.label_file(case).is_file()],
+    }
+    problems = []
+    for kind in ("images", "labels"):
+        try:
+            matches = content_matches(tests[kind], training[kind], readers[kind])
+        except Exception:  # an unreadable file is named by the label and image checks
+            continue
+        problems += [
+            f"the test file {test} has the same content (file bytes or voxels) as the training file {copy} of "
+            f"{dataset.name}: it is a training case under another name, not held out; test on cases none of "
+            f"the models trained on"
+            for test, copy in matches
+        ]
+    return problems
+
+
+# --- the labels, checked before anything is predicted -------------------------------------
+
+
+def label_problems(held_out: HeldOutSet, dataset: BenchmarkDataset) -> list[str]:
+    """Every label is readable to its end, holds only labels of dataset.json and lies on its image's grid
+    (shape, spacing, origin, direction or affine)."""
+    reader = dataset.plans_manager.image_reader_writer_class()
+    allowed = sorted(int(value) for value in dataset.label_manager.all_labels)
+    problems = []
+    for case, files in held_out.cases.items():
+        path = held_out.label_file(case)
+        if not path.is_file():
+            continue  # named among the unpaired files
+        try:
+            label = read_segmentation(path, reader, "copy or export the label again")
+        except BenchmarkInputError as error:
+            problems += error.problems
+            continue
+        try:
+            read_to_the_end(files[0])
+            image, properties = reader.read_images([str(files[0])])
+        except Exception as error:
+            problems.append(
+                f"cannot read {files[0]} ({failure_reason(error)}): the file is damaged or truncated; copy it again"
+            )
+            continue
+        unexpected = [f"{v:g}" for v in np.unique(label.array).tolist() if v not in allowed]
+        if unexpected:
+            problems.append(
+                f"the label {path} holds the values {', '.join(unexpected)}, which are not labels of "
+                f"{dataset.name} ({allowed}, as its dataset.json has): it is not a label of this dataset; "
+                f"fix it or remove test case {case}"
+            )
+        if tuple(label.array.shape) != tuple(image.shape[1:]):
+            problems.append(
+                f"the label {path} has shape {tuple(label.array.shape)} but its image {files[0]} has "
+                f"{tuple(image.shape[1:])}: it is not this image's label; fix or remove test case {case}"
+            )
+            continue
+        grid = image_geometry(properties)
+        for key in sorted(set(label.geometry) & set(grid)):
+            ours, theirs = np.asarray(label.geometry[key]), np.asarray(grid[key])
+            if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=0, atol=GEOMETRY_TOLERANCE):
+                problems.append(
+                    f"the label {path} has the {key} {tuple(round(v, 6) for v in ours.tolist())} but its image "
+                    f"{files[0]} has {tuple(round(v, 6) for v in theirs.tolist())}: it lies on another grid, so its "
+                    f"voxels are not the image's; resample or export it on the image's grid, or remove test case {case}"
+                )
+    return problems

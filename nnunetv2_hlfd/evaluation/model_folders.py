@@ -20,6 +20,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_PLANS
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
 _MAX_NAMED = 10
 
@@ -364,9 +365,16 @@ def image_geometry(properties: dict) -> dict[str, tuple[float, ...]]:
     return geometry
 
 
-def read_segmentation(path: Path, reader) -> Segmentation:
-    """A label map and its grid, read as nnU-Net reads it."""
-    segmentation, properties = reader.read_seg(str(path))
+def read_segmentation(path: Path, reader, fix: str = "write it again") -> Segmentation:
+    """A label map and its grid, read as nnU-Net reads it; a file that cannot be read to its end
+    (`volume_files.read_to_the_end`: nnU-Net's readers zero-fill a truncated file) is refused, named."""
+    try:
+        read_to_the_end(path)
+        segmentation, properties = reader.read_seg(str(path))
+    except Exception as error:  # the readers raise RuntimeError, OSError, EOFError, ValueError, ImageFileError...
+        raise BenchmarkInputError(
+            f"cannot read {path} ({failure_reason(error)}): the file is damaged or truncated; {fix}"
+        ) from None
     return Segmentation(segmentation[0], image_geometry(properties))
 
 
