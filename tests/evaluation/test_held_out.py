@@ -82,7 +82,8 @@ def test_a_byte_copy_of_a_training_image_under_a_new_name_is_refused_naming_both
     write_case(tmp_path / "test", "heldout_000", seed=2)
     copied = tmp_path / "test" / "images" / "heldout_001_0000.nii.gz"
     shutil.copy(raw / NAME / "imagesTr" / "kidney_000_0000.nii.gz", copied)
-    shutil.copy(tmp_path / "test" / "labels" / "heldout_000.nii.gz", tmp_path / "test" / "labels" / "heldout_001.nii.gz")
+    labels = tmp_path / "test" / "labels"
+    shutil.copy(labels / "heldout_000.nii.gz", labels / "heldout_001.nii.gz")
     problems = copied_training_cases(held_out(tmp_path, dataset), training_files(dataset, raw), dataset)
     [problem] = problems
     assert str(copied) in problem and str(raw / NAME / "imagesTr" / "kidney_000_0000.nii.gz") in problem
