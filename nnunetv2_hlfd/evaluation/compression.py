@@ -191,10 +191,14 @@ def volume_summary(volumes: dict[str, tuple[float, list[float]]]) -> dict:
     """{case: (peak MiB, timed seconds)} to the volume measures: the median over the cases of
     each case's median latency, and the largest peak memory."""
     case_latencies = {case: statistics.median(seconds) for case, (_, seconds) in volumes.items()}
+    # the spread over rounds: each round's median over the cases
+    round_medians = [statistics.median(times) for times in zip(*(seconds for _, seconds in volumes.values()))]
     return {
         "cases": " ".join(volumes),
         "n_cases": len(volumes),
         "volume_latency_s": statistics.median(case_latencies.values()),
+        "volume_latency_min_s": min(round_medians),
+        "volume_latency_max_s": max(round_medians),
         "volume_peak_memory_mib": max(memory for memory, _ in volumes.values()),
         "volume_latency_s_per_case": json.dumps({case: round(s, 4) for case, s in case_latencies.items()}),
         "volume_latencies_s": json.dumps(
@@ -376,12 +380,19 @@ def compression_table(costs: ModelCosts, per_case: pd.DataFrame, teacher: str, r
     return table.assign(**n_cases).reset_index()
 
 
-SPEED_MEASURES = ("patch_latency_ms", "patch_peak_memory_mib", "volume_latency_s", "volume_peak_memory_mib")
+SPEED_MEASURES = (
+    "patch_latency_ms",
+    "patch_peak_memory_mib",
+    "volume_latency_s",
+    "volume_latency_min_s",  # the range over rounds of each round's median over the cases
+    "volume_latency_max_s",
+    "volume_peak_memory_mib",
+)
 
 
 def speed_by_device(speed: pd.DataFrame) -> pd.DataFrame:
     """One row per model, one column per measure and device, e.g. volume_latency_s_cpu."""
-    wide = speed.pivot(index="trainer", columns="device", values=list(SPEED_MEASURES))
+    wide = speed.pivot(index="trainer", columns="device", values=[m for m in SPEED_MEASURES if m in speed.columns])
     wide.columns = [f"{measure}_{device}" for measure, device in wide.columns]
     return wide
 

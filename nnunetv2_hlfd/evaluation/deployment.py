@@ -282,7 +282,8 @@ def render_report(report: dict) -> str:
             results_table(report),
             "",
             "DSC: nnU-Net's evaluation (compute_metrics_on_folder) of each configuration's predictions, the mean "
-            "over the test cases with a value (n; a class absent from both prediction and label has none). "
+            "over the test cases with a value. DSC convention: nnU-Net's, a class absent from both prediction and "
+            "label has no value and drops out, so n (in each cell) can differ between configurations. "
             "Passes per window: ensemble members times the mirrored passes. s per volume: the median over the "
             "cases of each case's median over the rounds; peak MiB per volume: the largest case's. Speed-up: the "
             "ensemble's s per volume over the configuration's; in brackets the ratio round by round "

@@ -126,9 +126,29 @@ def dsc_with_intervals(per_case: pd.DataFrame, trainers: Sequence[str]) -> pd.Da
     )
     per_case_mean = values.groupby(level=["fold", "case"]).mean()
     rows = {
-        trainer: (per_case_mean[trainer].mean(), *bootstrap_mean_ci(per_case_mean[trainer])) for trainer in trainers
+        trainer: (per_case_mean[trainer].mean(), *bootstrap_mean_ci(per_case_mean[trainer]), len(per_case_mean))
+        for trainer in trainers
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high"])
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "low", "high", "n"])
+
+
+def dsc_axis_label(protocol: str, n_cases: int) -> str:
+    """The DSC axis says its convention and n, as the compression table's: the pairing rule's DSC."""
+    return (
+        f"{PROTOCOLS[protocol].dsc_axis}\n(n = {n_cases} common cases; a class absent from both counts as 1;"
+        "\n95% bootstrap CI)"
+    )
+
+
+def latency_range(row: pd.Series, column: str) -> list[list[float]] | None:
+    """x error bars of a volume latency: the range over rounds of each round's median over the cases."""
+    if not column.startswith("volume_latency_s_"):
+        return None
+    device = column.removeprefix("volume_latency_s_")
+    low, high = row.get(f"volume_latency_min_s_{device}"), row.get(f"volume_latency_max_s_{device}")
+    if low is None or high is None or np.isnan(low) or np.isnan(high):
+        return None
+    return [[row[column] - low], [high - row[column]]]
 
 
 def accuracy_versus_cost(
@@ -138,13 +158,12 @@ def accuracy_versus_cost(
     labelled point per model."""
     axes_present = [(column, label) for column, label in COST_AXES if column in compression.columns]
     dsc = dsc_with_intervals(per_case, compression["trainer"])
-    y_label = PROTOCOLS[protocol].dsc_axis
     figure = Figure(figsize=(4.8 * len(axes_present), 4.2), layout="constrained")
     for axes, (column, label) in zip(figure.subplots(1, len(axes_present), squeeze=False)[0], axes_present):
         for _, row in compression.iterrows():
             mean, low, high = dsc.loc[row["trainer"]]
             errors = None if np.isnan(low) else [[mean - low], [high - mean]]
-            axes.errorbar(row[column], mean, yerr=errors, fmt="o", capsize=3)
+            axes.errorbar(row[column], mean, xerr=latency_range(row, column), yerr=errors, fmt="o", capsize=3)
             rightmost = row[column] == compression[column].max()  # its label goes left, inside the axes
             axes.annotate(
                 row["trainer"],
@@ -156,7 +175,7 @@ def accuracy_versus_cost(
             )
         axes.set_xscale("log")
         axes.margins(x=0.3, y=0.15)  # room for the labels inside the axes
-        axes.set_xlabel(label)
-        axes.set_ylabel(f"{y_label}\n(common cases, 95% bootstrap CI)")
+        axes.set_xlabel(label + (" [range over rounds]" if column.startswith("volume_latency_s_") else ""))
+        axes.set_ylabel(dsc_axis_label(protocol, int(dsc["n"].max())))
     figure.savefig(path, dpi=DPI)
     return path

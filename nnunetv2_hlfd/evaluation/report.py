@@ -324,8 +324,10 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
         *tumour_source_note(results.per_case),
         "## Results: mean ± std [95% bootstrap CI] over all cases (p: Wilcoxon against the reference, Holm-adjusted)\n",
         (
-            f"n: the cases with a value under the {settings.empty_convention} empty convention, which may differ "
-            "between trainers; the tests and every difference below are on paired cases.\n"
+            f"DSC convention: {EMPTY_CONVENTION_TEXT[settings.empty_convention]} (--empty-convention "
+            f"{settings.empty_convention}); n: the cases with a value, which may differ between trainers. The "
+            "tests, the compression table and the figure use the pairing rule instead (a class absent from both "
+            "counts as 1, on the cases common to all trainers), so their DSC differs from this table's.\n"
         ),
         results_table(results, "cases"),
         "## Results: mean ± std of the fold means\n",
@@ -372,14 +374,30 @@ def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: p
         else "Not computed: no tumour class, the paper protocol, or fewer than three cases with tumour.\n",
         "## Compression: cost and DSC against the teacher and the reference\n",
         (
-            "DSC per class on the cases every model has a value for (n_cases_dsc_*), paired as the tests pair them, "
-            "so each delta is a mean paired difference on the same cases.\n"
+            "DSC convention: the pairing rule, a class absent from both prediction and reference counts as 1 "
+            "(not the results table's --empty-convention), on the cases every model has a value for "
+            f"(n = {n_cases_text(compression)}), paired as the tests pair them, so each delta is a mean paired "
+            "difference on the same cases.\n"
         ),
         frame_to_markdown(compression),
         *speed_section(speed, compression),
         *provenance_section(results.provenance),
     ]
     return "\n".join(sections)
+
+
+EMPTY_CONVENTION_TEXT = {
+    "nnunet": "nnU-Net's, a class absent from both prediction and reference has no value and drops out",
+    "kits": "KiTS's, a class absent from both prediction and reference counts as 1",
+}
+
+
+def n_cases_text(compression: pd.DataFrame) -> str:
+    """ "kidney 10, tumor 10": the common cases of each class in the compression table."""
+    columns = [c for c in compression.columns if c.startswith("n_cases_dsc_")]
+    if not columns or compression.empty:
+        return "n/a"
+    return ", ".join(f"{c.removeprefix('n_cases_dsc_')} {int(compression[c].iloc[0])}" for c in columns)
 
 
 def dataset_description(per_case: pd.DataFrame) -> str:

@@ -468,3 +468,69 @@ def test_figure_axes_name_units_tolerance_and_the_paper_protocols_metric():
     assert metric_label("hd95", 1.0, "standard") == "HD95 (mm)"
     assert metric_label("surface_dice", 1.5, "standard") == "surface Dice at 1.5 mm"
     assert metric_label("dsc", 1.0, "paper") == "tumour DSC (tumour slices)" != metric_label("dsc", 1.0, "standard")
+
+
+# --- which DSC convention each table and figure uses, and its n ---------------------------
+
+
+def test_the_compression_dsc_and_the_figure_name_their_convention_and_n():
+    from nnunetv2_hlfd.evaluation.figures import dsc_axis_label, dsc_with_intervals
+    from nnunetv2_hlfd.evaluation.report import n_cases_text
+
+    per_case = dsc_per_case({"teacher": (0.9, 0.7), "student": (0.8, 0.5)})
+    table = compression_table(costs({"teacher": 100, "student": 25}), per_case, "teacher", "student")
+    assert n_cases_text(table) == "kidney 1, tumor 1"
+    n = int(dsc_with_intervals(per_case, ["teacher", "student"])["n"].max())
+    label = dsc_axis_label("standard", n)
+    assert "n = 1 common cases" in label and "absent from both counts as 1" in label
+
+
+def test_the_figure_draws_the_volume_latency_range_over_rounds():
+    from nnunetv2_hlfd.evaluation.figures import latency_range
+
+    summary = compression.volume_summary({"c1": (10.0, [1.0, 2.0, 3.0]), "c2": (10.0, [5.0, 4.0, 9.0])})
+    assert (summary["volume_latency_min_s"], summary["volume_latency_max_s"]) == (3.0, 6.0)  # rounds' medians
+    row = pd.Series({"volume_latency_s_cpu": 3.5, "volume_latency_min_s_cpu": 3.0, "volume_latency_max_s_cpu": 6.0})
+    assert latency_range(row, "volume_latency_s_cpu") == [[0.5], [2.5]]
+    assert latency_range(row, "parameters") is None
+
+
+def test_the_deployment_report_names_its_dsc_convention_and_n():
+    from nnunetv2_hlfd.evaluation.deployment import render_report
+
+    record = {
+        "name": "teacher ensemble",
+        "trainer": "nnUNetTrainer",
+        "folds": [0],
+        "mirroring": False,
+        "mirror_axes": None,
+        "passes_per_window": 1,
+        "dsc": {"tumor": {"mean": 0.8, "n": 6}},
+        "volume_latency_s": 1.0,
+        "volume_peak_memory_mib": 300.0,
+        "process_peak_memory_mib": 400.0,
+        "speedup_vs_ensemble": 1.0,
+        "speed_vs_ensemble": "reference",
+    }
+    report = {
+        "dataset": "D",
+        "configuration": "2d",
+        "n_cases": 10,
+        "test_images": "i",
+        "test_labels": "l",
+        "training_case_sources": ["s"],
+        "classes": {"tumor": "2"},
+        "configurations": [record],
+        "timed": "t",
+        "device": "cpu",
+        "hardware": "h",
+        "threads": 1,
+        "repetitions": 6,
+        "memory_measure": "m",
+        "command": "c",
+        "versions": {},
+        "nnunetv2_hlfd_commit": "x",
+    }
+    text = render_report(report)
+    assert "DSC convention: nnU-Net's, a class absent from both prediction and label has no value" in text
+    assert "0.800 (n=6)" in text and "10 cases" in text
