@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from nnunet_runs import DATASET_ID, REPO, plan_and_preprocess, train_in_process
+from nnunet_runs import DATASET_ID, DATASET_NAME, REPO, plan_and_preprocess, train_in_process
 
 # the fixtures raw and kits19 of tests/dataset_conversion (found through pytest's pythonpath setting)
 pytest_plugins = ["conversion_cases"]
@@ -62,3 +62,12 @@ def teacher_3d(nnunet_dirs) -> Path:
 @pytest.fixture
 def python_executable() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def rewritable_splits(nnunet_dirs):
+    """splits_final.json of the session's dataset, restored after the test."""
+    path = nnunet_dirs["nnUNet_preprocessed"] / DATASET_NAME / "splits_final.json"
+    original = path.read_text()
+    yield path
+    path.write_text(original)

@@ -80,14 +80,6 @@ def test_training_runs_on_splits_of_different_sizes_are_refused(tmp_path):
 # ------------------------------------------------------------ the user's path, with nnU-Net's own --val
 
 
-@pytest.fixture
-def rewritable_splits(nnunet_dirs):
-    path = nnunet_dirs["nnUNet_preprocessed"] / DATASET_NAME / "splits_final.json"
-    original = path.read_text()
-    yield path
-    path.write_text(original)
-
-
 @pytest.mark.integration
 def test_revalidation_after_the_splits_were_rewritten_is_refused(teacher_2d, tmp_path, monkeypatch, rewritable_splits):
     from nnunetv2.run.run_training import get_trainer_from_args

@@ -210,15 +210,6 @@ def splits(nnunet_dirs) -> list[dict]:
     return json.loads((nnunet_dirs["nnUNet_preprocessed"] / DATASET_NAME / "splits_final.json").read_text())
 
 
-@pytest.fixture
-def rewritable_splits(nnunet_dirs):
-    """splits_final.json of the session's dataset, restored after the test."""
-    path = nnunet_dirs["nnUNet_preprocessed"] / DATASET_NAME / "splits_final.json"
-    original = path.read_text()
-    yield path
-    path.write_text(original)
-
-
 def test_teacher_trained_on_student_validation_cases_is_refused(teacher_copy, monkeypatch):
     # fold 1's training cases include fold 0's validation cases (from today's splits: no validation outputs)
     (teacher_copy / "fold_0").rename(teacher_copy / "fold_1")
