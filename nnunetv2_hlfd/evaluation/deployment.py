@@ -35,10 +35,12 @@ import torch
 
 from nnunetv2_hlfd import output_folder
 from nnunetv2_hlfd.evaluation import compression
+from nnunetv2_hlfd.evaluation.deployment_memory import MEMORY_COUNTED, fresh_process_peak
 from nnunetv2_hlfd.evaluation.held_out import (
     DeploymentError,
     HeldOutSet,
     copied_training_cases,
+    header_shape,
     held_out_problems,
     label_problems,
     read_held_out_set,
@@ -200,6 +202,36 @@ def score(predictions: Path, held_out: HeldOutSet, dataset: BenchmarkDataset) ->
     return scores
 
 
+# --- what a deployment needs in memory -----------------------------------------------------
+
+
+def largest_case(held_out: HeldOutSet) -> str:
+    """The test case of the most voxels (from the headers), whose prediction needs the most memory."""
+    return max(held_out.cases, key=lambda case: math.prod(header_shape(held_out.cases[case][0]) or (0,)))
+
+
+def process_memory(configuration: Configuration, held_out: HeldOutSet, case: str, device: torch.device) -> dict:
+    """The peak resident memory of a fresh process that loads this configuration and predicts `case`:
+    weights plus working memory (`deployment_memory`)."""
+    print(f"Measuring {configuration.name}'s memory in a fresh process on {case}")
+    model = configuration.model
+    arguments = {
+        "model": {f: str(getattr(model, f)) for f in ("label", "trainer", "plans", "configuration", "path")},
+        "folds": list(configuration.folds),
+        "mirroring": configuration.mirroring,
+        "device": device.type,
+        "images": [str(f) for f in held_out.cases[case]],
+    }
+    measured = fresh_process_peak("nnunetv2_hlfd.evaluation.deployment_memory:load_and_predict", arguments)
+    return {
+        "process_peak_memory_mib": measured["process_peak_mib"],
+        "process_imports_mib": measured["imports_mib"],
+        "weights_mib": measured["weights_mib"],
+        "process_cuda_peak_mib": measured["cuda_peak_mib"],
+        "process_memory_case": case,
+    }
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -250,7 +282,8 @@ def results_table(report: dict) -> str:
     classes = list(report["classes"])
     header = ["configuration", "trainer", "folds", "mirroring", "passes per window"]
     header += [f"DSC {name}" for name in classes]
-    header += ["s per volume (median)", "peak MiB per volume", "speed-up vs ensemble"]
+    header += ["s per volume (median)", "process peak MiB (weights + working memory)", "weights MiB"]
+    header += ["torch peak MiB during the call", "speed-up vs ensemble"]
     rows = []
     for record in report["configurations"]:
         speed = record["speed_vs_ensemble"]
@@ -262,6 +295,9 @@ def results_table(report: dict) -> str:
             str(record["passes_per_window"]),
             *(f"{_number(record['dsc'][n]['mean'], 3)} (n={record['dsc'][n]['n']})" for n in classes),
             _number(record["volume_latency_s"], 3),
+            _number(record.get("process_peak_memory_mib"), 0)
+            + (f" (GPU {record['process_cuda_peak_mib']:.0f})" if record.get("process_cuda_peak_mib") else ""),
+            _number(record.get("weights_mib"), 1),
             _number(record["volume_peak_memory_mib"], 1),
             f"{record['speedup_vs_ensemble']:.2f}x" + ("" if speed == "reference" else f" (rounds: {speed})"),
         ]
@@ -292,7 +328,9 @@ def render_report(report: dict) -> str:
             f"Timed: {report['timed']}.",
             "",
             f"Device: {report['device']} ({report['hardware']}), {report['threads']} torch thread(s), "
-            f"{report['repetitions']} timed round(s). Peak memory: {report['memory_measure']}.",
+            f"{report['repetitions']} timed round(s). Process peak MiB: {MEMORY_COUNTED}; on a GPU also "
+            "torch.cuda.max_memory_allocated of that process (GPU), weights included. Torch peak MiB during "
+            f"the call: {report['memory_measure']}, the largest case's; it leaves out the weights.",
             "",
             f"{verdict_note(report['repetitions'])}.",
             "",
@@ -359,10 +397,12 @@ def run_deployment(
         measured, threads = compression.measure_test_volumes(
             chosen, held_out, dataset, device, settings.repetitions, staging / PREDICTIONS
         )
+        memory_case = largest_case(held_out)
         records = [
             configuration_record(
                 m, score(staging / PREDICTIONS / m.configuration.folder, held_out, dataset), measured[0]
             )
+            | process_memory(m.configuration, held_out, memory_case, device)
             for m in measured
         ]
         report = {

@@ -165,7 +165,7 @@ def array_digest(array: np.ndarray) -> str:
     return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
-def _header_shape(path: Path) -> tuple[int, ...] | None:
+def header_shape(path: Path) -> tuple[int, ...] | None:
     """The voxel grid's size from the header alone (SimpleITK), None where it cannot be read so."""
     import SimpleITK as sitk
 
@@ -188,10 +188,10 @@ def content_matches(test_files: Iterable[Path], training_files: Iterable[Path], 
     for training in training_files:
         if training.stat().st_size in by_size and (test := file_hashes.get(file_digest(training))):
             matches[training] = test
-    shapes = {_header_shape(path) for path in test_files}
+    shapes = {header_shape(path) for path in test_files}
     array_hashes = {array_digest(read_array(path)): path for path in test_files}
     for training in training_files:
-        if training not in matches and (None in shapes or _header_shape(training) in shapes):
+        if training not in matches and (None in shapes or header_shape(training) in shapes):
             if test := array_hashes.get(array_digest(read_array(training))):
                 matches[training] = test
     return sorted((test, training) for training, test in matches.items())

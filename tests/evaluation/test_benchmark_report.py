@@ -509,6 +509,8 @@ def test_the_deployment_report_names_its_dsc_convention_and_n():
         "volume_latency_s": 1.0,
         "volume_peak_memory_mib": 300.0,
         "process_peak_memory_mib": 400.0,
+        "weights_mib": 230.0,
+        "process_cuda_peak_mib": None,
         "speedup_vs_ensemble": 1.0,
         "speed_vs_ensemble": "reference",
     }
@@ -534,3 +536,29 @@ def test_the_deployment_report_names_its_dsc_convention_and_n():
     text = render_report(report)
     assert "DSC convention: nnU-Net's, a class absent from both prediction and label has no value" in text
     assert "0.800 (n=6)" in text and "10 cases" in text
+
+
+def test_the_deployment_report_counts_the_weights_in_its_memory():
+    from nnunetv2_hlfd.evaluation.deployment import results_table
+    from nnunetv2_hlfd.evaluation.deployment_memory import MEMORY_COUNTED
+
+    record = {
+        "name": "teacher ensemble",
+        "trainer": "nnUNetTrainer",
+        "folds": [0, 1],
+        "mirroring": False,
+        "mirror_axes": None,
+        "passes_per_window": 2,
+        "dsc": {},
+        "volume_latency_s": 1.0,
+        "volume_peak_memory_mib": 35.0,
+        "process_peak_memory_mib": 313.0,
+        "weights_mib": 230.0,
+        "process_cuda_peak_mib": None,
+        "speedup_vs_ensemble": 1.0,
+        "speed_vs_ensemble": "reference",
+    }
+    table = results_table({"classes": {}, "configurations": [record]})
+    assert "process peak MiB (weights + working memory) | weights MiB | torch peak MiB during the call" in table
+    assert "| 313 | 230.0 | 35.0 |" in table
+    assert "loads the configuration's weights" in MEMORY_COUNTED
