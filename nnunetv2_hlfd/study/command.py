@@ -89,6 +89,11 @@ def add_parser(subparsers) -> None:
         "--no-benchmark", dest="benchmark", action="store_false", help="train only; run `nnunetv2_hlfd benchmark` later"
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write study.md, runs.csv and the learning curves of the runs finished so far",
+    )
+    parser.add_argument(
         "--benchmark-args",
         nargs=argparse.REMAINDER,
         default=[],
@@ -117,6 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         slurm_partition=args.slurm_partition,
         slurm_time_min=args.slurm_time,
         benchmark=args.benchmark,
+        report_only=args.report_only,
         benchmark_args=tuple(args.benchmark_args),
     )
 

@@ -46,6 +46,7 @@ class StudySettings:
     slurm_partition: str | None = None
     slurm_time_min: int = 24 * 60
     benchmark: bool = True
+    report_only: bool = False  # write the record of the runs that finished, train nothing
     benchmark_args: tuple[str, ...] = ()  # passed on to `nnunetv2_hlfd benchmark`
     extra_env: dict[str, str] = field(default_factory=dict)  # for every training (the demo's folders)
 

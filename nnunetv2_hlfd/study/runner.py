@@ -89,6 +89,8 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         if is_finished(folder, settings.needs_probabilities):
             progress.mark_done_before(training.key)
             continue
+        if settings.report_only:
+            continue
         name = training.key.replace("/", "__")
         lock = output / "locks" / f"{name}.json"
         if owner := running_elsewhere(lock):
@@ -120,7 +122,8 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     runs_text = run_evidence(output, settings, results, dataset, environment)
     benchmark = None
     study_md = output / "study.md"
-    if not unfinished and settings.benchmark:
+    all_done = all(r.state == DONE for r in progress.records.values())
+    if all_done and settings.benchmark:
         benchmark = output / "benchmark"
         try:
             run_benchmark(settings, dataset, environment, benchmark, output / "logs" / "benchmark.log")

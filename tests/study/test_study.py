@@ -354,3 +354,15 @@ def test_a_repeat_trains_student_by_student_so_an_early_stop_leaves_whole_studen
             for fold in (0, 1)
         ],
     ]
+
+
+def test_report_only_records_the_finished_runs_and_trains_nothing(calls, monkeypatch):
+    monkeypatch.setenv("FAKE_NNUNET_TUMOUR_DICE", "nnUNetTrainerHLFD=0.6")
+    run_study(fake_settings(folds=(0,), seeds=(0,)), show_progress=False)
+    trained = len(read_calls(calls))
+    run = run_study(fake_settings(folds=(0,), seeds=(0, 1), report_only=True), show_progress=False)
+    assert len(read_calls(calls)) == trained  # seed 1 is not trained
+    rows = (run.output / "runs.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 and all(",0," in row for row in rows[1:])  # the teacher and seed 0's students
+    status = json.loads((run.output / "status.json").read_text())
+    assert status["counts"]["queued"] == 2 and status["counts"]["done"] == 3
