@@ -90,7 +90,7 @@ def study_settings(settings: DemoSettings, folders: dict[str, Path]):
 
 def run_demo(settings: DemoSettings, command: str | None = None):
     """Run the demo; returns its results table (one row per model). `command`: the command line, for study.md."""
-    from nnunetv2_hlfd.study.report import format_table, results_table
+    from nnunetv2_hlfd.study.report import dsc_convention, format_table, results_table
     from nnunetv2_hlfd.study.runner import run_study
     from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
 
@@ -109,8 +109,8 @@ def run_demo(settings: DemoSettings, command: str | None = None):
     study = run_study(study_plan, command=command)
     table = results_table(study.benchmark)
     print(
-        f"\nValidation Dice per class (fold 0), parameters and inference time per case "
-        f"({settings.device}); study: {study.study_md}\n"
+        f"\nValidation Dice per class (fold 0; {dsc_convention(study.benchmark)}), parameters and inference "
+        f"time per case ({settings.device}); study: {study.study_md}\n"
     )
     print(format_table(table))
     comparison = comparison_figure(study_plan, folders, dataset, study.output)

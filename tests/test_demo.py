@@ -92,6 +92,7 @@ def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, 
     assert (table["volume_latency_s_cpu"] > 0).all()
     printed = capsys.readouterr().out
     assert "| DSC kidney | DSC tumor |" in printed and "| parameters |" in printed and "s per case (cpu)" in printed
+    assert "both empty counting as 1; kidney n = " in printed
     study_md = (settings.workdir / "study" / "study.md").read_text()
     assert "## Results" in study_md and "nnUNetTrainerHLFD_1epochs_2iterations" in study_md
     # the pictures: a validation slice of every model beside the ground truth, and the learning curves

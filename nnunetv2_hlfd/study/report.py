@@ -25,6 +25,18 @@ def results_table(benchmark_folder: Path) -> pd.DataFrame | None:
     return table[columns]
 
 
+def dsc_convention(benchmark_folder: Path) -> str:
+    """What the DSC columns of compression.csv average, with n per class."""
+    table = pd.read_csv(benchmark_folder / "compression.csv")
+    counts = [
+        f"{c.removeprefix('n_cases_dsc_')} n = {int(table[c].iloc[0])}" for c in table if c.startswith("n_cases_dsc_")
+    ]
+    return (
+        "mean over the validation cases common to every model, a case whose prediction and ground truth are both "
+        "empty counting as 1" + (f"; {', '.join(counts)}" if counts else "")
+    )
+
+
 def format_table(table: pd.DataFrame) -> str:
     """A Markdown table; DSC to three places, times to two, counts as integers."""
 
@@ -122,8 +134,8 @@ def write_study_md(
     table = results_table(benchmark_folder) if benchmark_folder else None
     if table is not None:
         about = (
-            "Validation DSC per class (mean over the folds' cases), parameters and the median time to predict "
-            "one validation case, from `nnunetv2_hlfd benchmark`. Confidence intervals, p-values against the "
+            f"Validation DSC per class ({dsc_convention(benchmark_folder)}), parameters and the median time to "
+            "predict one validation case, from `nnunetv2_hlfd benchmark`. Confidence intervals, p-values against the "
             "student without distillation and the figures are in "
             f"[the benchmark's report]({benchmark_folder.name}/report.md)."
         )
