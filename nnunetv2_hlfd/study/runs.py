@@ -161,7 +161,7 @@ def compare_runs(runs: list[Run], settings: StudySettings, classes: list[str]) -
         return [r for r in runs if r.variant == name]
 
     for student in students:
-        family = "primary" if student == primary else "secondary: final tumour DSC"
+        family = "primary" if student == primary else f"secondary: final {tumour} DSC"
         final = _paired(runs, student, reference, lambda r: r.final_dsc[tumour])
         if student == primary:
             started = [

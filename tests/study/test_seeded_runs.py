@@ -14,6 +14,7 @@ import pytest
 import torch
 from nnunet_runs import DATASET_NAME, with_own_log
 
+from nnunetv2_hlfd.study.curves import read_learning_curve
 from nnunetv2_hlfd.study.length import augmenter_seeds, length_variant
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 
@@ -33,7 +34,13 @@ def train_seeded(trainer: str, seed: int, run: str) -> tuple[dict[str, torch.Ten
     instance.num_val_iterations_per_epoch = 1
     instance.run_training()
     weights = {k: v.detach().clone() for k, v in instance.network.state_dict().items()}
-    return weights, list(instance.logger.my_fantastic_logging["train_losses"])
+    # the learning curve read back from nnU-Net's text log is what its logger recorded
+    curve = read_learning_curve(Path(instance.output_folder))
+    logged = instance.logger.my_fantastic_logging
+    assert curve.epochs == 1 and len(curve.pseudo_dice[0]) == 2  # kidney and tumour
+    assert curve.train_loss[0] == pytest.approx(logged["train_losses"][0], abs=1e-4)
+    assert curve.pseudo_dice[0] == pytest.approx(logged["dice_per_class_or_region"][0], abs=1e-4)
+    return weights, list(logged["train_losses"])
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
