@@ -161,7 +161,7 @@ def accuracy_versus_cost(
     figure = Figure(figsize=(4.8 * len(axes_present), 4.2), layout="constrained")
     for axes, (column, label) in zip(figure.subplots(1, len(axes_present), squeeze=False)[0], axes_present):
         for _, row in compression.iterrows():
-            mean, low, high = dsc.loc[row["trainer"]]
+            mean, low, high = dsc.loc[row["trainer"], ["mean", "low", "high"]]
             errors = None if np.isnan(low) else [[mean - low], [high - mean]]
             axes.errorbar(row[column], mean, xerr=latency_range(row, column), yerr=errors, fmt="o", capsize=3)
             rightmost = row[column] == compression[column].max()  # its label goes left, inside the axes
