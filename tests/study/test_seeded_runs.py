@@ -36,7 +36,7 @@ def train_seeded(trainer: str, seed: int, run: str) -> tuple[dict[str, torch.Ten
     weights = {k: v.detach().clone() for k, v in instance.network.state_dict().items()}
     # the learning curve read back from nnU-Net's text log is what its logger recorded
     curve = read_learning_curve(Path(instance.output_folder))
-    logged = instance.logger.my_fantastic_logging
+    logged = instance.logger.local_logger.my_fantastic_logging
     assert curve.epochs == 1 and len(curve.pseudo_dice[0]) == 2  # kidney and tumour
     assert curve.train_loss[0] == pytest.approx(logged["train_losses"][0], abs=1e-4)
     assert curve.pseudo_dice[0] == pytest.approx(logged["dice_per_class_or_region"][0], abs=1e-4)
