@@ -8,6 +8,7 @@ one that the other test modules import names from.)"""
 from __future__ import annotations
 
 import itertools
+import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -136,3 +137,17 @@ def kits19(tmp_path: Path) -> Path:
     for case in range(3):
         make_kits_case(root, case)
     return root
+
+
+def pause_after_a_case(marker: Path) -> str:
+    """Source for a conversion subprocess: case_jobs._convert_case touches ``marker`` after a case, then waits,
+    so the test can interrupt or kill the run with a case written."""
+    return textwrap.dedent(f"""
+        convert_case = case_jobs._convert_case
+        def convert_then_wait(job):
+            problems = convert_case(job)
+            Path({str(marker)!r}).touch()
+            time.sleep(120)
+            return problems
+        case_jobs._convert_case = convert_then_wait
+    """)

@@ -9,25 +9,21 @@ import textwrap
 import time
 from pathlib import Path
 
-from conversion_cases import leftovers
+from conversion_cases import leftovers, pause_after_a_case
 
 
 def test_ctrl_c_mid_conversion_prints_one_line_exits_130_and_leaves_nothing(kits19: Path, raw: Path, tmp_path):
     marker = tmp_path / "one_case_written"
-    script = textwrap.dedent(f"""
+    script = (
+        textwrap.dedent("""
         import sys, time
         from pathlib import Path
         from nnunetv2_hlfd.dataset_conversion import case_jobs
         from nnunetv2_hlfd.dataset_conversion.kits19 import main
-        convert_case = case_jobs._convert_case
-        def convert_then_wait(job):
-            problems = convert_case(job)
-            Path({str(marker)!r}).touch()
-            time.sleep(120)
-            return problems
-        case_jobs._convert_case = convert_then_wait
-        sys.exit(main([{str(kits19)!r}, "--nnunet-raw", {str(raw)!r}, "-np", "1"]))
     """)
+        + pause_after_a_case(marker)
+        + f"sys.exit(main([{str(kits19)!r}, '--nnunet-raw', {str(raw)!r}, '-np', '1']))\n"
+    )
     process = subprocess.Popen(
         [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

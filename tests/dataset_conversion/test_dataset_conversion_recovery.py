@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conversion_cases import array, label_array, leftovers
+from conversion_cases import array, label_array, leftovers, pause_after_a_case
 from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
@@ -126,16 +126,7 @@ def run_killed(
 
 def test_run_killed_mid_conversion_is_cleaned_up_by_the_next_run(kits19, raw, tmp_path):
     marker = tmp_path / "one_case_written"
-    patch = f"""
-        convert_case = case_jobs._convert_case
-        def convert_then_hang(job):
-            problems = convert_case(job)
-            Path({str(marker)!r}).touch()
-            time.sleep(120)
-            return problems
-        case_jobs._convert_case = convert_then_hang
-    """
-    run_killed(kits19, raw, patch, kill_when=marker)
+    run_killed(kits19, raw, pause_after_a_case(marker), kill_when=marker)
     [partial] = leftovers(raw)
     assert partial.startswith(f".{TARGET}.partial-")
     assert (raw / partial / "imagesTr" / "case_00000_0000.nii.gz").is_file()  # killed with a case written
