@@ -240,7 +240,8 @@ def _mean_test(family, student, endpoint, differences, student_runs, reference_r
         len(differences),
         mean(map(value, student_runs)),
         mean(map(value, reference_runs)),
-        paired_permutation_p(differences, alternative),
+        # without a pair there is no test (n/a), not evidence of no difference
+        paired_permutation_p(differences, alternative) if differences else math.nan,
     )
 
 
@@ -268,7 +269,7 @@ def _case_level(runs: list[Run], students: list[str], reference: str, classes: l
     for student in students:
         student_means = case_means(student)
         common = sorted(set(student_means) & set(reference_means))
-        for class_name in classes:
+        for class_name in classes if common else ():
             diffs = [student_means[k][class_name] - reference_means[k][class_name] for k in common]
             test = paired_wilcoxon(diffs)
             rows.append(

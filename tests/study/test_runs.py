@@ -54,3 +54,12 @@ def test_students_are_compared_with_the_plain_one_pair_by_pair_in_their_families
     assert kd.family == "secondary: final tumor DSC" and kd.p_value == pytest.approx(0.25)
     assert tests[("nnUNetTrainerKD", "final kidney DSC")].alternative == "two-sided"
     assert {row["student"] for row in comparison.case_level} == {"nnUNetTrainerHLFD", "nnUNetTrainerKD"}
+
+
+def test_a_student_without_finished_runs_has_no_test_rather_than_p_1():
+    settings = StudySettings("D", "2d", students=("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD"))
+    runs = [run("nnUNetTrainerStudent", 0, 0, 0.1, (0.0,)), run("nnUNetTrainerHLFD", 0, 0, 0.2, (0.0,))]
+    comparison = compare_runs(runs, settings, ["kidney", "tumor"])
+    kd = [t for t in comparison.tests if t.student == "nnUNetTrainerKD"]
+    assert kd and all(t.n == 0 and math.isnan(t.p_value) for t in kd)
+    assert "nnUNetTrainerKD" not in {row["student"] for row in comparison.case_level}
