@@ -127,19 +127,19 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
         for t in comparison.tests
     ]
     lines += [markdown_table(header, rows), ""]
-    trainings = len({(r.fold, r.seed) for r in runs if r.variant == comparison.reference})
     lines += [
         "## Case-level statistics (descriptive)",
         "",
-        "Each validation case's DSC averaged over the variant's repeats, paired with the reference's, Wilcoxon "
-        f"signed-rank over the cases (two-sided, no correction). These cases come from {trainings} training(s) "
-        "per variant: a case-level p-value says how consistently the cases differ, not how a new training of "
-        "the method would do.",
+        "Each validation case's DSC averaged over the repeats both variants ran (the same folds and seeds), "
+        "paired with the reference's, Wilcoxon signed-rank over the cases (two-sided, no correction). The cases "
+        "come from the trainings counted beside them: a case-level p-value says how consistently the cases "
+        "differ, not how a new training of the method would do.",
         "",
     ]
-    header = ["student", "class", "cases", "mean difference", "p"]
+    header = ["student", "class", "trainings per variant", "cases", "mean difference", "p"]
     rows = [
-        [short_name(r["student"]), r["class"], r["cases"], f"{r['mean_difference']:+.3f}", _p(r["p_value"])]
+        [short_name(r["student"]), r["class"], r["trainings"], r["cases"], f"{r['mean_difference']:+.3f}"]
+        + [_p(r["p_value"])]
         for r in comparison.case_level
     ]
     lines += [markdown_table(header, rows), ""]

@@ -255,19 +255,23 @@ def _holm_by_family(tests: list[Test]) -> list[Test]:
 
 
 def _case_level(runs: list[Run], students: list[str], reference: str, classes: list[str]) -> list[dict]:
-    """Each case's DSC averaged over a variant's repeats, then paired over cases (Wilcoxon, two-sided)."""
+    """Each case's DSC averaged over the repeats both variants ran (the same seeds on each side), then paired
+    over cases (Wilcoxon, two-sided)."""
 
-    def case_means(variant: str) -> dict[tuple[int, str], dict[str, float]]:
+    def case_means(variant: str, seeds: set) -> dict[tuple[int, str], dict[str, float]]:
         sums: dict[tuple[int, str], list[dict[str, float]]] = {}
-        for run in (r for r in runs if r.variant == variant):
+        for run in (r for r in runs if r.variant == variant and (r.fold, r.seed) in seeds):
             for case, values in run.case_dsc.items():
                 sums.setdefault((run.fold, case), []).append(values)
         return {key: {c: float(np.nanmean([v[c] for v in vs])) for c in classes} for key, vs in sums.items()}
 
-    reference_means = case_means(reference)
+    def trainings(variant: str) -> set:
+        return {(r.fold, r.seed) for r in runs if r.variant == variant}
+
     rows = []
     for student in students:
-        student_means = case_means(student)
+        shared = trainings(student) & trainings(reference)
+        student_means, reference_means = case_means(student, shared), case_means(reference, shared)
         common = sorted(set(student_means) & set(reference_means))
         for class_name in classes if common else ():
             diffs = [student_means[k][class_name] - reference_means[k][class_name] for k in common]
@@ -276,6 +280,7 @@ def _case_level(runs: list[Run], students: list[str], reference: str, classes: l
                 {
                     "student": student,
                     "class": class_name,
+                    "trainings": len(shared),
                     "cases": test.n_pairs,
                     "mean_difference": test.mean_difference,
                     "p_value": test.p_value,

@@ -63,3 +63,15 @@ def test_a_student_without_finished_runs_has_no_test_rather_than_p_1():
     kd = [t for t in comparison.tests if t.student == "nnUNetTrainerKD"]
     assert kd and all(t.n == 0 and math.isnan(t.p_value) for t in kd)
     assert "nnUNetTrainerKD" not in {row["student"] for row in comparison.case_level}
+
+
+def test_case_level_pairs_only_the_repeats_both_variants_ran():
+    settings = StudySettings("D", "2d", students=("nnUNetTrainerStudent", "nnUNetTrainerKD"))
+    # the plain student ran seeds 0 and 1, KD only seed 0: KD is compared with the plain student's seed 0
+    runs = [
+        run("nnUNetTrainerStudent", 0, 0, 0.2, (0.0,)),
+        run("nnUNetTrainerStudent", 0, 1, 0.8, (0.0,)),
+        run("nnUNetTrainerKD", 0, 0, 0.2, (0.0,)),
+    ]
+    [tumour] = [r for r in compare_runs(runs, settings, ["kidney", "tumor"]).case_level if r["class"] == "tumor"]
+    assert tumour["trainings"] == 1 and tumour["mean_difference"] == pytest.approx(0.0)
