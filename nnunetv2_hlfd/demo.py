@@ -25,7 +25,7 @@ STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # each model's training length and the cases whose prediction is timed: the demo fits in 10 minutes on two
 # CPU cores (README: its measured time and Dice)
-DEMO_EPOCHS, DEMO_ITERATIONS = 15, 20
+DEMO_EPOCHS, DEMO_ITERATIONS = 11, 20
 DEMO_TIMED_CASES = 1
 
 
