@@ -126,11 +126,8 @@ def convert_case(path: Path, settings: GeometrySettings, case_number: int) -> tu
     region = kidney_region(label, settings.margin_mm)
     spacing = converted_spacing(region, settings)
     target = grid_like(region, spacing)
-    fine = sitk.Image([n * SUPERSAMPLING for n in target.GetSize()], sitk.sitkUInt8)
-    fine.SetSpacing(tuple(s / SUPERSAMPLING for s in spacing))
-    fine.SetDirection(target.GetDirection())
-    # the fine voxels 2i, 2i+1 straddle the target voxel i symmetrically
-    fine.SetOrigin(target.TransformContinuousIndexToPhysicalPoint([-0.5 + 0.5 / SUPERSAMPLING] * 3))
+    # the target grid again, SUPERSAMPLING times finer: fine voxels 2i, 2i+1 straddle target voxel i
+    fine = grid_like(target, tuple(s / SUPERSAMPLING for s in spacing))
     nearest = sitk.sitkNearestNeighbor
     fine_label = sitk.GetArrayFromImage(sitk.Resample(region, fine, sitk.Transform(), nearest, 0))
     target_label = sitk.Resample(region, target, sitk.Transform(), nearest, 0)
