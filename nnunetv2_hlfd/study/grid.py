@@ -148,6 +148,11 @@ def study_graph(settings: StudySettings) -> list[Training]:
     return graph
 
 
+def study_runs(settings: StudySettings) -> list[tuple[str, int | None]]:
+    """Each (trainer, seed) the study trains, in the graph's order: one results folder per pair and fold."""
+    return list(dict.fromkeys((training.trainer, training.seed) for training in study_graph(settings)))
+
+
 def fold_folder(results: Path, settings: StudySettings, trainer: str, fold: int, seed: int | None = None) -> Path:
     name = settings.run_name(trainer, seed)
     return results / f"{name}__{settings.plans}__{settings.configuration}" / f"fold_{fold}"

@@ -25,7 +25,7 @@ import torch
 
 from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.evaluation.provenance import cores_available
-from nnunetv2_hlfd.study.grid import StudySettings, variant_name
+from nnunetv2_hlfd.study.grid import StudySettings, study_runs, variant_name
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 
 MODULE_NAME = "hlfd_study_length_variants.py"
@@ -126,7 +126,9 @@ def write_variants_module(folder: Path, settings: StudySettings) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODULE_NAME
     trainers, epochs, iterations = list(settings.trainers), settings.epochs, settings.iterations
-    seeds = {settings.teacher: [settings.teacher_seed]} | {s: list(settings.student_seeds) for s in settings.students}
+    seeds: dict[str, list[int | None]] = {}
+    for trainer, seed in study_runs(settings):
+        seeds.setdefault(trainer, []).append(seed)
     what = f"at {epochs} epochs of {iterations} iterations" if settings.shortened else "at their own length"
     text = (
         f'"""Written by `nnunetv2_hlfd study`: its trainers {what}, seeded as the study asks."""\n'

@@ -9,7 +9,7 @@ import pandas as pd
 
 from nnunetv2_hlfd.evaluation.provenance import cores_available, cpu_model, software_versions, source_commit
 from nnunetv2_hlfd.markdown import markdown_table
-from nnunetv2_hlfd.study.grid import StudySettings, Training
+from nnunetv2_hlfd.study.grid import StudySettings, Training, study_runs
 from nnunetv2_hlfd.study.progress import Record
 
 
@@ -152,9 +152,6 @@ def _wall_time_table(records: dict[str, Record], settings: StudySettings) -> str
         record = records.get(Training(trainer, fold, seed=seed).key)
         return "n/a" if record is None or record.wall_s is None else f"{record.wall_s / 60:.1f}"
 
-    runs = [(settings.teacher, settings.teacher_seed)] + [
-        (student, seed) for seed in settings.student_seeds for student in settings.students
-    ]
     lines = [
         "| trainer | " + " | ".join(f"fold {f}" for f in settings.folds) + " |",
         "|---|" + "---|" * len(settings.folds),
@@ -163,6 +160,6 @@ def _wall_time_table(records: dict[str, Record], settings: StudySettings) -> str
         lines
         + [
             f"| {settings.run_name(t, seed)} | " + " | ".join(minutes(t, f, seed) for f in settings.folds) + " |"
-            for t, seed in runs
+            for t, seed in study_runs(settings)
         ]
     )

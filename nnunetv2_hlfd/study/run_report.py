@@ -75,8 +75,7 @@ def learning_curve_figure(
             axis.set_ylim(-0.02, 1.02)
             axis.grid(alpha=0.3)
             axis.set_title(f"{class_name}: median and range over runs")
-        if ONSET_THRESHOLD:
-            axes[0].axhline(ONSET_THRESHOLD, color="grey", linestyle=":", linewidth=1, label="onset threshold")
+        axes[0].axhline(ONSET_THRESHOLD, color="grey", linestyle=":", linewidth=1, label="onset threshold")
         axes[0].legend(loc="upper left", fontsize="small")
         figure.suptitle("nnU-Net's per-epoch pseudo-Dice, per variant (line: median, band: min to max)")
         figure.savefig(path, dpi=DPI)
