@@ -129,7 +129,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
 
 def repeat_seeds(repeats: int | None, seeds: list[int] | None) -> tuple[int, ...] | None:
     if repeats is not None and repeats < 1:
-        raise SystemExit(f"error: --repeats must be at least 1, got {repeats}")
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
     return tuple(seeds) if seeds else tuple(range(repeats)) if repeats else None
 
 

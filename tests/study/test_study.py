@@ -366,3 +366,12 @@ def test_report_only_records_the_finished_runs_and_trains_nothing(calls, monkeyp
     assert len(rows) == 1 + 3 and all(",0," in row for row in rows[1:])  # the teacher and seed 0's students
     status = json.loads((run.output / "status.json").read_text())
     assert status["counts"]["queued"] == 2 and status["counts"]["done"] == 3
+
+
+def test_repeats_below_one_are_refused_with_exit_status_2_and_no_traceback(calls, capsys):
+    from nnunetv2_hlfd.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["study", "-d", FAKE_DATASET, "-c", "2d", "--repeats", "0"])
+    assert stopped.value.code == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err and not calls.exists()
