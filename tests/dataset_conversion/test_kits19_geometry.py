@@ -131,3 +131,20 @@ def test_a_folder_without_segmentations_is_refused_with_the_layouts_it_reads(tmp
 def test_a_clone_and_its_data_folder_are_both_found(kits19_clone):
     assert list(find_segmentations(kits19_clone)) == list(REAL_CASES)
     assert list(find_segmentations(kits19_clone / "data")) == list(REAL_CASES)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--spacing", "0"], "--spacing and --slice-spacing must be above 0 and --margin at least 0 (mm), got 0.0"),
+        (["--margin", "-1"], "--margin at least 0 (mm), got 2.5, 3.0 and -1.0"),
+        (["--cases", "0"], "--cases must be at least 1, got 0"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_value_and_nothing_is_written(
+    kits19_clone, tmp_path, capsys, options, message
+):
+    assert main([str(kits19_clone), "--nnunet-raw", str(tmp_path / "raw"), *options]) == 1
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert leftovers(tmp_path / "raw") == []
