@@ -23,3 +23,22 @@ def test_torch_threads_sets_the_count_for_the_block_only():
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_cpu_peak_memory_is_the_peak_of_live_allocations_not_their_sum():
+    def run():
+        for _ in range(3):
+            scratch = torch.ones(8_000_000, dtype=torch.uint8)  # freed before the next one is made
+            del scratch
+        kept = torch.ones(2_000_000, dtype=torch.uint8)
+        return kept
+
+    peak = peak_memory(run, CPU)
+    assert 8_000_000 <= peak < 12_000_000
+
+
+def test_cpu_peak_memory_counts_a_workspace_freed_inside_one_operator():
+    # median partitions a copy of its input and frees it before it returns: a per-operator net reads 0 bytes
+    values = torch.rand(1_000_000)
+
+    assert peak_memory(values.median, CPU) >= values.numel() * values.element_size()
