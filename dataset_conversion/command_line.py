@@ -13,9 +13,8 @@ from nnunetv2_hlfd.dataset_conversion.conversion import convert
 from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.label_layouts import CYST_CHOICES
 
+from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
 from nnunetv2_hlfd.problems import ProblemListError
-
-INTERRUPTED_STATUS = 130  # the shell's status for a program ended by Ctrl-C (128 + SIGINT)
 
 
 def build_parser(spec: DatasetSpec, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
@@ -70,18 +69,19 @@ def cli_main(
     """Parse, convert, report. Returns the exit status: 0 done (or --check clean), 1 on problems, 130 interrupted."""
     args = build_parser(spec, prog, description).parse_args(argv)
     try:
-        result = convert(
-            spec,
-            args.input_folder,
-            args.nnunet_raw,
-            args.dataset_id,
-            args.name,
-            labels=args.labels,
-            cysts=getattr(args, "cysts", None),
-            overwrite=args.overwrite,
-            check=args.check,
-            num_processes=args.num_processes,
-        )
+        with terminate_as_interrupt():
+            result = convert(
+                spec,
+                args.input_folder,
+                args.nnunet_raw,
+                args.dataset_id,
+                args.name,
+                labels=args.labels,
+                cysts=getattr(args, "cysts", None),
+                overwrite=args.overwrite,
+                check=args.check,
+                num_processes=args.num_processes,
+            )
     except ProblemListError as exc:  # ConversionError, or the raw-dataset writer's RawDatasetError
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from nnunetv2_hlfd.dataset_conversion.volumes import CaseProblem, read_volume
 
+from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
 from nnunetv2_hlfd.problems import ProblemListError
 from nnunetv2_hlfd.raw_dataset import write_raw_dataset
 from nnunetv2_hlfd.simulated_ct import SUPERSAMPLING, best_window_dice, simulated_ct
@@ -248,22 +249,23 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = GeometrySettings(args.spacing, args.slice_spacing, args.margin, args.seed)
     try:
-        target, check = convert_kits19_geometry(
-            args.input_folder,
-            args.nnunet_raw,
-            args.dataset_id,
-            args.name,
-            settings,
-            args.cases,
-            args.num_processes,
-            args.overwrite,
-        )
+        with terminate_as_interrupt():
+            target, check = convert_kits19_geometry(
+                args.input_folder,
+                args.nnunet_raw,
+                args.dataset_id,
+                args.name,
+                settings,
+                args.cases,
+                args.num_processes,
+                args.overwrite,
+            )
     except ProblemListError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; nothing was written (rerun the same command)", file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     print(f"wrote {target}")
     for class_name, result in check.items():
         print(

@@ -12,6 +12,7 @@ from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.evaluation import command as benchmark
 from nnunetv2_hlfd.evaluation import deployment_command as deployment
+from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
 from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
 
@@ -137,7 +138,10 @@ def main(argv=None) -> None:
         add(subparsers)
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command][1](args)
+        with terminate_as_interrupt():
+            COMMANDS[args.command][1](args)
+    except KeyboardInterrupt:  # Ctrl-C or a kill: what the command had staged was removed on the way out
+        parser.exit(INTERRUPTED_STATUS, f"nnunetv2_hlfd {args.command}: interrupted; no output was half written\n")
     except UserFacingError as refusal:  # a refusal of the inputs: its message, no traceback
         parser.exit(REFUSED, f"nnunetv2_hlfd {args.command}: {refusal}\n")
     except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:

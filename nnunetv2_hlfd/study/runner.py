@@ -8,15 +8,14 @@ study loses only the trainings it was running: nnU-Net's checkpoints let the rer
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.interrupts import terminate_as_interrupt
 from nnunetv2_hlfd.study.grid import (
     BLOCKED,
     DONE,
@@ -350,21 +349,3 @@ def run_benchmark(settings: StudySettings, dataset: str, environment: dict[str, 
         *settings.benchmark_args,
     ]
     run_logged(command, environment, log)
-
-
-@contextmanager
-def terminate_as_interrupt():
-    """SIGTERM (kill, a scheduler's time limit) unwinds like Ctrl-C, so running trainings are stopped too."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -1,4 +1,4 @@
-"""Ctrl-C during a conversion: one line, exit status 130, and no half-written dataset (issue 22)."""
+"""Ctrl-C or a kill (SIGTERM) during a conversion: one line, exit status 130, and no half-written dataset (issue 22)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from conversion_cases import leftovers, pause_after_a_case
 
 
-def test_ctrl_c_mid_conversion_prints_one_line_exits_130_and_leaves_nothing(kits19: Path, raw: Path, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
+def test_a_stop_mid_conversion_prints_one_line_exits_130_and_leaves_nothing(kits19: Path, raw: Path, tmp_path, stop):
     marker = tmp_path / "one_case_written"
     script = (
         textwrap.dedent("""
@@ -31,7 +33,7 @@ def test_ctrl_c_mid_conversion_prints_one_line_exits_130_and_leaves_nothing(kits
     while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), process.communicate()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr + stdout
