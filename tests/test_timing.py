@@ -1,5 +1,9 @@
 """The shared timing helpers: interleaved rounds, peak memory, thread count for a block."""
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
 from nnunetv2_hlfd.timing import peak_memory, time_side_by_side, torch_threads
@@ -42,3 +46,24 @@ def test_cpu_peak_memory_counts_a_workspace_freed_inside_one_operator():
     values = torch.rand(1_000_000)
 
     assert peak_memory(values.median, CPU) >= values.numel() * values.element_size()
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the resident size from Linux's /proc")
+def test_measuring_cpu_peak_memory_again_and_again_does_not_grow_the_process():
+    # many small operators: the profiler's record of each call is far larger than the memory the call uses
+    weights = torch.rand(64, 64)
+
+    def run():
+        x = torch.rand(8, 64)
+        for _ in range(20_000):
+            x = (x @ weights).tanh()
+
+    peak_memory(run, CPU)
+    before = _resident_bytes()
+    for _ in range(5):
+        peak_memory(run, CPU)
+    assert _resident_bytes() - before < 50 * 2**20
