@@ -17,3 +17,13 @@ def test_the_fresh_process_peak_includes_the_weights(tmp_path):
     assert measured["weights_mib"] == WEIGHTS_MIB
     assert measured["process_peak_mib"] >= measured["imports_mib"] + WEIGHTS_MIB  # the libraries and the weights
     assert measured["cuda_peak_mib"] is None
+
+
+def test_the_fresh_process_peak_is_its_own_not_its_parents(tmp_path):
+    # the parent peaks far above what the child needs, then frees it (as a deployment run's profiling does)
+    path = tmp_path / "weights.pth"
+    torch.save({"weight": torch.ones(4, 1024)}, path)
+    parent_peak = torch.ones(1024 * 2**20, dtype=torch.uint8)  # 1 GiB, touched
+    del parent_peak
+    measured = fresh_process_peak("memory_helpers:load_weights", {"path": str(path)}, [str(Path(__file__).parent)])
+    assert measured["process_peak_mib"] < measured["imports_mib"] + 512
