@@ -8,6 +8,7 @@ on terms reduced as their code reduces them.
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+from nnunetv2_hlfd.training.student import StudentSize
 
 # irfanICMLL/structure_knowledge_distillation, run_train_val.sh: lambda_pi 10, lambda_pa 0.5
 SKD_WEIGHTS = {"SKD_pixel": 10.0, "SKD_pair": 0.5}
@@ -17,6 +18,12 @@ class nnUNetTrainerKD(nnUNetTrainerDistillation):
     """Hinton et al. 2015: KL at T = 4 on the final output; weight KD 1.0."""
 
     distillation = DistillationConfig(weights={"KD": 1.0}, temperature=4.0)
+
+
+class nnUNetTrainerKDSmall(nnUNetTrainerKD):
+    """KD into the Small student of nnUNetTrainerStudentSmall, the classic baseline at that size."""
+
+    student_size = StudentSize(width_factor=0.25)
 
 
 class nnUNetTrainerAT(nnUNetTrainerDistillation):

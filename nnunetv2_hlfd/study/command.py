@@ -54,6 +54,14 @@ def add_parser(subparsers) -> None:
         "TRAINER_<E>epochs_<I>iterations variants; default: the trainers' own length",
     )
     parser.add_argument("--iterations", type=int, help="training iterations per epoch of a shortened study")
+    parser.add_argument(
+        "--teacher-epochs",
+        type=int,
+        help="the teacher's own length, apart from the students' (with --teacher-iterations): it trains "
+        "TEACHER_<E>epochs_<I>iterations; default: the students' length. A teacher already trained in its "
+        "results folder is used as it is",
+    )
+    parser.add_argument("--teacher-iterations", type=int, help="training iterations per epoch of the teacher")
     repeats = parser.add_mutually_exclusive_group()
     repeats.add_argument(
         "--repeats",
@@ -115,6 +123,8 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
         gpus=tuple(args.gpus) if args.gpus else None,
         epochs=args.epochs,
         iterations=args.iterations,
+        teacher_epochs=args.teacher_epochs,
+        teacher_iterations=args.teacher_iterations,
         seeds=repeat_seeds(args.repeats, args.seeds),
         protocol=args.protocol,
         output=args.output,

@@ -37,6 +37,10 @@ class StudySettings:
     gpus: tuple[int, ...] | None = None  # None: every GPU torch sees, one worker each
     epochs: int | None = None  # None (with iterations): the trainers' own length
     iterations: int | None = None
+    # the teacher's own length, apart from the students' (None: the students' length, as --epochs sets it);
+    # nnU-Net's polynomial learning rate falls to zero over whichever length a training has
+    teacher_epochs: int | None = None
+    teacher_iterations: int | None = None
     # None: one unseeded training per student and fold; else each student once per seed (the repeats) and the
     # teacher once, with the first seed
     seeds: tuple[int, ...] | None = None
@@ -55,9 +59,16 @@ class StudySettings:
         return self.epochs is not None
 
     @property
+    def teacher_length(self) -> tuple[int | None, int | None]:
+        """(epochs, iterations per epoch) of the teacher: its own schedule where given, else the students'."""
+        if self.teacher_epochs is not None:
+            return self.teacher_epochs, self.teacher_iterations
+        return self.epochs, self.iterations
+
+    @property
     def has_variants(self) -> bool:
         """The study trains variants it declares itself (shortened or seeded trainers)."""
-        return self.shortened or self.seeds is not None
+        return self.shortened or self.teacher_epochs is not None or self.seeds is not None
 
     @property
     def teacher_seed(self) -> int | None:
@@ -68,8 +79,10 @@ class StudySettings:
         return self.seeds if self.seeds else (None,)
 
     def run_name(self, trainer: str, seed: int | None = None) -> str:
-        """The trainer nnU-Net trains: the trainer itself, or its variant (length, seed)."""
-        return variant_name(trainer, self.epochs, self.iterations, seed)
+        """The trainer nnU-Net trains: the trainer itself, or its variant (length, seed); the teacher at its
+        own length."""
+        epochs, iterations = self.teacher_length if trainer == self.teacher else (self.epochs, self.iterations)
+        return variant_name(trainer, epochs, iterations, seed)
 
     def teacher_run_name(self) -> str:
         return self.run_name(self.teacher, self.teacher_seed)
@@ -85,14 +98,20 @@ class StudySettings:
 
 def check_settings(settings: StudySettings) -> None:
     problems = []
-    if (settings.epochs is None) != (settings.iterations is None):
-        problems.append(
-            "--epochs and --iterations go together (a shortened study sets both), got "
-            f"--epochs {settings.epochs} --iterations {settings.iterations}"
-        )
+    for prefix, epochs, iterations in (
+        ("--", settings.epochs, settings.iterations),
+        ("--teacher-", settings.teacher_epochs, settings.teacher_iterations),
+    ):
+        if (epochs is None) != (iterations is None):
+            problems.append(
+                f"{prefix}epochs and {prefix}iterations go together (a shortened training sets both), got "
+                f"{prefix}epochs {epochs} {prefix}iterations {iterations}"
+            )
     for option, value in (
         ("--epochs", settings.epochs),
         ("--iterations", settings.iterations),
+        ("--teacher-epochs", settings.teacher_epochs),
+        ("--teacher-iterations", settings.teacher_iterations),
         ("--workers", settings.workers),
         ("--threads", settings.threads),
     ):
@@ -136,15 +155,19 @@ class Training:
         return f"{self.trainer}/fold_{self.fold}" + ("" if self.seed is None else f"/seed_{self.seed}")
 
 
-def study_graph(settings: StudySettings) -> list[Training]:
+def study_graph(settings: StudySettings, distils=lambda trainer: True) -> list[Training]:
     """The teachers first, then the students repeat by repeat and, within a repeat, student by student over
     the folds: in order, so each training follows what it needs, and a study stopped early has whole repeats of
-    its first students (the comparison it was run for) rather than a part of every one."""
+    its first students (the comparison it was run for) rather than a part of every one. `distils(trainer)`
+    says whether a student needs the teacher: one that does not (the plain student) trains while it does."""
     teachers = {fold: Training(settings.teacher, fold, seed=settings.teacher_seed) for fold in settings.folds}
     graph = list(teachers.values())
     for seed in settings.student_seeds:
         for student in settings.students:
-            graph += [Training(student, fold, (teachers[fold].key,), seed) for fold in settings.folds]
+            graph += [
+                Training(student, fold, (teachers[fold].key,) if distils(student) else (), seed)
+                for fold in settings.folds
+            ]
     return graph
 
 

@@ -125,18 +125,25 @@ def write_variants_module(folder: Path, settings: StudySettings) -> Path:
     """The module nnU-Net imports from nnUNet_extTrainer; rewritten only when its content changes."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MODULE_NAME
-    trainers, epochs, iterations = list(settings.trainers), settings.epochs, settings.iterations
     seeds: dict[str, list[int | None]] = {}
     for trainer, seed in study_runs(settings):
         seeds.setdefault(trainer, []).append(seed)
-    what = f"at {epochs} epochs of {iterations} iterations" if settings.shortened else "at their own length"
+    groups = [
+        ([settings.teacher], *settings.teacher_length),
+        (list(settings.students), settings.epochs, settings.iterations),
+    ]
     text = (
-        f'"""Written by `nnunetv2_hlfd study`: its trainers {what}, seeded as the study asks."""\n'
+        '"""Written by `nnunetv2_hlfd study`: its teacher and its students at their lengths, seeded as the study '
+        'asks."""\n'
         "from pathlib import Path\n\n"
         "from nnunetv2_hlfd.study.length import declare_length_variants\n\n"
-        f"globals().update(declare_length_variants({trainers!r}, {epochs}, {iterations}, "
-        f"Path(__file__).parent, {seeds!r}))\n"
     )
+    for trainers, epochs, iterations in groups:
+        group_seeds = {t: seeds[t] for t in trainers}
+        text += (
+            f"globals().update(declare_length_variants({trainers!r}, {epochs}, {iterations}, "
+            f"Path(__file__).parent, {group_seeds!r}))\n"
+        )
     if not path.is_file() or path.read_text() != text:
         partial = path.with_suffix(".partial")
         partial.write_text(text)

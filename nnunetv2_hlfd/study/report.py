@@ -83,11 +83,12 @@ def write_study_md(
     command: str | None,
     runs_text: str | None = None,
 ) -> None:
-    length = (
-        f"{settings.epochs} epochs x {settings.iterations} iterations (length variants "
-        f"{settings.run_name('<trainer>')})"
-        if settings.shortened
-        else "the trainers' own"
+    def length(epochs: int | None, iterations: int | None) -> str:
+        return f"{epochs} epochs x {iterations} iterations" if epochs is not None else "the trainer's own"
+
+    lengths = (
+        f"teacher: {length(*settings.teacher_length)} ({settings.teacher_run_name()}); students: "
+        f"{length(settings.epochs, settings.iterations)} ({settings.run_name('<student>')})"
     )
     repeats = (
         f"{len(settings.seeds)} per student and fold, seeds {' '.join(map(str, settings.seeds))} (the teacher: "
@@ -102,7 +103,7 @@ def write_study_md(
         ("teacher", settings.teacher),
         ("students", ", ".join(settings.students)),
         ("folds", " ".join(map(str, settings.folds))),
-        ("training length", length),
+        ("training length", lengths),
         ("repeats", repeats),
         ("device", settings.device),
         ("backend", settings.cluster or f"{settings.workers} local worker(s)"),

@@ -19,8 +19,10 @@ DPI = 120
 NNUNET_ITERATIONS_PER_EPOCH = 250  # nnUNetTrainer's own, for a study at the trainers' own length
 
 
-def iterations_per_epoch(settings: StudySettings) -> int:
-    return settings.iterations or NNUNET_ITERATIONS_PER_EPOCH
+def iterations_per_epoch(settings: StudySettings, variant: str | None = None) -> int:
+    """Iterations per epoch of `variant` (the teacher may have its own schedule), else of the students."""
+    iterations = settings.teacher_length[1] if variant == settings.teacher else settings.iterations
+    return iterations or NNUNET_ITERATIONS_PER_EPOCH
 
 
 def short_name(variant: str) -> str:
@@ -53,7 +55,6 @@ def learning_curve_figure(
     with_curves = [r for r in runs if r.curve is not None]
     if not with_curves:
         return None
-    per_epoch = iterations_per_epoch(settings)
     ordered = [tumour] + [c for c in classes if c != tumour]
     variants = list(dict.fromkeys(r.variant for r in with_curves))
     with style.context("default"):
@@ -65,7 +66,7 @@ def learning_curve_figure(
                 curves = [r.curve.class_curve(index) for r in with_curves if r.variant == variant]
                 epochs = min(len(c) for c in curves)
                 values = np.array([c[:epochs] for c in curves], dtype=float)
-                x = (np.arange(epochs) + 1) * per_epoch
+                x = (np.arange(epochs) + 1) * iterations_per_epoch(settings, variant)
                 label = f"{short_name(variant)} (n = {len(curves)} run{'s' if len(curves) > 1 else ''})"
                 with np.errstate(all="ignore"):
                     axis.plot(x, np.nanmedian(values, axis=0), color=colour, label=label, linewidth=1.8)

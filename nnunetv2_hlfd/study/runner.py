@@ -79,7 +79,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     check_trainers_found(settings, environment)
 
     started = time.time()
-    graph = study_graph(settings)
+    graph = study_graph(settings, distils=lambda trainer: trainer_distils(trainer, environment))
     slots = worker_slots(settings)
     progress = StudyProgress(graph, output / "status.json", workers=len(slots), show=show_progress)
     jobs = {}
@@ -278,6 +278,15 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
             f"trainer(s) not found: {', '.join(missing)}; nnU-Net searched nnunetv2 and "
             f"nnUNet_extTrainer={environment['nnUNet_extTrainer']}. Check the names."
         )
+
+
+def trainer_distils(trainer: str, environment: dict[str, str]) -> bool:
+    """Whether `trainer` learns from a teacher (a distillation trainer), so must wait for the teacher's training."""
+    from nnunetv2_hlfd.trainer_search import find_trainer_class
+    from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+
+    with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+        return issubclass(find_trainer_class(trainer), nnUNetTrainerDistillation)
 
 
 def worker_slots(settings: StudySettings) -> list[Slot]:

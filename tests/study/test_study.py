@@ -51,9 +51,14 @@ def test_students_start_only_after_their_teacher_finished(calls):
     done = by_key(calls)
     assert len(done) == 6
     for fold in (0, 1):
-        teacher = done[f"nnUNetTrainer/fold_{fold}"]
-        for student in ("nnUNetTrainerStudent", "nnUNetTrainerHLFD"):
-            assert done[f"{student}/fold_{fold}"]["start"] >= teacher["end"]
+        assert done[f"nnUNetTrainerHLFD/fold_{fold}"]["start"] >= done[f"nnUNetTrainer/fold_{fold}"]["end"]
+
+
+def test_the_plain_student_needs_no_teacher_so_trains_beside_it():
+    graph = study_graph(fake_settings(folds=(0,)), distils=lambda trainer: trainer != "nnUNetTrainerStudent")
+    needs = {t.trainer: t.depends_on for t in graph}
+    assert needs["nnUNetTrainerStudent"] == ()
+    assert needs["nnUNetTrainerHLFD"] == ("nnUNetTrainer/fold_0",)
 
 
 def test_students_are_told_the_studys_teacher(calls, tmp_path):
@@ -97,13 +102,17 @@ def test_failed_training_is_reported_with_its_log_tail_and_the_rerun_runs_only_i
     assert list(by_key(calls)) == ["nnUNetTrainerHLFD/fold_1"]
 
 
-def test_a_failed_teacher_blocks_its_students_but_not_the_other_folds(calls, monkeypatch):
+def test_a_failed_teacher_blocks_its_distilled_students_but_not_the_plain_one_nor_the_other_folds(calls, monkeypatch):
     monkeypatch.setenv("FAKE_NNUNET_FAIL", "nnUNetTrainer/fold_0")
-    with pytest.raises(
-        StudyIncomplete, match=r"(?s)nnUNetTrainerStudent/fold_0: blocked: nnUNetTrainer/fold_0 did not"
-    ):
+    with pytest.raises(StudyIncomplete, match=r"(?s)nnUNetTrainerHLFD/fold_0: blocked: nnUNetTrainer/fold_0 did not"):
         run_study(fake_settings(), show_progress=False)
-    assert sorted(by_key(calls)) == ["nnUNetTrainer/fold_1", "nnUNetTrainerHLFD/fold_1", "nnUNetTrainerStudent/fold_1"]
+    # the plain student learns from no teacher, so it trains whatever became of the teacher
+    assert sorted(by_key(calls)) == [
+        "nnUNetTrainer/fold_1",
+        "nnUNetTrainerHLFD/fold_1",
+        "nnUNetTrainerStudent/fold_0",
+        "nnUNetTrainerStudent/fold_1",
+    ]
 
 
 def test_a_killed_study_stops_its_training_and_the_rerun_continues_it(calls, tmp_path, monkeypatch):
@@ -199,6 +208,19 @@ def test_shortened_study_trains_length_variants(calls):
     assert command[:6] == ["nnUNetv2_train", FAKE_DATASET, "2d", "0", "-tr", "nnUNetTrainer_3epochs_7iterations"]
 
 
+def test_the_teacher_trains_on_its_own_schedule_and_the_students_learn_from_that_teacher(calls, tmp_path):
+    settings = fake_settings(folds=(0,), epochs=3, iterations=7, teacher_epochs=11, teacher_iterations=5, seeds=(0,))
+    run = run_study(settings, show_progress=False)
+    done = by_key(calls)
+    teacher = done["nnUNetTrainer_11epochs_5iterations_seed0/fold_0"]
+    assert teacher["argv"][teacher["argv"].index("-tr") + 1] == "nnUNetTrainer_11epochs_5iterations_seed0"
+    student = done["nnUNetTrainerHLFD_3epochs_7iterations_seed0/fold_0"]
+    assert student["HLFD_TEACHER"] == str(
+        tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer_11epochs_5iterations_seed0__nnUNetPlans__2d"
+    )
+    assert "teacher: 11 epochs x 5 iterations" in run.study_md.read_text()
+
+
 def test_status_file_lists_every_training_with_its_state_and_wall_time(calls):
     finish("nnUNetTrainer", 0)
     run = run_study(fake_settings(folds=(0,)), show_progress=False)
@@ -214,6 +236,8 @@ def test_status_file_lists_every_training_with_its_state_and_wall_time(calls):
     "changes, message",
     [
         ({"epochs": 3}, r"--epochs and --iterations go together"),
+        ({"teacher_epochs": 3}, r"--teacher-epochs and --teacher-iterations go together"),
+        ({"teacher_epochs": 0, "teacher_iterations": 5}, r"--teacher-epochs must be at least 1, got 0"),
         ({"folds": (0, 0)}, r"--folds names an entry twice: 0 0"),
         ({"students": ("nnUNetTrainer",)}, r"trainers \(--teacher and --students\) names an entry twice"),
     ],
