@@ -4,7 +4,8 @@ It is a ResidualEncoderUNet with the plan's patch, strides and stages, BasicBloc
 1, 2, 2, ... blocks, one convolution per decoder stage, and the widest widths (at most half
 the plan's, `StudentSize`) whose parameters and multiply-adds per patch fit a budget relative to
 the plan's own network. The derivation is a pure function of the plans, so nnUNetv2_predict
-rebuilds the same network.
+rebuilds the same network. Other student families (`StudentFamily`; student_mobile.py) share the
+plan's stages, the width search and the budget.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+from torch import nn
 
 from nnunetv2_hlfd.cost import ModelCost, model_cost
 
@@ -59,12 +62,12 @@ class StudentSize:
             )
 
 
-class ResNetStudentUNet(ResidualEncoderUNet):
-    """A ResidualEncoderUNet that can also return its encoder stages.
+class ReturnsEncoderMaps:
+    """The forward of every student family: a U-Net (`encoder`, `decoder` in the interface of
+    dynamic-network-architectures' UNetDecoder) that can also return its encoder stages.
 
     Taking the stages from forward (rather than a hook or a second encoder call) keeps
-    the student one module for DDP and torch.compile. Its weights are exactly those of
-    ResidualEncoderUNet.
+    the student one module for DDP and torch.compile.
     """
 
     def forward(self, x, return_encoder_maps: bool = False):
@@ -87,14 +90,39 @@ class ResNetStudentUNet(ResidualEncoderUNet):
             self.decoder.deep_supervision = False
 
 
-def student_arch_kwargs(teacher_arch_kwargs: dict, width_factor: float) -> dict:
-    """The student's network keywords: the plan's stages, `width_factor` of its widths, ResNet18's blocks."""
+class ResNetStudentUNet(ReturnsEncoderMaps, ResidualEncoderUNet):
+    """A ResidualEncoderUNet that can also return its encoder stages; its weights are exactly those of
+    ResidualEncoderUNet."""
+
+
+def plan_stages(teacher_arch_kwargs: dict, width_factor: float) -> dict:
+    """Every family's keywords from the plan: its stages, strides, kernels, norm and nonlinearity,
+    `width_factor` of its widths, and ResNet18's block count per stage."""
     n_stages = teacher_arch_kwargs["n_stages"]
     kwargs = {key: teacher_arch_kwargs[key] for key in _INHERITED_KEYS}
     kwargs["features_per_stage"] = [max(1, int(f * width_factor)) for f in teacher_arch_kwargs["features_per_stage"]]
     kwargs["n_blocks_per_stage"] = [1] + [2] * (n_stages - 1)  # ResNet18's 2-2-2-2 after a 1-block stem stage
-    kwargs["n_conv_per_stage_decoder"] = [1] * (n_stages - 1)
     return kwargs
+
+
+def student_arch_kwargs(teacher_arch_kwargs: dict, width_factor: float) -> dict:
+    """The student's network keywords: the plan's stages, `width_factor` of its widths, ResNet18's blocks."""
+    kwargs = plan_stages(teacher_arch_kwargs, width_factor)
+    kwargs["n_conv_per_stage_decoder"] = [1] * (teacher_arch_kwargs["n_stages"] - 1)
+    return kwargs
+
+
+@dataclass(frozen=True)
+class StudentFamily:
+    """A kind of student network: its class (as nnU-Net's plans name one) and its keywords from the
+    plan's at a width factor. The width search, the budget and the trainers are the same for every family."""
+
+    name: str
+    arch_class: str
+    arch_kwargs: Callable[[dict, float], dict]
+
+
+RESNET18_STYLE = StudentFamily("ResNet18-style", STUDENT_ARCH_CLASS, student_arch_kwargs)
 
 
 def build_student(
@@ -103,10 +131,12 @@ def build_student(
     num_output_channels: int,
     enable_deep_supervision: bool = True,
     size: StudentSize = StudentSize(),
-) -> ResNetStudentUNet:
+    family: StudentFamily = RESNET18_STYLE,
+) -> nn.Module:
     cm = configuration_manager
-    width_factor = student_width_factor(cm, num_input_channels, num_output_channels, size)
+    width_factor = student_width_factor(cm, num_input_channels, num_output_channels, size, family)
     return _build(
+        family,
         cm.network_arch_init_kwargs,
         cm.network_arch_init_kwargs_req_import,
         width_factor,
@@ -117,16 +147,17 @@ def build_student(
 
 
 def _build(
+    family: StudentFamily,
     plan_arch_kwargs: dict,
     requires_import,
     width_factor: float,
     num_input_channels: int,
     num_output_channels: int,
     enable_deep_supervision: bool = True,
-) -> ResNetStudentUNet:
+) -> nn.Module:
     return get_network_from_plans(
-        STUDENT_ARCH_CLASS,
-        student_arch_kwargs(plan_arch_kwargs, width_factor),
+        family.arch_class,
+        family.arch_kwargs(plan_arch_kwargs, width_factor),
         requires_import,
         num_input_channels,
         num_output_channels,
@@ -140,8 +171,9 @@ def student_width_factor(
     num_input_channels: int,
     num_output_channels: int,
     size: StudentSize = StudentSize(),
+    family: StudentFamily = RESNET18_STYLE,
 ) -> float:
-    """The largest width factor, `size.width_factor` or a multiple of 1/64 below it, whose student fits
+    """The largest width factor, `size.width_factor` or a multiple of 1/64 below it, whose `family` student fits
     `size.budget` of the plan's network in parameters and in multiply-adds per patch (both measured)."""
     cm = configuration_manager
     plan_key = json.dumps(
@@ -153,11 +185,13 @@ def student_width_factor(
         },
         sort_keys=True,
     )
-    return _width_factor(plan_key, num_input_channels, num_output_channels, size)
+    return _width_factor(plan_key, num_input_channels, num_output_channels, size, family)
 
 
 @functools.lru_cache(maxsize=64)
-def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: int, size: StudentSize) -> float:
+def _width_factor(
+    plan_key: str, num_input_channels: int, num_output_channels: int, size: StudentSize, family: StudentFamily
+) -> float:
     """Cached: training, logging and prediction each derive the student, and each search counts
     several networks (about a second on a CPU)."""
     plan = json.loads(plan_key)
@@ -176,7 +210,9 @@ def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: i
 
     def fits(width_factor: float) -> bool:
         cost = model_cost(
-            lambda: _build(plan["kwargs"], plan["imports"], width_factor, num_input_channels, num_output_channels),
+            lambda: _build(
+                family, plan["kwargs"], plan["imports"], width_factor, num_input_channels, num_output_channels
+            ),
             shape,
         )
         return within_budget(cost, reference, size.budget)
@@ -187,7 +223,7 @@ def _width_factor(plan_key: str, num_input_channels: int, num_output_channels: i
         return candidates[-1]  # the usual case: nnU-Net's default plans take half widths
     if not fits(candidates[0]):
         raise ValueError(
-            f"No ResNet18-style student fits {size.budget:.0%} of this plan's network "
+            f"No {family.name} student fits {size.budget:.0%} of this plan's network "
             f"({plan['arch'].rsplit('.', 1)[-1]}, patch {plan['patch']}): even widths of "
             f"{candidates[0]:g} of the plan's cost more. Raise StudentSize.budget."
         )

@@ -11,15 +11,16 @@ from torch._dynamo import OptimizedModule
 
 from nnunetv2_hlfd.cost import cost_ratio_line, model_cost
 from nnunetv2_hlfd.model_plans import ModelPlans
-from nnunetv2_hlfd.training.student import StudentSize, build_student, student_width_factor
+from nnunetv2_hlfd.training.student import RESNET18_STYLE, StudentSize, build_student, student_width_factor
 
 
 class nnUNetTrainerStudent(nnUNetTrainer):
     """The 'w/o KD' baseline: the student of HLFD_SPEC.md with nnU-Net's own loss and schedule.
 
-    `student_size` sets the student's widths and budget; a class attribute, so nnUNetv2_predict, which
-    builds the network from the trainer class, rebuilds the same student."""
+    `student_family` and `student_size` set the student's kind, widths and budget; class attributes, so
+    nnUNetv2_predict, which builds the network from the trainer class, rebuilds the same student."""
 
+    student_family = RESNET18_STYLE
     student_size = StudentSize()
 
     @classmethod
@@ -32,7 +33,12 @@ class nnUNetTrainerStudent(nnUNetTrainer):
         enable_deep_supervision: bool = True,
     ) -> nn.Module:
         return build_student(
-            configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision, cls.student_size
+            configuration_manager,
+            num_input_channels,
+            num_output_channels,
+            enable_deep_supervision,
+            cls.student_size,
+            cls.student_family,
         )
 
     def on_train_start(self):
@@ -46,10 +52,11 @@ class nnUNetTrainerStudent(nnUNetTrainer):
             self.num_input_channels,
             self.label_manager.num_segmentation_heads,
             self.student_size,
+            self.student_family,
         )
         return (
             f"Student: {self.student_size}: widths {width_factor:g} of the plan's, "
-            f"{self.unwrapped_network.encoder.output_channels}."
+            f"{self.unwrapped_network.encoder.output_channels} ({self.student_family.name} family)."
         )
 
     def _cost_line(self) -> str:
