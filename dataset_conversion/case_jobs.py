@@ -23,7 +23,8 @@ from nnunetv2_hlfd.dataset_conversion.volumes import (
     remapped_label,
     value_problems,
 )
-from tqdm import tqdm
+
+from nnunetv2_hlfd.progress_bar import progress_bar
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def run_case_jobs(jobs: list[CaseJob], num_processes: int) -> list[str]:
             finished = pool.imap_unordered(_convert_indexed_case, enumerate(jobs), chunksize=1)
         checking = bool(jobs) and jobs[0].out_dir is None
         progress = stack.enter_context(
-            tqdm(
+            progress_bar(
                 finished,
                 total=len(jobs),
                 unit="case",

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.progress_bar import progress_bar
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
@@ -126,7 +126,7 @@ def export_student(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_folder))
     checks = (("plans' patch", student.patch_size), ("second size", second_size(student)))
     try:
-        with tqdm(total=2 + len(checks), desc="export", unit="step", leave=False) as progress:
+        with progress_bar(total=2 + len(checks), desc="export", unit="step", leave=False) as progress:
             progress.set_postfix_str("TorchScript")
             export_torchscript(student, staging / "model.pt")
             progress.update()

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
-from tqdm import tqdm
 
 from nnunetv2_hlfd import output_folder
 from nnunetv2_hlfd.evaluation.metrics import (
@@ -52,6 +51,7 @@ from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.provenance import cores_available, provenance
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
+from nnunetv2_hlfd.progress_bar import progress_bar
 from nnunetv2_hlfd.timing import default_device
 
 TUMOUR_NAMES = ("tumor", "tumour")
@@ -374,11 +374,11 @@ def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_proces
     print(f"Scoring {len(jobs)} validation cases with {processes} process(es)")
     progress = {"total": len(jobs), "desc": "Scoring", "unit": "case", "mininterval": 5.0}
     if processes <= 1:
-        results = [evaluator(job) for job in tqdm(jobs, **progress)]
+        results = [evaluator(job) for job in progress_bar(jobs, **progress)]
     else:
         # spawn, as nnU-Net's own evaluation: forked workers can deadlock on torch's threads
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(tqdm(pool.map(evaluator, jobs), **progress))
+            results = list(progress_bar(pool.map(evaluator, jobs), **progress))
     return per_case_table(row for rows in results for row in rows)
 
 

@@ -9,8 +9,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from nnunetv2_hlfd.progress_bar import is_terminal, progress_bar
 from nnunetv2_hlfd.study.grid import BLOCKED, DONE, FAILED, QUEUED, RUNNING, Training
 
 STATUS_WRITE_EVERY_S = 5.0
@@ -39,10 +38,10 @@ class StudyProgress:
         self._earlier = _earlier_records(status_file)
         self.interrupted = False
         stream = stream or sys.stderr
-        # Redirected into a file (nohup, Slurm), the bar is redrawn only when a training changes state,
-        # not every second: a study's log stays readable.
-        self.live = stream.isatty()
-        self.bar = tqdm(
+        # Redirected into a file (nohup, Slurm), the bar is shown only when a training changes state, not every
+        # second, and as plain lines (progress_bar): a study's log stays readable.
+        self.live = is_terminal(stream)
+        self.bar = progress_bar(
             total=len(graph), desc="study", unit="training", disable=not show, dynamic_ncols=True, file=stream
         )
 

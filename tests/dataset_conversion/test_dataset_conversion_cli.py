@@ -123,6 +123,7 @@ def test_cli_progress_bar_counts_cases_done_and_failed(tmp_path, capsys):
     assert kits19.main([str(tmp_path / "kits19"), "--nnunet-raw", str(tmp_path / "raw"), "-np", "1"]) == 1
     progress = capsys.readouterr().err.split("error:")[0]
     assert "converting cases" in progress and "3/3" in progress and "failed=1" in progress
+    assert "\r" not in progress and len(progress.splitlines()) >= 2  # not a terminal: lines, not redrawn frames
 
 
 def test_parallel_conversion_reports_problems_in_case_order(tmp_path, capsys):

@@ -384,6 +384,7 @@ def test_scoring_shows_a_progress_bar_of_the_cases(capsys):
     assert table["case"].tolist() == ["c1", "c2", "c3"]
     progress = capsys.readouterr().err
     assert "Scoring: 100%" in progress and "3/3" in progress
+    assert "\r" not in progress and len(progress.splitlines()) >= 2  # not a terminal: lines, not redrawn frames
 
 
 # --- what the report adds: lesions pooled, values lost, the dataset ----------------------
