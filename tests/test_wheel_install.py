@@ -1,11 +1,12 @@
 """Installed as a user installs it: a wheel built from this checkout, in a fresh virtual environment, used from
-another directory. The venv reuses the test environment's torch and nnU-Net (--system-site-packages, --no-deps,
---no-index), so no network is needed and CI stays fast."""
+another directory. The venv reuses the test environment's torch and nnU-Net (its site-packages on the venv's path,
+--no-deps, --no-index), so no network is needed and CI stays fast."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,27 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> 
     return result
 
 
+def site_dirs_of_the_tests() -> list[str]:
+    """The site-packages folders the running interpreter imports from, in its order: a venv's own when the tests
+    run in a venv (with the base interpreter's too if it was made with --system-site-packages), else the base's."""
+    site_dirs = set(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        site_dirs.add(site.getusersitepackages())
+    return [path for path in sys.path if path in site_dirs]
+
+
+def share_the_test_environment(venv_python: Path, cwd: Path, env: dict[str, str]) -> None:
+    """Make the test environment's packages importable in the venv, after the venv's own site-packages (where the
+    wheel goes). `venv --system-site-packages` would share the base interpreter's instead, which lacks them when
+    the tests run in a venv; addsitedir also reads their .pth files, as a site folder's are read."""
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    venv_site = Path(run([str(venv_python), "-c", purelib], cwd, env).stdout.strip())
+    shared = site_dirs_of_the_tests()
+    assert shared, f"no site-packages folder of {sys.executable} on sys.path: {sys.path}"
+    lines = "".join(f"import site; site.addsitedir({folder!r})\n" for folder in shared)
+    (venv_site / "_test_environment.pth").write_text(lines)
+
+
 def user_environment(bin_folder: Path | None = None, **variables: str) -> dict[str, str]:
     """The test process's environment (nnU-Net's folders included) without anything that reaches into the
     checkout: no PYTHONPATH, no test trainer folders; the venv's commands first on PATH."""
@@ -86,8 +108,9 @@ def venv(tmp_path_factory) -> dict:
         env=env,
     )
     wheel = next(wheels.glob("nnunetv2_hlfd-*.whl"))
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv_dir)], elsewhere, env)
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv_dir)], elsewhere, env)
     python = venv_dir / "bin" / "python"
+    share_the_test_environment(python, elsewhere, env)
     # The test environment's pip, run by the venv's interpreter, installs into the venv (beside an editable
     # install of the test environment, which --force-reinstall leaves alone there).
     run(
