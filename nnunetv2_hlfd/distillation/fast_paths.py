@@ -1,7 +1,8 @@
 """CPU shortcuts for the definitions in functional.py: each equals its definition up to float rounding.
 
-functional.py states each operation as the paper does and picks one of these in a visible line;
-tests/distillation/test_fast_paths.py checks every one against its definition, values and
+functional.py states each operation as the paper does and picks one of these in a visible line, on the
+device type they were measured faster on only (`measured_faster_on`: the CPU); any other device runs the
+definition. tests/distillation/test_fast_paths.py checks every one against its definition, values and
 gradients; docs/BENCHMARKS.md has what each saves.
 
 - `separable_resize`: linear resizing as one matrix product per axis (for `functional.resize`).
@@ -27,6 +28,15 @@ from torch import Tensor, nn
 _SEPARABLE_RESIZE_MAX_COST = {"forward": 96, "backward": 256}
 # Cell moments held at a time by upsampled_power_sum (channels are chunked to fit): bounds its memory.
 _MOMENT_CHUNK_VALUES = 2**20
+
+
+# The device types the shortcuts were timed faster on (docs/BENCHMARKS.md); elsewhere they are untimed.
+_MEASURED_FASTER_ON = frozenset({"cpu"})
+
+
+def measured_faster_on(device: torch.device) -> bool:
+    """Whether the shortcuts are used on `device`: on the device types they were measured faster on only."""
+    return device.type in _MEASURED_FASTER_ON
 
 
 def _spatial_size(x: Tensor) -> tuple[int, ...]:

@@ -3,7 +3,7 @@
 Each function takes maps shaped (B, C, *spatial) and works for any spatial rank; the
 interpolation mode follows from the rank, never from a 2D/3D branch in the caller. Each is
 written as its definition; where a CPU shortcut (fast_paths.py, equal to the definition) applies,
-one marked line picks it.
+one marked line picks it, on the CPU only (fast_paths.measured_faster_on).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     if spatial_size(x) == size:
         return x
     with_backward = x.requires_grad and torch.is_grad_enabled()
-    if fast_paths.separable_resize_is_faster(spatial_size(x), size, with_backward):  # coarse maps, same values
+    fast = fast_paths.measured_faster_on(x.device)
+    if fast and fast_paths.separable_resize_is_faster(spatial_size(x), size, with_backward):  # coarse maps
         return fast_paths.separable_resize(x, size)
     return F.interpolate(x, size=size, mode=_INTERPOLATION_MODES[x.ndim - 2], align_corners=False)
 
@@ -45,7 +46,7 @@ def smallest_spatial_size(maps: Sequence[Tensor]) -> tuple[int, ...]:
 
 def channel_power_sum(x: Tensor, p: float) -> Tensor:
     """sum over channels of x**p: (B, C, *spatial) -> (B, *spatial)."""
-    if float(p).is_integer() and p >= 2:  # powers by multiplication, gradient in closed form
+    if fast_paths.measured_faster_on(x.device) and float(p).is_integer() and p >= 2:  # by multiplication
         return fast_paths.channel_power_sum(x, int(p))
     return x.pow(p).sum(dim=1)
 
@@ -53,7 +54,8 @@ def channel_power_sum(x: Tensor, p: float) -> Tensor:
 def resized_channel_power_sum(x: Tensor, p: float, size: Sequence[int]) -> Tensor:
     """sum over channels of resize(x, size)**p, without ever holding the resized stack: resizing acts
     per channel, so x is resized a few channels at a time."""
-    if float(p).is_integer() and p >= 1 and math.prod(size) > math.prod(spatial_size(x)):  # from channel moments
+    upsampling = math.prod(size) > math.prod(spatial_size(x))
+    if fast_paths.measured_faster_on(x.device) and float(p).is_integer() and p >= 1 and upsampling:  # moments
         return fast_paths.upsampled_power_sum(x, int(p), tuple(int(s) for s in size))
     return sum(resize(chunk, size).pow(p).sum(dim=1) for chunk in x.split(_ATTENTION_CHUNK_CHANNELS, dim=1))
 
@@ -115,9 +117,10 @@ def kl_divergence(
     students = [student_logits] if isinstance(student_logits, Tensor) else student_logits
     teacher_log_probs = _log_distribution(teacher_logits.float() / temperature, regions)
     teacher_probs = tuple(log_probs.exp() for log_probs in teacher_log_probs)
-    fixed_teacher = not teacher_logits.requires_grad  # every term's target: the gradient takes its closed form
+    # Every term's target is fixed: on the CPU the gradient then takes its closed form.
+    closed_form = not teacher_logits.requires_grad and fast_paths.measured_faster_on(teacher_logits.device)
     total = sum(
-        _voxel_mean_kl(logits.float(), teacher_probs, teacher_log_probs, temperature, regions, fixed_teacher)
+        _voxel_mean_kl(logits.float(), teacher_probs, teacher_log_probs, temperature, regions, closed_form)
         for logits in students
     )
     return temperature**2 * total
@@ -129,15 +132,16 @@ def _voxel_mean_kl(
     teacher_log_probs: tuple[Tensor, ...],
     temperature: float,
     regions: bool,
-    fixed_teacher: bool,
+    closed_form: bool,
 ) -> Tensor:
-    """KL(teacher || student) summed over classes (and outcomes), averaged over voxels."""
-    with torch.no_grad() if fixed_teacher else contextlib.nullcontext():
+    """KL(teacher || student) summed over classes (and outcomes), averaged over voxels; with `closed_form`
+    (a teacher without gradient) the student's gradient is fast_paths.KLToFixedTeacher's."""
+    with torch.no_grad() if closed_form else contextlib.nullcontext():
         student_log_probs = _log_distribution(student_logits / temperature, regions)
         kl_per_outcome = [p * (t - s) for p, t, s in zip(teacher_probs, teacher_log_probs, student_log_probs)]
         kl_per_voxel = kl_per_outcome[0] if len(kl_per_outcome) == 1 else kl_per_outcome[0] + kl_per_outcome[1]
         kl = kl_per_voxel.sum(dim=1).mean()
-    if fixed_teacher:
+    if closed_form:
         return fast_paths.KLToFixedTeacher.apply(
             student_logits, kl, student_log_probs[0], teacher_probs[0], temperature
         )

@@ -127,3 +127,62 @@ def test_channel_power_sum_is_the_sum_of_powers_with_its_gradient(p):
         torch.autograd.grad((plain * weights).sum(), x)[0],
         rtol=1e-12,
     )
+
+
+SHORTCUTS = ("separable_resize", "channel_power_sum", "upsampled_power_sum", "KLToFixedTeacher", "pointwise")
+
+
+@pytest.fixture
+def shortcuts_taken(monkeypatch) -> list[str]:
+    """The names of the shortcuts that the code under test calls (they still compute their result)."""
+    taken = []
+
+    def recorded(name, shortcut):
+        def call(*args, **kwargs):
+            taken.append(name)
+            return shortcut(*args, **kwargs)
+
+        return call
+
+    for name in SHORTCUTS:
+        shortcut = getattr(fast_paths, name)
+        if name == "KLToFixedTeacher":
+            apply = shortcut.apply
+            monkeypatch.setattr(shortcut, "apply", recorded(name, apply))
+        else:
+            monkeypatch.setattr(fast_paths, name, recorded(name, shortcut))
+    return taken
+
+
+def run_every_shortcut_site(device: str) -> None:
+    """Every operation that can pick a shortcut, on maps of `device`: resizes, attention maps, the KL, UPD."""
+    from test_terms import STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
+
+    from nnunetv2_hlfd.distillation.config import hlfd_config
+    from nnunetv2_hlfd.distillation.terms import UPD
+
+    x = torch.randn(2, 3, 4, 4, requires_grad=True).to(device)
+    resize(x, (8, 8))
+    attention_map(x, 4.0)
+    attention_map(x, 4.0, size=(16, 16))
+    kl_divergence([torch.randn(2, 3, 8, 8).to(device).requires_grad_()], torch.randn(2, 3, 8, 8).to(device), 4.0)
+    to_device = lambda maps: type(maps)([m.to(device) for m in maps.encoder], [m.to(device) for m in maps.outputs])
+    student, teacher = random_maps(STUDENT_CHANNELS, (16, 16)), random_maps(TEACHER_CHANNELS, (16, 16))
+    UPD(geometry(2), hlfd_config()).to(device)(to_device(student), to_device(teacher))
+
+
+def test_the_shortcuts_are_taken_on_the_cpu(shortcuts_taken):
+    run_every_shortcut_site("cpu")
+    assert set(shortcuts_taken) == set(SHORTCUTS)
+
+
+def test_another_device_type_runs_the_definitions(shortcuts_taken):
+    """The shortcuts were timed on the CPU only: on a GPU (here the meta device, which has no kernels to time
+    and stands for any non-CPU device) every operation runs its plain definition."""
+    run_every_shortcut_site("meta")
+    assert shortcuts_taken == []
+
+
+@pytest.mark.parametrize("device, taken", [("cpu", True), ("cuda", False), ("cuda:1", False), ("mps", False)])
+def test_shortcuts_are_chosen_by_the_device_type_they_were_measured_on(device, taken):
+    assert fast_paths.measured_faster_on(torch.device(device)) is taken
