@@ -31,8 +31,8 @@ class NetworkGeometry:
 
     encoder_channels: tuple[int, ...]
     spatial_dims: int
-    # The bottleneck's downsampling per axis; unknown (None) in geometries saved before it was recorded.
-    # Not compared: a resumed run's saved geometry may lack it.
+    # The bottleneck's downsampling per axis (None where a caller does not know it). Not compared: it decides
+    # which terms apply, not the adapters' sizes, and a resumed run builds its terms from the checkpoint's.
     total_stride: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
@@ -60,7 +60,7 @@ class DistillationGeometry:
     num_classes: int  # segmentation heads: classes, or regions for sigmoid outputs
     regions: bool
     ignore_label: int | None = None  # nnU-Net's ignore label (sparse annotations), if the dataset has one
-    # The training patch, when the trainer passes it; not compared, as a resumed run's saved geometry may lack it.
+    # The training patch, when the trainer passes it; not compared, as the strides.
     patch_size: tuple[int, ...] | None = field(default=None, compare=False)
 
     @property
@@ -82,24 +82,23 @@ class DistillationGeometry:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DistillationGeometry":
-        """Also reads dicts written before the patch size and strides were recorded (they stay None)."""
         dims = d["spatial_dims"]
-        optional = {
-            key: None if d.get(key) is None else tuple(d[key])
-            for key in ("teacher_total_stride", "student_total_stride", "patch_size")
-        }
         return cls(
-            NetworkGeometry(tuple(d["teacher"]), dims, optional["teacher_total_stride"]),
-            NetworkGeometry(tuple(d["student"]), dims, optional["student_total_stride"]),
+            NetworkGeometry(tuple(d["teacher"]), dims, _tuple_or_none(d["teacher_total_stride"])),
+            NetworkGeometry(tuple(d["student"]), dims, _tuple_or_none(d["student_total_stride"])),
             d["num_classes"],
             d["regions"],
-            d.get("ignore_label"),
-            optional["patch_size"],
+            d["ignore_label"],
+            _tuple_or_none(d["patch_size"]),
         )
 
 
 def _list_or_none(values: tuple[int, ...] | None) -> list[int] | None:
     return None if values is None else list(values)
+
+
+def _tuple_or_none(values: list[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(values)
 
 
 # What a distillation term reads from the teacher (DistillationTerm.teacher_reads).

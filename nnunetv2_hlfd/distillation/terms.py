@@ -231,12 +231,6 @@ class UPD(DistillationTerm):
             student_map = self.student_projection(student_e0)
         return kl_divergence(student_map, teacher_map, self.config.temperature, self.geometry.regions)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written before the fusion was fixed hold its KL-trained (collapsed) weights: dropped.
-        for key in [k for k in state_dict if k.startswith(prefix + "teacher_fusion.")]:
-            del state_dict[key]
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 @register_term
 class IPD(DistillationTerm):

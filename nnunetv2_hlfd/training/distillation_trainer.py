@@ -221,21 +221,15 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.teachers:
             return
         self._load_teachers()  # resuming: the geometry came from the checkpoint
-        self._refuse_another_teacher(self._resumed_distillation.get("teachers"))
+        self._refuse_another_teacher(self._resumed_distillation["teachers"])
         if self._geometry_from_networks() != self.distiller.geometry:
             raise teachers.TeacherError(
                 f"The teacher {self.teacher.source.fold_folder} is not the one this run started with "
                 f"(its stages differ from the checkpoint's). Resume with the original teacher."
             )
 
-    def _refuse_another_teacher(self, recorded: list[dict] | None) -> None:
+    def _refuse_another_teacher(self, recorded: list[dict]) -> None:
         """A resumed run must distil the teacher it started with: each member's weights hash is compared."""
-        if recorded is None:
-            self.print_to_log_file(
-                "WARNING: the checkpoint records no teacher identity (written by an older "
-                "version); the teacher cannot be checked to be the one this run started with."
-            )
-            return
         if [r["weights_sha256"] for r in recorded] == [t.weights_sha256 for t in self.teachers]:
             return
 
@@ -409,9 +403,9 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 "current one; resume with the original teacher."
             )
         if self.teachers:  # loaded already (initialize ran before the checkpoint); else on_train_start checks
-            self._refuse_another_teacher(entry.get("teachers"))
+            self._refuse_another_teacher(entry["teachers"])
         self._resumed_distillation = entry
         # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
         super().load_checkpoint(filename_or_checkpoint)
         self.distiller.load_state_dict(entry["state_dict"])
-        self._rotation_step = entry.get("rotation_step", 0)
+        self._rotation_step = entry["rotation_step"]

@@ -40,8 +40,7 @@ def test_region_target_drops_its_ignore_channel():
     assert torch.equal(plain, regions) and torch.equal(everywhere, torch.ones(1, 1, 2, 2))
 
 
-def test_geometry_round_trips_its_ignore_label_and_reads_old_checkpoints():
+def test_geometry_round_trips_its_ignore_label():
     geometry = _geometry(3, regions=False, ignore_label=3)
     assert DistillationGeometry.from_dict(geometry.to_dict()) == geometry
-    old_entry = {k: v for k, v in geometry.to_dict().items() if k != "ignore_label"}
-    assert DistillationGeometry.from_dict(old_entry).ignore_label is None
+    assert DistillationGeometry.from_dict(geometry.to_dict()).ignore_label == 3
