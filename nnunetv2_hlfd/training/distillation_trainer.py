@@ -29,7 +29,7 @@ from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training import gradient_share
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
-from nnunetv2_hlfd.training.safe_checkpoint import checkpoints_trusted
+from nnunetv2_hlfd.training.safe_checkpoint import CheckpointLoadError, checkpoints_trusted
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher_ensemble import ATTENTION_FEATURE_TERMS, ensemble_maps
 
@@ -383,18 +383,19 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         with self._refusals_logged():
             self._load_checkpoint(filename_or_checkpoint)
 
-    def _load_checkpoint(self, filename_or_checkpoint) -> None:
-        if isinstance(filename_or_checkpoint, os.PathLike):
-            filename_or_checkpoint = os.fspath(filename_or_checkpoint)  # nnU-Net's loader takes str only
-        checkpoint = (
-            filename_or_checkpoint
-            if isinstance(filename_or_checkpoint, dict)
-            else torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False)
-        )
+    def _load_checkpoint(self, filename) -> None:
+        if not isinstance(filename, (str, os.PathLike)):
+            raise CheckpointLoadError(
+                f"{type(self).__name__}.load_checkpoint takes a checkpoint's file name, not a "
+                f"{type(filename).__name__}: nnU-Net's loader, which restores the student, reads files only. "
+                f"Pass the path of the checkpoint_*.pth file."
+            )
+        filename = os.fspath(filename)  # nnU-Net's loader takes str only
+        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
         entry = checkpoint.get("distillation")
         if entry is None:
             raise teachers.TeacherError(
-                f"{filename_or_checkpoint} holds no distillation state (adapters, geometry); "
+                f"{filename} holds no distillation state (adapters, geometry); "
                 f"it was not written by a distillation trainer. Start a new run without --c."
             )
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
@@ -405,7 +406,6 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.teachers:  # loaded already (initialize ran before the checkpoint); else on_train_start checks
             self._refuse_another_teacher(entry["teachers"])
         self._resumed_distillation = entry
-        # The file name, not the dict: nnU-Net 2.8's loader reads a dict argument as nothing (NameError).
-        super().load_checkpoint(filename_or_checkpoint)
+        super().load_checkpoint(filename)
         self.distiller.load_state_dict(entry["state_dict"])
         self._rotation_step = entry["rotation_step"]

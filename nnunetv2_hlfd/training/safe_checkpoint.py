@@ -28,7 +28,7 @@ NNUNET_CHECKPOINT_GLOBALS = [
 
 
 class CheckpointLoadError(UserFacingError):
-    """A checkpoint that cannot be read: truncated, corrupt or not a checkpoint."""
+    """A checkpoint that cannot be read: truncated, corrupt, not a checkpoint, or handed over as other than its file."""
 
 
 class UntrustedCheckpointError(CheckpointLoadError):

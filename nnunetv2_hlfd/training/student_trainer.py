@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import torch
@@ -80,18 +81,12 @@ class nnUNetTrainerStudent(nnUNetTrainer):
         return network._orig_mod if isinstance(network, OptimizedModule) else network
 
     def _checkpoint_entries(self) -> dict:
-        """What nnU-Net's save_checkpoint writes; subclasses add their own entries beside it."""
-        return {
-            "network_weights": self.unwrapped_network.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
-            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
-            "logging": self.logger.get_checkpoint(),
-            "_best_ema": self._best_ema,
-            "current_epoch": self.current_epoch + 1,
-            "init_args": self.my_init_kwargs,
-            "trainer_name": self.__class__.__name__,
-            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
-        }
+        """What nnU-Net's own save_checkpoint writes, every field of the installed release (it is run into
+        memory and read back); subclasses add their own entries beside it."""
+        written = io.BytesIO()
+        nnUNetTrainer.save_checkpoint(self, written)  # torch.save takes a file object as well as a name
+        written.seek(0)
+        return torch.load(written, map_location="cpu", weights_only=False)
 
     def save_checkpoint(self, filename: str) -> None:
         """As nnU-Net's, but written to a temporary file and renamed, so a crash mid-write

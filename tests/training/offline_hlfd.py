@@ -3,7 +3,7 @@
 import torch
 
 from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher
+from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 CPU = torch.device("cpu")
 
@@ -25,3 +25,20 @@ def logging_hlfd_trainer():
     trainer.logged = []
     trainer.print_to_log_file = lambda *args, **kwargs: trainer.logged.append(" ".join(map(str, args)))
     return trainer
+
+
+def quiet_trainer(method, plans: dict, dataset_json: dict, teacher, seed: int = 0):
+    """The initialized 2d trainer of `method` (a trainer name or a DistillationConfig) distilling `teacher` on the
+    CPU, its network and adapters initialised from `seed`, logging nothing (its results folder is gone)."""
+    torch.manual_seed(seed)
+    trainer = initialized_trainer(method_trainer(method), plans, "2d", dataset_json, CPU, teacher)
+    trainer.print_to_log_file = lambda *args, **kwargs: None
+    return trainer
+
+
+def train_epoch(trainer, steps: int = 2) -> None:
+    """One epoch as run_training runs it, up to where nnU-Net's on_epoch_end writes its checkpoints (the
+    epoch counter not yet advanced): fixed batches of the epoch, no validation."""
+    trainer.on_train_epoch_start()
+    for step in range(steps):
+        trainer.train_step(synthetic_batch(trainer, seed=1000 * trainer.current_epoch + step))

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 from nnunet_runs import DATASET_ID, run_command
-from offline_hlfd import CPU, hlfd_trainer, tiny_plans
+from offline_hlfd import CPU, hlfd_trainer, quiet_trainer, tiny_plans
 
 from nnunetv2_hlfd.training.offline_trainers import random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import atomic_torch_save
@@ -98,3 +98,20 @@ def test_resuming_against_another_teacher_is_refused_naming_both(tmp_path):
     with pytest.raises(TeacherError, match="not the one this run started with") as refusal:
         build(other).load_checkpoint(tmp_path / "checkpoint_latest.pth")
     assert original.weights_sha256[:16] in str(refusal.value) and other.weights_sha256[:16] in str(refusal.value)
+
+
+def test_a_checkpoint_loaded_into_a_dict_is_refused_naming_what_to_pass(tmp_path):
+    """nnU-Net's loader restores the student from a file only: a dict is refused before anything is loaded."""
+    from nnunetv2_hlfd.training.safe_checkpoint import CheckpointLoadError
+
+    plans, dataset_json = tiny_plans()
+    teacher = random_teacher(plans, "2d", dataset_json, CPU)
+    trained = quiet_trainer("nnUNetTrainerHLFD", plans, dataset_json, teacher)
+    trained.train_step(synthetic_batch(trained))
+    trained.save_checkpoint(str(tmp_path / "checkpoint_latest.pth"))
+    resumed = quiet_trainer("nnUNetTrainerHLFD", plans, dataset_json, teacher, seed=1)
+    before = {k: v.clone() for k, v in resumed.unwrapped_network.state_dict().items()}
+    with pytest.raises(CheckpointLoadError, match="takes a checkpoint's file name, not a dict.*Pass the path"):
+        resumed.load_checkpoint(torch.load(tmp_path / "checkpoint_latest.pth", weights_only=False))
+    assert all(torch.equal(v, resumed.unwrapped_network.state_dict()[k]) for k, v in before.items())
+    assert resumed.current_epoch == 0
