@@ -7,6 +7,7 @@ Every kept term keeps its HLFD weight (0.5 of its level's beta = 0.9 or lambda =
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_hlfd.distillation.config import FEATURE_TERMS, PIXEL_TERMS, hlfd_config
+from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.reference_loss import ReferenceFocalDiceLoss
 
@@ -63,7 +64,7 @@ class nnUNetTrainerHLFD_PaperLoss(nnUNetTrainerDistillation):
 
     def _build_loss(self):
         if self.label_manager.ignore_label is not None:
-            raise RuntimeError(
+            raise UserFacingError(
                 f"{type(self).__name__} cannot train on a dataset with an ignore label "
                 f"({self.label_manager.ignore_label}): the reference code's focal + Dice loss has no ignore label, "
                 f"so unannotated voxels would be learnt as a class. Train nnUNetTrainerHLFD (nnU-Net's Dice + CE "

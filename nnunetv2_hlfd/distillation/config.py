@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd.problems import ProblemListError
+
 NUMBER = (int, float)
 
 # HLFD_SPEC.md: L = L_seg + beta * (0.5 UFD + 0.5 IFD) + lambda * (0.5 UPD + 0.5 IPD)
@@ -12,6 +15,11 @@ HLFD_FEATURE_WEIGHT = 0.9  # beta
 HLFD_PIXEL_WEIGHT = 0.1  # lambda
 FEATURE_TERMS = ("UFD", "IFD")
 PIXEL_TERMS = ("UPD", "IPD")
+
+
+class DistillationConfigError(ProblemListError, UserFacingError, ValueError):
+    """A method's `distillation` declaration that cannot run: the trainer refuses it before anything runs, into
+    its training log and, from nnUNetv2_train, as the message alone."""
 
 
 @dataclass(frozen=True)

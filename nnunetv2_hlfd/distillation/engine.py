@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.config import DistillationConfig, DistillationConfigError
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, UNetMaps
 from nnunetv2_hlfd.distillation.terms import TERMS
 
@@ -21,6 +21,23 @@ class DistillationLoss:
     total: Tensor | float  # the weighted sum of the finite terms (0 when there are none)
     values: dict[str, Tensor]  # every term's unweighted value, finite or not
     non_finite: list[str]  # the terms left out of `total` because their value was not finite
+
+
+def check_method(config: DistillationConfig) -> None:
+    """Refuses a declaration that cannot run: unknown terms, and settings a term does not declare (a skipped
+    term's too: a slip is refused on any network)."""
+    problems = [
+        f"{name!r} is not a distillation term; the registered terms are {sorted(TERMS)}."
+        for name in config.weights
+        if name not in TERMS
+    ]
+    if problems:
+        raise DistillationConfigError(
+            [f"{problem} Correct it in the trainer's `distillation`." for problem in problems],
+            "The trainer's `distillation` declaration is refused:",
+        )
+    for name in config.weights:
+        TERMS[name].check_options(config)
 
 
 class DistillationEngine(nn.Module):
@@ -37,10 +54,8 @@ class DistillationEngine(nn.Module):
         self.geometry = geometry
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
+        check_method(config)
         for name, weight in config.weights.items():
-            if name not in TERMS:
-                raise KeyError(f"Unknown distillation term {name!r}; registered terms: {sorted(TERMS)}.")
-            TERMS[name].check_options(config)  # a skipped term's settings too: a slip is refused on any network
             reason = TERMS[name].skip_reason(geometry, config)
             if reason:
                 log(f"Distillation term {name} skipped: {reason}.")

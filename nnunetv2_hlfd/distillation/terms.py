@@ -18,7 +18,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_dim_to_
 from torch import Tensor, nn
 
 from nnunetv2_hlfd.distillation import fast_paths
-from nnunetv2_hlfd.distillation.config import DistillationConfig, TermOption
+from nnunetv2_hlfd.distillation.config import DistillationConfig, DistillationConfigError, TermOption
 from nnunetv2_hlfd.distillation.functional import (
     area_attention_map,
     attention_distance,
@@ -36,7 +36,6 @@ from nnunetv2_hlfd.distillation.maps import (
     DistillationGeometry,
     UNetMaps,
 )
-from nnunetv2_hlfd.problems import ProblemListError
 
 TERMS: dict[str, type["DistillationTerm"]] = {}  # filled as distillation/__init__.py imports the term modules
 
@@ -46,7 +45,7 @@ def register_term(cls: type["DistillationTerm"]) -> type["DistillationTerm"]:
     return cls
 
 
-class TermOptionError(ProblemListError, ValueError):
+class TermOptionError(DistillationConfigError):
     """A method gives a term a setting it does not declare, or a value the setting does not take."""
 
 

@@ -17,7 +17,7 @@ from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 from nnunetv2.utilities.helpers import dummy_context
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.distillation.engine import DistillationEngine
+from nnunetv2_hlfd.distillation.engine import DistillationEngine, check_method
 from nnunetv2_hlfd.distillation.maps import (
     TEACHER_ENCODER,
     DistillationGeometry,
@@ -59,6 +59,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self._measure_this_step = False
         with self._refusals_logged():
             # Every setting is read (and a misspelt one refused) before anything runs.
+            check_method(self.distillation)
             self.teacher_precision = teachers.teacher_precision()
             self.teacher_rotation = teachers.teacher_rotation()  # an ensemble runs one member per step, in turn
             self.allow_teacher_leak = teachers.leak_allowed()
