@@ -1,10 +1,11 @@
-"""The plain-data description of a distillation method: which terms, at which weights."""
+"""The plain-data description of a distillation method: which terms, at which weights, on which schedule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from nnunetv2_hlfd.distillation.schedule import WEIGHT_SCHEDULES
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.problems import ProblemListError
 
@@ -18,8 +19,8 @@ PIXEL_TERMS = ("UPD", "IPD")
 
 
 class DistillationConfigError(ProblemListError, UserFacingError, ValueError):
-    """A method's `distillation` declaration that cannot run: the trainer refuses it before anything runs, into
-    its training log and, from nnUNetv2_train, as the message alone."""
+    """A method's `distillation` declaration that cannot run, or a checkpoint trained on another one: the
+    trainer refuses it before anything runs, into its training log and, from nnUNetv2_train, as the message alone."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,22 @@ class TermOption:
 @dataclass(frozen=True)
 class DistillationConfig:
     """`weights` maps a registered term name to its weight in the total loss; `options` maps a
-    term name to that term's own settings (e.g. {"KD": {"temperature": 1.0}}), read by `option`."""
+    term name to that term's own settings (e.g. {"KD": {"temperature": 1.0}}), read by `option`.
+
+    `weight_schedule` and `warmup_epochs` scale every weight by the schedule's factor at nnU-Net's
+    epoch (schedule.py); `student_ema_decay`, when given, keeps an exponential moving average of the
+    student's weights, updated after each training step (the share of the average kept, e.g. 0.999),
+    which validation scores and the checkpoints hold for prediction (training/student_average.py).
+    `setting_problems` says what is wrong with them; the trainer refuses such a declaration.
+    """
 
     weights: Mapping[str, float] = field(default_factory=dict)
     attention_p: float = 4.0
     temperature: float = 4.0
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    weight_schedule: str = "constant"
+    warmup_epochs: int = 0
+    student_ema_decay: float | None = None
 
     def __post_init__(self):
         for name, weight in self.weights.items():
@@ -63,6 +74,43 @@ class DistillationConfig:
     def option(self, term: str, key: str, default: Any) -> Any:
         """A term's setting: its own option if the method declares one, else `default`."""
         return self.options.get(term, {}).get(key, default)
+
+    def setting_problems(self) -> list[str]:
+        """What is wrong with the schedule and average settings, one sentence each (none: they can run)."""
+        problems = []
+        if self.weight_schedule not in WEIGHT_SCHEDULES:
+            problems.append(f"weight_schedule={self.weight_schedule!r} is not one of {WEIGHT_SCHEDULES}.")
+        warmup = self.warmup_epochs
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            problems.append(f"warmup_epochs={warmup!r} is not a whole number of epochs >= 0.")
+        elif self.weight_schedule == "warmup" and warmup == 0:
+            problems.append(
+                "weight_schedule='warmup' needs warmup_epochs >= 1, the epochs over which the weight rises to full."
+            )
+        elif self.weight_schedule == "constant" and warmup > 0:
+            problems.append(
+                f"warmup_epochs={warmup} is given with weight_schedule='constant', which has no warm-up: "
+                f"declare weight_schedule='warmup' (or 'cosine'), or drop warmup_epochs."
+            )
+        decay = self.student_ema_decay
+        if decay is not None and (isinstance(decay, bool) or not isinstance(decay, NUMBER) or not 0 < decay < 1):
+            problems.append(
+                f"student_ema_decay={decay!r} is not a number strictly between 0 and 1 (the share of the average "
+                f"kept at each step, e.g. 0.999); None turns the average off."
+            )
+        return problems
+
+    def schedule_record(self, num_epochs: int) -> dict:
+        """The settings a resumed run must share with the run it continues, as its checkpoint records them:
+        the weight schedule (with the training's length where the schedule reads it) and the average's decay."""
+        record = {
+            "weight_schedule": self.weight_schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "student_ema_decay": self.student_ema_decay,
+        }
+        if self.weight_schedule == "cosine":
+            record["num_epochs"] = num_epochs
+        return record
 
 
 def hlfd_config(

@@ -24,9 +24,10 @@ class DistillationLoss:
 
 
 def check_method(config: DistillationConfig) -> None:
-    """Refuses a declaration that cannot run: unknown terms, and settings a term does not declare (a skipped
-    term's too: a slip is refused on any network)."""
-    problems = [
+    """Refuses a declaration that cannot run: bad schedule or average settings, unknown terms, and settings a
+    term does not declare (a skipped term's too: a slip is refused on any network)."""
+    problems = config.setting_problems()
+    problems += [
         f"{name!r} is not a distillation term; the registered terms are {sorted(TERMS)}."
         for name in config.weights
         if name not in TERMS
@@ -69,13 +70,15 @@ class DistillationEngine(nn.Module):
     def term_names(self) -> list[str]:
         return list(self.terms.keys())
 
-    def loss(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> DistillationLoss:
+    def loss(
+        self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None, scale: float = 1.0
+    ) -> DistillationLoss:
         """The step's distillation loss from the student's and the teacher's maps and nnU-Net's
-        full-resolution target: a non-finite term is left out of the total (so it can never write
-        NaN into the weights) and named."""
+        full-resolution target, every weight times `scale` (the weight schedule's factor at this epoch):
+        a non-finite term is left out of the total (so it can never write NaN into the weights) and named."""
         values = self(student, teacher, target)
         finite_values, non_finite = self.finite_only(values)
-        return DistillationLoss(self.weighted_sum(finite_values), values, non_finite)
+        return DistillationLoss(scale * self.weighted_sum(finite_values), values, non_finite)
 
     def forward(self, student: UNetMaps, teacher: UNetMaps, target: Tensor | None = None) -> dict[str, Tensor]:
         """Unweighted value of every term, in float32 whatever autocast the step runs in."""

@@ -1,8 +1,8 @@
 """nnUNetTrainerDistillation: the one training loop every distillation method runs on.
 
 A method is a subclass that sets `distillation` to a DistillationConfig; everything else
-(teacher, terms, adapters, logging, checkpoints) happens here, inside nnU-Net's own
-training step, data pipeline and cross-validation.
+(teacher, terms, adapters, the weight schedule, the student's average, logging, checkpoints) happens here,
+inside nnU-Net's own training step, data pipeline and cross-validation.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch.distributed as dist
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunetv2_hlfd.distillation.config import DistillationConfig
+from nnunetv2_hlfd.distillation.config import DistillationConfig, DistillationConfigError
 from nnunetv2_hlfd.distillation.engine import DistillationEngine, check_method
 from nnunetv2_hlfd.distillation.maps import (
     TEACHER_ENCODER,
@@ -25,14 +25,18 @@ from nnunetv2_hlfd.distillation.maps import (
     UNetMaps,
     teacher_maps,
 )
+from nnunetv2_hlfd.distillation.schedule import weight_factor
 from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training import gradient_share
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
 from nnunetv2_hlfd.training.safe_checkpoint import CheckpointLoadError, checkpoints_trusted
+from nnunetv2_hlfd.training.student_average import StudentAverage
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher_ensemble import ATTENTION_FEATURE_TERMS, ensemble_maps
 
+# What a checkpoint written before schedules were declarable trained on: HLFD's constant weight, no average.
+DEFAULT_SCHEDULE_RECORD = DistillationConfig().schedule_record(num_epochs=0)
 GRADIENT_CLIP_NORM = 12  # nnU-Net's value, applied to the student and the adapters together
 SKIPPED_STEP = "the optimiser step (non-finite gradients)"  # counted with the non-finite terms
 
@@ -57,6 +61,8 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         self._non_finite_term_counts: Counter[str] = Counter()
         self._rotation_step = 0
         self._measure_this_step = False
+        self.student_average: StudentAverage | None = None  # with student_ema_decay: made by initialize
+        self._validation_weights = contextlib.ExitStack()  # the average's weights in the network while validating
         with self._refusals_logged():
             # Every setting is read (and a misspelt one refused) before anything runs.
             check_method(self.distillation)
@@ -98,12 +104,17 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         adapters = list(self.distiller.parameters())
         if adapters:
             self.optimizer.add_param_group({"params": adapters})
+        if self.distillation.student_ema_decay is not None:
+            self.student_average = StudentAverage(self.unwrapped_network, self.distillation.student_ema_decay)
         self.logger.local_logger.add_terms(self.distiller.term_names)
+        config = self.distillation
+        warmup = f" over {config.warmup_epochs} warm-up epochs" if config.warmup_epochs else ""
+        average = "none" if self.student_average is None else f"decay {config.student_ema_decay}"
         self.print_to_log_file(
             f"Distillation terms and weights: {self.distiller.weights}, "
-            f"attention p={self.distillation.attention_p}, T={self.distillation.temperature}; "
-            f"teacher precision {self.teacher_precision}, teacher maps read "
-            f"{sorted(self.distiller.teacher_reads)}"
+            f"attention p={config.attention_p}, T={config.temperature}; weight schedule "
+            f"{config.weight_schedule}{warmup}; average of the student's weights: {average}; "
+            f"teacher precision {self.teacher_precision}, teacher maps read {sorted(self.distiller.teacher_reads)}"
         )
 
     def _geometry(self) -> DistillationGeometry:
@@ -261,12 +272,16 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             outputs, encoder_maps = self.network(data, return_encoder_maps=True)  # every head, for the terms
             segmentation_loss = self.loss(outputs if self.enable_deep_supervision else outputs[0], target)
             full_resolution_target = target[0] if isinstance(target, list) else target
-            distillation = self.distiller.loss(UNetMaps(encoder_maps, outputs), teacher, full_resolution_target)
+            distillation = self.distiller.loss(
+                UNetMaps(encoder_maps, outputs), teacher, full_resolution_target, self.distillation_weight_factor
+            )
             del teacher  # the terms hold what their backward needs; the teacher's maps go before it (faster)
             loss = segmentation_loss + distillation.total
         if self._measure_this_step:
             self._log_gradient_share(segmentation_loss, distillation)
         self._backward_and_step(loss)
+        if self.student_average is not None:
+            self.student_average.update(self.unwrapped_network)
         self._non_finite_term_counts.update(distillation.non_finite)
         # Term values stay on the device until the epoch ends (NaN marks a skipped one).
         values = distillation.values
@@ -275,15 +290,24 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             "distillation_terms": torch.stack([v.detach() for v in values.values()]) if values else None,
         }
 
+    @property
+    def distillation_weight_factor(self) -> float:
+        """The weight schedule's factor on every term's weight at nnU-Net's current epoch."""
+        config = self.distillation
+        return weight_factor(config.weight_schedule, config.warmup_epochs, self.current_epoch, self.num_epochs)
+
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._measure_this_step = self.measure_gradient_share and not self.is_ddp
+        schedule = self.distillation.weight_schedule
+        if schedule != "constant":
+            self.print_to_log_file(f"distillation weight factor {self.distillation_weight_factor:.4f} ({schedule})")
 
     def _log_gradient_share(self, segmentation_loss: torch.Tensor, distillation) -> None:
         """The first step of each epoch (HLFD_GRADIENT_SHARE=1): each weighted term's gradient on the student."""
         self._measure_this_step = False
         weighted = {
-            name: self.distiller.weights[name] * value
+            name: self.distillation_weight_factor * self.distiller.weights[name] * value
             for name, value in distillation.values.items()
             if name not in distillation.non_finite
         }
@@ -340,6 +364,24 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         if self.is_ddp:
             self.distiller.average_gradients_across_ranks()
 
+    # ---- validation: of the student's average, where the method keeps one ---------------------
+    def _averaged_weights(self):
+        if self.student_average is None:
+            return contextlib.nullcontext()
+        return self.student_average.weights_in(self.unwrapped_network)
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self._validation_weights.enter_context(self._averaged_weights())  # the pseudo-Dice is the average's
+
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
+        self._validation_weights.close()  # training goes on with the student's own weights
+        super().on_validation_epoch_end(val_outputs)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        with self._averaged_weights():
+            super().perform_actual_validation(save_probabilities)
+
     # ---- logging ----------------------------------------------------------------------
     def on_train_epoch_end(self, train_outputs: list[dict]):
         term_values = [o.pop("distillation_terms") for o in train_outputs]
@@ -369,16 +411,21 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     # ---- checkpoints ------------------------------------------------------------------
     def _checkpoint_entries(self) -> dict:
         # Adapters are saved beside, never inside, network_weights: the checkpoint predicts as a plain student.
-        return {
-            **super()._checkpoint_entries(),
-            "distillation": {
-                "geometry": self.distiller.geometry.to_dict(),
-                "state_dict": self.distiller.state_dict(),
-                # Each member's identity: a resume against another teacher is refused.
-                "teachers": [t.identity for t in self.teachers],
-                "rotation_step": self._rotation_step,  # a resumed rotation goes on with the next member
-            },
+        entries = super()._checkpoint_entries()
+        entries["distillation"] = {
+            "geometry": self.distiller.geometry.to_dict(),
+            "state_dict": self.distiller.state_dict(),
+            # Each member's identity: a resume against another teacher is refused.
+            "teachers": [t.identity for t in self.teachers],
+            "rotation_step": self._rotation_step,  # a resumed rotation goes on with the next member
+            "schedule": self.distillation.schedule_record(self.num_epochs),  # a resume on another is refused
         }
+        if self.student_average is not None:  # predicting and validating from the checkpoint use the average
+            entries["distillation"]["student_average"] = self.student_average.checkpoint_entry(
+                entries["network_weights"]
+            )
+            entries["network_weights"] = self.student_average.state_dict()
+        return entries
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         with self._refusals_logged():
@@ -399,6 +446,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 f"{filename} holds no distillation state (adapters, geometry); "
                 f"it was not written by a distillation trainer. Start a new run without --c."
             )
+        self._refuse_another_schedule(entry)
         if self.was_initialized and DistillationGeometry.from_dict(entry["geometry"]) != self.distiller.geometry:
             raise teachers.TeacherError(
                 "The checkpoint was trained against a teacher of other stages than the "
@@ -410,3 +458,22 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         super().load_checkpoint(filename)
         self.distiller.load_state_dict(entry["state_dict"])
         self._rotation_step = entry["rotation_step"]
+        if self.student_average is not None:  # nnU-Net loaded network_weights, the average, into the network
+            self.student_average.load(self.unwrapped_network, checkpoint["network_weights"], entry["student_average"])
+
+    def _refuse_another_schedule(self, entry: dict) -> None:
+        """A resumed run continues the weight schedule and the student's average it started with."""
+        recorded = entry.get("schedule", DEFAULT_SCHEDULE_RECORD)
+        declared = self.distillation.schedule_record(self.num_epochs)
+        if recorded == declared:
+            return
+        differences = ", ".join(
+            f"{key} {recorded.get(key)!r} there, {declared.get(key)!r} here"
+            for key in sorted(set(recorded) | set(declared))
+            if recorded.get(key) != declared.get(key)
+        )
+        raise DistillationConfigError(
+            f"The checkpoint was trained on another distillation schedule than {type(self).__name__} declares "
+            f"({differences}); the weight at an epoch, or the student's average, would not continue the run. "
+            f"Resume with the trainer (and training length) the run started with, or start a new run without --c."
+        )

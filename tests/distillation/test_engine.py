@@ -46,3 +46,11 @@ def test_importing_any_distillation_module_registers_every_term():
     code = "from nnunetv2_hlfd.distillation.terms import TERMS; print(sorted(TERMS))"
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "'KD'" in names and "'UFD'" in names and "'EMKD_RAD'" in names
+
+
+def test_the_schedules_factor_scales_every_terms_weight():
+    engine = DistillationEngine(hlfd_config(), geometry(2))
+    student, teacher = random_maps(STUDENT_CHANNELS, (32, 32), seed=1), random_maps(TEACHER_CHANNELS, (32, 32), seed=2)
+    full, scaled = engine.loss(student, teacher), engine.loss(student, teacher, scale=0.25)
+    assert scaled.total.item() == pytest.approx(0.25 * full.total.item(), rel=1e-6)
+    assert all(torch.equal(scaled.values[name], full.values[name]) for name in full.values)  # logged unweighted

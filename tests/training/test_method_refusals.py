@@ -1,6 +1,6 @@
-"""A method whose `distillation` declaration cannot run (a misspelt term option) stops nnUNetv2_train before
-anything runs, as a teacher refusal does: its sentence alone on stderr, a non-zero exit, and the same sentence in
-nnU-Net's training log."""
+"""A method whose `distillation` declaration cannot run (a misspelt term option, a schedule or average setting
+out of range) stops nnUNetv2_train before anything runs, as a teacher refusal does: its sentence alone on
+stderr, a non-zero exit, and the same sentence in nnU-Net's training log."""
 
 import os
 import subprocess
@@ -14,6 +14,10 @@ DECLARATIONS = {
     "nnUNetTrainerHLFD_MisspeltOption": (
         'hlfd_config(options={"IFD": {"student_shrinks": "area"}})',
         "IFD has no option 'student_shrinks'; IFD's options are ['student_shrink']",
+    ),
+    "nnUNetTrainerHLFD_DecayOutOfRange": (
+        "hlfd_config(student_ema_decay=1.5)",
+        "student_ema_decay=1.5 is not a number strictly between 0 and 1",
     ),
 }
 
@@ -33,7 +37,7 @@ def declared_trainers(tmp_path) -> str:
     return os.pathsep.join([str(folder), os.environ["nnUNet_extTrainer"]])
 
 
-@pytest.mark.parametrize("trainer", list(DECLARATIONS), ids=["misspelt term option"])
+@pytest.mark.parametrize("trainer", list(DECLARATIONS), ids=["misspelt term option", "average decay out of range"])
 def test_nnunetv2_train_prints_the_refusal_alone_and_logs_it(nnunet_dirs, declared_trainers, trainer):
     result = subprocess.run(
         ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-device", "cpu"],

@@ -41,7 +41,12 @@ ABLATIONS = {
     "nnUNetTrainerHLFDLarge": ["UFD", "IFD", "UPD", "IPD"],
 }
 # Distillation trainers tested in other modules (test_hlfd_training.py) or below on their own.
-TESTED_ELSEWHERE = {"nnUNetTrainerHLFD", "nnUNetTrainerHLFD_PaperLoss"}
+TESTED_ELSEWHERE = {
+    "nnUNetTrainerHLFD",
+    "nnUNetTrainerHLFD_PaperLoss",
+    "nnUNetTrainerHLFD_WarmupEMA",  # test_student_average.py, test_weight_schedule.py
+    "nnUNetTrainerHLFD_Cosine",  # test_weight_schedule.py
+}
 PREDICTED_WITH_THE_COMMAND = "nnUNetTrainerEMKD"
 
 
