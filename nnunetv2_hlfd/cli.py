@@ -4,19 +4,26 @@ commands (nnUNetv2_train / nnUNetv2_predict); this adds what nnU-Net has no comm
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 
-from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS
-from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS, DEMO_TEACHER_EPOCHS
 from nnunetv2_hlfd.evaluation import command as benchmark
 from nnunetv2_hlfd.evaluation import deployment_command as deployment
 from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
+from nnunetv2_hlfd.library_noise import quiet_library_noise
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
 
 REFUSED = 2  # the exit status of every refused input, as argparse's own for bad options
+FAILED = 1  # the exit status of an unexpected error, as Python's own for an uncaught exception
+FILE_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+REPORT_A_BUG = "report this as a bug of nnunetv2_hlfd, with the traceback above"
 
 
 def _add_demo(subparsers) -> None:
@@ -48,7 +55,16 @@ def _add_demo(subparsers) -> None:
         help="synthetic data: default, or study (harder tumours, see docs/RESULTS.md)",
     )
     demo.add_argument("--configuration", default="2d", choices=("2d", "3d_fullres"))
-    demo.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs per model (default %(default)s)")
+    demo.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="epochs per student (default %(default)s)")
+    demo.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=DEMO_TEACHER_EPOCHS,
+        help="epochs of the teacher, on its own schedule (default %(default)s)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated data and of every training (default %(default)s)"
+    )
     demo.add_argument(
         "--iterations", type=int, default=DEMO_ITERATIONS, help="training iterations per epoch (default %(default)s)"
     )
@@ -73,6 +89,8 @@ def _run_demo(args) -> None:
                 configuration=args.configuration,
                 epochs=args.epochs,
                 iterations_per_epoch=args.iterations,
+                teacher_epochs=args.teacher_epochs,
+                seed=args.seed,
                 device=args.device,
                 overwrite=args.overwrite,
             ),
@@ -131,21 +149,51 @@ COMMANDS = {
 }
 
 
+def named_paths(args: argparse.Namespace) -> list[Path]:
+    """The paths the user named: the command's path options, and nnU-Net's folders from the environment."""
+    values = [v for value in vars(args).values() for v in (value if isinstance(value, (list, tuple)) else [value])]
+    named = [Path(value) for value in values if isinstance(value, Path)]
+    named += [Path(os.environ[name]) for name in NNUNET_FOLDERS if os.environ.get(name)]
+    return [path.absolute() for path in named]
+
+
+def is_users_file_error(error: OSError, args: argparse.Namespace) -> bool:
+    """A file error of a path the user named, or one this package raised with its own message (no filename)."""
+    if error.filename is None:
+        return True
+    if not isinstance(error.filename, (str, bytes, os.PathLike)):  # a file descriptor: not a path named
+        return False
+    path = Path(os.fsdecode(error.filename)).absolute()
+    return any(path == named or named in path.parents for named in named_paths(args))
+
+
 def main(argv=None) -> None:
+    quiet_library_noise()
     parser = argparse.ArgumentParser(prog="nnunetv2_hlfd", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add, _ in COMMANDS.values():
         add(subparsers)
     args = parser.parse_args(argv)
+    prog = f"nnunetv2_hlfd {args.command}"
     try:
         with terminate_as_interrupt():
             COMMANDS[args.command][1](args)
     except KeyboardInterrupt:  # Ctrl-C or a kill: what the command had staged was removed on the way out
-        parser.exit(INTERRUPTED_STATUS, f"nnunetv2_hlfd {args.command}: interrupted; no output was half written\n")
+        parser.exit(INTERRUPTED_STATUS, f"{prog}: interrupted; no output was half written\n")
     except UserFacingError as refusal:  # a refusal of the inputs: its message, no traceback
-        parser.exit(REFUSED, f"nnunetv2_hlfd {args.command}: {refusal}\n")
-    except (FileExistsError, FileNotFoundError, ValueError, RuntimeError) as error:
-        parser.exit(REFUSED, f"nnunetv2_hlfd {args.command}: error: {error}\n")
+        parser.exit(REFUSED, f"{prog}: error: {refusal}\n")
+    except FILE_ERRORS as error:
+        if not is_users_file_error(error, args):
+            exit_as_bug(parser, prog)
+        parser.exit(REFUSED, f"{prog}: error: {error}\n")
+    except Exception:
+        exit_as_bug(parser, prog)
+
+
+def exit_as_bug(parser: argparse.ArgumentParser, prog: str) -> None:
+    """Anything but a refusal is a bug (ours, or of a library we call): its traceback, and where it goes."""
+    traceback.print_exc()
+    parser.exit(FAILED, f"{prog}: unexpected error; {REPORT_A_BUG}\n")
 
 
 if __name__ == "__main__":

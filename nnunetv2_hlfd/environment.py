@@ -1,25 +1,14 @@
-"""Environment variables: how a wrong setting reaches the user (one message, no traceback), how a yes/no
-setting is read, and how a block runs with some set (nnU-Net reads its folders and trainer paths from them)."""
+"""Environment variables: how a yes/no setting is read (a wrong one is refused as `UserFacingError`), and how
+a block runs with some set (nnU-Net reads its folders and trainer paths from them)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
+from nnunetv2_hlfd.problems import UserFacingError
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-class UserFacingError(RuntimeError, SystemExit):
-    """A refusal whose message is the whole output when nothing catches it.
-
-    As a SystemExit, an uncaught one ends the program (also nnU-Net's own `nnUNetv2_train`) with
-    exit status 1 and prints only its message, no traceback; as a RuntimeError, Python callers
-    catch it like any other error.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.code = message  # what the interpreter prints on exit; a non-integer code exits with status 1
 
 
 def env_flag(name: str, default: bool = False) -> bool:

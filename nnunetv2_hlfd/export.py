@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.progress_bar import progress_bar
 from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
@@ -54,7 +55,7 @@ def load_student(fold_folder: Path, checkpoint_name: str = "checkpoint_final.pth
     checkpoint = load_checkpoint_weights_only(checkpoint_file)
     trainer_class = find_trainer_class(checkpoint["trainer_name"])
     if not issubclass(trainer_class, nnUNetTrainerStudent):
-        raise ValueError(
+        raise UserFacingError(
             f"{checkpoint_file} was trained by {checkpoint['trainer_name']}, not a student trainer "
             f"(nnUNetTrainerStudent, nnUNetTrainerHLFD, ...); only students are exported here."
         )
@@ -141,7 +142,7 @@ def export_student(
                 progress.update()
         failed = {name: d for name, d in deviations.items() if d > 1}
         if failed:
-            raise RuntimeError(
+            raise UserFacingError(
                 f"Exported logits differ from PyTorch's beyond {ATOL} + {RTOL} * max|logit|: {failed} "
                 f"(in units of that tolerance); nothing was written to {output_folder}."
             )
@@ -158,7 +159,7 @@ def require_export_extra() -> None:
     """The export's optional dependencies, checked before anything is built or written."""
     missing = [name for name in EXPORT_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise RuntimeError(
+        raise UserFacingError(
             f"nnunetv2_hlfd export needs the Python modules {', '.join(missing)} (not installed); "
             f'install the export extra: pip install "nnunetv2_hlfd[export]" '
             f'(in a clone: pip install -e ".[export]").'

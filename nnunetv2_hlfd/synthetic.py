@@ -31,6 +31,7 @@ from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_j
 from scipy.ndimage import gaussian_filter
 from scipy.ndimage import label as label_components
 
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.raw_dataset import write_raw_dataset
 
 __all__ = ["LABELS", "PRESETS", "generate_synthetic_kidney_dataset", "make_case"]
@@ -159,14 +160,14 @@ def make_case(
 
 def _validate_preset(preset) -> None:
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise UserFacingError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
 
 
 def _validated_geometry(shape, spacing) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     if len(shape) != 3 or any(int(n) != n or n < 8 for n in shape):
-        raise ValueError(f"shape must be three integers >= 8 (z, y, x), got {shape!r}")
+        raise UserFacingError(f"shape must be three integers >= 8 (z, y, x), got {shape!r}")
     if len(spacing) != 3 or any(not np.isfinite(s) or s <= 0 for s in spacing):
-        raise ValueError(f"spacing must be three positive numbers in mm (z, y, x), got {spacing!r}")
+        raise UserFacingError(f"spacing must be three positive numbers in mm (z, y, x), got {spacing!r}")
     return tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
 
 
@@ -481,11 +482,11 @@ def case_rng(seed: int, case_index: int) -> np.random.Generator:
 
 def _validate_dataset_args(num_training_cases, num_test_cases, seed) -> None:
     if not isinstance(num_training_cases, (int, np.integer)) or num_training_cases < 1:
-        raise ValueError(f"num_training_cases must be a positive integer, got {num_training_cases!r}")
+        raise UserFacingError(f"num_training_cases must be a positive integer, got {num_training_cases!r}")
     if not isinstance(num_test_cases, (int, np.integer)) or num_test_cases < 0:
-        raise ValueError(f"num_test_cases must be a non-negative integer, got {num_test_cases!r}")
+        raise UserFacingError(f"num_test_cases must be a non-negative integer, got {num_test_cases!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UserFacingError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _write_dataset(folder: Path, name: str, num_training_cases, num_test_cases, shape, spacing, seed, preset) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.problems import UserFacingError
 
 # The repository's top-level trainers/, installed as this subpackage (pyproject's package-dir).
 TRAINERS_PACKAGE = "nnunetv2_hlfd.trainers"
@@ -23,7 +24,7 @@ def trainers_folder() -> Path:
     checkout on PYTHONPATH each import the trainers from."""
     spec = importlib.util.find_spec(TRAINERS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise UserFacingError(
             f"{TRAINERS_PACKAGE} is not installed, so nnU-Net cannot find the HLFD trainers; "
             f"reinstall nnunetv2_hlfd (pip install nnunetv2_hlfd, or pip install -e . in a clone)."
         )

@@ -1,10 +1,13 @@
-"""The one problem-list error and the one 'first N and K more' formatter."""
+"""The user-facing error, the one problem-list error and the one 'first N and K more' formatter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.problems import ProblemListError, UserFacingError, first_and_more
 
 
 def test_a_single_problem_is_the_whole_message():
@@ -30,6 +33,22 @@ def test_subclasses_are_caught_as_problem_lists():
 
     with pytest.raises(ProblemListError, match="bad"):
         raise DomainError("bad")
+
+
+def test_a_problem_list_is_a_refusal_of_the_user_s_input():
+    assert isinstance(ProblemListError("bad"), UserFacingError)
+
+
+@pytest.mark.parametrize("caught_as", [ValueError, RuntimeError])
+def test_a_refusal_is_caught_as_the_built_in_errors_refusals_raised_before_it(caught_as):
+    with pytest.raises(caught_as, match="--repeats must be at least 1"):
+        raise UserFacingError("--repeats must be at least 1, got 0")
+
+
+def test_an_uncaught_refusal_prints_its_message_alone_and_exits_1():
+    raising = "from nnunetv2_hlfd.problems import UserFacingError; raise UserFacingError('-d names no dataset')"
+    result = subprocess.run([sys.executable, "-c", raising], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr) == (1, "-d names no dataset\n")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from nnunetv2_hlfd.evaluation.settings import (
     PAPER_MASKS,
     BenchmarkSettings,
 )
+from nnunetv2_hlfd.problems import UserFacingError
 
 
 def add_parser(subparsers) -> None:
@@ -161,10 +162,12 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
         ("--volume-cases", args.volume_cases, 1),
     ):
         if value is not None and value < least:
-            raise ValueError(f"{option} must be at least {least}, got {value}")
+            raise UserFacingError(f"{option} must be at least {least}, got {value}")
     for option, values in (("--folds", args.folds), ("--trainers", args.trainers)):
         if len(set(values)) != len(values):
-            raise ValueError(f"{option} names an entry twice: {' '.join(map(str, values))}")
+            raise UserFacingError(f"{option} names an entry twice: {' '.join(map(str, values))}")
+    if args.lesion_iou_threshold is not None and not 0 < args.lesion_iou_threshold <= 1:
+        raise UserFacingError(f"--lesion-iou-threshold must be above 0 and at most 1, got {args.lesion_iou_threshold}")
     chosen = {field.name: getattr(args, field.name) for field in fields(BenchmarkSettings)}
     as_tuples = ("trainers", "folds", "devices", "class_tolerances_mm")
     return BenchmarkSettings(

@@ -21,6 +21,7 @@ from nnunetv2_hlfd.evaluation.settings import (
     DEVICES,
     DeploymentSettings,
 )
+from nnunetv2_hlfd.problems import UserFacingError
 
 
 def fold(value: str) -> int | str:
@@ -99,9 +100,9 @@ def add_parser(subparsers) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> DeploymentSettings:
     if args.repetitions < 1:
-        raise ValueError(f"--repetitions must be at least 1, got {args.repetitions}")
+        raise UserFacingError(f"--repetitions must be at least 1, got {args.repetitions}")
     if len(set(args.teacher_folds)) != len(args.teacher_folds):
-        raise ValueError(f"--teacher-folds names a fold twice: {' '.join(map(str, args.teacher_folds))}")
+        raise UserFacingError(f"--teacher-folds names a fold twice: {' '.join(map(str, args.teacher_folds))}")
     chosen = {field.name: getattr(args, field.name) for field in fields(DeploymentSettings)}
     return DeploymentSettings(**chosen | {"teacher_folds": tuple(args.teacher_folds)})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from nnunetv2_hlfd.problems import UserFacingError
+
 CONFIGURATIONS = ("2d", "3d_fullres")
 PLANNER_NAMES = ("default", "ResEncL")
 
@@ -69,9 +71,9 @@ def run(args) -> None:
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
     unknown = set(levers) - set(LEVERS)
     if any(m < 1 for m in args.members):
-        raise ValueError(f"--members {args.members}: each member count must be at least 1")
+        raise UserFacingError(f"--members {args.members}: each member count must be at least 1")
     if unknown or not methods:
-        raise ValueError(
+        raise UserFacingError(
             f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown else "--methods names no method"
         )
     device = torch.device(args.device or default_device())

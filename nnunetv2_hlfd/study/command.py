@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
 
 INTERRUPTED = (
@@ -139,7 +140,7 @@ def settings_from_args(args: argparse.Namespace) -> StudySettings:
 
 def repeat_seeds(repeats: int | None, seeds: list[int] | None) -> tuple[int, ...] | None:
     if repeats is not None and repeats < 1:
-        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+        raise UserFacingError(f"--repeats must be at least 1, got {repeats}")
     return tuple(seeds) if seeds else tuple(range(repeats)) if repeats else None
 
 

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_hlfd.problems import UserFacingError
+
 __all__ = ["LearningCurve", "read_learning_curve"]
 
 _EPOCH = re.compile(r": Epoch (\d+)\s*$")
@@ -75,7 +77,7 @@ def read_learning_curve(fold_folder: Path) -> LearningCurve:
                 epochs[epoch]["pseudo_dice"] = tuple(_number(v) for v in _VALUE.findall(match.group(1)))
     finished = [e for e in sorted(epochs) if "pseudo_dice" in epochs[e]]  # an epoch cut short has none
     if not finished:
-        raise ValueError(
+        raise UserFacingError(
             f"no finished epoch in the training logs of {fold_folder} (training_log_*.txt); has it trained?"
         )
     complete = range(finished[-1] + 1)

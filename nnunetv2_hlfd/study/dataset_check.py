@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nnunetv2_hlfd.environment import temporary_environment
+from nnunetv2_hlfd.problems import UserFacingError
 
 __all__ = ["check_plannable", "existing_datasets", "resolve_dataset"]
 
@@ -47,7 +48,7 @@ def resolve_dataset(dataset: str, environment: dict[str, str]) -> str:
     if not dataset.startswith("Dataset") and len(same_id) == 1:
         return same_id[0]
     if len(same_id) > 1 and not dataset.startswith("Dataset"):
-        raise ValueError(
+        raise UserFacingError(
             f"dataset id {dataset} names {len(same_id)} datasets ({', '.join(same_id)}) in {_where(environment)}; "
             f"give the full name with -d, or rename one of them (nnU-Net needs ids to be unique)"
         )
@@ -57,7 +58,7 @@ def resolve_dataset(dataset: str, environment: dict[str, str]) -> str:
         hint = f"the datasets there are {', '.join(existing)}"
     else:
         hint = "there are no datasets there; convert or copy yours there first (see the README)"
-    raise ValueError(f"dataset {dataset!r} is not in {_where(environment)}; {hint}")
+    raise UserFacingError(f"dataset {dataset!r} is not in {_where(environment)}; {hint}")
 
 
 def check_plannable(dataset: str, environment: dict[str, str]) -> None:
@@ -67,7 +68,7 @@ def check_plannable(dataset: str, environment: dict[str, str]) -> None:
 
     dataset_id = _id_of(dataset)
     if dataset_id is None:
-        raise ValueError(
+        raise UserFacingError(
             f"dataset {dataset!r} has no id (nnU-Net names datasets DatasetXXX_Name, XXX three digits); "
             f"rename it so nnU-Net can plan it"
         )
@@ -75,14 +76,14 @@ def check_plannable(dataset: str, environment: dict[str, str]) -> None:
         candidates = [str(c) for c in find_candidate_datasets(dataset_id)]
     others = [c for c in candidates if c != dataset]
     if others:
-        raise ValueError(
+        raise UserFacingError(
             f"{dataset} would be planned by its id {dataset_id:03d}, which also names {', '.join(others)} "
             f"in nnUNet_raw, nnUNet_preprocessed or nnUNet_results; nnU-Net cannot tell them apart. Give each "
             f"dataset its own id, then rerun"
         )
     raw = Path(environment["nnUNet_raw"]) / dataset
     if not (raw / "dataset.json").is_file():
-        raise ValueError(
+        raise UserFacingError(
             f"{dataset} has no plans for this study and cannot be planned: {raw / 'dataset.json'} does not exist. "
             f"Put its raw data in nnUNet_raw, or plan it yourself (nnUNetv2_plan_and_preprocess -d {dataset_id})"
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
+from nnunetv2_hlfd.problems import UserFacingError
 
 DEFAULT_STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD")
 PLAIN_STUDENT = "nnUNetTrainerStudent"  # the student without distillation, the benchmark's reference
@@ -138,7 +139,7 @@ def check_settings(settings: StudySettings) -> None:
     if settings.protocol not in ("standard", "paper"):
         problems.append(f"--protocol must be standard or paper, got {settings.protocol}")
     if problems:
-        raise ValueError("the study's settings are not valid:\n  - " + "\n  - ".join(problems))
+        raise UserFacingError("the study's settings are not valid:\n  - " + "\n  - ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.interrupts import terminate_as_interrupt
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.grid import (
     BLOCKED,
     DONE,
@@ -47,7 +48,7 @@ PLANNERS = {
 }
 
 
-class StudyIncomplete(RuntimeError):
+class StudyIncomplete(UserFacingError):
     """Some trainings failed or could not run; the rerun of the same command retries exactly those."""
 
 
@@ -165,7 +166,7 @@ def nnunet_environment(settings: StudySettings) -> dict[str, str]:
     environment |= settings.extra_env
     missing = [name for name in NNUNET_FOLDERS if name not in environment]
     if missing:
-        raise ValueError(
+        raise UserFacingError(
             f"{', '.join(missing)} not set; a study uses nnU-Net's folders: export "
             f"{'=... '.join(missing)}=... (see nnU-Net's setting_up_paths.md)"
         )
@@ -198,7 +199,7 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
     processes = str(len(core_ids()))
     if not plans_file.is_file():
         if settings.plans not in PLANNERS:
-            raise ValueError(
+            raise UserFacingError(
                 f"{plans_file} does not exist and the study can plan only {', '.join(PLANNERS)}; "
                 f"plan it first (nnUNetv2_plan_experiment -d {dataset_id} -pl YOUR_PLANNER)"
             )
@@ -223,7 +224,7 @@ def ensure_preprocessed(settings: StudySettings, dataset: str, environment: dict
         return
     configurations = json.loads(plans_file.read_text())["configurations"]
     if settings.configuration not in configurations:
-        raise ValueError(
+        raise UserFacingError(
             f"{plans_file} has no configuration {settings.configuration!r} (it has {', '.join(configurations)})"
         )
     identifier = configurations[settings.configuration].get(
@@ -257,7 +258,7 @@ def run_logged(command: list[str], environment: dict[str, str], log: Path, drop:
     with open(log, "a") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=full_environment, check=False)
     if result.returncode:
-        raise RuntimeError(
+        raise UserFacingError(
             f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n{log_tail(log)}"
         )
 
@@ -274,7 +275,7 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
             except RuntimeError:
                 missing.append(trainer)
     if missing:
-        raise ValueError(
+        raise UserFacingError(
             f"trainer(s) not found: {', '.join(missing)}; nnU-Net searched nnunetv2 and "
             f"nnUNet_extTrainer={environment['nnUNet_extTrainer']}. Check the names."
         )
@@ -299,12 +300,12 @@ def worker_slots(settings: StudySettings) -> list[Slot]:
 
             gpus = tuple(range(torch.cuda.device_count()))
         if not gpus:
-            raise ValueError("--device cuda but torch sees no GPU; use --device cpu or name GPUs with --gpus")
+            raise UserFacingError("--device cuda but torch sees no GPU; use --device cpu or name GPUs with --gpus")
         return [Slot(gpu=gpu) for gpu in gpus]
     cores = core_ids()
     threads = settings.threads or max(1, len(cores) // settings.workers)
     if settings.workers * threads > len(cores):
-        raise ValueError(
+        raise UserFacingError(
             f"--workers {settings.workers} x --threads {threads} = {settings.workers * threads} "
             f"threads, more than the {len(cores)} cores this process may use; lower one of them"
         )

@@ -25,6 +25,7 @@ import numpy as np
 from scipy.stats import fisher_exact
 
 from nnunetv2_hlfd.evaluation.statistics import holm_adjust, paired_wilcoxon
+from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.curves import LearningCurve, read_learning_curve
 from nnunetv2_hlfd.study.grid import PLAIN_STUDENT, StudySettings, fold_folder, study_graph
 
@@ -89,7 +90,7 @@ def read_summary(folder: Path, classes: list[str], label_values: dict[str, str])
             case = Path(entry["reference_file"]).name.split(".")[0]
             per_case[case] = {name: float(entry["metrics"][label_values[name]]["Dice"]) for name in classes}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
+        raise UserFacingError(
             f"{path} is not an nnU-Net validation summary ({error!r}); rerun nnUNetv2_train --val"
         ) from None
     return final, per_case

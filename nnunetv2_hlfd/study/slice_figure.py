@@ -13,6 +13,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from nnunetv2_hlfd.problems import UserFacingError
+
 DPI = 120
 WINDOW_HU = (-160, 240)  # a soft-tissue CT window
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")  # label 1, 2, ... as overlays
@@ -45,7 +47,7 @@ def validation_slice_figure(
     predicted = [{p.name.removesuffix(ending) for p in (f / "validation").glob(f"*{ending}")} for f in models.values()]
     cases = sorted(set.intersection(*predicted)) if predicted else []
     if not cases:
-        raise ValueError(f"no validation case predicted by every model ({', '.join(models)}); train them first")
+        raise UserFacingError(f"no validation case predicted by every model ({', '.join(models)}); train them first")
     labels = {case: _read(raw_dataset / "labelsTr" / f"{case}{ending}") for case in cases}
     case, index = pick_case_and_slice(labels, label_value, slice_axis)
     image = np.take(_read(raw_dataset / "imagesTr" / f"{case}_0000{ending}"), index, axis=slice_axis)
