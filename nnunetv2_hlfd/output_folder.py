@@ -5,13 +5,14 @@ command records there). A non-empty folder without the marker, or with another c
 replaced or written into, not even with --overwrite.
 
 - `staged`: the benchmark and the deployment comparison write their folder in one go: into a hidden
-  sibling, marked, then renamed into place, so an interrupted run leaves no half folder and an earlier
-  output is removed only once the new one is complete. `output_problems` says first whether the
-  output may be written at all.
+  sibling, marked with the list of what it holds, then renamed into place, so an interrupted run leaves
+  no half folder and an earlier output is removed only once the new one is complete. `output_problems`
+  says first whether the output may be written at all: --overwrite replaces only an earlier output that
+  holds nothing but what the command wrote (a file put there since is named, and the folder kept).
 - `claim`: the demo and the study fill their folder over hours and continue in it when rerun: the
   folder is marked before anything else is written into it.
 
-Leaf module (stdlib, and the package's leaf modules for its error type).
+Leaf module (stdlib, and the package's leaf module for its error type).
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from nnunetv2_hlfd.environment import UserFacingError
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.problems import ProblemListError, first_and_more
 
 __all__ = ["MARKER", "OutputFolderError", "claim", "output_problems", "read_marker", "staged", "unowned_problems"]
 
 MARKER = ".nnunetv2_hlfd_output.json"
 _WRITTEN_BY = "written_by"
+_WRITTEN_FILES = "written_files"  # what a staged output held when it was installed, relative to it
+_MAX_NAMED = 10
 
 
-class OutputFolderError(ProblemListError, UserFacingError):
+class OutputFolderError(ProblemListError):
     """An output folder that is not to be written into or replaced; each problem names the fix."""
 
 
@@ -41,19 +43,42 @@ def _writer(command: str) -> str:
     return f"nnunetv2_hlfd {command}"
 
 
-def read_marker(folder: Path, command: str) -> dict | None:
-    """What `command` recorded in the folder's marker, or None where the folder carries no marker of it."""
+def _read_marker(folder: Path, command: str) -> dict | None:
     try:
         recorded = json.loads((Path(folder) / MARKER).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(recorded, dict) or recorded.get(_WRITTEN_BY) != _writer(command):
         return None
-    return {key: value for key, value in recorded.items() if key != _WRITTEN_BY}
+    return recorded
 
 
-def _write_marker(folder: Path, command: str, record: dict | None) -> None:
-    (folder / MARKER).write_text(json.dumps({_WRITTEN_BY: _writer(command), **(record or {})}, indent=2))
+def read_marker(folder: Path, command: str) -> dict | None:
+    """What `command` recorded in the folder's marker, or None where the folder carries no marker of it."""
+    recorded = _read_marker(folder, command)
+    if recorded is None:
+        return None
+    return {key: value for key, value in recorded.items() if key not in (_WRITTEN_BY, _WRITTEN_FILES)}
+
+
+def _contents(folder: Path) -> list[str]:
+    """Every file and folder inside `folder`, as POSIX paths relative to it, the marker left out."""
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.name != MARKER)
+
+
+def _write_marker(folder: Path, command: str, record: dict | None, contents: list[str] | None = None) -> None:
+    written = {_WRITTEN_FILES: contents} if contents is not None else {}
+    (folder / MARKER).write_text(json.dumps({_WRITTEN_BY: _writer(command), **(record or {}), **written}, indent=2))
+
+
+def not_written_by(folder: Path, command: str) -> list[str] | None:
+    """What an earlier staged output of `command` holds that the command did not write there (a folder
+    added whole is named alone), or None where its marker lists nothing (written before outputs were listed)."""
+    written = (_read_marker(folder, command) or {}).get(_WRITTEN_FILES)
+    if written is None:
+        return None
+    added = [name for name in _contents(Path(folder)) if name not in set(written)]
+    return [name for name in added if not any(parent.as_posix() in added for parent in PurePosixPath(name).parents)]
 
 
 def unowned_problems(folder: Path, command: str, option: str = "-o") -> list[str]:
@@ -73,13 +98,31 @@ def unowned_problems(folder: Path, command: str, option: str = "-o") -> list[str
 
 def output_problems(folder: Path, command: str, overwrite: bool, option: str = "-o") -> list[str]:
     """Why `command` may not replace `folder` by a new output: `unowned_problems`, or an earlier output of
-    the command there without --overwrite."""
+    the command there without --overwrite, or with --overwrite, anything in it the command did not write."""
     problems = unowned_problems(folder, command, option)
-    if problems or overwrite or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
+    if problems or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
         return problems
+    if overwrite:
+        return _overwrite_problems(folder, command, option)
     return [
         f"the output folder {folder} exists and is not empty; pass --overwrite to replace this earlier output of "
         f"{_writer(command)}, or choose another folder with {option}"
+    ]
+
+
+def _overwrite_problems(folder: Path, command: str, option: str) -> list[str]:
+    added = not_written_by(folder, command)
+    if added is None:
+        return [
+            f"--overwrite replaces {folder} whole, but its {MARKER} does not list what {_writer(command)} wrote "
+            f"there (an older version wrote it), so what was put there since cannot be told apart; delete the "
+            f"folder yourself, or choose another folder with {option}"
+        ]
+    if not added:
+        return []
+    return [
+        f"--overwrite replaces {folder} whole, but it holds what {_writer(command)} did not write there: "
+        f"{first_and_more(added, _MAX_NAMED)}; move that out of it first, or choose another folder with {option}"
     ]
 
 
@@ -93,7 +136,7 @@ def staged(folder: Path, command: str, record: dict | None = None) -> Iterator[P
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         yield staging
-        _write_marker(staging, command, record)
+        _write_marker(staging, command, record, _contents(staging))
         _install(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -22,6 +22,13 @@ def written(tmp_path, command="benchmark", files=("report.md",)):
     return tmp_path / "out"
 
 
+def written_nested(tmp_path):
+    with staged(tmp_path / "out", "benchmark") as staging:
+        (staging / "figures").mkdir()
+        (staging / "figures" / "curves.png").write_bytes(b"")
+    return tmp_path / "out"
+
+
 def test_a_staged_output_is_marked_and_renamed_into_place_leaving_no_sibling(tmp_path):
     output = written(tmp_path)
     assert (output / "report.md").read_text() == "report.md"
@@ -112,3 +119,36 @@ def test_claim_refuses_an_unmarked_folder_even_with_overwrite(tmp_path):
     with pytest.raises(OutputFolderError, match="not even with --overwrite"):
         claim(folder, "study", overwrite=True)
     assert (folder / "thesis.tex").is_file() and not (folder / MARKER).exists()
+
+
+def test_overwrite_refuses_an_earlier_output_holding_a_file_put_there_since(tmp_path):
+    output = written(tmp_path)
+    (output / "thesis.tex").write_text(r"\documentclass{book}")
+    [problem] = output_problems(output, "benchmark", overwrite=True)
+    assert "holds what nnunetv2_hlfd benchmark did not write there: thesis.tex;" in problem
+    assert "report.md" not in problem and "move that out of it first" in problem
+
+
+def test_a_folder_put_into_an_earlier_output_is_named_once_and_a_file_in_a_written_folder_by_its_path(tmp_path):
+    output = written_nested(tmp_path)
+    (output / "notes").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (output / "notes" / name).write_text(name)
+    (output / "figures" / "mine.png").write_bytes(b"")
+    [problem] = output_problems(output, "benchmark", overwrite=True)
+    assert "did not write there: figures/mine.png, notes;" in problem
+
+
+def test_a_staged_output_with_subfolders_can_be_overwritten(tmp_path):
+    output = written_nested(tmp_path)
+    assert output_problems(output, "benchmark", overwrite=True) == []
+
+
+def test_an_earlier_output_whose_marker_lists_no_files_is_not_overwritten(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / MARKER).write_text(json.dumps({"written_by": "nnunetv2_hlfd benchmark"}))  # as older versions wrote it
+    (output / "report.md").write_text("")
+    [problem] = output_problems(output, "benchmark", overwrite=True)
+    assert "does not list what nnunetv2_hlfd benchmark wrote there" in problem
+    assert "delete the folder yourself" in problem
