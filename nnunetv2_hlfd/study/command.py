@@ -47,20 +47,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--threads", type=int, help="CPU threads per training (default: the cores divided among the workers)"
     )
-    parser.add_argument("--gpus", type=int, nargs="+", help="GPU ids, one worker each (default: every GPU)")
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        nargs="+",
+        help="GPU ids, one worker each; an id named N times runs N small trainings at once on that GPU "
+        "(default: every GPU once)",
+    )
     parser.add_argument(
         "--epochs",
         type=int,
-        help="shorten every training to this many epochs (with --iterations): the study trains "
-        "TRAINER_<E>epochs_<I>iterations variants; default: the trainers' own length",
+        help="shorten every student's training to this many epochs (with --iterations): the study trains "
+        "STUDENT_<E>epochs_<I>iterations variants; default: the trainers' own length",
     )
     parser.add_argument("--iterations", type=int, help="training iterations per epoch of a shortened study")
     parser.add_argument(
         "--teacher-epochs",
         type=int,
         help="the teacher's own length, apart from the students' (with --teacher-iterations): it trains "
-        "TEACHER_<E>epochs_<I>iterations; default: the students' length. A teacher already trained in its "
-        "results folder is used as it is",
+        "TEACHER_<E>epochs_<I>iterations[_seed<S>]; default: the teacher trainer's own length, unseeded, so a "
+        "teacher you already trained (nnUNetTrainer__PLANS__CONF) is used as it is",
     )
     parser.add_argument("--teacher-iterations", type=int, help="training iterations per epoch of the teacher")
     repeats = parser.add_mutually_exclusive_group()

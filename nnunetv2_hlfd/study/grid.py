@@ -38,7 +38,7 @@ class StudySettings:
     gpus: tuple[int, ...] | None = None  # None: every GPU torch sees, one worker each
     epochs: int | None = None  # None (with iterations): the trainers' own length
     iterations: int | None = None
-    # the teacher's own length, apart from the students' (None: the students' length, as --epochs sets it);
+    # the teacher's own length, apart from the students' (None: the teacher trainer's own, nnU-Net's schedule);
     # nnU-Net's polynomial learning rate falls to zero over whichever length a training has
     teacher_epochs: int | None = None
     teacher_iterations: int | None = None
@@ -61,10 +61,8 @@ class StudySettings:
 
     @property
     def teacher_length(self) -> tuple[int | None, int | None]:
-        """(epochs, iterations per epoch) of the teacher: its own schedule where given, else the students'."""
-        if self.teacher_epochs is not None:
-            return self.teacher_epochs, self.teacher_iterations
-        return self.epochs, self.iterations
+        """(epochs, iterations per epoch) of the teacher; (None, None): its trainer's own length."""
+        return self.teacher_epochs, self.teacher_iterations
 
     @property
     def has_variants(self) -> bool:
@@ -73,7 +71,9 @@ class StudySettings:
 
     @property
     def teacher_seed(self) -> int | None:
-        return self.seeds[0] if self.seeds else None
+        """The first seed for a teacher the study shortens; a teacher at its own length is nnU-Net's own,
+        unseeded training, so a model the user trained already is used as it is."""
+        return self.seeds[0] if self.seeds and self.teacher_epochs is not None else None
 
     @property
     def student_seeds(self) -> tuple[int | None, ...]:

@@ -92,7 +92,8 @@ def write_study_md(
     )
     repeats = (
         f"{len(settings.seeds)} per student and fold, seeds {' '.join(map(str, settings.seeds))} (the teacher: "
-        f"seed {settings.teacher_seed})"
+        + ("unseeded, at its own length" if settings.teacher_seed is None else f"seed {settings.teacher_seed}")
+        + ")"
         if settings.seeds
         else "1 per student and fold, unseeded"
     )

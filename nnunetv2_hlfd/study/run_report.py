@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from nnunetv2_hlfd.markdown import markdown_table
 from nnunetv2_hlfd.study.grid import StudySettings
-from nnunetv2_hlfd.study.runs import ONSET_THRESHOLD, Run, RunComparison
+from nnunetv2_hlfd.study.runs import ONSET_THRESHOLD, POWER, Roles, Run, RunComparison
+from nnunetv2_hlfd.study.teacher_check import RISING_EPOCHS, RISING_MARGIN, TeacherCheck, check_teacher, still_rising
 
 DPI = 120
 NNUNET_ITERATIONS_PER_EPOCH = 250  # nnUNetTrainer's own, for a study at the trainers' own length
@@ -35,14 +36,16 @@ def write_runs_csv(path: Path, runs: list[Run], classes: list[str], tumour: str)
         writer = csv.writer(out)
         writer.writerow(
             ["variant", "fold", "seed", *[f"final_dsc_{c}" for c in classes], "onset_epoch", f"{tumour}_curve_area"]
+            + [f"{tumour}_still_rising"]
         )
         for run in runs:
             onset = run.curve.onset(index, ONSET_THRESHOLD) if run.curve else None
             area = run.curve.area(index) if run.curve else math.nan
+            rising = still_rising(run.curve, index)
             writer.writerow(
                 [run.variant, run.fold, "" if run.seed is None else run.seed]
                 + [f"{run.final_dsc[c]:.4f}" for c in classes]
-                + ["" if onset is None else onset, f"{area:.4f}"]
+                + ["" if onset is None else onset, f"{area:.4f}", "" if rising is None else int(rising)]
             )
     return path
 
@@ -102,22 +105,26 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
         "",
     ]
     header = ["variant", "fold", "seed", *[f"DSC {c}" for c in classes], "onset (epoch)", f"{tumour} curve area"]
+    header.append(f"{tumour} still rising")
     rows = []
     for run in runs:
         onset = run.curve.onset(index, ONSET_THRESHOLD) if run.curve else None
+        rising = still_rising(run.curve, index)
         rows.append(
             [short_name(run.variant), run.fold, "-" if run.seed is None else run.seed]
             + [f"{run.final_dsc[c]:.3f}" for c in classes]
             + ["none" if onset is None else onset, f"{run.curve.area(index):.3f}" if run.curve else "n/a"]
+            + [{True: "yes", False: "no", None: "n/a"}[rising]]
         )
     lines += [markdown_table(header, rows), ""]
+    references = ", ".join(f"{short_name(s)} against {short_name(r)}" for s, r in comparison.references.items())
     lines += [
         "## Run-level statistics",
         "",
-        f"Each student against {short_name(comparison.reference)} (the same student without distillation), "
-        "the unit being the run: onset counts with Fisher's exact test; final DSC and curve area with an exact "
-        "paired sign-flip permutation test over the (fold, seed) pairs. One-sided (student better) for the "
-        f"{tumour} endpoints, two-sided for the others. Holm within each family.",
+        f"Each student against the same student network without distillation ({references}), the unit being the "
+        "run: onset counts with Fisher's exact test; final DSC and curve area with an exact paired sign-flip "
+        f"permutation test over the (fold, seed) pairs. One-sided (student better) for the {tumour} endpoints, "
+        "two-sided for the others. Holm within each family.",
         "",
     ]
     header = ["family", "student", "endpoint", "alternative", "n", "student", "reference", "p", "p (Holm)"]
@@ -127,6 +134,7 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
         for t in comparison.tests
     ]
     lines += [markdown_table(header, rows), ""]
+    lines += _power_and_gap_markdown(comparison, tumour)
     lines += [
         "## Case-level statistics (descriptive)",
         "",
@@ -146,23 +154,105 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
     return "\n".join(lines)
 
 
+def _power_and_gap_markdown(comparison: RunComparison, tumour: str) -> list[str]:
+    lines = []
+    if comparison.detectable:
+        lines += [
+            "What the primary tests could have seen: the smallest mean difference in final "
+            f"{tumour} DSC each detects with {POWER:.0%} power at Holm's first level, for pair differences normal "
+            "with the spread (SD) of the observed ones; n/a where the pairs are too few to reject at all.",
+            "",
+            markdown_table(
+                ["student", "pairs", "smallest possible p", "SD of the differences", "detectable difference"],
+                [
+                    [
+                        short_name(d["student"]),
+                        d["pairs"],
+                        _p(d["smallest_p"]),
+                        _value(d["sd"]),
+                        _value(d["difference"]),
+                    ]
+                    for d in comparison.detectable
+                ],
+            ),
+            "",
+        ]
+    if comparison.gap_shares:
+        lines += [
+            f"Share of the teacher-to-reference gap in final {tumour} DSC each student closes, (student - "
+            "reference) / (teacher - reference) over its pairs, 95 % percentile bootstrap interval over the pairs "
+            "(n/a where the teacher is not above the reference or the pairs do not vary).",
+            "",
+            markdown_table(
+                ["student", "pairs", "share of the gap", "95 % interval"],
+                [
+                    [
+                        short_name(g["student"]),
+                        g["pairs"],
+                        _value(g["share"]),
+                        f"{_value(g['low'])} to {_value(g['high'])}",
+                    ]
+                    for g in comparison.gap_shares
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
+def _value(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
 def _p(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
-def write_run_evidence(output: Path, settings: StudySettings, results: Path, dataset_json: dict) -> str | None:
-    """runs.csv, learning_curves.png and the runs' Markdown (returned, for study.md); None without runs."""
+def write_run_evidence(
+    output: Path, settings: StudySettings, results: Path, dataset_json: dict, roles: Roles | None = None
+) -> tuple[str | None, list[str]]:
+    """runs.csv, learning_curves.png and the runs' Markdown (for study.md; None without runs), with the
+    teacher check's warnings."""
     from nnunetv2_hlfd.study.runs import collect_runs, compare_runs, foreground_classes
 
     classes = foreground_classes(dataset_json)
     runs = collect_runs(results, settings, dataset_json)
     if not runs:
-        return None
+        return None, []
+    teachers = [r for r in runs if r.variant == settings.teacher]
     students = [r for r in runs if r.variant != settings.teacher]
-    comparison = compare_runs(students, settings, classes)
+    comparison = compare_runs(students, settings, classes, roles, teachers)
+    check = check_teacher(teachers, classes, dataset_json)
     write_runs_csv(output / "runs.csv", runs, classes, comparison.tumour)
     figure = learning_curve_figure(output / "learning_curves.png", runs, classes, comparison.tumour, settings)
-    text = runs_markdown(runs, comparison, classes, settings)
+    text = teacher_markdown(check, settings) + runs_markdown(runs, comparison, classes, settings)
     if figure is not None:
         text += f"\n![Learning curves per variant]({figure.name})\n"
-    return text
+    return text, check.warnings
+
+
+def teacher_markdown(check: TeacherCheck, settings: StudySettings) -> str:
+    lines = [
+        "## Is the teacher worth distilling?",
+        "",
+        f"The teacher ({settings.teacher_run_name()}) per fold and class: nnU-Net's final validation DSC, the best "
+        "Dice of a plain intensity window where the dataset records one (the converter's plain-threshold check), "
+        f"and whether its curve was still rising at the end (mean pseudo-Dice of its last {RISING_EPOCHS} epochs "
+        f"at least {RISING_MARGIN} above the {RISING_EPOCHS} before).",
+        "",
+    ]
+    if not check.rows:
+        return "\n".join(lines + ["No teacher run has finished.", "", ""])
+    rows = [
+        [
+            r["fold"],
+            r["class"],
+            f"{r['final_dsc']:.3f}",
+            "n/a" if r["window_dice"] is None else f"{r['window_dice']:.3f}",
+            {True: "yes", False: "no", None: "n/a (too short)"}[r["rising"]],
+        ]
+        for r in check.rows
+    ]
+    lines += [markdown_table(["fold", "class", "final DSC", "window Dice", "still rising"], rows), ""]
+    lines += [f"- **Warning**: {w}" for w in check.warnings] or ["No warning: the teacher is worth distilling."]
+    return "\n".join(lines + ["", ""])

@@ -36,6 +36,7 @@ from nnunetv2_hlfd.study.jobs import Slot, TrainingJob, log_tail, running_elsewh
 from nnunetv2_hlfd.study.length import write_variants_module
 from nnunetv2_hlfd.study.progress import StudyProgress
 from nnunetv2_hlfd.study.report import write_study_md
+from nnunetv2_hlfd.study.runs import PRIMARY_STUDENT, Roles
 from nnunetv2_hlfd.study.scheduler import LocalBackend, SubmititBackend, run_graph
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
@@ -152,13 +153,44 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
 def run_evidence(
     output: Path, settings: StudySettings, results: Path, dataset: str, environment: dict[str, str]
 ) -> str | None:
-    """The runs' table, run-level statistics and learning curves (study/run_report.py), from what finished."""
+    """The teacher check, the runs' table, run-level statistics and learning curves (study/run_report.py), from
+    what finished; the teacher check's warnings are printed too."""
     import json
 
     from nnunetv2_hlfd.study.run_report import write_run_evidence
 
     dataset_json = json.loads((Path(environment["nnUNet_preprocessed"]) / dataset / "dataset.json").read_text())
-    return write_run_evidence(output, settings, results, dataset_json)
+    text, warnings = write_run_evidence(output, settings, results, dataset_json, study_roles(settings, environment))
+    for warning in warnings:
+        print(f"warning: {warning}", flush=True)
+    return text
+
+
+def study_roles(settings: StudySettings, environment: dict[str, str]) -> Roles:
+    """Each distilled student against the plain student of its own size (the same student network), and HLFD
+    at each size as the primary comparison, from the trainer classes."""
+    from nnunetv2_hlfd.trainer_search import find_trainer_class
+
+    with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+        classes = {name: find_trainer_class(name) for name in settings.students}
+        hlfd = find_trainer_class(PRIMARY_STUDENT)
+    plain = [n for n in settings.students if not trainer_distils(n, environment)]
+    if not plain:
+        return Roles.by_name(settings)
+    references = {}
+    for name, trainer in classes.items():
+        if name in plain:
+            continue
+        same = [p for p in plain if student_network(classes[p]) == student_network(trainer)]
+        references[name] = same[0] if same else plain[0] if len(plain) == 1 else None
+    references = {n: r for n, r in references.items() if r is not None}
+    primary = tuple(n for n in references if getattr(classes[n], "distillation", None) == hlfd.distillation)
+    return Roles(references, primary)
+
+
+def student_network(trainer: type) -> tuple:
+    """What decides a trainer's student network: its family and size."""
+    return (getattr(trainer, "student_family", None), getattr(trainer, "student_size", None))
 
 
 def nnunet_environment(settings: StudySettings) -> dict[str, str]:

@@ -9,9 +9,13 @@ study/curves.py). Per student against the reference:
 - final tumour DSC and tumour curve area, exact paired sign-flip permutation tests over the (fold, seed) pairs;
 - the other classes' final DSC, the same test, two-sided.
 
-Holm within pre-declared families: the primary student's three tumour tests; the other students' final tumour
-DSC; every class's final DSC outside the tumour. Beside them, case-level: each validation case's DSC averaged
-over the repeats, paired Wilcoxon over cases (descriptive).
+Each distilled student is compared with the plain student of its own size (`Roles`, from the trainer classes).
+Holm within pre-declared families: the primary family is the final tumour DSC of the primary students (HLFD at
+each size); the secondary families are their tumour curve areas, their onset counts, the other students' final
+tumour DSC, and every class's final DSC outside the tumour. Beside them: the smallest mean difference each
+primary test detects with 80 % power, the share of the teacher-to-plain-student gap each student closes (with a
+bootstrap interval over its pairs), and case-level, each validation case's DSC averaged over the repeats,
+paired Wilcoxon over cases (descriptive).
 """
 
 from __future__ import annotations
@@ -22,19 +26,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import fisher_exact
+from scipy.stats import bootstrap, fisher_exact
 
 from nnunetv2_hlfd.evaluation.statistics import holm_adjust, paired_wilcoxon
 from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.curves import LearningCurve, read_learning_curve
 from nnunetv2_hlfd.study.grid import PLAIN_STUDENT, StudySettings, fold_folder, study_graph
 
-__all__ = ["ONSET_THRESHOLD", "Run", "RunComparison", "collect_runs", "compare_runs", "paired_permutation_p"]
+__all__ = [
+    "ONSET_THRESHOLD",
+    "Roles",
+    "Run",
+    "RunComparison",
+    "collect_runs",
+    "compare_runs",
+    "detectable_difference",
+    "paired_permutation_p",
+]
 
 ONSET_THRESHOLD = 0.2  # tumour pseudo-Dice that counts as "started on the tumours"
 PRIMARY_STUDENT = "nnUNetTrainerHLFD"
 EXACT_PERMUTATION_PAIRS = 20  # up to 2^20 sign patterns enumerated; beyond, a seeded Monte Carlo sample
 MONTE_CARLO_PATTERNS = 200_000
+POWER = 0.8  # of the detectable difference
+POWER_SIMULATIONS = 2_000
 
 
 @dataclass(frozen=True)
@@ -61,11 +76,30 @@ class Test:
 
 
 @dataclass(frozen=True)
+class Roles:
+    """Who is compared with whom: each distilled student's reference (the plain student of its size) and the
+    primary students (HLFD at each size), whose final tumour DSC is the primary family."""
+
+    references: dict[str, str]
+    primary: tuple[str, ...]
+
+    @classmethod
+    def by_name(cls, settings: StudySettings) -> Roles:
+        """Without the trainer classes: every student against the plain student (or the first student)."""
+        reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
+        students = [s for s in settings.students if s != reference]
+        primary = PRIMARY_STUDENT if PRIMARY_STUDENT in students else (students[0] if students else None)
+        return cls({s: reference for s in students}, (primary,) if primary else ())
+
+
+@dataclass(frozen=True)
 class RunComparison:
-    reference: str
+    references: dict[str, str]
     tumour: str
     tests: list[Test] = field(default_factory=list)
     case_level: list[dict] = field(default_factory=list)
+    detectable: list[dict] = field(default_factory=list)  # per primary student: pairs, spread, difference
+    gap_shares: list[dict] = field(default_factory=list)  # per student: share of the teacher gap, interval
 
 
 def foreground_classes(dataset_json: dict) -> list[str]:
@@ -150,10 +184,17 @@ def _paired(runs: list[Run], student: str, reference: str, value) -> list[float]
     return pairs
 
 
-def compare_runs(runs: list[Run], settings: StudySettings, classes: list[str]) -> RunComparison:
-    reference = PLAIN_STUDENT if PLAIN_STUDENT in settings.students else settings.students[0]
-    students = [s for s in settings.students if s != reference]
-    primary = PRIMARY_STUDENT if PRIMARY_STUDENT in students else (students[0] if students else None)
+def compare_runs(
+    runs: list[Run],
+    settings: StudySettings,
+    classes: list[str],
+    roles: Roles | None = None,
+    teacher_runs: list[Run] = (),
+    alpha: float = 0.05,
+) -> RunComparison:
+    """The students' `runs` against their references', by the families of the module's docstring;
+    `teacher_runs` (one per fold) for the share of the gap each student closes."""
+    roles = roles or Roles.by_name(settings)
     tumour = tumour_class(classes)
     index = classes.index(tumour)
     tests = []
@@ -161,74 +202,136 @@ def compare_runs(runs: list[Run], settings: StudySettings, classes: list[str]) -
     def arm(name: str) -> list[Run]:
         return [r for r in runs if r.variant == name]
 
-    for student in students:
-        family = "primary" if student == primary else f"secondary: final {tumour} DSC"
-        final = _paired(runs, student, reference, lambda r: r.final_dsc[tumour])
-        if student == primary:
-            started = [
-                sum(r.curve is not None and r.curve.onset(index, ONSET_THRESHOLD) is not None for r in arm(n))
-                for n in (student, reference)
-            ]
-            counts = [len(arm(student)), len(arm(reference))]
-            table = [[started[0], counts[0] - started[0]], [started[1], counts[1] - started[1]]]
-            p = fisher_exact(table, alternative="greater").pvalue if min(counts) else math.nan
+    def final_of(class_name: str):
+        return lambda r: r.final_dsc[class_name]
+
+    def area(r: Run) -> float:
+        return r.curve.area(index) if r.curve else math.nan
+
+    for student, reference in roles.references.items():
+        arms = (arm(student), arm(reference))
+        primary = student in roles.primary
+        family = "primary" if primary else f"secondary: final {tumour} DSC"
+        final = _paired(runs, student, reference, final_of(tumour))
+        tests.append(_mean_test(family, student, f"final {tumour} DSC", final, arms, final_of(tumour)))
+        if primary:
+            diffs = _paired(runs, student, reference, area)
             tests.append(
-                Test(
-                    family,
-                    student,
-                    f"onset ({tumour} pseudo-Dice >= {ONSET_THRESHOLD})",
-                    "greater",
-                    min(counts),
-                    f"{started[0]}/{counts[0]}",
-                    f"{started[1]}/{counts[1]}",
-                    float(p),
-                )
+                _mean_test(f"secondary: {tumour} curve area", student, f"{tumour} curve area", diffs, arms, area)
             )
-        tests.append(
-            _mean_test(
-                family,
-                student,
-                f"final {tumour} DSC",
-                final,
-                arm(student),
-                arm(reference),
-                lambda r: r.final_dsc[tumour],
-                "greater",
-            )
-        )
-        if student == primary:
-            area = _paired(runs, student, reference, lambda r: r.curve.area(index) if r.curve else math.nan)
-            tests.append(
-                _mean_test(
-                    family,
-                    student,
-                    f"{tumour} curve area",
-                    area,
-                    arm(student),
-                    arm(reference),
-                    lambda r: r.curve.area(index) if r.curve else math.nan,
-                    "greater",
-                )
-            )
+            tests.append(_onset_test(student, *arms, tumour, index))
         for other in (c for c in classes if c != tumour):
-            diffs = _paired(runs, student, reference, lambda r, c=other: r.final_dsc[c])
+            diffs = _paired(runs, student, reference, final_of(other))
             tests.append(
                 _mean_test(
                     f"secondary: final {other} DSC",
                     student,
                     f"final {other} DSC",
                     diffs,
-                    arm(student),
-                    arm(reference),
-                    lambda r, c=other: r.final_dsc[c],
+                    arms,
+                    final_of(other),
                     "two-sided",
                 )
             )
     tests = _holm_by_family(tests)
-    return RunComparison(reference, tumour, tests, _case_level(runs, students, reference, classes))
+    first_step = alpha / max(1, sum(t.family == "primary" for t in tests))  # Holm's smallest level
+    detectable = [
+        {"student": s, **detectable_difference(_paired(runs, s, roles.references[s], final_of(tumour)), first_step)}
+        for s in roles.primary
+        if s in roles.references
+    ]
+    shares = [
+        {"student": s, **gap_share(runs, teacher_runs, s, reference, final_of(tumour))}
+        for s, reference in roles.references.items()
+    ]
+    students = list(roles.references)
+    return RunComparison(
+        roles.references,
+        tumour,
+        tests,
+        _case_level(runs, students, roles.references, classes),
+        detectable,
+        [row for row in shares if row["pairs"]],
+    )
 
 
-def _mean_test(family, student, endpoint, differences, student_runs, reference_runs, value, alternative) -> Test:
+def _onset_test(student: str, student_runs: list[Run], reference_runs: list[Run], tumour: str, index: int) -> Test:
+    started = [
+        sum(r.curve is not None and r.curve.onset(index, ONSET_THRESHOLD) is not None for r in arm)
+        for arm in (student_runs, reference_runs)
+    ]
+    counts = [len(student_runs), len(reference_runs)]
+    table = [[started[0], counts[0] - started[0]], [started[1], counts[1] - started[1]]]
+    p = fisher_exact(table, alternative="greater").pvalue if min(counts) else math.nan
+    return Test(
+        "secondary: onset",
+        student,
+        f"onset ({tumour} pseudo-Dice >= {ONSET_THRESHOLD})",
+        "greater",
+        min(counts),
+        f"{started[0]}/{counts[0]}",
+        f"{started[1]}/{counts[1]}",
+        float(p),
+    )
+
+
+def detectable_difference(differences, alpha: float, power: float = POWER, seed: int = 0) -> dict:
+    """The smallest mean difference the one-sided paired permutation test at `alpha` detects with `power`, for
+    pair differences normal with the spread (SD) of the observed ones; a design that cannot reject at all
+    (too few pairs) or has no spread gives NaN."""
+    d = np.asarray([v for v in differences if not math.isnan(v)], dtype=float)
+    n = d.size
+    spread = float(np.std(d, ddof=1)) if n > 1 else math.nan
+    result = {"pairs": n, "sd": spread, "difference": math.nan, "smallest_p": 0.5**n if n else math.nan}
+    if n < 2 or not spread > 0 or 0.5**n > alpha:
+        return result
+    noise = np.random.default_rng(seed).standard_normal((POWER_SIMULATIONS, n))
+
+    def detected(effect: float) -> float:
+        return float(np.mean([paired_permutation_p(effect + spread * z) <= alpha for z in noise]))
+
+    low, high = 0.0, spread
+    while detected(high) < power:
+        low, high = high, 2 * high
+    for _ in range(12):  # bisection to 1/4096 of the bracket
+        middle = (low + high) / 2
+        low, high = (middle, high) if detected(middle) < power else (low, middle)
+    return result | {"difference": high}
+
+
+def gap_share(runs: list[Run], teacher_runs: list[Run], student: str, reference: str, value) -> dict:
+    """The share of the teacher-to-reference gap the student closes, (student - reference) / (teacher -
+    reference) over the student's pairs (the teacher of each pair's fold), with a 95 % percentile bootstrap
+    interval over the pairs."""
+    teachers = {r.fold: value(r) for r in teacher_runs}
+    by_key = {(r.variant, r.fold, r.seed): r for r in runs}
+    rows = [
+        (value(r), value(partner), teachers[r.fold])
+        for r in runs
+        if r.variant == student and r.fold in teachers and (partner := by_key.get((reference, r.fold, r.seed)))
+    ]
+    result = {"pairs": len(rows), "share": math.nan, "low": math.nan, "high": math.nan}
+    if not rows:
+        return result
+    own, plain, teacher = (np.array(column, dtype=float) for column in zip(*rows))
+
+    def share(own, plain, teacher, axis=-1):
+        gap = np.mean(teacher, axis=axis) - np.mean(plain, axis=axis)
+        with np.errstate(all="ignore"):
+            return np.where(gap > 0, (np.mean(own, axis=axis) - np.mean(plain, axis=axis)) / gap, np.nan)
+
+    result["share"] = float(share(own, plain, teacher))
+    if len(rows) > 1 and np.ptp(own - plain) > 0:
+        interval = bootstrap(
+            (own, plain, teacher), share, paired=True, vectorized=True, method="percentile", rng=0, n_resamples=4999
+        ).confidence_interval
+        result |= {"low": float(interval.low), "high": float(interval.high)}
+    return result
+
+
+def _mean_test(family, student, endpoint, differences, arms, value, alternative="greater") -> Test:
+    """The paired test of `differences`, beside each arm's mean of `value` over its runs (paired or not)."""
+
     def mean(values):
         values = [v for v in values if not math.isnan(v)]
         return f"{np.mean(values):.3f}" if values else "n/a"
@@ -239,8 +342,8 @@ def _mean_test(family, student, endpoint, differences, student_runs, reference_r
         endpoint,
         alternative,
         len(differences),
-        mean(map(value, student_runs)),
-        mean(map(value, reference_runs)),
+        mean(map(value, arms[0])),
+        mean(map(value, arms[1])),
         # without a pair there is no test (n/a), not evidence of no difference
         paired_permutation_p(differences, alternative) if differences else math.nan,
     )
@@ -255,7 +358,7 @@ def _holm_by_family(tests: list[Test]) -> list[Test]:
     return [Test(**{**t.__dict__, "p_holm": adjusted[i]}) for i, t in enumerate(tests)]
 
 
-def _case_level(runs: list[Run], students: list[str], reference: str, classes: list[str]) -> list[dict]:
+def _case_level(runs: list[Run], students: list[str], references: dict[str, str], classes: list[str]) -> list[dict]:
     """Each case's DSC averaged over the repeats both variants ran (the same seeds on each side), then paired
     over cases (Wilcoxon, two-sided)."""
 
@@ -271,6 +374,7 @@ def _case_level(runs: list[Run], students: list[str], reference: str, classes: l
 
     rows = []
     for student in students:
+        reference = references[student]
         shared = trainings(student) & trainings(reference)
         student_means, reference_means = case_means(student, shared), case_means(reference, shared)
         common = sorted(set(student_means) & set(reference_means))
@@ -280,6 +384,7 @@ def _case_level(runs: list[Run], students: list[str], reference: str, classes: l
             rows.append(
                 {
                     "student": student,
+                    "reference": reference,
                     "class": class_name,
                     "trainings": len(shared),
                     "cases": test.n_pairs,

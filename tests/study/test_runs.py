@@ -8,7 +8,7 @@ import pytest
 
 from nnunetv2_hlfd.study.curves import LearningCurve
 from nnunetv2_hlfd.study.grid import StudySettings
-from nnunetv2_hlfd.study.runs import Run, compare_runs, paired_permutation_p
+from nnunetv2_hlfd.study.runs import Roles, Run, compare_runs, detectable_difference, gap_share, paired_permutation_p
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,8 @@ def test_students_are_compared_with_the_plain_one_pair_by_pair_in_their_families
     comparison = compare_runs(runs, settings, ["kidney", "tumor"])
     tests = {(t.student, t.endpoint): t for t in comparison.tests}
     onset = tests[("nnUNetTrainerHLFD", "onset (tumor pseudo-Dice >= 0.2)")]
-    assert (onset.family, onset.student_value, onset.reference_value) == ("primary", "1/2", "0/2")
+    assert (onset.family, onset.student_value, onset.reference_value) == ("secondary: onset", "1/2", "0/2")
+    assert tests[("nnUNetTrainerHLFD", "tumor curve area")].family == "secondary: tumor curve area"
     final = tests[("nnUNetTrainerHLFD", "final tumor DSC")]
     assert final.p_value == pytest.approx(0.5)  # differences +0.4 and -0.1: half the patterns reach +0.3
     assert final.family == "primary" and final.p_holm >= final.p_value
@@ -75,3 +76,50 @@ def test_case_level_pairs_only_the_repeats_both_variants_ran():
     ]
     [tumour] = [r for r in compare_runs(runs, settings, ["kidney", "tumor"]).case_level if r["class"] == "tumor"]
     assert tumour["trainings"] == 1 and tumour["mean_difference"] == pytest.approx(0.0)
+
+
+def test_each_size_is_compared_with_its_own_plain_student_and_both_hlfd_tests_form_the_primary_family():
+    students = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerStudentSmall", "nnUNetTrainerHLFDSmall")
+    settings = StudySettings("D", "2d", students=students)
+    roles = Roles(
+        {"nnUNetTrainerHLFD": "nnUNetTrainerStudent", "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall"},
+        ("nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall"),
+    )
+    runs = []
+    for seed in range(6):
+        runs += [run("nnUNetTrainerStudent", 0, seed, 0.5, (0.0,)), run("nnUNetTrainerHLFD", 0, seed, 0.6, (0.0,))]
+        # the Small student alone is better than the default HLFD: a comparison across sizes would say so
+        runs += [run("nnUNetTrainerStudentSmall", 0, seed, 0.7, (0.0,))]
+        runs += [run("nnUNetTrainerHLFDSmall", 0, seed, 0.7 + (0.01 if seed % 2 else -0.01), (0.0,))]
+    comparison = compare_runs(runs, settings, ["kidney", "tumor"], roles)
+    primary = {t.student: t for t in comparison.tests if t.family == "primary"}
+    assert set(primary) == {"nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall"}
+    assert primary["nnUNetTrainerHLFD"].p_value == pytest.approx(1 / 64)  # better in all 6 pairs
+    assert primary["nnUNetTrainerHLFD"].p_holm == pytest.approx(2 / 64)  # Holm over the two sizes
+    assert primary["nnUNetTrainerHLFDSmall"].reference_value == "0.700"
+    assert primary["nnUNetTrainerHLFDSmall"].p_value > 0.3
+
+
+def test_the_detectable_difference_is_the_one_the_test_finds_with_80_percent_power():
+    # 6 pairs at 0.025: only "better in every pair" rejects, so power = Phi(d / sd)^6 = 0.8 at d = 1.79 sd
+    result = detectable_difference([0.1, -0.1, 0.2, -0.2, 0.05, -0.05], alpha=0.025)
+    assert result["pairs"] == 6 and result["smallest_p"] == pytest.approx(1 / 64)
+    assert result["difference"] == pytest.approx(1.79 * result["sd"], rel=0.08)
+    # 5 pairs cannot reach 0.025 (smallest p 1/32): no difference is detectable
+    assert math.isnan(detectable_difference([0.1, -0.1, 0.2, -0.2, 0.05], alpha=0.025)["difference"])
+
+
+def test_the_gap_share_is_the_students_gain_over_the_teachers_lead_with_a_bootstrap_interval():
+    teacher = [run("nnUNetTrainer", 0, 0, 0.6, (0.0,))]
+    runs = []
+    for seed, (plain, student) in enumerate([(0.4, 0.5), (0.4, 0.45), (0.5, 0.55), (0.3, 0.35)]):
+        runs += [
+            run("nnUNetTrainerStudent", 0, seed, plain, (0.0,)),
+            run("nnUNetTrainerHLFD", 0, seed, student, (0.0,)),
+        ]
+    share = gap_share(runs, teacher, "nnUNetTrainerHLFD", "nnUNetTrainerStudent", lambda r: r.final_dsc["tumor"])
+    # plain mean 0.4, student mean 0.4625, teacher 0.6: 0.0625 / 0.2
+    assert share["pairs"] == 4 and share["share"] == pytest.approx(0.3125)
+    assert share["low"] <= share["share"] <= share["high"]
+    no_teacher = gap_share(runs, [], "nnUNetTrainerHLFD", "nnUNetTrainerStudent", lambda r: r.final_dsc["tumor"])
+    assert no_teacher["pairs"] == 0 and math.isnan(no_teacher["share"])

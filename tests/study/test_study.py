@@ -19,7 +19,7 @@ from study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold
 
 from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
 from nnunetv2_hlfd.study.jobs import Slot
-from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, worker_slots
+from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, study_roles, trainer_path, worker_slots
 from nnunetv2_hlfd.study.scheduler import SubmititBackend
 
 
@@ -174,6 +174,11 @@ def test_more_threads_than_cores_are_refused_naming_the_numbers(monkeypatch):
         worker_slots(fake_settings(workers=2, threads=2))
 
 
+def test_a_gpu_named_several_times_runs_that_many_trainings_at_once_on_it():
+    slots = worker_slots(fake_settings(device="cuda", gpus=(0, 0, 0)))
+    assert [slot.environment() for slot in slots] == [{"CUDA_VISIBLE_DEVICES": "0"}] * 3
+
+
 def test_cuda_workers_each_see_one_gpu():
     slots = worker_slots(fake_settings(device="cuda", gpus=(0, 3)))
     assert [slot.environment() for slot in slots] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "3"}]
@@ -202,10 +207,24 @@ def test_paper_protocol_saves_probabilities_and_revalidates_a_training_without_t
     assert "--npz" in done["nnUNetTrainerHLFD/fold_0"]["argv"]
 
 
-def test_shortened_study_trains_length_variants(calls):
+def test_a_shortened_study_shortens_the_students_and_leaves_the_teacher_its_own_length(calls):
     settings = fake_settings(epochs=3, iterations=7)
-    command = train_command(settings, study_graph(settings)[0], fold_folder("nnUNetTrainer", 0))
-    assert command[:6] == ["nnUNetv2_train", FAKE_DATASET, "2d", "0", "-tr", "nnUNetTrainer_3epochs_7iterations"]
+    teacher, student = study_graph(settings)[0], study_graph(settings)[-1]
+    command = train_command(settings, teacher, fold_folder("nnUNetTrainer", 0))
+    assert command[:6] == ["nnUNetv2_train", FAKE_DATASET, "2d", "0", "-tr", "nnUNetTrainer"]
+    assert train_command(settings, student, fold_folder("x", 0))[5] == "nnUNetTrainerHLFD_3epochs_7iterations"
+
+
+def test_a_teacher_the_user_trained_already_is_used_as_it_is(calls, tmp_path):
+    finish("nnUNetTrainer", 0)
+    run_study(fake_settings(folds=(0,), epochs=3, iterations=7, seeds=(0,)), show_progress=False)
+    done = by_key(calls)
+    assert sorted(done) == [
+        "nnUNetTrainerHLFD_3epochs_7iterations_seed0/fold_0",
+        "nnUNetTrainerStudent_3epochs_7iterations_seed0/fold_0",
+    ]
+    teacher = tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer__nnUNetPlans__2d"
+    assert done["nnUNetTrainerHLFD_3epochs_7iterations_seed0/fold_0"]["HLFD_TEACHER"] == str(teacher)
 
 
 def test_the_teacher_trains_on_its_own_schedule_and_the_students_learn_from_that_teacher(calls, tmp_path):
@@ -311,19 +330,17 @@ def test_slurm_runs_the_grid_with_afterok_dependencies(calls, tmp_path):
 def test_repeats_train_each_student_once_per_seed_against_the_one_teacher(calls, tmp_path):
     run_study(fake_settings(folds=(0, 1), seeds=(3, 4)), show_progress=False)
     done = by_key(calls)
-    # one teacher per fold (with the first seed), each student once per seed and fold
-    assert sorted(k for k in done if k.startswith("nnUNetTrainer_")) == [
-        "nnUNetTrainer_seed3/fold_0",
-        "nnUNetTrainer_seed3/fold_1",
-    ]
-    students = sorted(k for k in done if not k.startswith("nnUNetTrainer_"))
+    # one teacher per fold (at its own length: nnU-Net's unseeded run), each student once per seed and fold
+    assert sorted(k for k in done if k.startswith("nnUNetTrainer/")) == ["nnUNetTrainer/fold_0", "nnUNetTrainer/fold_1"]
+    students = sorted(k for k in done if not k.startswith("nnUNetTrainer/"))
     assert students == sorted(
         f"{student}_seed{seed}/fold_{fold}"
         for student in ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
         for seed in (3, 4)
         for fold in (0, 1)
     )
-    teacher_folder = tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer_seed3__nnUNetPlans__2d"
+    # at its own length the teacher is nnU-Net's own unseeded training
+    teacher_folder = tmp_path / "nnUNet_results" / FAKE_DATASET / "nnUNetTrainer__nnUNetPlans__2d"
     assert {done[k]["HLFD_TEACHER"] for k in students} == {str(teacher_folder)}
     # each repeat its own results folder, in nnU-Net's layout
     assert (fold_folder("nnUNetTrainerHLFD_seed4", 1) / "checkpoint_final.pth").is_file()
@@ -331,7 +348,7 @@ def test_repeats_train_each_student_once_per_seed_against_the_one_teacher(calls,
 
 def test_a_rerun_of_a_replicated_study_trains_only_the_missing_repeats(calls):
     settings = fake_settings(folds=(0,), seeds=(0, 1))
-    for trainer in ("nnUNetTrainer_seed0", "nnUNetTrainerStudent_seed0", "nnUNetTrainerHLFD_seed0"):
+    for trainer in ("nnUNetTrainer", "nnUNetTrainerStudent_seed0", "nnUNetTrainerHLFD_seed0"):
         finish(trainer, 0)
     run_study(settings, show_progress=False)
     assert sorted(by_key(calls)) == ["nnUNetTrainerHLFD_seed1/fold_0", "nnUNetTrainerStudent_seed1/fold_0"]
@@ -362,7 +379,10 @@ def test_a_replicated_study_writes_its_runs_curves_and_run_level_tests(calls, mo
     study_md = run.study_md.read_text()
     # HLFD better in all six (fold, seed) pairs: the exact one-sided permutation p is 1/64, Fisher's 6/6 vs 0/6
     assert "| primary | HLFD | final tumor DSC | greater | 6 | 0.600 | 0.000 | 0.0156 |" in study_md
-    assert "| primary | HLFD | onset (tumor pseudo-Dice >= 0.2) | greater | 6 | 6/6 | 0/6 | 0.00108 |" in study_md
+    assert (
+        "| secondary: onset | HLFD | onset (tumor pseudo-Dice >= 0.2) | greater | 6 | 6/6 | 0/6 | 0.00108 |" in study_md
+    )
+    assert "## Is the teacher worth distilling?" in study_md
     assert (run.output / "learning_curves.png").stat().st_size > 10_000
 
 
@@ -399,3 +419,22 @@ def test_repeats_below_one_are_refused_with_exit_status_2_and_no_traceback(calls
         main(["study", "-d", FAKE_DATASET, "-c", "2d", "--repeats", "0"])
     assert stopped.value.code == 2
     assert "--repeats must be at least 1, got 0" in capsys.readouterr().err and not calls.exists()
+
+
+def test_each_distilled_student_is_paired_with_the_plain_student_of_its_own_size():
+    students = (
+        "nnUNetTrainerStudent",
+        "nnUNetTrainerHLFD",
+        "nnUNetTrainerStudentSmall",
+        "nnUNetTrainerHLFDSmall",
+        "nnUNetTrainerKD",
+        "nnUNetTrainerKDSmall",
+    )
+    roles = study_roles(fake_settings(students=students), {"nnUNet_extTrainer": trainer_path(None)})
+    assert roles.references == {
+        "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
+        "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall",
+        "nnUNetTrainerKD": "nnUNetTrainerStudent",
+        "nnUNetTrainerKDSmall": "nnUNetTrainerStudentSmall",
+    }
+    assert roles.primary == ("nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall")
