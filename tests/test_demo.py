@@ -83,10 +83,19 @@ def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, 
     # As after the session's planning (conftest): nnU-Net's planner fails on 0, so the study must drop it there.
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     settings = DemoSettings(
-        workdir=tmp_path / "demo", num_cases=5, shape=(12, 48, 48), epochs=1, iterations_per_epoch=2
+        workdir=tmp_path / "demo",
+        num_cases=5,
+        shape=(12, 48, 48),
+        epochs=1,
+        iterations_per_epoch=2,
+        teacher_epochs=2,
     )
     table = run_demo(settings)
-    assert list(table["trainer"]) == [f"{name}_1epochs_2iterations" for name in (demo.TEACHER, *demo.STUDENTS)]
+    # the teacher on its own schedule, every training seeded with the demo's seed
+    assert list(table["trainer"]) == [
+        "nnUNetTrainer_2epochs_2iterations_seed0",
+        *[f"{name}_1epochs_2iterations_seed0" for name in demo.STUDENTS],
+    ]
     assert {"dsc_kidney", "dsc_tumor", "parameters", "volume_latency_s_cpu"} <= set(table.columns)
     assert table["parameters"].iloc[0] > table["parameters"].iloc[1]  # the teacher is the larger model
     assert (table["volume_latency_s_cpu"] > 0).all()
@@ -94,7 +103,7 @@ def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, 
     assert "| DSC kidney | DSC tumor |" in printed and "| parameters |" in printed and "s per case (cpu)" in printed
     assert "both empty counting as 1; kidney n = " in printed
     study_md = (settings.workdir / "study" / "study.md").read_text()
-    assert "## Results" in study_md and "nnUNetTrainerHLFD_1epochs_2iterations" in study_md
+    assert "## Results" in study_md and "nnUNetTrainerHLFD_1epochs_2iterations_seed0" in study_md
     # the pictures: a validation slice of every model beside the ground truth, and the learning curves
     for picture in ("validation_slice.png", "learning_curves.png"):
         assert (settings.workdir / "study" / picture).stat().st_size > 10_000
