@@ -6,7 +6,7 @@ are depthwise-separable inverted residuals (1, 2, 2, ... blocks, as the ResNet18
 decoder stage a depthwise-separable transposed convolution added to the skip and one inverted residual,
 with a head per stage for deep supervision. Its widths are searched as the ResNet18-style student's
 (student.py: `StudentSize`, `StudentFamily`), against a budget of 10% of the plan's network.
-docs/METHODS.md, "The inverted-residual student", says where it departs from MobileNetV3 / EfficientNet.
+docs/METHODS.md, "The inverted-residual student family", says where it departs from MobileNetV3 / EfficientNet.
 """
 
 from __future__ import annotations

@@ -3,72 +3,20 @@ ResEnc-L planners; 2d, 3d_fullres, 3d_lowres; large, small-patch and few-stage p
 the parameters and of the multiply-adds per patch, as wide as that allows up to half the plan's widths,
 and the students of other sizes that nnUNetv2_predict rebuilds from their trainer's name."""
 
-import functools
-
 import pytest
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from planned_configurations import NUM_CLASSES, PLANNED, configuration, plan_network_cost
 
 from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.trainer_search import find_trainer_class
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import WIDTH_STEPS, StudentSize, build_student, student_width_factor
 
 MAX_RATIO = 0.35
-NUM_CLASSES = 3
-
-
-def anisotropic_phantoms() -> dict:
-    """A few thick-slice volumes, as a new user's small phantom set."""
-    fingerprint = kits_like_fingerprint(num_cases=10, shape=(20, 160, 160))
-    fingerprint["spacings"] = [[5.0, 0.8, 0.8] for _ in fingerprint["spacings"]]
-    return fingerprint
-
-
-# KiTS-like CT gives nnU-Net's 512x512 2d patch; an isotropic 256^3 fingerprint its 128^3 3d_fullres patch;
-# the small sets give 3- to 6-stage plans on small patches.
-FINGERPRINTS = {
-    "kits": kits_like_fingerprint,
-    "isotropic256": lambda: kits_like_fingerprint(shape=(256, 256, 256), spacing=1.0),
-    "small": lambda: kits_like_fingerprint(num_cases=10, shape=(16, 48, 48), spacing=1.0),
-    "tiny": lambda: kits_like_fingerprint(num_cases=10, shape=(8, 20, 20), spacing=1.0),
-    "anisotropic": anisotropic_phantoms,
-}
-PLANNED = [
-    ("default", "kits", "2d"),
-    ("default", "kits", "3d_lowres"),
-    ("default", "isotropic256", "3d_fullres"),
-    ("ResEncL", "kits", "3d_fullres"),
-    ("default", "small", "2d"),
-    ("default", "small", "3d_fullres"),
-    ("ResEncL", "small", "3d_fullres"),
-    ("default", "tiny", "2d"),
-    ("default", "tiny", "3d_fullres"),
-    ("default", "anisotropic", "3d_fullres"),
-]
 DEFAULT_PATCHES = {("kits", "2d"): (512, 512), ("isotropic256", "3d_fullres"): (128, 128, 128)}
-
-
-@functools.lru_cache(maxsize=None)
-def configuration(planner: str, fingerprint: str, name: str):
-    plans, _ = plan(planner, FINGERPRINTS[fingerprint]())
-    return PlansManager(plans).get_configuration(name)
 
 
 def costs(cm, size: StudentSize = StudentSize()):
     shape = (1, 1, *cm.patch_size)
-    plan_network = model_cost(
-        lambda: get_network_from_plans(
-            cm.network_arch_class_name,
-            cm.network_arch_init_kwargs,
-            cm.network_arch_init_kwargs_req_import,
-            1,
-            NUM_CLASSES,
-            deep_supervision=True,
-        ),
-        shape,
-    )
-    return model_cost(lambda: build_student(cm, 1, NUM_CLASSES, size=size), shape), plan_network
+    return model_cost(lambda: build_student(cm, 1, NUM_CLASSES, size=size), shape), plan_network_cost(cm)
 
 
 @pytest.mark.parametrize("planner, fingerprint, name", PLANNED, ids=["-".join(p) for p in PLANNED])
