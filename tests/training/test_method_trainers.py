@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, nnunet_predict
+from test_student_mobile_training import MOBILE_METHODS
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,7 @@ TESTED_ELSEWHERE = {
     "nnUNetTrainerHLFD_PaperLoss",
     "nnUNetTrainerHLFD_WarmupEMA",  # test_student_average.py, test_weight_schedule.py
     "nnUNetTrainerHLFD_Cosine",  # test_weight_schedule.py
+    *MOBILE_METHODS,  # test_student_mobile_training.py
 }
 PREDICTED_WITH_THE_COMMAND = "nnUNetTrainerEMKD"
 
