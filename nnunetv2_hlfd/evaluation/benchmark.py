@@ -9,25 +9,21 @@ report (`report`, `figures`) into one output folder. docs/EVALUATION.md describe
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key, region_or_label_to_mask
+from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 
 from nnunetv2_hlfd import output_folder
-from nnunetv2_hlfd.evaluation.metrics import (
-    PAPER_PROTOCOL_THRESHOLD,
-    LabelOrRegion,
-    evaluate_case,
-    paper_protocol_scores,
-    paper_protocol_scores_from_probabilities,
-    paper_slice_axis,
+from nnunetv2_hlfd.evaluation.cases import (
+    CaseEvaluator,
+    case_jobs,
+    check_cases,
+    evaluate_cases,
+    scoring_processes,
 )
+from nnunetv2_hlfd.evaluation.metrics import PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, paper_slice_axis
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
     BenchmarkInputError,
@@ -37,22 +33,20 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     check_ground_truth,
     check_model_folder,
     check_no_extra_predictions,
-    check_prediction,
     check_trainer_classes,
     fold_predictions,
     open_dataset,
     parse_model,
     raise_missing_validation,
-    read_segmentation,
     run_validation,
     training_command,
 )
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.provenance import cores_available, provenance
+from nnunetv2_hlfd.evaluation.provenance import provenance
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
-from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
-from nnunetv2_hlfd.progress_bar import progress_bar
 from nnunetv2_hlfd.timing import default_device
+
+__all__ = ["run_benchmark", "evaluate_cases", "scoring_processes"]
 
 TUMOUR_NAMES = ("tumor", "tumour")
 
@@ -83,110 +77,6 @@ def primary_endpoint(
     return class_name, metric
 
 
-# --- one case ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CaseJob:
-    """One validation case: its ground truth and every model's prediction of it."""
-
-    fold: int
-    case: str
-    reference: Path
-    # (model label, prediction file, its probabilities file or None: scored from the prediction file)
-    predictions: tuple[tuple[str, Path, Path | None], ...]
-
-
-@dataclass(frozen=True)
-class CaseEvaluator:
-    """Scores one `CaseJob`; a plain, picklable object, so worker processes can run it."""
-
-    reader: object  # nnU-Net's image reader-writer of the dataset
-    classes: tuple[LabelOrRegion, ...]
-    class_names: dict
-    allowed_labels: tuple[int, ...]
-    ignore_label: int | None
-    protocol: str
-    tumour: LabelOrRegion | None
-    tolerance_mm: float | dict  # surface Dice: one for all classes, or {label or region: mm}
-    convention: str
-    lesion_iou_threshold: float | None
-    tumour_channel: int | None = None  # of the tumour in nnU-Net's saved probabilities
-    slice_axis: int | None = None  # paper protocol: the array axis of the tumour slices
-
-    def __call__(self, job: CaseJob) -> list[dict]:
-        reference = read_segmentation(
-            job.reference, self.reader, "preprocess the dataset again (nnUNetv2_plan_and_preprocess), which copies it"
-        )
-        rows = []
-        for label, path, probabilities in job.predictions:
-            prediction = read_segmentation(path, self.reader, "rerun nnU-Net's validation of this fold (--val)")
-            check_prediction(prediction, reference, self.allowed_labels, path, job.case)
-            scores = self.scores(prediction.array, reference.array, reference.spacing, probabilities)
-            spacing = "x".join(f"{s:.4g}" for s in reference.spacing)  # for the dataset description
-            rows += [
-                row | {"spacing_mm": spacing}
-                for row in per_case_rows(label, job.fold, job.case, scores, self.class_names)
-            ]
-        return rows
-
-    def scores(self, prediction: np.ndarray, reference: np.ndarray, spacing, probabilities: Path | None = None) -> dict:
-        ignored = self.ignored_voxels(reference)
-        if ignored is not None:
-            prediction, reference = np.where(ignored, 0, prediction), np.where(ignored, 0, reference)
-        if PROTOCOLS[self.protocol].tumour_only:
-            return {self.tumour: self.paper_scores(prediction, reference, probabilities, ignored)}
-        return evaluate_case(
-            prediction,
-            reference,
-            spacing,
-            self.classes,
-            self.tolerance_mm,
-            convention=self.convention,
-            lesion_iou_threshold=self.lesion_iou_threshold,
-        )
-
-    def ignored_voxels(self, reference: np.ndarray) -> np.ndarray | None:
-        """Unannotated voxels (the ignore label) count as background in both, so, as in nnU-Net's
-        own validation, they add neither false positives nor false negatives to any class."""
-        return None if self.ignore_label is None else reference == self.ignore_label
-
-    def paper_scores(
-        self, prediction: np.ndarray, reference: np.ndarray, probabilities: Path | None, ignored: np.ndarray | None
-    ) -> dict:
-        """The reference code's tumour scores: of the tumour probability > 0.4 where nnU-Net saved
-        probabilities, else of the segmentation (its argmax)."""
-        reference_tumour = region_or_label_to_mask(reference, self.tumour)
-        if probabilities is None:
-            scores = paper_protocol_scores(
-                region_or_label_to_mask(prediction, self.tumour), reference_tumour, self.slice_axis
-            )
-            source = "segmentation"
-        else:
-            probability = self.tumour_probability(probabilities, reference.shape)
-            if ignored is not None:
-                probability = np.where(ignored, 0.0, probability)
-            scores = paper_protocol_scores_from_probabilities(probability, reference_tumour, self.slice_axis)
-            source = f"probability > {PAPER_PROTOCOL_THRESHOLD:g}"
-        return {"dsc": scores.dsc, "rvd": scores.rvd, "n_tumour_slices": scores.n_slices, "tumour_source": source}
-
-    def tumour_probability(self, path: Path, shape: tuple[int, ...]) -> np.ndarray:
-        """The tumour channel of nnU-Net's `<case>.npz` (`probabilities`: one channel per label, or
-        per region, on the grid of the exported segmentation)."""
-        with np.load(path) as saved:
-            probabilities = saved["probabilities"] if "probabilities" in saved.files else None
-        if probabilities is None or probabilities.shape[1:] != shape or len(probabilities) <= self.tumour_channel:
-            found = (
-                "no array 'probabilities'" if probabilities is None else f"probabilities of shape {probabilities.shape}"
-            )
-            raise BenchmarkInputError(
-                f"{path} holds {found}, but nnU-Net's export for this case has one channel per "
-                f"class (the tumour is channel {self.tumour_channel}) on the ground truth's grid "
-                f"{shape}; it is not this prediction's: delete it, or rerun validation with --npz"
-            )
-        return probabilities[self.tumour_channel]
-
-
 def case_evaluator(
     dataset: BenchmarkDataset, settings: BenchmarkSettings, tumour: LabelOrRegion | None
 ) -> CaseEvaluator:
@@ -204,6 +94,7 @@ def case_evaluator(
         settings.lesion_iou_threshold,
         probability_channel(dataset, tumour),
         paper_slice_axis_of(dataset),
+        dataset.name,
     )
 
 
@@ -286,29 +177,6 @@ def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: boo
 # --- all cases --------------------------------------------------------------------------
 
 
-def case_jobs(
-    predictions: Sequence[FoldPredictions],
-    dataset: BenchmarkDataset,
-    with_probabilities: frozenset[tuple[str, int]] = frozenset(),
-) -> list[CaseJob]:
-    """One job per validation case; the (model, fold) pairs in `with_probabilities` are scored
-    from their saved probabilities (`<case>.npz` beside each prediction)."""
-    by_fold: dict[int, list[FoldPredictions]] = {}
-    for fold_prediction in predictions:
-        by_fold.setdefault(fold_prediction.fold, []).append(fold_prediction)
-
-    def prediction(p: FoldPredictions, case: str) -> tuple[str, Path, Path | None]:
-        folder = p.model.validation_folder(p.fold)
-        probabilities = folder / f"{case}.npz" if (p.model.label, p.fold) in with_probabilities else None
-        return p.model.label, folder / f"{case}{dataset.file_ending}", probabilities
-
-    return [
-        CaseJob(fold, case, dataset.reference_file(case), tuple(prediction(p, case) for p in models))
-        for fold, models in by_fold.items()
-        for case in models[0].expected
-    ]
-
-
 def folds_with_probabilities(
     predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset, paper_masks: str = "auto"
 ) -> frozenset[tuple[str, int]]:
@@ -355,31 +223,6 @@ def folds_with_probabilities(
         headline=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
         f"--paper-masks argmax to score every model's segmentations):",
     )
-
-
-def scoring_processes(requested: int | None) -> int:
-    """-np, or by default nnU-Net's own process count (nnUNet_def_n_proc) capped at the CPUs this
-    process may use."""
-    if requested is not None:
-        return requested
-    from nnunetv2.configuration import default_num_processes
-
-    return max(1, min(default_num_processes, cores_available()))
-
-
-def evaluate_cases(jobs: Sequence[CaseJob], evaluator: CaseEvaluator, num_processes: int | None) -> pd.DataFrame:
-    """The per-case table of every job, in job order; cases run in parallel when there are several
-    processes, with a progress bar (cases scored, time left)."""
-    processes = min(scoring_processes(num_processes), max(1, len(jobs)))
-    print(f"Scoring {len(jobs)} validation cases with {processes} process(es)")
-    progress = {"total": len(jobs), "desc": "Scoring", "unit": "case", "mininterval": 5.0}
-    if processes <= 1:
-        results = [evaluator(job) for job in progress_bar(jobs, **progress)]
-    else:
-        # spawn, as nnU-Net's own evaluation: forked workers can deadlock on torch's threads
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(progress_bar(pool.map(evaluator, jobs), **progress))
-    return per_case_table(row for rows in results for row in rows)
 
 
 # --- models and their predictions -------------------------------------------------------
@@ -440,10 +283,7 @@ def run_benchmark(
     from nnunetv2_hlfd.evaluation import compression, report
 
     dataset = open_dataset(
-        settings.dataset,
-        settings.plans,
-        Path(preprocessed_root or nnUNet_preprocessed),
-        Path(results_root or nnUNet_results),
+        settings.dataset, settings.plans, preprocessed_root or nnUNet_preprocessed, results_root or nnUNet_results
     )
     # the report names the dataset, not the id given, and the devices timed on
     settings = replace(settings, dataset=dataset.name, devices=compression.timing_devices(settings.devices))
@@ -464,11 +304,9 @@ def run_benchmark(
     with_probabilities = (
         folds_with_probabilities(predictions, dataset, settings.paper_masks) if protocol.tumour_only else frozenset()
     )
-    table = evaluate_cases(
-        case_jobs(predictions, dataset, with_probabilities),
-        case_evaluator(dataset, settings, tumour),
-        settings.num_processes,
-    )
+    jobs, evaluator = case_jobs(predictions, dataset, with_probabilities), case_evaluator(dataset, settings, tumour)
+    check_cases(jobs, evaluator, settings.num_processes)
+    table = evaluate_cases(jobs, evaluator, settings.num_processes)
     notes = (
         (slice_axis_note(dataset, settings.plans),) if protocol.tumour_only else (tolerance_note(dataset, settings),)
     )

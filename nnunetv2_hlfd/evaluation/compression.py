@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import io
 import json
 import math
 import statistics
@@ -221,18 +222,21 @@ def load_predictor(model: ModelFolder, folds: Sequence[int | str], device: torch
     the device where it is a GPU."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=mirroring,
-        perform_everything_on_device=device.type == "cuda",
-        device=device,
-        verbose=False,
-        verbose_preprocessing=False,
-        allow_tqdm=False,
-    )
+    # nnU-Net 2.8 prints that perform_everything_on_device=True is cuda-only on every other device, even when
+    # it is False, and narrates its trainer search: nothing a user can act on, once per model loaded
+    with contextlib.redirect_stdout(io.StringIO()):
+        predictor = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=mirroring,
+            perform_everything_on_device=device.type == "cuda",
+            device=device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
     # nnU-Net looks the trainer class up itself: where the benchmark found it (model_folders.trainer_class)
-    with temporary_environment(nnUNet_extTrainer=trainer_search_path()):
+    with temporary_environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
         predictor.initialize_from_trained_model_folder(
             str(model.path), use_folds=tuple(folds), checkpoint_name=model.checkpoint(folds[0]).name
         )

@@ -6,7 +6,6 @@ dataset.json or lie on another grid than their image) as `DeploymentError`'s pro
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunetv2_hlfd.environment import UserFacingError
-from nnunetv2_hlfd.evaluation.model_folders import (
-    GEOMETRY_TOLERANCE,
-    BenchmarkDataset,
-    BenchmarkInputError,
+from nnunetv2_hlfd.evaluation.label_maps import (
+    Segmentation,
+    grid_problems,
     image_geometry,
     read_segmentation,
+    reference_values,
+    value_problems,
 )
+from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, read_json
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
 from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
@@ -29,7 +29,7 @@ _MAX_NAMED = 10
 _CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
 
-class DeploymentError(ProblemListError, UserFacingError):
+class DeploymentError(ProblemListError):
     """The deployment comparison cannot run on these inputs; each problem names what is wrong and the fix."""
 
 
@@ -123,7 +123,7 @@ def training_cases(dataset: BenchmarkDataset, raw_root: Path | None) -> dict[str
     sources = {}
     splits = dataset.preprocessed / "splits_final.json"
     if splits.is_file():
-        folds = json.loads(splits.read_text())
+        folds = read_json(splits)
         sources[str(splits)] = {case for split in folds for key in ("train", "val") for case in split[key]}
     images_tr = Path(raw_root) / dataset.name / "imagesTr" if raw_root else None
     if images_tr is not None and images_tr.is_dir():
@@ -243,10 +243,10 @@ def copied_training_cases(
 
 
 def label_problems(held_out: HeldOutSet, dataset: BenchmarkDataset) -> list[str]:
-    """Every label is readable to its end, holds only labels of dataset.json and lies on its image's grid
-    (shape, spacing, origin, direction or affine)."""
+    """Every label is readable to its end, holds only labels of dataset.json (or its ignore label) and lies on
+    its image's grid (shape, spacing, origin, direction or affine)."""
     reader = dataset.plans_manager.image_reader_writer_class()
-    allowed = sorted(int(value) for value in dataset.label_manager.all_labels)
+    allowed = reference_values(dataset.label_manager.all_labels, dataset.label_manager.ignore_label)
     problems = []
     for case, files in held_out.cases.items():
         path = held_out.label_file(case)
@@ -265,26 +265,15 @@ def label_problems(held_out: HeldOutSet, dataset: BenchmarkDataset) -> list[str]
                 f"cannot read {files[0]} ({failure_reason(error)}): the file is damaged or truncated; copy it again"
             )
             continue
-        unexpected = [f"{v:g}" for v in np.unique(label.array).tolist() if v not in allowed]
-        if unexpected:
-            problems.append(
-                f"the label {path} holds the values {', '.join(unexpected)}, which are not labels of "
-                f"{dataset.name} ({allowed}, as its dataset.json has): it is not a label of this dataset; "
-                f"fix it or remove test case {case}"
-            )
-        if tuple(label.array.shape) != tuple(image.shape[1:]):
-            problems.append(
-                f"the label {path} has shape {tuple(label.array.shape)} but its image {files[0]} has "
-                f"{tuple(image.shape[1:])}: it is not this image's label; fix or remove test case {case}"
-            )
-            continue
-        grid = image_geometry(properties)
-        for key in sorted(set(label.geometry) & set(grid)):
-            ours, theirs = np.asarray(label.geometry[key]), np.asarray(grid[key])
-            if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=0, atol=GEOMETRY_TOLERANCE):
-                problems.append(
-                    f"the label {path} has the {key} {tuple(round(v, 6) for v in ours.tolist())} but its image "
-                    f"{files[0]} has {tuple(round(v, 6) for v in theirs.tolist())}: it lies on another grid, so its "
-                    f"voxels are not the image's; resample or export it on the image's grid, or remove test case {case}"
-                )
+        problems += value_problems(
+            label.array, allowed, path, "the label", dataset.name, f"fix it or remove test case {case}"
+        )
+        problems += grid_problems(
+            label,
+            Segmentation(image[0], image_geometry(properties)),
+            path,
+            "the label",
+            f"its image {files[0]}",
+            f"resample or export it on the image's grid, or remove test case {case}",
+        )
     return problems

@@ -15,17 +15,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_PLANS
 from nnunetv2_hlfd.problems import ProblemListError, first_and_more
-from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
 _MAX_NAMED = 10
 
 
-class BenchmarkInputError(ProblemListError, ValueError):
+class BenchmarkInputError(ProblemListError):
     """The benchmark cannot run on these inputs. Each problem names what and how to fix it."""
 
 
@@ -33,8 +31,14 @@ def _name_some(items: Iterable) -> str:
     return first_and_more(sorted(map(str, items)), _MAX_NAMED)
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+def read_json(path: Path) -> dict:
+    """One of nnU-Net's JSON files (dataset.json, plans, splits_final.json); a damaged one is refused, named."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BenchmarkInputError(
+            f"{path} is not valid JSON ({error}): it was damaged or edited by hand; restore or correct it"
+        ) from None
 
 
 # --- the dataset --------------------------------------------------------------------------
@@ -82,7 +86,7 @@ class BenchmarkDataset:
                 f"{splits_file} does not exist: nnU-Net writes it when the first fold "
                 f"trains, so no model of {self.name} has been trained yet"
             )
-        splits = _read_json(splits_file)
+        splits = read_json(splits_file)
         if not 0 <= fold < len(splits):
             raise BenchmarkInputError(
                 f"fold {fold} is not in {splits_file}, which has folds 0..{len(splits) - 1}; choose --folds among those"
@@ -93,11 +97,16 @@ class BenchmarkDataset:
         return self.ground_truth / f"{case}{self.file_ending}"
 
 
-def open_dataset(dataset: str, plans_name: str, preprocessed_root: Path, results_root: Path) -> BenchmarkDataset:
+def open_dataset(dataset: str, plans_name: str, preprocessed_root, results_root) -> BenchmarkDataset:
+    """The dataset of -d (a name or an id) in nnU-Net's folders (paths, or nnunetv2.paths' own)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    name = maybe_convert_to_dataset_name(dataset)
-    preprocessed = Path(preprocessed_root) / name
+    try:  # nnU-Net refuses an unset folder or an unknown id with a RuntimeError saying which
+        preprocessed_root, results_root = Path(preprocessed_root), Path(results_root)
+        name = maybe_convert_to_dataset_name(dataset)
+    except RuntimeError as error:
+        raise BenchmarkInputError(f"dataset {dataset!r}: {error}") from None
+    preprocessed = preprocessed_root / name
     for required in (
         preprocessed / "dataset.json",
         preprocessed / f"{plans_name}.json",
@@ -111,9 +120,9 @@ def open_dataset(dataset: str, plans_name: str, preprocessed_root: Path, results
     return BenchmarkDataset(
         name,
         preprocessed,
-        Path(results_root) / name,
-        _read_json(preprocessed / "dataset.json"),
-        PlansManager(str(preprocessed / f"{plans_name}.json")),
+        results_root / name,
+        read_json(preprocessed / "dataset.json"),
+        PlansManager(read_json(preprocessed / f"{plans_name}.json")),
     )
 
 
@@ -178,13 +187,13 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
         if not required.is_file():
             problems.append(f"{required} is missing; {model.path} is not a trained nnU-Net model folder")
     if not problems:
-        trained_on = _read_json(plans_file).get("dataset_name")
+        trained_on = read_json(plans_file).get("dataset_name")
         if trained_on != dataset.name:
             problems.append(
                 f"{model.path} belongs to dataset {trained_on!r} (its plans.json), not {dataset.name}; "
                 f"it was copied or linked from another dataset; remove it or benchmark {trained_on}"
             )
-        labels = _read_json(dataset_file).get("labels")
+        labels = read_json(dataset_file).get("labels")
         if labels != dataset.dataset_json["labels"]:
             problems.append(
                 f"{model.path} was trained on the labels {labels}, but {dataset.name} has "
@@ -330,90 +339,3 @@ def run_validation(dataset: BenchmarkDataset, model: ModelFolder, fold: int, dev
         only_run_validation=True,
         device=torch.device(device),
     )
-
-
-# --- reading segmentations ----------------------------------------------------------------
-
-# How far a prediction's grid may lie from its ground truth's: mm for spacing and origin,
-# direction cosines unitless. NIfTI stores them as float32, ~1e-5 at a typical origin.
-GEOMETRY_TOLERANCE = 1e-3
-
-
-@dataclass(frozen=True)
-class Segmentation:
-    """A label map in nnU-Net's (z, y, x) order and the grid it lies on: `geometry` holds the
-    spacing in that order and, where the reader records them, origin and direction
-    (SimpleITK) or the affine (nibabel), as the files give them."""
-
-    array: np.ndarray
-    geometry: dict[str, tuple[float, ...]]
-
-    @property
-    def spacing(self) -> tuple[float, ...]:
-        return self.geometry["spacing"]
-
-
-def image_geometry(properties: dict) -> dict[str, tuple[float, ...]]:
-    geometry = {"spacing": tuple(float(s) for s in properties["spacing"])}
-    sitk_stuff = properties.get("sitk_stuff", {})
-    for key in ("origin", "direction"):
-        if key in sitk_stuff:
-            geometry[key] = tuple(float(v) for v in sitk_stuff[key])
-    nibabel_stuff = properties.get("nibabel_stuff", {})
-    if "original_affine" in nibabel_stuff:
-        geometry["affine"] = tuple(np.asarray(nibabel_stuff["original_affine"], dtype=float).ravel().tolist())
-    return geometry
-
-
-def read_segmentation(path: Path, reader, fix: str = "write it again") -> Segmentation:
-    """A label map and its grid, read as nnU-Net reads it; a file that cannot be read to its end
-    (`volume_files.read_to_the_end`: nnU-Net's readers zero-fill a truncated file) is refused, named."""
-    try:
-        read_to_the_end(path)
-        segmentation, properties = reader.read_seg(str(path))
-    except Exception as error:  # the readers raise RuntimeError, OSError, EOFError, ValueError, ImageFileError...
-        raise BenchmarkInputError(
-            f"cannot read {path} ({failure_reason(error)}): the file is damaged or truncated; {fix}"
-        ) from None
-    return Segmentation(segmentation[0], image_geometry(properties))
-
-
-def check_prediction(
-    prediction: Segmentation, reference: Segmentation, allowed_labels: Iterable[int], path: Path, case: str
-) -> None:
-    """The prediction lies on its ground truth's grid and holds only labels of the dataset."""
-    check_prediction_grid(prediction, reference, path, case)
-    check_prediction_labels(prediction.array, allowed_labels, path)
-
-
-def check_prediction_grid(prediction: Segmentation, reference: Segmentation, path: Path, case: str) -> None:
-    if prediction.array.shape != reference.array.shape:
-        raise BenchmarkInputError(
-            f"{path} has shape {prediction.array.shape} but the ground truth of case {case} has "
-            f"{reference.array.shape}; it was not predicted for this dataset: rerun validation"
-        )
-    for key in sorted(set(prediction.geometry) & set(reference.geometry)):
-        ours, theirs = prediction.geometry[key], reference.geometry[key]
-        if len(ours) != len(theirs) or not np.allclose(ours, theirs, rtol=0, atol=GEOMETRY_TOLERANCE):
-            raise BenchmarkInputError(
-                f"{path} has the {key} {_rounded(ours)} but the ground truth of case {case} has {_rounded(theirs)}: "
-                f"the prediction lies on another image grid (predicted from other images, or the dataset was "
-                f"converted again since), so its voxels do not match the reference's; rerun nnU-Net's validation "
-                f"of this fold (nnUNetv2_train ... --val)"
-            )
-
-
-def _rounded(values: Sequence[float]) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
-
-
-def check_prediction_labels(prediction: np.ndarray, allowed_labels: Iterable[int], path: Path) -> None:
-    allowed = sorted(int(label) for label in allowed_labels)
-    # nnU-Net's readers return label maps as floats: "7", not "7.0", in the message
-    unexpected = [f"{value:g}" for value in np.unique(prediction).tolist() if value not in allowed]
-    if unexpected:
-        raise BenchmarkInputError(
-            f"{path} holds the values {', '.join(unexpected)}, which are not labels of the dataset "
-            f"({allowed}); it was predicted with another label set: rerun "
-            f"validation with a model trained on this dataset"
-        )

@@ -19,7 +19,7 @@ from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
-from nnunetv2_hlfd.output_folder import read_marker
+from nnunetv2_hlfd.output_folder import read_marker, staged
 
 ENDING = ".nii.gz"
 KIDNEY, TUMOUR = 1, 2
@@ -460,6 +460,47 @@ def test_prediction_on_another_image_grid_is_refused(preprocessed_root, results_
     assert f"{case}{ENDING}" in message and "rerun nnU-Net's validation" in message
 
 
+def no_scoring(monkeypatch) -> None:
+    def scoring(*args):
+        raise AssertionError("cases were scored before every file was checked")
+
+    monkeypatch.setattr("nnunetv2_hlfd.evaluation.benchmark.evaluate_cases", scoring)
+
+
+def test_ground_truth_holding_a_value_that_is_not_a_label_is_refused_before_scoring(
+    plans_slicing_axis_1, tmp_path, monkeypatch
+):
+    results = teacher_and_student(tmp_path / "results", plans_slicing_axis_1)
+    case = validation_cases(plans_slicing_axis_1, 0)[0]
+    truth = read_ground_truth(plans_slicing_axis_1, case)
+    labels = sitk.GetArrayFromImage(truth)
+    labels[0, 0, 0] = 6  # a label the kidney-and-tumour dataset does not have
+    write_like(labels, truth, dataset_folder(plans_slicing_axis_1) / "gt_segmentations" / f"{case}{ENDING}")
+    no_scoring(monkeypatch)
+    message = refusal(plans_slicing_axis_1, results, tmp_path)
+    assert f"the ground truth {dataset_folder(plans_slicing_axis_1)}/gt_segmentations/{case}{ENDING}" in message
+    assert f"holds the values 6, which are not labels of {DATASET_NAME} ([0, 1, 2]" in message
+    assert "nothing was scored" in message
+
+
+def test_bad_predictions_of_every_trainer_are_named_at_once_before_scoring(
+    preprocessed_root, results_root, tmp_path, monkeypatch
+):
+    first, last = validation_cases(preprocessed_root, 0)[0], validation_cases(preprocessed_root, 0)[-1]
+    rewrite_prediction(results_root, last, shifted_origin)  # the student's
+    teachers = teacher_folder(results_root) / "fold_0" / "validation" / f"{first}{ENDING}"
+    prediction = sitk.ReadImage(str(teachers))
+    labels = sitk.GetArrayFromImage(prediction)
+    labels[0, 0, 0] = 7
+    write_like(labels, prediction, teachers)
+    no_scoring(monkeypatch)
+    with pytest.raises(BenchmarkInputError) as error:
+        benchmark(preprocessed_root, results_root, tmp_path)
+    teacher_problem, student_problem = sorted(error.value.problems, key=lambda p: STUDENT in p)
+    assert f"the prediction {teachers} holds the values 7" in teacher_problem
+    assert f"{last}{ENDING} has the origin (" in student_problem and STUDENT in student_problem
+
+
 def test_prediction_whose_origin_differs_by_float_rounding_is_accepted(preprocessed_root, results_root, tmp_path):
     case = validation_cases(preprocessed_root, 0)[0]
     rewrite_prediction(
@@ -532,12 +573,56 @@ def test_overwrite_never_deletes_a_folder_the_benchmark_did_not_write(
 
 
 def test_overwrite_replaces_an_earlier_benchmark_whole(preprocessed_root, results_root, tmp_path):
-    output = benchmark(preprocessed_root, results_root, tmp_path)
-    (output / "stale.csv").write_text("from the earlier benchmark")
-    assert benchmark(preprocessed_root, results_root, tmp_path, overwrite=True) == output
+    with staged(tmp_path / "benchmark", "benchmark") as earlier:  # a file the earlier benchmark wrote, not this one
+        (earlier / "stale.csv").write_text("from the earlier benchmark")
+    output = benchmark(preprocessed_root, results_root, tmp_path, overwrite=True)
     assert not (output / "stale.csv").exists() and (output / "report.md").is_file()
     assert read_marker(output, "benchmark") is not None
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+def test_overwrite_refuses_an_earlier_benchmark_holding_a_file_put_there_since(
+    preprocessed_root, shared_run, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr("nnunetv2.paths.nnUNet_preprocessed", str(preprocessed_root))
+    monkeypatch.setattr("nnunetv2.paths.nnUNet_results", str(shared_run[0]))
+    output = tmp_path / "benchmark"
+    shutil.copytree(shared_run[1], output)
+    (output / "thesis.tex").write_text(r"\documentclass{book}")
+    earlier = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_status:
+        main(
+            ["benchmark", "-d", DATASET_NAME, "-c", "2d", "-tr", TEACHER, STUDENT, "-f", "0", "--no-speed"]
+            + ["-o", str(output), "--overwrite"]
+        )
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert "holds what nnunetv2_hlfd benchmark did not write there: thesis.tex;" in error and "Traceback" not in error
+    assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == earlier
+
+
+def test_a_damaged_json_file_of_the_dataset_is_refused_naming_it(plans_slicing_axis_1, tmp_path):
+    results = teacher_and_student(tmp_path / "results", plans_slicing_axis_1)
+    splits = dataset_folder(plans_slicing_axis_1) / "splits_final.json"
+    splits.write_text(splits.read_text()[:-20])  # cut short, as an interrupted copy
+    message = refusal(plans_slicing_axis_1, results, tmp_path)
+    assert f"{splits} is not valid JSON" in message and "restore or correct it" in message
+
+
+def test_unset_nnunet_folders_are_refused_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    with pytest.raises(SystemExit) as exit_status:
+        main(["benchmark", "-d", DATASET_NAME, "-c", "2d", "--no-speed"])
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert "nnUNet_preprocessed is not defined" in error and "Traceback" not in error
+
+
+def test_a_lesion_iou_threshold_outside_0_to_1_is_refused_before_anything_runs(capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        main(["benchmark", "-d", DATASET_NAME, "-c", "2d", "--lesion-iou-threshold", "2"])
+    assert exit_status.value.code == 2
+    assert "--lesion-iou-threshold must be above 0 and at most 1, got 2.0" in capsys.readouterr().err
 
 
 def test_command_line_reports_bad_input_as_an_error_not_a_traceback(capsys):

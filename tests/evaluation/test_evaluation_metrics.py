@@ -262,7 +262,7 @@ def real_liver():
     benchmark reads it (nnU-Net's SimpleITK reader)."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    from nnunetv2_hlfd.evaluation.model_folders import read_segmentation
+    from nnunetv2_hlfd.evaluation.label_maps import read_segmentation
 
     segmentation = read_segmentation(REAL_LIVER, SimpleITKIO())
     return segmentation.array == 1, segmentation.spacing
@@ -422,7 +422,7 @@ def real_kits_tumour(case: str) -> tuple[np.ndarray, tuple[float, ...]]:
     of nnU-Net's SimpleITK reader; KiTS19 as distributed puts its axial slices on the last of them."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    from nnunetv2_hlfd.evaluation.model_folders import read_segmentation
+    from nnunetv2_hlfd.evaluation.label_maps import read_segmentation
 
     segmentation = read_segmentation(REAL_CT_LABELS / f"{case}_segmentation.nii.gz", SimpleITKIO())
     return segmentation.array == 2, segmentation.spacing

@@ -16,7 +16,8 @@ from nnunetv2_hlfd.evaluation.held_out import (
     read_held_out_set,
     training_files,
 )
-from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, read_segmentation
+from nnunetv2_hlfd.evaluation.label_maps import read_segmentation
+from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError
 
 NAME = "Dataset993_Tiny"
 SPACING = (0.8, 0.8, 2.0)  # SimpleITK's (x, y, z)
