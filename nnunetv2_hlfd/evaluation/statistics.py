@@ -291,7 +291,7 @@ def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided"
     if nonzero.size == 0:
         return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, "none (no non-zero difference)", 0.0, 0.0, *mean_and_ci)
     method, scipy_method = wilcoxon_method(nonzero)
-    result = wilcoxon(nonzero, alternative=alternative, method=scipy_method)
+    result = wilcoxon(nonzero, alternative=alternative, method=scipy_method, correction=True)  # the normal approx. only
     return PairedTest(
         int(d.size),
         int(nonzero.size),

@@ -92,6 +92,24 @@ def test_uniformly_better_trainer_has_the_exact_smallest_two_sided_p():
     assert result.loc[0, "p_value"] == pytest.approx(2 / 2**10)
 
 
+@pytest.mark.parametrize(
+    "differences, method",
+    [
+        (np.random.default_rng(0).normal(0.02, 0.1, 60), "normal approximation (more than 50 pairs)"),
+        (np.round(np.random.default_rng(1).normal(0.02, 0.1, 30), 2), "normal approximation (tied differences"),
+    ],
+    ids=["60 pairs", "30 tied pairs"],
+)
+def test_the_normal_approximation_has_scipys_continuity_corrected_p(differences, method):
+    from scipy.stats import wilcoxon
+
+    test = paired_wilcoxon(differences)
+    corrected = wilcoxon(differences, method="asymptotic", correction=True).pvalue
+    uncorrected = wilcoxon(differences, method="asymptotic", correction=False).pvalue
+    assert test.method.startswith(method)
+    assert test.p_value == pytest.approx(corrected, rel=1e-12) and test.p_value != pytest.approx(uncorrected, rel=1e-4)
+
+
 def test_identical_trainers_have_p_one_and_no_effect():
     result = compare_to_reference(table_of({"ref": REFERENCE_DSC, "copy": REFERENCE_DSC}), "ref")
     row = result.iloc[0]
@@ -405,7 +423,7 @@ def test_the_test_names_the_wilcoxon_method_that_computed_p(differences, method)
     scipy_method = {"exact": "exact", "exact permutation (tied differences)": PermutationMethod()}.get(
         method, "asymptotic"
     )
-    assert test.p_value == pytest.approx(wilcoxon(differences, method=scipy_method).pvalue)
+    assert test.p_value == pytest.approx(wilcoxon(differences, method=scipy_method, correction=True).pvalue)
 
 
 def test_comparisons_record_the_wilcoxon_method():
