@@ -10,8 +10,10 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd import cli, export
 from nnunetv2_hlfd.export import example_patch, export_student, load_student, max_deviation
+from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.student import build_student
+from nnunetv2_hlfd.training.student_mobile import InvertedResidualUNet
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
@@ -19,16 +21,22 @@ onnxruntime = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_results_folder(root: Path, trainer_name: str = "nnUNetTrainerStudent") -> Path:
-    """An nnU-Net results folder as training leaves it, with an untrained student's weights."""
+def write_results_folder(root: Path, trainer_name: str = "nnUNetTrainerStudent", configuration: str = "2d") -> Path:
+    """An nnU-Net results folder as training leaves it, with the untrained weights of the trainer's network."""
     plans, dataset_json = plan("default", kits_like_fingerprint(10, (16, 64, 64)))
-    model_folder = root / f"{trainer_name}__nnUNetPlans__2d"
+    model_folder = root / f"{trainer_name}__nnUNetPlans__{configuration}"
     (model_folder / "fold_0").mkdir(parents=True)
     save_json(plans, str(model_folder / "plans.json"))
     save_json(dataset_json, str(model_folder / "dataset.json"))
-    network = build_student(PlansManager(plans).get_configuration("2d"), 1, len(dataset_json["labels"]))
+    manager = PlansManager(plans)
+    model_plans = ModelPlans(manager, manager.get_configuration(configuration), dataset_json)
+    network = model_plans.build_network(find_trainer_class(trainer_name))
     torch.save(
-        {"network_weights": network.state_dict(), "trainer_name": trainer_name, "init_args": {"configuration": "2d"}},
+        {
+            "network_weights": network.state_dict(),
+            "trainer_name": trainer_name,
+            "init_args": {"configuration": configuration},
+        },
         model_folder / "fold_0" / "checkpoint_final.pth",
     )
     return model_folder / "fold_0"
@@ -130,3 +138,19 @@ def test_export_shows_each_stage_as_it_runs(exported, tmp_path, capsys):
     shown = capsys.readouterr().err
     for stage in ("TorchScript", "ONNX", "check at the plans' patch", "check at the second size"):
         assert stage in shown, (stage, shown)
+
+
+@pytest.mark.parametrize("configuration", ["2d", "3d_fullres"])
+def test_the_inverted_residual_student_exports_with_pytorchs_logits(tmp_path, configuration):
+    """Its depthwise and depthwise-transposed convolutions in TorchScript and ONNX, at the patch and a second size."""
+    fold_folder = write_results_folder(tmp_path / "results", "nnUNetTrainerHLFDMobile", configuration)
+    assert isinstance(load_student(fold_folder).network, InvertedResidualUNet)
+    deviations = export_student(fold_folder, tmp_path / "exported")
+    assert len(deviations) == 4 and max(deviations.values()) <= 1, deviations
+    onnx = pytest.importorskip("onnx")
+    grouped = [
+        node.op_type
+        for node in onnx.load(str(tmp_path / "exported" / "model.onnx")).graph.node
+        if any(a.name == "group" and a.i > 1 for a in node.attribute)
+    ]
+    assert {"Conv", "ConvTranspose"} <= set(grouped)
