@@ -27,7 +27,7 @@ NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # minutes on two CPU cores (README: its measured time and Dice); the teacher trains longer, on its own schedule,
 # so that it knows the tumours it is to teach
 DEMO_EPOCHS, DEMO_ITERATIONS = 11, 20
-DEMO_TEACHER_EPOCHS = 15
+DEMO_TEACHER_EPOCHS = 30
 DEMO_TIMED_CASES = 1
 
 
