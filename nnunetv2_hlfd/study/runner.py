@@ -81,7 +81,8 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     check_trainers_found(settings, environment)
 
     started = time.time()
-    graph = study_graph(settings, distils=lambda trainer: trainer_distils(trainer, environment))
+    distilling = {student: trainer_distils(student) for student in settings.students}  # one class search each
+    graph = study_graph(settings, distils=distilling.__getitem__)
     slots = worker_slots(settings)
     progress = StudyProgress(graph, output / "status.json", workers=len(slots), show=show_progress)
     jobs = {}
@@ -120,7 +121,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         backend.close()
         progress.close()
     unfinished = {k: r for k, r in progress.records.items() if r.state in (FAILED, BLOCKED)}
-    runs_text = run_evidence(output, settings, results, dataset, environment)
+    runs_text = run_evidence(output, settings, results, dataset, environment, distilling)
     benchmark = None
     study_md = output / "study.md"
     all_done = all(r.state == DONE for r in progress.records.values())
@@ -151,7 +152,12 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
 
 
 def run_evidence(
-    output: Path, settings: StudySettings, results: Path, dataset: str, environment: dict[str, str]
+    output: Path,
+    settings: StudySettings,
+    results: Path,
+    dataset: str,
+    environment: dict[str, str],
+    distilling: dict[str, bool],
 ) -> str | None:
     """The teacher check, the runs' table, run-level statistics and learning curves (study/run_report.py), from
     what finished; the teacher check's warnings are printed too."""
@@ -160,21 +166,22 @@ def run_evidence(
     from nnunetv2_hlfd.study.run_report import write_run_evidence
 
     dataset_json = json.loads((Path(environment["nnUNet_preprocessed"]) / dataset / "dataset.json").read_text())
-    text, warnings = write_run_evidence(output, settings, results, dataset_json, study_roles(settings, environment))
+    text, warnings = write_run_evidence(output, settings, results, dataset_json, study_roles(settings, distilling))
     for warning in warnings:
         print(f"warning: {warning}", flush=True)
     return text
 
 
-def study_roles(settings: StudySettings, environment: dict[str, str]) -> Roles:
+def study_roles(settings: StudySettings, distilling: dict[str, bool]) -> Roles:
     """Each distilled student against the plain student of its own size (the same student network), and HLFD
-    at each size as the primary comparison, from the trainer classes."""
+    at each size as the primary comparison, from the trainer classes (`distilling`: whether each student
+    learns from the teacher)."""
     from nnunetv2_hlfd.trainer_search import find_trainer_class
 
-    with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+    with temporary_environment(nnUNet_extTrainer=trainer_path(None)):  # the bases, not the study's variants
         classes = {name: find_trainer_class(name) for name in settings.students}
         hlfd = find_trainer_class(PRIMARY_STUDENT)
-    plain = [n for n in settings.students if not trainer_distils(n, environment)]
+    plain = [n for n in settings.students if not distilling[n]]
     if not plain:
         return Roles.by_name(settings)
     references = {}
@@ -313,12 +320,13 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
         )
 
 
-def trainer_distils(trainer: str, environment: dict[str, str]) -> bool:
-    """Whether `trainer` learns from a teacher (a distillation trainer), so must wait for the teacher's training."""
+def trainer_distils(trainer: str) -> bool:
+    """Whether `trainer` learns from a teacher (a distillation trainer), so must wait for the teacher's training;
+    searched without the study's own variants (their module searches for its bases in turn)."""
     from nnunetv2_hlfd.trainer_search import find_trainer_class
     from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 
-    with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
+    with temporary_environment(nnUNet_extTrainer=trainer_path(None)):
         return issubclass(find_trainer_class(trainer), nnUNetTrainerDistillation)
 
 

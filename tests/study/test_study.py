@@ -19,7 +19,7 @@ from study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold
 
 from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
 from nnunetv2_hlfd.study.jobs import Slot
-from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, study_roles, trainer_path, worker_slots
+from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, study_roles, worker_slots
 from nnunetv2_hlfd.study.scheduler import SubmititBackend
 
 
@@ -430,7 +430,7 @@ def test_each_distilled_student_is_paired_with_the_plain_student_of_its_own_size
         "nnUNetTrainerKD",
         "nnUNetTrainerKDSmall",
     )
-    roles = study_roles(fake_settings(students=students), {"nnUNet_extTrainer": trainer_path(None)})
+    roles = study_roles(fake_settings(students=students), {s: "Student" not in s for s in students})
     assert roles.references == {
         "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
         "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall",
