@@ -127,7 +127,8 @@ def export_student(
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=output_folder))
     checks = (("plans' patch", student.patch_size), ("second size", second_size(student)))
     try:
-        with progress_bar(total=2 + len(checks), desc="export", unit="step", leave=False) as progress:
+        # every stage a line of its own, even in a log: an export's stages are few and each says what runs
+        with progress_bar(total=2 + len(checks), desc="export", unit="step", leave=False, line_every_s=0) as progress:
             progress.set_postfix_str("TorchScript")
             export_torchscript(student, staging / "model.pt")
             progress.update()

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 # trainer -> the terms it must run on the tiny 2d plan
 PEER_METHODS = {
     "nnUNetTrainerKD": ["KD"],
+    "nnUNetTrainerKDSmall": ["KD"],
     "nnUNetTrainerAT": ["AT"],
     "nnUNetTrainerFitNets": ["FitNets"],
     "nnUNetTrainerSKD": ["SKD_pixel", "SKD_pair"],
