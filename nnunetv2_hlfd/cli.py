@@ -12,12 +12,12 @@ from pathlib import Path
 
 from nnunetv2_hlfd.demo import DEMO_EPOCHS, DEMO_ITERATIONS, DEMO_TEACHER_EPOCHS
 from nnunetv2_hlfd.evaluation import command as benchmark
-from nnunetv2_hlfd.evaluation import deployment_command as deployment
-from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
-from nnunetv2_hlfd.library_noise import quiet_library_noise
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.evaluation.deployment import command as deployment
 from nnunetv2_hlfd.speed import command as speed
 from nnunetv2_hlfd.study import command as study
+from nnunetv2_hlfd.utilities.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
+from nnunetv2_hlfd.utilities.library_noise import quiet_library_noise
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 REFUSED = 2  # the exit status of every refused input, as argparse's own for bad options
 FAILED = 1  # the exit status of an unexpected error, as Python's own for an uncaught exception
@@ -131,7 +131,7 @@ def _add_trainers_path(subparsers) -> None:
 
 
 def _run_trainers_path(args) -> None:
-    from nnunetv2_hlfd.trainer_search import trainers_folder
+    from nnunetv2_hlfd.utilities.trainer_search import trainers_folder
 
     print(trainers_folder())
 

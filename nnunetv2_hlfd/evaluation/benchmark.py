@@ -15,7 +15,6 @@ from pathlib import Path
 
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 
-from nnunetv2_hlfd import output_folder
 from nnunetv2_hlfd.evaluation.cases import (
     CaseEvaluator,
     case_jobs,
@@ -42,9 +41,10 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     training_command,
 )
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.provenance import provenance
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
-from nnunetv2_hlfd.timing import default_device
+from nnunetv2_hlfd.utilities import output_folder
+from nnunetv2_hlfd.utilities.provenance import provenance
+from nnunetv2_hlfd.utilities.timing import default_device
 
 __all__ = ["run_benchmark", "evaluate_cases", "scoring_processes"]
 
@@ -281,12 +281,13 @@ def run_benchmark(
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 
     from nnunetv2_hlfd.evaluation import compression, report
+    from nnunetv2_hlfd.evaluation.timing import model_speed
 
     dataset = open_dataset(
         settings.dataset, settings.plans, preprocessed_root or nnUNet_preprocessed, results_root or nnUNet_results
     )
     # the report names the dataset, not the id given, and the devices timed on
-    settings = replace(settings, dataset=dataset.name, devices=compression.timing_devices(settings.devices))
+    settings = replace(settings, dataset=dataset.name, devices=model_speed.timing_devices(settings.devices))
     output = default_output(settings, dataset)
     if problems := output_folder.output_problems(output, "benchmark", settings.overwrite):
         raise BenchmarkInputError(problems)
@@ -298,7 +299,7 @@ def run_benchmark(
     check_folds_trained(models, settings.folds, dataset)
     check_ground_truth(dataset, settings.folds)
     if settings.speed:
-        compression.check_devices(settings.devices)
+        model_speed.check_devices(settings.devices)
     predictions = complete_predictions(models, settings, dataset)
 
     with_probabilities = (

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunetv2_hlfd.evaluation.compression import MEMORY_MEASURES, ModelCosts, compression_table
+from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
-from nnunetv2_hlfd.evaluation.speed_verdict import verdict_note
 from nnunetv2_hlfd.evaluation.statistics import (
     MIN_TRAININGS_FOR_A_METHOD_CLAIM,
     PAIRING_RULE,
@@ -32,7 +31,9 @@ from nnunetv2_hlfd.evaluation.statistics import (
     write_per_case_csv,
     write_per_case_json,
 )
-from nnunetv2_hlfd.markdown import markdown_table
+from nnunetv2_hlfd.evaluation.timing.prediction import MEMORY_MEASURES
+from nnunetv2_hlfd.evaluation.timing.verdict import verdict_note
+from nnunetv2_hlfd.utilities.markdown import markdown_table
 
 # Shown in percent, as the paper's tables do.
 PAPER_LAYOUT_METRICS = (("DSC (%)", "dsc"), ("RVD (%)", "rvd"))

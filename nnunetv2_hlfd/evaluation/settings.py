@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.evaluation.speed_verdict import MIN_ROUNDS_FOR_A_VERDICT
+from nnunetv2_hlfd.evaluation.timing.verdict import MIN_ROUNDS_FOR_A_VERDICT
 
 DEFAULT_TRAINERS = ("nnUNetTrainer", "nnUNetTrainerStudent", "nnUNetTrainerHLFD")
 DEFAULT_PLANS = "nnUNetPlans"

@@ -6,13 +6,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from nnunetv2_hlfd.evaluation import compression, metrics, speed_verdict
+from nnunetv2_hlfd.evaluation import compression, metrics
 from nnunetv2_hlfd.evaluation.command import add_parser, settings_from_args
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
-from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_REPETITIONS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
+from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
+from nnunetv2_hlfd.evaluation.timing.prediction import volume_summary
 
 
 def parse(*argv: str):
@@ -29,17 +29,6 @@ def test_defaults_score_all_five_folds_and_leave_the_devices_to_the_hardware():
     assert settings.folds == ALL_FOLDS and settings.devices is None and settings.speed
     assert settings.reference == "nnUNetTrainerStudent" and not settings.run_missing_validation
     assert settings.volume_cases == 3
-
-
-@pytest.mark.parametrize("gpu, expected", [(True, ("cpu", "cuda")), (False, ("cpu",))])
-def test_default_devices_add_the_gpu_where_torch_sees_one(monkeypatch, gpu, expected):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu)
-    assert compression.timing_devices(settings_from_args(parse()).devices) == expected
-
-
-def test_devices_named_on_the_command_line_are_kept_even_with_a_gpu(monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert compression.timing_devices(settings_from_args(parse("--device", "cpu")).devices) == ("cpu",)
 
 
 def test_volume_cases_below_one_are_refused():
@@ -204,15 +193,6 @@ def test_report_cells_are_formatted_by_what_the_column_holds(column, value, text
 # --- latency per whole validation volume -------------------------------------------------
 
 
-def test_volume_latency_is_the_median_over_cases_of_each_cases_median():
-    # Per-case medians: a of (1, 3, 2) is 2, b of (5,) is 5, c of (0.5, 0.7) is 0.6;
-    # their median is 2 (not the mean 2.53, nor the first case alone).
-    summary = compression.volume_summary({"a": (10.0, [1.0, 3.0, 2.0]), "b": (30.0, [5.0]), "c": (20.0, [0.5, 0.7])})
-    assert summary["volume_latency_s"] == pytest.approx(2.0)
-    assert summary["volume_peak_memory_mib"] == 30.0  # the largest case's
-    assert (summary["cases"], summary["n_cases"]) == ("a b c", 3)
-
-
 class FakeDataset:
     def validation_cases(self, fold):
         return {0: ["c1", "c2", "c3", "c4"], 1: ["d1"]}[fold]
@@ -232,83 +212,6 @@ def test_volumes_are_timed_on_the_first_validation_cases_of_the_first_fold(monke
     settings = argparse.Namespace(speed=True, folds=(0, 1), volume_cases=volume_cases, devices=("cpu",), repetitions=1)
     compression.measure_models(["teacher", "student"], FakeDataset(), settings)
     assert timed == [(["teacher", "student"], 0, expected, "cpu")]
-
-
-class Named:
-    def __init__(self, label):
-        self.label = label
-
-
-def mib_chunks(count: int, mib: int = 8) -> list[torch.Tensor]:
-    return [torch.ones(mib * 2**18) for _ in range(count)]  # float32: 4 bytes each
-
-
-def fake_model_calls(log: list, allocate_mib: int = 0):
-    """compression.model_calls without models: each call logs its name and allocates `allocate_mib`."""
-
-    def calls(model, fold, cases, dataset, device, volumes):
-        def call(name):
-            def run():
-                log.append(f"{model.label}|{name}")
-                torch.ones(allocate_mib * 2**18)
-
-            return run
-
-        return {name: call(name) for name in ("patch", *cases)}
-
-    return calls
-
-
-def test_repetitions_interleave_the_models_round_by_round(monkeypatch):
-    log = []
-    monkeypatch.setattr(compression, "model_calls", fake_model_calls(log))
-    rows = compression.measure_speed([Named("a"), Named("b")], 0, ["c1"], None, torch.device("cpu"), repetitions=3)
-    one_round = ["a|patch", "a|c1", "b|patch", "b|c1"]
-    assert log == one_round * 4  # the untimed warm-up (peak memory), then three rounds
-    assert [len(row["patch_latencies_ms"]) for row in rows] == [3, 3]
-    assert rows[0]["hardware"] == compression.hardware_name(torch.device("cpu")) != "x86_64"
-
-
-def test_cpu_peak_memory_counts_a_call_that_reuses_memory_the_process_already_holds(monkeypatch):
-    # freed memory the C allocator keeps: the resident size, measured before, did not rise (read 0 MiB)
-    mib_chunks(24), torch.ones(96 * 2**18)
-    monkeypatch.setattr(compression, "model_calls", fake_model_calls([], allocate_mib=64))
-    row = compression.measure_speed([Named("a")], 0, ["c1"], None, torch.device("cpu"), repetitions=1)[0]
-    assert row["patch_peak_memory_mib"] == pytest.approx(64, rel=0.05)
-    assert row["volume_peak_memory_mib"] == pytest.approx(64, rel=0.05)
-
-
-@pytest.mark.parametrize(
-    "baseline, seconds, text",
-    [
-        ([2.0, 2.1, 1.9, 2.0, 2.0, 2.0], [1.0] * 6, "2.00x faster (1.90-2.10)"),
-        ([1.0] * 6, [2.0, 2.0, 2.5, 2.0, 2.0, 2.0], "2.00x slower (2.00-2.50)"),
-        ([90.0, 56.0, 70.0] * 2, [56.0, 90.0, 70.0] * 2, "no difference (ratio 0.62-1.61 over 6 rounds)"),
-        (
-            [2.0, 2.1, 1.9],
-            [1.0, 1.0, 1.0],
-            "not judged (3 round(s): identical models would get a verdict 25% of the time; needs 6)",
-        ),
-    ],
-)
-def test_a_speed_ratio_whose_spread_covers_one_is_no_speed_up(baseline, seconds, text):
-    assert compression.speed_ratio(baseline, seconds) == text
-
-
-def test_identical_models_get_a_speed_verdict_as_often_as_the_closed_form_says():
-    rng = np.random.default_rng(0)
-    for rounds in (3, 5, 6):
-        trials = 4000
-        times = rng.lognormal(0.0, 0.3, size=(trials, 2, rounds))  # two identical models, noisy rounds
-        verdicts = np.mean([(ratio := a / b).min() > 1 or ratio.max() < 1 for a, b in times])
-        assert verdicts == pytest.approx(speed_verdict.false_verdict_rate(rounds), abs=0.02)
-
-
-def test_the_default_rounds_keep_false_speed_verdicts_under_five_percent():
-    assert speed_verdict.false_verdict_rate(DEFAULT_REPETITIONS) < 0.05
-    assert speed_verdict.false_verdict_rate(DEFAULT_REPETITIONS - 1) >= 0.05
-    assert parse().repetitions == DEFAULT_REPETITIONS
-    assert "3.1% of the time" in speed_verdict.verdict_note(DEFAULT_REPETITIONS)
 
 
 def test_the_report_says_where_each_trainers_paper_protocol_tumour_came_from():
@@ -489,77 +392,8 @@ def test_the_compression_dsc_and_the_figure_name_their_convention_and_n():
 def test_the_figure_draws_the_volume_latency_range_over_rounds():
     from nnunetv2_hlfd.evaluation.figures import latency_range
 
-    summary = compression.volume_summary({"c1": (10.0, [1.0, 2.0, 3.0]), "c2": (10.0, [5.0, 4.0, 9.0])})
+    summary = volume_summary({"c1": (10.0, [1.0, 2.0, 3.0]), "c2": (10.0, [5.0, 4.0, 9.0])})
     assert (summary["volume_latency_min_s"], summary["volume_latency_max_s"]) == (3.0, 6.0)  # rounds' medians
     row = pd.Series({"volume_latency_s_cpu": 3.5, "volume_latency_min_s_cpu": 3.0, "volume_latency_max_s_cpu": 6.0})
     assert latency_range(row, "volume_latency_s_cpu") == [[0.5], [2.5]]
     assert latency_range(row, "parameters") is None
-
-
-def test_the_deployment_report_names_its_dsc_convention_and_n():
-    from nnunetv2_hlfd.evaluation.deployment import render_report
-
-    record = {
-        "name": "teacher ensemble",
-        "trainer": "nnUNetTrainer",
-        "folds": [0],
-        "mirroring": False,
-        "mirror_axes": None,
-        "passes_per_window": 1,
-        "dsc": {"tumor": {"mean": 0.8, "n": 6}},
-        "volume_latency_s": 1.0,
-        "volume_peak_memory_mib": 300.0,
-        "process_peak_memory_mib": 400.0,
-        "weights_mib": 230.0,
-        "process_cuda_peak_mib": None,
-        "speedup_vs_ensemble": 1.0,
-        "speed_vs_ensemble": "reference",
-    }
-    report = {
-        "dataset": "D",
-        "configuration": "2d",
-        "n_cases": 10,
-        "test_images": "i",
-        "test_labels": "l",
-        "training_case_sources": ["s"],
-        "classes": {"tumor": "2"},
-        "configurations": [record],
-        "timed": "t",
-        "device": "cpu",
-        "hardware": "h",
-        "threads": 1,
-        "repetitions": 6,
-        "memory_measure": "m",
-        "command": "c",
-        "versions": {},
-        "nnunetv2_hlfd_commit": "x",
-    }
-    text = render_report(report)
-    assert "DSC convention: nnU-Net's, a class absent from both prediction and label has no value" in text
-    assert "0.800 (n=6)" in text and "10 cases" in text
-
-
-def test_the_deployment_report_counts_the_weights_in_its_memory():
-    from nnunetv2_hlfd.evaluation.deployment import results_table
-    from nnunetv2_hlfd.evaluation.deployment_memory import MEMORY_COUNTED
-
-    record = {
-        "name": "teacher ensemble",
-        "trainer": "nnUNetTrainer",
-        "folds": [0, 1],
-        "mirroring": False,
-        "mirror_axes": None,
-        "passes_per_window": 2,
-        "dsc": {},
-        "volume_latency_s": 1.0,
-        "volume_peak_memory_mib": 35.0,
-        "process_peak_memory_mib": 313.0,
-        "weights_mib": 230.0,
-        "process_cuda_peak_mib": None,
-        "speedup_vs_ensemble": 1.0,
-        "speed_vs_ensemble": "reference",
-    }
-    table = results_table({"classes": {}, "configurations": [record]})
-    assert "process peak MiB (weights + working memory) | weights MiB | torch peak MiB during the call" in table
-    assert "| 313 | 230.0 | 35.0 |" in table
-    assert "loads the configuration's weights" in MEMORY_COUNTED

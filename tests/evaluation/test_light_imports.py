@@ -17,8 +17,9 @@ EVALUATION = Path(nnunetv2_hlfd.evaluation.__path__[0])
 
 HEAVY = ("torch", "pandas", "numpy", "nnunetv2", "monai", "SimpleITK")
 TRAINING = ("nnunetv2_hlfd.training", "nnunetv2_hlfd.distillation", "nnunetv2_hlfd.speed")
+# every module of evaluation/ and of its subpackages (deployment/, timing/)
 EVALUATION_MODULES = [
-    f"nnunetv2_hlfd.evaluation.{m.name}" for m in pkgutil.iter_modules(nnunetv2_hlfd.evaluation.__path__)
+    m.name for m in pkgutil.walk_packages(nnunetv2_hlfd.evaluation.__path__, "nnunetv2_hlfd.evaluation.")
 ]
 
 
@@ -36,7 +37,8 @@ def modules_loaded_by(module: str) -> set[str]:
         "nnunetv2_hlfd.evaluation.settings",
         "nnunetv2_hlfd.evaluation.protocol",
         "nnunetv2_hlfd.evaluation.command",
-        "nnunetv2_hlfd.evaluation.deployment_command",
+        "nnunetv2_hlfd.evaluation.deployment.command",
+        "nnunetv2_hlfd.evaluation.timing.verdict",
         "nnunetv2_hlfd.study.command",
         "nnunetv2_hlfd.cli",
     ],
@@ -52,19 +54,25 @@ def test_evaluation_modules_import_nothing_of_training(module):
     assert not training, f"{module} imports {training}"
 
 
+def module_name(path: Path) -> str:
+    """evaluation/deployment/comparison.py: "nnunetv2_hlfd.evaluation.deployment.comparison"."""
+    parts = path.relative_to(EVALUATION).with_suffix("").parts
+    return ".".join(("nnunetv2_hlfd.evaluation", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
 def imported_evaluation_modules(path: Path) -> set[str]:
-    """The sibling modules of evaluation/ that the module at `path` imports, at any depth of its code."""
+    """The modules of evaluation/ and its subpackages that the module at `path` imports, at any depth of its
+    code; `from package import name` counts as importing the module package.name where that is one."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "nnunetv2_hlfd.evaluation":
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnunetv2_hlfd.evaluation."):
-            names.add(node.module.split(".")[2])
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nnunetv2_hlfd.evaluation"):
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
     return names
 
 
 def test_evaluation_modules_import_each_other_without_a_cycle():
-    imports = {path.stem: imported_evaluation_modules(path) for path in EVALUATION.glob("*.py")}
+    imports = {module_name(path): imported_evaluation_modules(path) for path in EVALUATION.rglob("*.py")}
     finished, on_path = set(), []
 
     def visit(module):

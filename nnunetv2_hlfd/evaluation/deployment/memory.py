@@ -1,9 +1,9 @@
 """What a deployment needs in memory: the weights plus the working memory of one prediction, measured as
 the peak resident size of a fresh process that loads the model and predicts one volume.
 
-torch's allocations during a call (`nnunetv2_hlfd.timing.peak_memory`) leave out the weights, which are
+torch's allocations during a call (`nnunetv2_hlfd.utilities.timing.peak_memory`) leave out the weights, which are
 allocated before it. So each configuration runs once more in a child process
-(`python -m nnunetv2_hlfd.evaluation.deployment_memory`), which reports its peak resident size after the
+(`python -m nnunetv2_hlfd.evaluation.deployment.memory`), which reports its peak resident size after the
 prediction (VmHWM in /proc/self/status on Linux, where ru_maxrss keeps the forking parent's peak; ru_maxrss
 elsewhere), its resident size after importing torch, the bytes of the weights it loaded and, on a GPU,
 torch.cuda.max_memory_allocated since it started."""
@@ -72,16 +72,17 @@ def load_and_predict(model: dict, folds: list, mirroring: bool, device: str, ima
     import torch
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunetv2_hlfd.evaluation import compression
+    from nnunetv2_hlfd.evaluation.deployment.volume_timing import predict
     from nnunetv2_hlfd.evaluation.model_folders import ModelFolder
+    from nnunetv2_hlfd.evaluation.timing.prediction import load_predictor, nnunet_thread_count
 
     folder = ModelFolder(**(model | {"path": Path(model["path"])}))
-    predictor = compression.load_predictor(folder, folds, torch.device(device), mirroring)
+    predictor = load_predictor(folder, folds, torch.device(device), mirroring)
     weights = sum(t.numel() * t.element_size() for p in predictor.list_of_parameters for t in p.values())
     reader = PlansManager(str(folder.path / "plans.json")).image_reader_writer_class()
     image, properties = reader.read_images(images)
-    with compression.nnunet_thread_count(torch.device(device)):
-        compression.predict(predictor, image, properties)
+    with nnunet_thread_count(torch.device(device)):
+        predict(predictor, image, properties)
     return {"weights_bytes": int(weights)}
 
 

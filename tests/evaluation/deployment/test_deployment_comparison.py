@@ -12,12 +12,12 @@ import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd import cli
-from nnunetv2_hlfd.evaluation.compression import speed_ratio
-from nnunetv2_hlfd.evaluation.deployment import DeploymentError, results_table, run_deployment
-from nnunetv2_hlfd.evaluation.provenance import cpu_model
+from nnunetv2_hlfd.dataset_writers.synthetic import generate_synthetic_kidney_dataset
+from nnunetv2_hlfd.evaluation.deployment.comparison import DeploymentError, results_table, run_deployment
 from nnunetv2_hlfd.evaluation.settings import DeploymentSettings
-from nnunetv2_hlfd.output_folder import staged
-from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
+from nnunetv2_hlfd.evaluation.timing.verdict import speed_ratio
+from nnunetv2_hlfd.utilities.output_folder import staged
+from nnunetv2_hlfd.utilities.provenance import cpu_model
 
 pytestmark = pytest.mark.integration  # trains a student and predicts with nnU-Net
 
@@ -240,8 +240,8 @@ def test_overwrite_never_replaces_a_folder_this_command_did_not_write(student_2d
 def test_loading_a_model_prints_nothing_of_nnunets_own(teacher_2d, capsys):
     # nnU-Net 2.8 prints "perform_everything_on_device=True is only supported for cuda devices!" on a CPU, even
     # when asked for False, and narrates its trainer search, for every model loaded
-    from nnunetv2_hlfd.evaluation.compression import load_predictor
     from nnunetv2_hlfd.evaluation.model_folders import ModelFolder
+    from nnunetv2_hlfd.evaluation.timing.prediction import load_predictor
 
     model = ModelFolder("nnUNetTrainer", "nnUNetTrainer", "nnUNetPlans", "2d", Path(teacher_2d).parent)
     predictor = load_predictor(model, (0,), torch.device("cpu"))

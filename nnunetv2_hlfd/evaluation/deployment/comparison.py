@@ -9,12 +9,12 @@ up front (`-i`, `-l`), this compares
    with mirroring,
 3. the same student without mirroring,
 
-each through nnU-Net's own predictor (`compression.load_predictor`: nnUNetv2_predict's defaults, tile
+each through nnU-Net's own predictor (`timing.prediction.load_predictor`: nnUNetv2_predict's defaults, tile
 step 0.5, Gaussian weighting). Per configuration: DSC per class by nnU-Net's own evaluation
 (`compute_metrics_on_folder` on the written predictions against the test labels), the median
 seconds per whole volume of `predict_single_npy_array` on the image as the plans' reader reads it
 (preprocessing, sliding window, resampling back; reading and writing files untimed), torch's peak
-memory per volume (`nnunetv2_hlfd.timing.peak_memory`), the network passes per window (members times the
+memory per volume (`nnunetv2_hlfd.utilities.timing.peak_memory`), the network passes per window (members times the
 mirrored passes) and the speed-up against the ensemble.
 
 Every refusal is collected before anything runs and raised at once (`DeploymentError`): test cases
@@ -33,10 +33,7 @@ from pathlib import Path
 
 import torch
 
-from nnunetv2_hlfd import output_folder
-from nnunetv2_hlfd.evaluation import compression
-from nnunetv2_hlfd.evaluation.deployment_memory import MEMORY_COUNTED, fresh_process_peak
-from nnunetv2_hlfd.evaluation.held_out import (
+from nnunetv2_hlfd.evaluation.deployment.held_out import (
     DeploymentError,
     HeldOutSet,
     copied_training_cases,
@@ -47,6 +44,8 @@ from nnunetv2_hlfd.evaluation.held_out import (
     training_cases,
     training_files,
 )
+from nnunetv2_hlfd.evaluation.deployment.memory import MEMORY_COUNTED, fresh_process_peak
+from nnunetv2_hlfd.evaluation.deployment.volume_timing import Measured, measure_test_volumes
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
     BenchmarkInputError,
@@ -57,11 +56,13 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     trainer_class,
     training_command,
 )
-from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions, source_commit
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER, DeploymentSettings
-from nnunetv2_hlfd.evaluation.speed_verdict import verdict_note
-from nnunetv2_hlfd.markdown import markdown_table
-from nnunetv2_hlfd.timing import default_device
+from nnunetv2_hlfd.evaluation.timing.prediction import MEMORY_MEASURES, volume_summary
+from nnunetv2_hlfd.evaluation.timing.verdict import speed_ratio, verdict_note
+from nnunetv2_hlfd.utilities import output_folder
+from nnunetv2_hlfd.utilities.markdown import markdown_table
+from nnunetv2_hlfd.utilities.provenance import hardware_name, software_versions, source_commit
+from nnunetv2_hlfd.utilities.timing import default_device
 
 REPORT, RESULTS = "deployment.md", "deployment.json"
 PREDICTIONS = "predictions"
@@ -212,7 +213,7 @@ def largest_case(held_out: HeldOutSet) -> str:
 
 def process_memory(configuration: Configuration, held_out: HeldOutSet, case: str, device: torch.device) -> dict:
     """The peak resident memory of a fresh process that loads this configuration and predicts `case`:
-    weights plus working memory (`deployment_memory`)."""
+    weights plus working memory (`memory`)."""
     print(f"Measuring {configuration.name}'s memory in a fresh process on {case}")
     model = configuration.model
     arguments = {
@@ -222,7 +223,7 @@ def process_memory(configuration: Configuration, held_out: HeldOutSet, case: str
         "device": device.type,
         "images": [str(f) for f in held_out.cases[case]],
     }
-    measured = fresh_process_peak("nnunetv2_hlfd.evaluation.deployment_memory:load_and_predict", arguments)
+    measured = fresh_process_peak("nnunetv2_hlfd.evaluation.deployment.memory:load_and_predict", arguments)
     return {
         "process_peak_memory_mib": measured["process_peak_mib"],
         "process_imports_mib": measured["imports_mib"],
@@ -235,11 +236,11 @@ def process_memory(configuration: Configuration, held_out: HeldOutSet, case: str
 # --- the report ---------------------------------------------------------------------------
 
 
-def configuration_record(measured: compression.Measured, dsc: dict[str, dict], ensemble: compression.Measured) -> dict:
+def configuration_record(measured: Measured, dsc: dict[str, dict], ensemble: Measured) -> dict:
     """One configuration's numbers, its speed against the ensemble's (`ensemble`, the first measured)."""
     c = measured.configuration
     volume, ensemble_volume = (
-        compression.volume_summary({case: (m.memory_mib[case], seconds) for case, seconds in m.seconds.items()})
+        volume_summary({case: (m.memory_mib[case], seconds) for case, seconds in m.seconds.items()})
         for m in (measured, ensemble)
     )
     return {
@@ -262,7 +263,7 @@ def configuration_record(measured: compression.Measured, dsc: dict[str, dict], e
         "speedup_vs_ensemble": ensemble_volume["volume_latency_s"] / volume["volume_latency_s"],
         "speed_vs_ensemble": "reference"
         if measured is ensemble
-        else compression.speed_ratio(ensemble.round_seconds, measured.round_seconds),
+        else speed_ratio(ensemble.round_seconds, measured.round_seconds),
         "predictions": f"{PREDICTIONS}/{c.folder}",
     }
 
@@ -298,7 +299,7 @@ def results_table(report: dict) -> str:
             + (f" (GPU {record['process_cuda_peak_mib']:.0f})" if record.get("process_cuda_peak_mib") else ""),
             _number(record.get("weights_mib"), 1),
             _number(record["volume_peak_memory_mib"], 1),
-            record["speed_vs_ensemble"],  # a ratio only where the rule judged one (compression.speed_ratio)
+            record["speed_vs_ensemble"],  # a ratio only where the rule judged one (timing.verdict.speed_ratio)
         ]
         rows.append(cells)
     return markdown_table(header, rows)
@@ -393,7 +394,7 @@ def run_deployment(
     device = torch.device(settings.device)
     chosen = configurations(settings, dataset)
     with output_folder.staged(output, "deployment") as staging:
-        measured, threads = compression.measure_test_volumes(
+        measured, threads = measure_test_volumes(
             chosen, held_out, dataset, device, settings.repetitions, staging / PREDICTIONS
         )
         memory_case = largest_case(held_out)
@@ -420,7 +421,7 @@ def run_deployment(
             "threads": threads,
             "repetitions": settings.repetitions,
             "timed": TIMED,
-            "memory_measure": compression.MEMORY_MEASURES[device.type],
+            "memory_measure": MEMORY_MEASURES[device.type],
             "versions": software_versions(),
             "nnunetv2_hlfd_commit": source_commit(),
             "configurations": records,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from nnunetv2_hlfd.evaluation.deployment_memory import fresh_process_peak
+from nnunetv2_hlfd.evaluation.deployment.memory import fresh_process_peak
 
 WEIGHTS_MIB = 64
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_hlfd.dataset_writers.volume_files import failure_reason, read_to_the_end
 from nnunetv2_hlfd.evaluation.label_maps import (
     Segmentation,
     grid_problems,
@@ -22,8 +23,7 @@ from nnunetv2_hlfd.evaluation.label_maps import (
     value_problems,
 )
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, read_json
-from nnunetv2_hlfd.problems import ProblemListError, first_and_more
-from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
+from nnunetv2_hlfd.utilities.problems import ProblemListError, first_and_more
 
 _MAX_NAMED = 10
 _CHANNEL_FILE = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")

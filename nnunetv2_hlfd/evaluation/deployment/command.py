@@ -1,7 +1,7 @@
 """The `nnunetv2_hlfd deployment` command line: its options, read into settings.DeploymentSettings.
 
 Kept free of heavy imports (torch, nnU-Net) so `nnunetv2_hlfd --help` stays fast; `run` imports
-the comparison itself (`deployment.py`). docs/EVALUATION.md describes the command.
+the comparison itself (`comparison.py`). docs/EVALUATION.md describes the command.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.settings import (
     ALL_FOLDS,
     DEFAULT_PLANS,
@@ -21,7 +20,8 @@ from nnunetv2_hlfd.evaluation.settings import (
     DEVICES,
     DeploymentSettings,
 )
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.command_options import add_dataset_and_configuration
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 
 def fold(value: str) -> int | str:
@@ -108,6 +108,6 @@ def settings_from_args(args: argparse.Namespace) -> DeploymentSettings:
 
 
 def run(args: argparse.Namespace) -> None:
-    from nnunetv2_hlfd.evaluation.deployment import run_deployment
+    from nnunetv2_hlfd.evaluation.deployment.comparison import run_deployment
 
     run_deployment(settings_from_args(args))

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunetv2_hlfd.evaluation.held_out import (
+from nnunetv2_hlfd.evaluation.deployment.held_out import (
     copied_training_cases,
     label_problems,
     read_held_out_set,
