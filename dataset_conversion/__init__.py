@@ -9,7 +9,7 @@ console command from command_line.entry_points. The machinery, one concern a mod
 * volumes: reading and checking one case's volumes, and writing them;
 * case_jobs: running every case, in worker processes, with a progress bar;
 * conversion: convert, one conversion from options to the dataset folder, written through
-  nnunetv2_hlfd.raw_dataset (atomic writing, recovery of killed runs);
+  nnunetv2_hlfd.dataset_writers.raw_dataset (atomic writing, recovery of killed runs);
 * command_line: the shared options and exit status;
 * conversion_error: ConversionError, a nnunetv2_hlfd.problems.ProblemListError.
 """

@@ -1,5 +1,5 @@
 """One conversion: check the options and the target, find the cases, check every case, and write the dataset
-atomically (see nnunetv2_hlfd.raw_dataset) only when every case succeeds."""
+atomically (see nnunetv2_hlfd.dataset_writers.raw_dataset) only when every case succeeds."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nnunetv2_hlfd.dataset_conversion.discovery import Case, Discovery
 from nnunetv2_hlfd.dataset_conversion.label_layouts import LabelLayout, label_layout
 from nnunetv2_hlfd.dataset_conversion.volumes import FILE_ENDING
 
-from nnunetv2_hlfd.raw_dataset import (
+from nnunetv2_hlfd.dataset_writers.raw_dataset import (
     atomically_written,
     dataset_folder,
     dataset_folder_problems,

@@ -1,13 +1,13 @@
 """KiTS19's real kidney and tumour geometry as an nnU-Net raw dataset, with simulated CT.
 
-The KiTS19 repository (https://github.com/neheller/kits19) keeps its manual segmentations in git; the CT
-images are a separate 30 GB download. This converter needs only the segmentations: for every case it crops
-the label map around both kidneys (with a margin), resamples it to a spacing a CPU study can afford and
-simulates a CT on it (nnunetv2_hlfd.simulated_ct). Real: the geometry (shapes, sizes and positions of kidneys
-and tumours), the spacing (each axis coarsened only where it is finer than its floor, so thick-slice scans keep
-their anisotropy), the orientation (each file's direction matrix is kept, as the KiTS19 converter keeps it; slices no
-thinner than --slice-spacing, so the slice axis stays the coarsest and nnU-Net's 2d slices are axial),
-the class balance and the tumour size distribution. Simulated: every intensity.
+The KiTS19 repository (https://github.com/neheller/kits19) keeps its manual segmentations in git; the CT images are
+a separate 30 GB download. This converter needs only the segmentations: for every case it crops the label map around
+both kidneys (with a margin), resamples it to a spacing a CPU study can afford and simulates a CT on it
+(nnunetv2_hlfd.dataset_writers.simulated_ct). Real: the geometry (shapes, sizes and positions of kidneys and
+tumours), the spacing (each axis coarsened only where it is finer than its floor, so thick-slice scans keep their
+anisotropy), the orientation (each file's direction matrix is kept, as the KiTS19 converter keeps it; slices no
+thinner than --slice-spacing, so the slice axis stays the coarsest and nnU-Net's 2d slices are axial), the class
+balance and the tumour size distribution. Simulated: every intensity.
 
 Input: a clone's ``data/`` folder (``case_XXXXX/segmentation.nii.gz``; image-only cases are skipped) or a
 folder of ``case_XXXXX_segmentation.nii.gz`` files. Example::
@@ -34,11 +34,11 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from nnunetv2_hlfd.dataset_conversion.volumes import CaseProblem, read_volume
 
+from nnunetv2_hlfd.dataset_writers.raw_dataset import write_raw_dataset
+from nnunetv2_hlfd.dataset_writers.simulated_ct import SUPERSAMPLING, best_window_dice, simulated_ct
+from nnunetv2_hlfd.dataset_writers.synthetic_anatomy import KIDNEY, LABELS, TUMOR
 from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
 from nnunetv2_hlfd.problems import ProblemListError
-from nnunetv2_hlfd.raw_dataset import write_raw_dataset
-from nnunetv2_hlfd.simulated_ct import SUPERSAMPLING, best_window_dice, simulated_ct
-from nnunetv2_hlfd.synthetic import KIDNEY, LABELS, TUMOR
 
 DEFAULT_ID, DEFAULT_NAME = 64, "KiTS19Geometry"
 # in-plane 2.5 mm and slices of 3 mm (KiTS19's median slice spacing) or thicker: the slice axis stays the

@@ -99,9 +99,9 @@ def study_settings(settings: DemoSettings, folders: dict[str, Path]):
 
 def run_demo(settings: DemoSettings, command: str | None = None):
     """Run the demo; returns its results table (one row per model). `command`: the command line, for study.md."""
+    from nnunetv2_hlfd.dataset_writers.synthetic import generate_synthetic_kidney_dataset
     from nnunetv2_hlfd.study.report import dsc_convention, format_table, results_table
     from nnunetv2_hlfd.study.runner import run_study
-    from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
 
     folders = prepare_workdir(settings)
     dataset = folders["nnUNet_raw"] / f"Dataset{settings.dataset_id:03d}_SyntheticKidney"
@@ -131,9 +131,9 @@ def run_demo(settings: DemoSettings, command: str | None = None):
 
 def comparison_figure(study_plan, folders: dict[str, Path], dataset: Path, output: Path) -> Path:
     """The validation slice of fold 0 with the most tumour: ground truth, teacher, plain and HLFD student."""
+    from nnunetv2_hlfd.dataset_writers.synthetic_anatomy import TUMOR
     from nnunetv2_hlfd.study.grid import fold_folder
     from nnunetv2_hlfd.study.slice_figure import validation_slice_figure
-    from nnunetv2_hlfd.synthetic import TUMOR
 
     results = folders["nnUNet_results"] / dataset.name
     plans = json.loads((folders["nnUNet_preprocessed"] / dataset.name / f"{study_plan.plans}.json").read_text())

@@ -33,7 +33,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def nnunet_dirs(tmp_path_factory) -> dict[str, Path]:
     """nnU-Net's three folders for this session, with the tiny dataset planned for 2d and 3d_fullres."""
-    from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset
+    from nnunetv2_hlfd.dataset_writers.synthetic import generate_synthetic_kidney_dataset
 
     root = tmp_path_factory.mktemp("nnunet")
     dirs = {name: root / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}

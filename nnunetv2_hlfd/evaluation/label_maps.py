@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_hlfd.dataset_writers.volume_files import failure_reason, read_to_the_end
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
-from nnunetv2_hlfd.volume_files import failure_reason, read_to_the_end
 
 __all__ = [
     "GEOMETRY_TOLERANCE",

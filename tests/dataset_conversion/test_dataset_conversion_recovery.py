@@ -17,7 +17,7 @@ from conversion_cases import array, label_array, leftovers, pause_after_a_case
 from nnunetv2_hlfd.dataset_conversion.conversion_error import ConversionError
 from nnunetv2_hlfd.dataset_conversion.kits19 import convert_kits19
 
-from nnunetv2_hlfd import raw_dataset
+from nnunetv2_hlfd.dataset_writers import raw_dataset
 
 TARGET = "Dataset040_KiTS2019"
 

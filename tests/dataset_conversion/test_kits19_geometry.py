@@ -19,7 +19,7 @@ from nnunetv2_hlfd.dataset_conversion.kits19_geometry import (
     slice_axis,
 )
 
-from nnunetv2_hlfd.simulated_ct import best_window_dice
+from nnunetv2_hlfd.dataset_writers.simulated_ct import best_window_dice
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "realct"
 REAL_CASES = ("case_00004", "case_00061")

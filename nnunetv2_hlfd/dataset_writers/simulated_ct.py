@@ -24,7 +24,8 @@ import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt, gaussian_filter
 from scipy.ndimage import label as label_components
 
-from nnunetv2_hlfd.synthetic import BLUR_SIGMA_MM, HU_CLIP, KIDNEY, TUMOR, smooth_field, study_lesion_contrast
+from nnunetv2_hlfd.dataset_writers.synthetic_anatomy import BLUR_SIGMA_MM, HU_CLIP, KIDNEY, TUMOR
+from nnunetv2_hlfd.dataset_writers.synthetic_study_preset import smooth_field, study_lesion_contrast
 
 __all__ = ["SUPERSAMPLING", "best_window_dice", "render_ct", "simulated_ct"]
 

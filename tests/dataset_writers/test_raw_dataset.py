@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunetv2_hlfd import raw_dataset
-from nnunetv2_hlfd.raw_dataset import RawDatasetError, write_raw_dataset
+from nnunetv2_hlfd.dataset_writers import raw_dataset
+from nnunetv2_hlfd.dataset_writers.raw_dataset import RawDatasetError, write_raw_dataset
 
 
 def write_marker(text: str):

@@ -11,9 +11,9 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from nnunetv2_hlfd import synthetic
-from nnunetv2_hlfd.raw_dataset import RawDatasetError
-from nnunetv2_hlfd.synthetic import generate_synthetic_kidney_dataset, make_case
+from nnunetv2_hlfd.dataset_writers import synthetic
+from nnunetv2_hlfd.dataset_writers.raw_dataset import RawDatasetError
+from nnunetv2_hlfd.dataset_writers.synthetic import generate_synthetic_kidney_dataset, make_case
 
 # small volumes keep the folder-handling tests fast; they still hold two kidneys
 TINY_SHAPE = (8, 32, 32)
