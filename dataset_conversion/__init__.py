@@ -11,5 +11,5 @@ console command from command_line.entry_points. The machinery, one concern a mod
 * conversion: convert, one conversion from options to the dataset folder, written through
   nnunetv2_hlfd.dataset_writers.raw_dataset (atomic writing, recovery of killed runs);
 * command_line: the shared options and exit status;
-* conversion_error: ConversionError, a nnunetv2_hlfd.problems.ProblemListError.
+* conversion_error: ConversionError, a nnunetv2_hlfd.utilities.problems.ProblemListError.
 """

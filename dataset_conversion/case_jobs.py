@@ -24,7 +24,7 @@ from nnunetv2_hlfd.dataset_conversion.volumes import (
     value_problems,
 )
 
-from nnunetv2_hlfd.progress_bar import progress_bar
+from nnunetv2_hlfd.utilities.progress_bar import progress_bar
 
 
 @dataclass(frozen=True)

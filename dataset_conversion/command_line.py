@@ -13,8 +13,8 @@ from nnunetv2_hlfd.dataset_conversion.conversion import convert
 from nnunetv2_hlfd.dataset_conversion.dataset_spec import DatasetSpec
 from nnunetv2_hlfd.dataset_conversion.label_layouts import CYST_CHOICES
 
-from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.utilities.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
+from nnunetv2_hlfd.utilities.problems import ProblemListError
 
 
 def build_parser(spec: DatasetSpec, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:

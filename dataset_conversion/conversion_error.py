@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.utilities.problems import ProblemListError
 
 
 class ConversionError(ProblemListError):

@@ -37,8 +37,8 @@ from nnunetv2_hlfd.dataset_conversion.volumes import CaseProblem, read_volume
 from nnunetv2_hlfd.dataset_writers.raw_dataset import write_raw_dataset
 from nnunetv2_hlfd.dataset_writers.simulated_ct import SUPERSAMPLING, best_window_dice, simulated_ct
 from nnunetv2_hlfd.dataset_writers.synthetic_anatomy import KIDNEY, LABELS, TUMOR
-from nnunetv2_hlfd.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.utilities.interrupts import INTERRUPTED_STATUS, terminate_as_interrupt
+from nnunetv2_hlfd.utilities.problems import ProblemListError
 
 DEFAULT_ID, DEFAULT_NAME = 64, "KiTS19Geometry"
 # in-plane 2.5 mm and slices of 3 mm (KiTS19's median slice spacing) or thicker: the slice axis stays the

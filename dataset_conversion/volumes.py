@@ -11,7 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2_hlfd.dataset_writers.volume_files import failure_reason, read_to_the_end
-from nnunetv2_hlfd.problems import first_and_more
+from nnunetv2_hlfd.utilities.problems import first_and_more
 
 IMAGE_SUFFIX = "_0000.nii.gz"  # one CT channel
 FILE_ENDING = ".nii.gz"

@@ -6,7 +6,7 @@ the teacher (nnUNetTrainer), the student without distillation (nnUNetTrainerStud
 student (nnUNetTrainerHLFD), and `nnunetv2_hlfd benchmark` scores them. The demo prints, per model,
 validation Dice per class beside its parameters and its measured inference time per case.
 
-The demo folder carries the marker of `nnunetv2_hlfd.output_folder`, written before anything else:
+The demo folder carries the marker of `nnunetv2_hlfd.utilities.output_folder`, written before anything else:
 `--overwrite` removes only a marked folder, and a rerun of the same demo in its marked folder continues
 where it stopped.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
-from nnunetv2_hlfd.output_folder import OutputFolderError, claim, read_marker
+from nnunetv2_hlfd.utilities.output_folder import OutputFolderError, claim, read_marker
 
 TEACHER = DEFAULT_TEACHER
 STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD")
@@ -71,8 +71,8 @@ def prepare_workdir(settings: DemoSettings) -> dict[str, Path]:
 
 
 def study_settings(settings: DemoSettings, folders: dict[str, Path]):
-    from nnunetv2_hlfd.evaluation.provenance import cores_available
     from nnunetv2_hlfd.study.grid import StudySettings
+    from nnunetv2_hlfd.utilities.cores import cores_available
 
     # two trainings at once, one core each: the plain student beside the teacher, then HLFD
     workers = min(len(STUDENTS), cores_available()) if settings.device == "cpu" else 1

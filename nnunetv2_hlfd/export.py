@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from nnunetv2_hlfd.model_plans import ModelPlans
-from nnunetv2_hlfd.problems import UserFacingError
-from nnunetv2_hlfd.progress_bar import progress_bar
-from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
+from nnunetv2_hlfd.utilities.problems import UserFacingError
+from nnunetv2_hlfd.utilities.progress_bar import progress_bar
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 EXPORTED_FILES = ("model.pt", "model.onnx")
 # The `[export]` extra of pyproject.toml: ONNX writing (onnxscript for torch's exporter) and its check.

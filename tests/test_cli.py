@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nnunetv2_hlfd import cli
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 

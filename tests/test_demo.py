@@ -10,7 +10,7 @@ import pytest
 
 from nnunetv2_hlfd import demo
 from nnunetv2_hlfd.demo import DemoSettings, prepare_workdir, run_demo
-from nnunetv2_hlfd.output_folder import OutputFolderError, read_marker
+from nnunetv2_hlfd.utilities.output_folder import OutputFolderError, read_marker
 
 
 def users_folder(tmp_path):

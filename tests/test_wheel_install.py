@@ -15,7 +15,7 @@ import pytest
 from nnunet_runs import DATASET_ID, REPO
 
 from nnunetv2_hlfd import cli
-from nnunetv2_hlfd.trainer_search import trainers_folder
+from nnunetv2_hlfd.utilities.trainer_search import trainers_folder
 
 # What a clean clone would not hand to the build: VCS data, build leftovers, local symlinks into the tree.
 NOT_IN_A_CLONE = {".git", "build", ".pytest_cache", "__pycache__", "hlfd_demo", ".whl"}

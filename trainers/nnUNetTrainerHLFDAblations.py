@@ -7,9 +7,9 @@ Every kept term keeps its HLFD weight (0.5 of its level's beta = 0.9 or lambda =
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 
 from nnunetv2_hlfd.distillation.config import FEATURE_TERMS, PIXEL_TERMS, hlfd_config
-from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.reference_loss import ReferenceFocalDiceLoss
+from nnunetv2_hlfd.utilities.environment import UserFacingError
 
 
 class nnUNetTrainerHLFD_FLFD(nnUNetTrainerDistillation):

@@ -26,7 +26,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.utilities.problems import ProblemListError
 
 __all__ = [
     "RawDatasetError",

@@ -22,7 +22,7 @@ from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_j
 from nnunetv2_hlfd.dataset_writers.raw_dataset import write_raw_dataset
 from nnunetv2_hlfd.dataset_writers.synthetic_anatomy import LABELS, make_default_case
 from nnunetv2_hlfd.dataset_writers.synthetic_study_preset import STUDY_MAX_TUMOURS, make_study_case
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 __all__ = ["LABELS", "PRESETS", "generate_synthetic_kidney_dataset", "make_case"]
 

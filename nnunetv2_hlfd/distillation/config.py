@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from nnunetv2_hlfd.distillation.schedule import WEIGHT_SCHEDULES
-from nnunetv2_hlfd.environment import UserFacingError
-from nnunetv2_hlfd.problems import ProblemListError
+from nnunetv2_hlfd.utilities.environment import UserFacingError
+from nnunetv2_hlfd.utilities.problems import ProblemListError
 
 NUMBER = (int, float)
 

@@ -31,10 +31,10 @@ from nnunetv2_hlfd.evaluation.metrics import (
 )
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, FoldPredictions
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.provenance import cores_available
 from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
-from nnunetv2_hlfd.library_noise import quiet_library_noise
-from nnunetv2_hlfd.progress_bar import progress_bar
+from nnunetv2_hlfd.utilities.cores import cores_available
+from nnunetv2_hlfd.utilities.library_noise import quiet_library_noise
+from nnunetv2_hlfd.utilities.progress_bar import progress_bar
 
 REFERENCE_FIX = "preprocess the dataset again (nnUNetv2_plan_and_preprocess), which copies it"
 WRONG_REFERENCE_FIX = (

@@ -10,7 +10,6 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import (
     ALL_FOLDS,
@@ -25,7 +24,8 @@ from nnunetv2_hlfd.evaluation.settings import (
     PAPER_MASKS,
     BenchmarkSettings,
 )
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.command_options import add_dataset_and_configuration
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 
 def add_parser(subparsers) -> None:

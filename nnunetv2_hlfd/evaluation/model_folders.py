@@ -18,7 +18,7 @@ from pathlib import Path
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_PLANS
-from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.utilities.problems import ProblemListError, first_and_more
 
 _MAX_NAMED = 10
 
@@ -205,7 +205,7 @@ def check_model_folder(model: ModelFolder, dataset: BenchmarkDataset) -> None:
 
 def trainer_class(model: ModelFolder) -> type:
     """The model's trainer class; it builds the network whose cost and speed are measured."""
-    from nnunetv2_hlfd.trainer_search import find_trainer_class, trainer_search_path
+    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class, trainer_search_path
 
     try:
         return find_trainer_class(model.trainer)

@@ -20,7 +20,7 @@ from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 from scipy.stats import PermutationMethod, bootstrap, rankdata, wilcoxon
 
 from nnunetv2_hlfd.evaluation.metrics import EMPTY_MASK_RULES
-from nnunetv2_hlfd.problems import first_and_more
+from nnunetv2_hlfd.utilities.problems import first_and_more
 
 ID_COLUMNS = ("trainer", "fold", "case", "class")
 PAIR_KEYS = ["class", "fold", "case"]

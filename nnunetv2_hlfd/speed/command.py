@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
 PLANNER_NAMES = ("default", "ResEncL")
@@ -65,7 +65,7 @@ def run(args) -> None:
 
     from nnunetv2_hlfd.speed.report import markdown_report
     from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting
-    from nnunetv2_hlfd.timing import default_device, torch_threads
+    from nnunetv2_hlfd.utilities.timing import default_device, torch_threads
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
@@ -94,7 +94,7 @@ def run(args) -> None:
 def describe_machine(device) -> str:
     import torch
 
-    from nnunetv2_hlfd.evaluation.provenance import hardware_name, software_versions
+    from nnunetv2_hlfd.utilities.provenance import hardware_name, software_versions
 
     versions = ", ".join(f"{name} {version}" for name, version in software_versions().items())
     return f"device {device.type} ({hardware_name(device)}), {torch.get_num_threads()} torch threads, {versions}"

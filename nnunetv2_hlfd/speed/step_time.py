@@ -14,13 +14,13 @@ import torch
 from torch.utils.benchmark.utils.common import Measurement
 
 from nnunetv2_hlfd.distillation.maps import TEACHER_ENCODER, UNetMaps, teacher_maps
-
-# torch_threads stays importable from here for tests/conftest.py
-from nnunetv2_hlfd.timing import peak_memory, time_side_by_side, torch_threads  # noqa: F401
 from nnunetv2_hlfd.training.offline_plans import plan, scaled_down
 from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher import teacher_autocast
+
+# torch_threads stays importable from here for tests/conftest.py
+from nnunetv2_hlfd.utilities.timing import peak_memory, time_side_by_side, torch_threads  # noqa: F401
 
 REDUCED_PRECISIONS = ("bf16", "fp16")
 # Relative L2 error of each teacher map and each term value against fp32, below which a

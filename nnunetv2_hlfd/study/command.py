@@ -7,10 +7,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from nnunetv2_hlfd.command_options import add_dataset_and_configuration
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.grid import ALL_FOLDS, DEFAULT_STUDENTS, DEFAULT_TEACHER, StudySettings
+from nnunetv2_hlfd.utilities.command_options import add_dataset_and_configuration
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 INTERRUPTED = (
     "interrupted; rerun the same command to continue: finished trainings are kept, started ones "

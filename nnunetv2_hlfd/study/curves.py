@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 __all__ = ["LearningCurve", "read_learning_curve"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunetv2_hlfd.environment import temporary_environment
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 __all__ = ["check_plannable", "existing_datasets", "resolve_dataset"]
 

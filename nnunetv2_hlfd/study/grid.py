@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_TEACHER
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 DEFAULT_STUDENTS = ("nnUNetTrainerStudent", "nnUNetTrainerHLFD", "nnUNetTrainerKD")
 PLAIN_STUDENT = "nnUNetTrainerStudent"  # the student without distillation, the benchmark's reference
@@ -227,8 +226,3 @@ def teacher_environment(results: Path, settings: StudySettings) -> dict[str, str
 
 def default_output(results: Path, settings: StudySettings) -> Path:
     return results / f"hlfd_study_{settings.configuration}"
-
-
-def core_ids() -> list[int]:
-    """The ids of the CPU cores this process may run on, for pinning workers to them."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))

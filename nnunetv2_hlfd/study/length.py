@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunetv2_hlfd.environment import temporary_environment
-from nnunetv2_hlfd.evaluation.provenance import cores_available
 from nnunetv2_hlfd.study.grid import StudySettings, study_runs, variant_name
-from nnunetv2_hlfd.trainer_search import find_trainer_class
+from nnunetv2_hlfd.utilities.cores import cores_available
+from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 MODULE_NAME = "hlfd_study_length_variants.py"
 

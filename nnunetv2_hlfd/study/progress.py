@@ -9,8 +9,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.progress_bar import is_terminal, progress_bar
 from nnunetv2_hlfd.study.grid import BLOCKED, DONE, FAILED, QUEUED, RUNNING, Training
+from nnunetv2_hlfd.utilities.progress_bar import is_terminal, progress_bar
 
 STATUS_WRITE_EVERY_S = 5.0
 

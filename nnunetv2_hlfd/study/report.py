@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunetv2_hlfd.evaluation.provenance import cores_available, cpu_model, software_versions, source_commit
-from nnunetv2_hlfd.markdown import markdown_table
 from nnunetv2_hlfd.study.grid import StudySettings, Training, study_runs
 from nnunetv2_hlfd.study.progress import Record
+from nnunetv2_hlfd.utilities.cores import cores_available
+from nnunetv2_hlfd.utilities.markdown import markdown_table
+from nnunetv2_hlfd.utilities.provenance import cpu_model, software_versions, source_commit
 
 
 def results_table(benchmark_folder: Path) -> pd.DataFrame | None:

@@ -11,10 +11,10 @@ import numpy as np
 from matplotlib import style
 from matplotlib.figure import Figure
 
-from nnunetv2_hlfd.markdown import markdown_table
 from nnunetv2_hlfd.study.grid import StudySettings
 from nnunetv2_hlfd.study.runs import ONSET_THRESHOLD, POWER, Roles, Run, RunComparison
 from nnunetv2_hlfd.study.teacher_check import RISING_EPOCHS, RISING_MARGIN, TeacherCheck, check_teacher, still_rising
+from nnunetv2_hlfd.utilities.markdown import markdown_table
 
 DPI = 120
 NNUNET_ITERATIONS_PER_EPOCH = 250  # nnUNetTrainer's own, for a study at the trainers' own length

@@ -14,9 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_hlfd.environment import temporary_environment
-from nnunetv2_hlfd.interrupts import terminate_as_interrupt
-from nnunetv2_hlfd.problems import UserFacingError
 from nnunetv2_hlfd.study.grid import (
     BLOCKED,
     DONE,
@@ -24,7 +21,6 @@ from nnunetv2_hlfd.study.grid import (
     PLAIN_STUDENT,
     StudySettings,
     check_settings,
-    core_ids,
     default_output,
     fold_folder,
     is_finished,
@@ -38,6 +34,10 @@ from nnunetv2_hlfd.study.progress import StudyProgress
 from nnunetv2_hlfd.study.report import write_study_md
 from nnunetv2_hlfd.study.runs import PRIMARY_STUDENT, Roles
 from nnunetv2_hlfd.study.scheduler import LocalBackend, SubmititBackend, run_graph
+from nnunetv2_hlfd.utilities.cores import core_ids
+from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.interrupts import terminate_as_interrupt
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 # nnU-Net's planners of the plans a study may name; any other plans must exist already
@@ -68,7 +68,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     dataset = dataset_name(settings.dataset, environment)
     results = Path(environment["nnUNet_results"]) / dataset
     output = settings.output or default_output(results, settings)
-    from nnunetv2_hlfd.output_folder import claim
+    from nnunetv2_hlfd.utilities.output_folder import claim
 
     claim(output, "study", overwrite=False)  # refuses a folder of the user's; a rerun continues in its own
     for sub in ("logs", "locks"):
@@ -176,7 +176,7 @@ def study_roles(settings: StudySettings, distilling: dict[str, bool]) -> Roles:
     """Each distilled student against the plain student of its own size (the same student network), and HLFD
     at each size as the primary comparison, from the trainer classes (`distilling`: whether each student
     learns from the teacher)."""
-    from nnunetv2_hlfd.trainer_search import find_trainer_class
+    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     with temporary_environment(nnUNet_extTrainer=trainer_path(None)):  # the bases, not the study's variants
         classes = {name: find_trainer_class(name) for name in settings.students}
@@ -221,7 +221,7 @@ def dataset_name(dataset: str, environment: dict[str, str]) -> str:
 
 def trainer_path(variants: Path | None) -> str:
     """The study's length variants first, then the user's nnUNet_extTrainer and the project's trainers."""
-    from nnunetv2_hlfd.trainer_search import trainer_search_path
+    from nnunetv2_hlfd.utilities.trainer_search import trainer_search_path
 
     return os.pathsep.join(([str(variants)] if variants else []) + [trainer_search_path()])
 
@@ -303,7 +303,7 @@ def run_logged(command: list[str], environment: dict[str, str], log: Path, drop:
 
 
 def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -> None:
-    from nnunetv2_hlfd.trainer_search import find_trainer_class
+    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     missing = []
     with temporary_environment(nnUNet_extTrainer=environment["nnUNet_extTrainer"]):
@@ -323,8 +323,8 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
 def trainer_distils(trainer: str) -> bool:
     """Whether `trainer` learns from a teacher (a distillation trainer), so must wait for the teacher's training;
     searched without the study's own variants (their module searches for its bases in turn)."""
-    from nnunetv2_hlfd.trainer_search import find_trainer_class
     from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     with temporary_environment(nnUNet_extTrainer=trainer_path(None)):
         return issubclass(find_trainer_class(trainer), nnUNetTrainerDistillation)

@@ -13,7 +13,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 DPI = 120
 WINDOW_HU = (-160, 240)  # a soft-tissue CT window

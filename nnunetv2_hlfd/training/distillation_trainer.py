@@ -26,7 +26,6 @@ from nnunetv2_hlfd.distillation.maps import (
     teacher_maps,
 )
 from nnunetv2_hlfd.distillation.schedule import weight_factor
-from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training import gradient_share
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
@@ -34,6 +33,7 @@ from nnunetv2_hlfd.training.safe_checkpoint import CheckpointLoadError, checkpoi
 from nnunetv2_hlfd.training.student_average import StudentAverage
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher_ensemble import ATTENTION_FEATURE_TERMS, ensemble_maps
+from nnunetv2_hlfd.utilities.environment import UserFacingError
 
 # What a checkpoint written before schedules were declarable trained on: HLFD's constant weight, no average.
 DEFAULT_SCHEDULE_RECORD = DistillationConfig().schedule_record(num_epochs=0)

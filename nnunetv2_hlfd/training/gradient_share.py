@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nnunetv2_hlfd.environment import env_flag
+from nnunetv2_hlfd.utilities.environment import env_flag
 
 GRADIENT_SHARE_ENV = "HLFD_GRADIENT_SHARE"  # yes: measure on the first step of every epoch (one backward per term)
 SEGMENTATION = "segmentation"

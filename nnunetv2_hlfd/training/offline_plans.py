@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import os
 import tempfile
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
     nnUNetPlannerResEncL,
 )
 
-from nnunetv2_hlfd.environment import temporary_environment
 from nnunetv2_hlfd.model_plans import total_stride
+from nnunetv2_hlfd.utilities.cores import cores_available
+from nnunetv2_hlfd.utilities.environment import temporary_environment
 
 PLANNERS = {"default": ExperimentPlanner, "ResEncL": nnUNetPlannerResEncL}
 DATASET_NAME = "Dataset990_KiTSLikeFingerprint"
@@ -80,7 +80,7 @@ def plan(planner: str = "default", fingerprint: dict | None = None) -> tuple[dic
         # also uses nnUNet_n_proc_DA as a thread count, and 0 (valid for training: no workers) fails there.
         with (
             temporary_environment(
-                nnUNet_raw=str(raw), nnUNet_preprocessed=str(preprocessed), nnUNet_n_proc_DA=str(os.cpu_count() or 1)
+                nnUNet_raw=str(raw), nnUNet_preprocessed=str(preprocessed), nnUNet_n_proc_DA=str(cores_available())
             ),
             contextlib.redirect_stdout(io.StringIO()),
         ):

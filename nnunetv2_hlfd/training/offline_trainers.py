@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig
-from nnunetv2_hlfd.environment import temporary_environment
-from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource, weights_sha256
+from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 
 def method_trainer(method: str | DistillationConfig, name: str = "method") -> type[nnUNetTrainerDistillation]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nnunetv2_hlfd.environment import UserFacingError, env_flag
+from nnunetv2_hlfd.utilities.environment import UserFacingError, env_flag
 
 TRUST_ENV = "HLFD_TRUST_TEACHER_CHECKPOINT"
 

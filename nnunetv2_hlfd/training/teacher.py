@@ -26,11 +26,11 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.model_plans import ModelPlans
-from nnunetv2_hlfd.problems import ProblemListError
-from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
+from nnunetv2_hlfd.utilities.environment import UserFacingError, env_flag
+from nnunetv2_hlfd.utilities.problems import ProblemListError
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 TEACHER_ENV = "HLFD_TEACHER"
 TEACHER_CHECKPOINT_ENV = "HLFD_TEACHER_CHECKPOINT"

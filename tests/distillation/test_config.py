@@ -4,7 +4,7 @@ import pytest
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig, DistillationConfigError, hlfd_config
 from nnunetv2_hlfd.distillation.engine import check_method
-from nnunetv2_hlfd.environment import UserFacingError
+from nnunetv2_hlfd.utilities.environment import UserFacingError
 
 
 def test_defaults_are_hlfd_as_published_constant_weight_and_no_average():

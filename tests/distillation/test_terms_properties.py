@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
-from nnunetv2_hlfd.trainer_search import find_trainer_class
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 
 @st.composite

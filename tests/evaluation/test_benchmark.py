@@ -17,7 +17,7 @@ import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd.evaluation import command
-from nnunetv2_hlfd.evaluation.provenance import cpu_model
+from nnunetv2_hlfd.utilities.provenance import cpu_model
 
 pytestmark = pytest.mark.integration  # trains two models
 

@@ -19,7 +19,7 @@ from nnunetv2_hlfd.cli import main
 from nnunetv2_hlfd.evaluation.benchmark import run_benchmark
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkInputError
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
-from nnunetv2_hlfd.output_folder import read_marker, staged
+from nnunetv2_hlfd.utilities.output_folder import read_marker, staged
 
 ENDING = ".nii.gz"
 KIDNEY, TUMOUR = 1, 2
@@ -202,7 +202,7 @@ def test_paper_protocol_slices_the_axis_the_plans_2d_configuration_slices(plans_
 
 
 def test_settings_and_report_record_versions_commit_machine_and_the_split(preprocessed_root, shared_run):
-    from nnunetv2_hlfd.evaluation.provenance import cpu_model, file_sha256
+    from nnunetv2_hlfd.utilities.provenance import cpu_model, file_sha256
 
     recorded = json.loads((shared_run[1] / "settings.json").read_text())["provenance"]
     splits_hash = file_sha256(dataset_folder(preprocessed_root) / "splits_final.json")

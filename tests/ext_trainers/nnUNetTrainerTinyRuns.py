@@ -31,7 +31,7 @@ nnUNetTrainerStudent_tiny = _tiny("nnUNetTrainerStudent")
 # loaded straight from the project's trainers/ folder instead (once per import of this module).
 import importlib.util  # noqa: E402
 
-from nnunetv2_hlfd.trainer_search import trainers_folder  # noqa: E402
+from nnunetv2_hlfd.utilities.trainer_search import trainers_folder  # noqa: E402
 
 _PROJECT_TRAINERS = trainers_folder()
 _project_trainer_modules: dict[str, object] = {}

@@ -12,10 +12,10 @@ from nnunetv2_hlfd.speed.step_time import (
     measure_setting,
     precision_errors,
 )
-from nnunetv2_hlfd.timing import time_side_by_side
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+from nnunetv2_hlfd.utilities.timing import time_side_by_side
 
 TINY_CT = kits_like_fingerprint(10, (8, 32, 32))
 CPU = torch.device("cpu")

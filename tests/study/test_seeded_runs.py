@@ -16,7 +16,7 @@ from nnunet_runs import DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.study.curves import read_learning_curve
 from nnunetv2_hlfd.study.length import augmenter_seeds, length_variant
-from nnunetv2_hlfd.trainer_search import find_trainer_class
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from offline_hlfd import logging_hlfd_trainer
 
-from nnunetv2_hlfd.environment import UserFacingError
 from nnunetv2_hlfd.training.gradient_share import SEGMENTATION, describe, gradient_shares
 from nnunetv2_hlfd.training.offline_trainers import synthetic_batch
+from nnunetv2_hlfd.utilities.environment import UserFacingError
 
 
 def test_norms_and_cosines_are_those_of_the_gradients_and_nothing_reaches_grad():

@@ -284,7 +284,7 @@ def test_paper_loss_takes_sigmoid_regions_for_a_region_dataset(nnunet_dirs, regi
 
 
 def test_paper_loss_refuses_an_ignore_label_dataset_and_names_the_fix(nnunet_dirs):
-    from nnunetv2_hlfd.environment import UserFacingError
+    from nnunetv2_hlfd.utilities.environment import UserFacingError
 
     trainer = paper_loss_trainer(nnunet_dirs, {"background": 0, "kidney": 1, "tumor": 2, "ignore": 3})
     with pytest.raises(UserFacingError, match="ignore label.*Train nnUNetTrainerHLFD"):

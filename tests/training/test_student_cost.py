@@ -7,8 +7,8 @@ import pytest
 from planned_configurations import NUM_CLASSES, PLANNED, configuration, plan_network_cost
 
 from nnunetv2_hlfd.cost import model_cost
-from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.student import WIDTH_STEPS, StudentSize, build_student, student_width_factor
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 MAX_RATIO = 0.35
 DEFAULT_PATCHES = {("kits", "2d"): (512, 512), ("isotropic256", "3d_fullres"): (128, 128, 128)}

@@ -15,7 +15,6 @@ from planned_configurations import (
 
 from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.distillation.maps import NetworkGeometry, teacher_maps
-from nnunetv2_hlfd.trainer_search import find_trainer_class
 from nnunetv2_hlfd.training.student import StudentSize, build_student, student_width_factor
 from nnunetv2_hlfd.training.student_mobile import (
     INVERTED_RESIDUAL,
@@ -26,6 +25,7 @@ from nnunetv2_hlfd.training.student_mobile import (
     InvertedResidualBlock,
     InvertedResidualUNet,
 )
+from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 SIZES = {"Small": MOBILE_SIZE_SMALL, "": MOBILE_SIZE, "Large": MOBILE_SIZE_LARGE}
 # Plans whose shapes are checked: 2d with 8 stages, isotropic and anisotropic 3d, ResEnc-L, 3 stages.

@@ -60,7 +60,7 @@ def one_batch(nnunet_dirs):
 
 def test_the_checkpoint_holds_the_inverted_residual_student_and_the_adapters_beside_it(hlfd_mobile_2d):
     from nnunetv2_hlfd.model_plans import ModelPlans
-    from nnunetv2_hlfd.trainer_search import find_trainer_class
+    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     checkpoint = load(hlfd_mobile_2d / "checkpoint_final.pth")
     student = ModelPlans.of_folder(hlfd_mobile_2d.parent, "2d").build_network(find_trainer_class(TRAINED))

@@ -12,7 +12,6 @@ import pytest
 import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, with_own_log
 
-from nnunetv2_hlfd.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
 from nnunetv2_hlfd.training.teacher import (
     TeacherError,
@@ -21,6 +20,7 @@ from nnunetv2_hlfd.training.teacher import (
     check_leak,
     label_problems,
 )
+from nnunetv2_hlfd.utilities.environment import UserFacingError, env_flag
 
 pytestmark = pytest.mark.integration
 

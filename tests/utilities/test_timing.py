@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nnunetv2_hlfd.timing import peak_memory, time_side_by_side, torch_threads
+from nnunetv2_hlfd.utilities.timing import peak_memory, time_side_by_side, torch_threads
 
 CPU = torch.device("cpu")
 

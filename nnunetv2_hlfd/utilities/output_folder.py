@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from nnunetv2_hlfd.problems import ProblemListError, first_and_more
+from nnunetv2_hlfd.utilities.problems import ProblemListError, first_and_more
 
 __all__ = ["MARKER", "OutputFolderError", "claim", "output_problems", "read_marker", "staged", "unowned_problems"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-from nnunetv2_hlfd.environment import temporary_environment
-from nnunetv2_hlfd.problems import UserFacingError
+from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 
 # The repository's top-level trainers/, installed as this subpackage (pyproject's package-dir).
 TRAINERS_PACKAGE = "nnunetv2_hlfd.trainers"

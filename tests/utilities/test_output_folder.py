@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nnunetv2_hlfd.output_folder import MARKER, OutputFolderError, claim, output_problems, read_marker, staged
+from nnunetv2_hlfd.utilities.output_folder import MARKER, OutputFolderError, claim, output_problems, read_marker, staged
 
 
 def users_folder(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 STAGING_COMMAND = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from nnunetv2_hlfd import cli, output_folder
+    from nnunetv2_hlfd import cli
+    from nnunetv2_hlfd.utilities import output_folder
 
     def stage_and_wait(args):
         with output_folder.staged(Path(sys.argv[1]) / "out", "benchmark") as staging:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from nnunetv2_hlfd.problems import ProblemListError, UserFacingError, first_and_more
+from nnunetv2_hlfd.utilities.problems import ProblemListError, UserFacingError, first_and_more
 
 
 def test_a_single_problem_is_the_whole_message():
@@ -46,7 +46,9 @@ def test_a_refusal_is_caught_as_the_built_in_errors_refusals_raised_before_it(ca
 
 
 def test_an_uncaught_refusal_prints_its_message_alone_and_exits_1():
-    raising = "from nnunetv2_hlfd.problems import UserFacingError; raise UserFacingError('-d names no dataset')"
+    raising = (
+        "from nnunetv2_hlfd.utilities.problems import UserFacingError; raise UserFacingError('-d names no dataset')"
+    )
     result = subprocess.run([sys.executable, "-c", raising], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stderr) == (1, "-d names no dataset\n")
 

@@ -1,6 +1,6 @@
 """The one Markdown table writer."""
 
-from nnunetv2_hlfd.markdown import markdown_table
+from nnunetv2_hlfd.utilities.markdown import markdown_table
 
 
 def test_a_table_has_its_header_a_rule_and_one_line_per_row():

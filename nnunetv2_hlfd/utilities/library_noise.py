@@ -14,7 +14,7 @@ import warnings
 __all__ = ["quiet_library_noise"]
 
 # torch's CUDA build without a GPU logs this when torch.utils.cpp_extension is imported (torch.utils.benchmark,
-# which nnunetv2_hlfd.timing uses, imports it), though nothing here compiles an extension
+# which nnunetv2_hlfd.utilities.timing uses, imports it), though nothing here compiles an extension
 CUDA_RUNTIME_LOG = ("torch.utils.cpp_extension", "No CUDA runtime is found")
 # timm, imported by nnU-Net's trainer search (dynamic_network_architectures' Primus), decorates a class with it
 JIT_INTERFACE_WARNING = "`torch.jit.interface` is deprecated"

@@ -4,13 +4,14 @@ the report and speed.csv, so a reader can tell two runs apart."""
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from nnunetv2_hlfd.utilities.cores import cores_available
 
 PACKAGES = (
     "nnunetv2_hlfd",
@@ -35,11 +36,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cores_available() -> int:
-    """The CPU cores this process may run on (its affinity where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def hardware_name(device: torch.device) -> str:

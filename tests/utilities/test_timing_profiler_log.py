@@ -6,7 +6,7 @@ import sys
 
 MEASURE = """
 import torch
-from nnunetv2_hlfd.timing import peak_memory
+from nnunetv2_hlfd.utilities.timing import peak_memory
 print(peak_memory(lambda: torch.ones(1000) + 1, torch.device("cpu")))
 """
 

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nnunetv2_hlfd.progress_bar import LineProgress, progress_bar
+from nnunetv2_hlfd.utilities.progress_bar import LineProgress, progress_bar
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Terminal(io.StringIO):
@@ -69,7 +69,7 @@ def test_a_disabled_bar_writes_nothing():
 
 def test_stderr_redirected_into_a_real_file_reads_as_lines(tmp_path):
     script = (
-        "from nnunetv2_hlfd.progress_bar import progress_bar\n"
+        "from nnunetv2_hlfd.utilities.progress_bar import progress_bar\n"
         "for _ in progress_bar(range(4), desc='cases', mininterval=0, line_every_s=0): pass\n"
     )
     log = tmp_path / "run.log"
