@@ -81,7 +81,8 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     check_trainers_found(settings, environment)
 
     started = time.time()
-    distilling = {student: trainer_distils(student) for student in settings.students}  # one class search each
+    classes = student_classes(settings)
+    distilling = {student: distils(classes[student]) for student in settings.students}
     graph = study_graph(settings, distils=distilling.__getitem__)
     slots = worker_slots(settings)
     progress = StudyProgress(graph, output / "status.json", workers=len(slots), show=show_progress)
@@ -121,7 +122,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
         backend.close()
         progress.close()
     unfinished = {k: r for k, r in progress.records.items() if r.state in (FAILED, BLOCKED)}
-    runs_text = run_evidence(output, settings, results, dataset, environment, distilling)
+    runs_text = run_evidence(output, settings, results, dataset, environment, classes)
     benchmark = None
     study_md = output / "study.md"
     all_done = all(r.state == DONE for r in progress.records.values())
@@ -157,7 +158,7 @@ def run_evidence(
     results: Path,
     dataset: str,
     environment: dict[str, str],
-    distilling: dict[str, bool],
+    classes: dict[str, type],
 ) -> str | None:
     """The teacher check, the runs' table, run-level statistics and learning curves (study/run_report.py), from
     what finished; the teacher check's warnings are printed too."""
@@ -166,32 +167,26 @@ def run_evidence(
     from nnunetv2_hlfd.study.run_report import write_run_evidence
 
     dataset_json = json.loads((Path(environment["nnUNet_preprocessed"]) / dataset / "dataset.json").read_text())
-    text, warnings = write_run_evidence(output, settings, results, dataset_json, study_roles(settings, distilling))
+    text, warnings = write_run_evidence(output, settings, results, dataset_json, study_roles(settings, classes))
     for warning in warnings:
         print(f"warning: {warning}", flush=True)
     return text
 
 
-def study_roles(settings: StudySettings, distilling: dict[str, bool]) -> Roles:
-    """Each distilled student against the plain student of its own size (the same student network), and HLFD
-    at each size as the primary comparison, from the trainer classes (`distilling`: whether each student
-    learns from the teacher)."""
-    from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
-
-    with temporary_environment(nnUNet_extTrainer=trainer_path(None)):  # the bases, not the study's variants
-        classes = {name: find_trainer_class(name) for name in settings.students}
-        hlfd = find_trainer_class(PRIMARY_STUDENT)
+def study_roles(settings: StudySettings, classes: dict[str, type]) -> Roles:
+    """Each distilled student against the plain student of its own network (family and size), and HLFD's
+    method at each network as the primary comparison, from the trainer classes (`student_classes`)."""
+    distilling = {name: distils(classes[name]) for name in settings.students}
     plain = [n for n in settings.students if not distilling[n]]
     if not plain:
         return Roles.by_name(settings)
     references = {}
-    for name, trainer in classes.items():
-        if name in plain:
-            continue
-        same = [p for p in plain if student_network(classes[p]) == student_network(trainer)]
+    for name in (n for n in settings.students if n not in plain):
+        same = [p for p in plain if student_network(classes[p]) == student_network(classes[name])]
         references[name] = same[0] if same else plain[0] if len(plain) == 1 else None
     references = {n: r for n, r in references.items() if r is not None}
-    primary = tuple(n for n in references if getattr(classes[n], "distillation", None) == hlfd.distillation)
+    hlfd = classes[PRIMARY_STUDENT].distillation
+    primary = tuple(n for n in references if getattr(classes[n], "distillation", None) == hlfd)
     return Roles(references, primary)
 
 
@@ -320,14 +315,20 @@ def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -
         )
 
 
-def trainer_distils(trainer: str) -> bool:
-    """Whether `trainer` learns from a teacher (a distillation trainer), so must wait for the teacher's training;
-    searched without the study's own variants (their module searches for its bases in turn)."""
-    from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+def student_classes(settings: StudySettings) -> dict[str, type]:
+    """Each student's trainer class, and HLFD's (the primary method), searched once: nnU-Net's class search takes
+    seconds a name. Searched without the study's own variants (their module searches for its bases in turn)."""
     from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     with temporary_environment(nnUNet_extTrainer=trainer_path(None)):
-        return issubclass(find_trainer_class(trainer), nnUNetTrainerDistillation)
+        return {name: find_trainer_class(name) for name in dict.fromkeys((*settings.students, PRIMARY_STUDENT))}
+
+
+def distils(trainer: type) -> bool:
+    """Whether the trainer learns from a teacher, so must wait for the teacher's training."""
+    from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillation
+
+    return issubclass(trainer, nnUNetTrainerDistillation)
 
 
 def worker_slots(settings: StudySettings) -> list[Slot]:

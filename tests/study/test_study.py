@@ -19,7 +19,7 @@ from study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold
 
 from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
 from nnunetv2_hlfd.study.jobs import Slot
-from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, study_roles, worker_slots
+from nnunetv2_hlfd.study.runner import StudyIncomplete, run_study, student_classes, study_roles, worker_slots
 from nnunetv2_hlfd.study.scheduler import SubmititBackend
 
 
@@ -430,7 +430,8 @@ def test_each_distilled_student_is_paired_with_the_plain_student_of_its_own_size
         "nnUNetTrainerKD",
         "nnUNetTrainerKDSmall",
     )
-    roles = study_roles(fake_settings(students=students), {s: "Student" not in s for s in students})
+    settings = fake_settings(students=students)
+    roles = study_roles(settings, student_classes(settings))
     assert roles.references == {
         "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
         "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall",
@@ -438,3 +439,24 @@ def test_each_distilled_student_is_paired_with_the_plain_student_of_its_own_size
         "nnUNetTrainerKDSmall": "nnUNetTrainerStudentSmall",
     }
     assert roles.primary == ("nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall")
+
+
+def test_the_inverted_residual_students_are_paired_within_their_family():
+    students = (
+        "nnUNetTrainerStudent",
+        "nnUNetTrainerStudentMobile",
+        "nnUNetTrainerHLFDMobile",
+        "nnUNetTrainerHLFD",
+        "nnUNetTrainerKDMobile",
+        "nnUNetTrainerStudentMobileSmall",
+        "nnUNetTrainerHLFDMobileSmall",
+    )
+    settings = fake_settings(students=students)
+    roles = study_roles(settings, student_classes(settings))
+    assert roles.references == {
+        "nnUNetTrainerHLFDMobile": "nnUNetTrainerStudentMobile",
+        "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
+        "nnUNetTrainerKDMobile": "nnUNetTrainerStudentMobile",
+        "nnUNetTrainerHLFDMobileSmall": "nnUNetTrainerStudentMobileSmall",
+    }
+    assert roles.primary == ("nnUNetTrainerHLFDMobile", "nnUNetTrainerHLFD", "nnUNetTrainerHLFDMobileSmall")
