@@ -2,13 +2,12 @@
 
 It scores nnU-Net's own validation predictions of every trainer and fold against the
 dataset's ground truth (`metrics`), compares every trainer with a reference trainer
-(`statistics`, via `report`), measures each model's cost (`compression`) and writes the
+(`statistics`, via `analysis`), measures each model's cost (`compression`) and writes the
 report (`report`, `figures`) into one output folder. docs/EVALUATION.md describes it all.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,13 +15,16 @@ from pathlib import Path
 from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 
 from nnunetv2_hlfd.evaluation.cases import (
-    CaseEvaluator,
+    case_evaluator,
     case_jobs,
     check_cases,
     evaluate_cases,
-    scoring_processes,
+    folds_with_probabilities,
+    slice_axis_note,
+    surface_dice_tolerances,
+    tolerance_note,
 )
-from nnunetv2_hlfd.evaluation.metrics import PAPER_PROTOCOL_THRESHOLD, LabelOrRegion, paper_slice_axis
+from nnunetv2_hlfd.evaluation.metrics import LabelOrRegion
 from nnunetv2_hlfd.evaluation.model_folders import (
     BenchmarkDataset,
     BenchmarkInputError,
@@ -38,7 +40,6 @@ from nnunetv2_hlfd.evaluation.model_folders import (
     parse_model,
     raise_missing_validation,
     run_validation,
-    training_command,
 )
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
@@ -46,7 +47,7 @@ from nnunetv2_hlfd.utilities import output_folder
 from nnunetv2_hlfd.utilities.provenance import provenance
 from nnunetv2_hlfd.utilities.timing import default_device
 
-__all__ = ["run_benchmark", "evaluate_cases", "scoring_processes"]
+__all__ = ["run_benchmark"]
 
 TUMOUR_NAMES = ("tumor", "tumour")
 
@@ -77,83 +78,6 @@ def primary_endpoint(
     return class_name, metric
 
 
-def case_evaluator(
-    dataset: BenchmarkDataset, settings: BenchmarkSettings, tumour: LabelOrRegion | None
-) -> CaseEvaluator:
-    manager = dataset.label_manager
-    return CaseEvaluator(
-        dataset.plans_manager.image_reader_writer_class(),
-        tuple(dataset.classes()),
-        dataset.class_names(),
-        tuple(manager.all_labels),
-        manager.ignore_label,
-        settings.protocol,
-        tumour,
-        surface_dice_tolerances(dataset, settings),
-        settings.empty_convention,
-        settings.lesion_iou_threshold,
-        probability_channel(dataset, tumour),
-        paper_slice_axis_of(dataset),
-        dataset.name,
-    )
-
-
-def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> float | dict:
-    """--tolerance-mm, or with --class-tolerance-mm {label or region: mm}, --tolerance-mm for the others."""
-    if not settings.class_tolerances_mm:
-        return settings.tolerance_mm
-    by_name = {name: region for region, name in dataset.class_names().items()}
-    tolerances = {region: settings.tolerance_mm for region in by_name.values()}
-    problems = []
-    for entry in settings.class_tolerances_mm:
-        name, _, millimetres = entry.partition("=")
-        try:
-            value = float(millimetres)
-        except ValueError:
-            value = math.nan
-        if name not in by_name or not value >= 0:
-            problems.append(
-                f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
-                f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0"
-            )
-        else:
-            tolerances[by_name[name]] = value
-    if problems:
-        raise BenchmarkInputError(problems, headline="surface Dice tolerances:")
-    return tolerances
-
-
-def tolerance_note(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> str:
-    tolerances = surface_dice_tolerances(dataset, settings)
-    if not isinstance(tolerances, dict):
-        return f"Surface Dice tolerance: {tolerances:g} mm for every class."
-    names = dataset.class_names()
-    return (
-        "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
-    )
-
-
-def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
-    """The axis nnU-Net's 2d configuration of this dataset slices (its plans' transpose_forward[0])."""
-    return paper_slice_axis(spacing=(), transpose_forward=dataset.plans_manager.transpose_forward)
-
-
-def slice_axis_note(dataset: BenchmarkDataset, plans: str) -> str:
-    axis = paper_slice_axis_of(dataset)
-    return (
-        f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
-        f"configuration slices (transpose_forward[0] = {axis} in {plans})."
-    )
-
-
-def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
-    """nnU-Net saves one probability channel per label (softmax), or per region (sigmoid)."""
-    if tumour is None:
-        return None
-    manager = dataset.label_manager
-    return list(manager.foreground_regions if manager.has_regions else manager.all_labels).index(tumour)
-
-
 def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: bool) -> LabelOrRegion | None:
     """The tumour label or region: `requested` (a name or a value such as 2 or (2, 3)), else the
     class named tumor/tumour in dataset.json. None when there is none and none is required."""
@@ -172,57 +96,6 @@ def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: boo
             f"name the tumour class with --tumour-label NAME_OR_VALUE"
         )
     return None
-
-
-# --- all cases --------------------------------------------------------------------------
-
-
-def folds_with_probabilities(
-    predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset, paper_masks: str = "auto"
-) -> frozenset[tuple[str, int]]:
-    """For the paper protocol: the (model, fold) pairs scored from their saved probabilities
-    (`<case>.npz`, written by validation with --npz) cut at the reference code's 0.4; the others
-    from their segmentations (nnU-Net's argmax). One rule for every model and fold, so that no
-    comparison mixes them: `paper_masks` "probability" needs every folder's probabilities,
-    "argmax" uses none, and "auto" takes probabilities where every folder has them, the argmax
-    where none has, and refuses a mix, naming the folders that lack them."""
-    if paper_masks == "argmax":
-        print("Paper protocol: tumour masks are nnU-Net's segmentations (argmax), as --paper-masks argmax asks")
-        return frozenset()
-    lacking = [
-        p
-        for p in predictions
-        if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)
-    ]
-    if not lacking:
-        print(
-            f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
-            f"(<case>.npz) of every model and fold, as the reference code"
-        )
-        return frozenset((p.model.label, p.fold) for p in predictions)
-    if paper_masks == "auto" and len(lacking) == len(predictions):
-        print(
-            f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
-            f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
-            f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)"
-        )
-        return frozenset()
-    why = (
-        "--paper-masks probability needs"
-        if paper_masks == "probability"
-        else "some validation folders hold probabilities and others do not, and one comparison must not mix "
-        "tumour probability > 0.4 with the argmax; the paper protocol needs"
-    )
-    raise BenchmarkInputError(
-        [
-            f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
-            f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
-            f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
-            for p in lacking
-        ],
-        headline=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
-        f"--paper-masks argmax to score every model's segmentations):",
-    )
 
 
 # --- models and their predictions -------------------------------------------------------
@@ -280,7 +153,7 @@ def run_benchmark(
     """Score, compare, measure and write the report; returns the output folder."""
     from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
 
-    from nnunetv2_hlfd.evaluation import compression, report
+    from nnunetv2_hlfd.evaluation import analysis, compression, report
     from nnunetv2_hlfd.evaluation.timing import model_speed
 
     dataset = open_dataset(
@@ -311,7 +184,7 @@ def run_benchmark(
     notes = (
         (slice_axis_note(dataset, settings.plans),) if protocol.tumour_only else (tolerance_note(dataset, settings),)
     )
-    results = report.analyse(
+    results = analysis.analyse(
         table,
         settings,
         compared_metrics(settings),
@@ -322,7 +195,8 @@ def run_benchmark(
         endpoint,
     )
     costs = compression.measure_models(models, dataset, settings)
+    compression_table = compression.compression_table(costs, table, settings.teacher, settings.reference)
     with output_folder.staged(output, "benchmark") as staging:
-        compression_table = report.write_benchmark(staging, results, costs)
+        report.write_benchmark(staging, results, costs, compression_table)
     print(report.console_summary(results, compression_table, output))
     return output

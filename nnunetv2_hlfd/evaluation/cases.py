@@ -1,10 +1,12 @@
-"""The benchmark's validation cases, one job each (its ground truth and every model's prediction of it): every
-file of every case checked before any is scored (`check_cases`: all problems at once), then scored in parallel
-(`evaluate_cases`) into the per-case table.
+"""Scoring of the benchmark's validation cases: the case evaluator of the benchmark's settings and dataset
+(`case_evaluator`: classes, surface Dice tolerances, the paper protocol's slice axis and probabilities), one job
+per case (its ground truth and every model's prediction of it), every file of every case checked before any is
+scored (`check_cases`: all problems at once), then scored in parallel (`evaluate_cases`) into the per-case table.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -22,16 +24,22 @@ from nnunetv2_hlfd.evaluation.label_maps import (
     reference_values,
     value_problems,
 )
-from nnunetv2_hlfd.evaluation.metrics import (
+from nnunetv2_hlfd.evaluation.metrics import LabelOrRegion, evaluate_case
+from nnunetv2_hlfd.evaluation.model_folders import (
+    BenchmarkDataset,
+    BenchmarkInputError,
+    FoldPredictions,
+    training_command,
+)
+from nnunetv2_hlfd.evaluation.paper_metrics import (
     PAPER_PROTOCOL_THRESHOLD,
-    LabelOrRegion,
-    evaluate_case,
     paper_protocol_scores,
     paper_protocol_scores_from_probabilities,
+    paper_slice_axis,
 )
-from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, BenchmarkInputError, FoldPredictions
+from nnunetv2_hlfd.evaluation.per_case import per_case_rows, per_case_table
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.statistics import per_case_rows, per_case_table
+from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
 from nnunetv2_hlfd.utilities.cores import cores_available
 from nnunetv2_hlfd.utilities.library_noise import quiet_library_noise
 from nnunetv2_hlfd.utilities.progress_bar import progress_bar
@@ -172,6 +180,137 @@ class CaseEvaluator:
                 f"{shape}; it is not this prediction's: delete it, or rerun validation with --npz"
             )
         return probabilities[self.tumour_channel]
+
+
+# --- the evaluator of this benchmark's settings and dataset ------------------------------------------
+
+
+def case_evaluator(
+    dataset: BenchmarkDataset, settings: BenchmarkSettings, tumour: LabelOrRegion | None
+) -> CaseEvaluator:
+    manager = dataset.label_manager
+    return CaseEvaluator(
+        dataset.plans_manager.image_reader_writer_class(),
+        tuple(dataset.classes()),
+        dataset.class_names(),
+        tuple(manager.all_labels),
+        manager.ignore_label,
+        settings.protocol,
+        tumour,
+        surface_dice_tolerances(dataset, settings),
+        settings.empty_convention,
+        settings.lesion_iou_threshold,
+        probability_channel(dataset, tumour),
+        paper_slice_axis_of(dataset),
+        dataset.name,
+    )
+
+
+def surface_dice_tolerances(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> float | dict:
+    """--tolerance-mm, or with --class-tolerance-mm {label or region: mm}, --tolerance-mm for the others."""
+    if not settings.class_tolerances_mm:
+        return settings.tolerance_mm
+    by_name = {name: region for region, name in dataset.class_names().items()}
+    tolerances = {region: settings.tolerance_mm for region in by_name.values()}
+    problems = []
+    for entry in settings.class_tolerances_mm:
+        name, _, millimetres = entry.partition("=")
+        try:
+            value = float(millimetres)
+        except ValueError:
+            value = math.nan
+        if name not in by_name or not value >= 0:
+            problems.append(
+                f"--class-tolerance-mm {entry!r} is not CLASS=MM with a class of {dataset.name} "
+                f"({', '.join(by_name)}) and a tolerance of at least 0 mm, e.g. {next(iter(by_name))}=1.0"
+            )
+        else:
+            tolerances[by_name[name]] = value
+    if problems:
+        raise BenchmarkInputError(problems, headline="surface Dice tolerances:")
+    return tolerances
+
+
+def tolerance_note(dataset: BenchmarkDataset, settings: BenchmarkSettings) -> str:
+    tolerances = surface_dice_tolerances(dataset, settings)
+    if not isinstance(tolerances, dict):
+        return f"Surface Dice tolerance: {tolerances:g} mm for every class."
+    names = dataset.class_names()
+    return (
+        "Surface Dice tolerance: " + ", ".join(f"{names[region]} {mm:g} mm" for region, mm in tolerances.items()) + "."
+    )
+
+
+def paper_slice_axis_of(dataset: BenchmarkDataset) -> int:
+    """The axis nnU-Net's 2d configuration of this dataset slices (its plans' transpose_forward[0])."""
+    return paper_slice_axis(spacing=(), transpose_forward=dataset.plans_manager.transpose_forward)
+
+
+def slice_axis_note(dataset: BenchmarkDataset, plans: str) -> str:
+    axis = paper_slice_axis_of(dataset)
+    return (
+        f"Tumour slices: along array axis {axis} of the (z, y, x) arrays nnU-Net reads, the axis its 2d "
+        f"configuration slices (transpose_forward[0] = {axis} in {plans})."
+    )
+
+
+def probability_channel(dataset: BenchmarkDataset, tumour: LabelOrRegion | None) -> int | None:
+    """nnU-Net saves one probability channel per label (softmax), or per region (sigmoid)."""
+    if tumour is None:
+        return None
+    manager = dataset.label_manager
+    return list(manager.foreground_regions if manager.has_regions else manager.all_labels).index(tumour)
+
+
+def folds_with_probabilities(
+    predictions: Sequence[FoldPredictions], dataset: BenchmarkDataset, paper_masks: str = "auto"
+) -> frozenset[tuple[str, int]]:
+    """For the paper protocol: the (model, fold) pairs scored from their saved probabilities
+    (`<case>.npz`, written by validation with --npz) cut at the reference code's 0.4; the others
+    from their segmentations (nnU-Net's argmax). One rule for every model and fold, so that no
+    comparison mixes them: `paper_masks` "probability" needs every folder's probabilities,
+    "argmax" uses none, and "auto" takes probabilities where every folder has them, the argmax
+    where none has, and refuses a mix, naming the folders that lack them."""
+    if paper_masks == "argmax":
+        print("Paper protocol: tumour masks are nnU-Net's segmentations (argmax), as --paper-masks argmax asks")
+        return frozenset()
+    lacking = [
+        p
+        for p in predictions
+        if not all((p.model.validation_folder(p.fold) / f"{case}.npz").is_file() for case in p.expected)
+    ]
+    if not lacking:
+        print(
+            f"Paper protocol: tumour probability > {PAPER_PROTOCOL_THRESHOLD:g} from the saved probabilities "
+            f"(<case>.npz) of every model and fold, as the reference code"
+        )
+        return frozenset((p.model.label, p.fold) for p in predictions)
+    if paper_masks == "auto" and len(lacking) == len(predictions):
+        print(
+            f"Paper protocol: no validation folder holds probabilities (<case>.npz), so every model's "
+            f"segmentations (nnU-Net's argmax) are scored, not the reference code's tumour probability > "
+            f"{PAPER_PROTOCOL_THRESHOLD:g}; for that rule rerun validation with --npz (nnUNetv2_train ... --val --npz)"
+        )
+        return frozenset()
+    why = (
+        "--paper-masks probability needs"
+        if paper_masks == "probability"
+        else "some validation folders hold probabilities and others do not, and one comparison must not mix "
+        "tumour probability > 0.4 with the argmax; the paper protocol needs"
+    )
+    raise BenchmarkInputError(
+        [
+            f"{p.model.validation_folder(p.fold)} lacks <case>.npz of "
+            f"{sum(not (p.model.validation_folder(p.fold) / f'{case}.npz').is_file() for case in p.expected)} of "
+            f"{len(p.expected)} cases: run `{training_command(dataset, p.model, p.fold, '--val', '--npz')}`"
+            for p in lacking
+        ],
+        headline=f"{why} nnU-Net's probabilities of every validation case in every folder (or pass "
+        f"--paper-masks argmax to score every model's segmentations):",
+    )
+
+
+# --- the jobs and the process pool ------------------------------------------------------------
 
 
 def case_jobs(

@@ -16,8 +16,9 @@ from matplotlib import style
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from nnunetv2_hlfd.evaluation.paired_tests import bootstrap_mean_ci
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.statistics import bootstrap_mean_ci, pairing_values
+from nnunetv2_hlfd.evaluation.statistics import pairing_values
 
 COST_AXES = (
     ("parameters", "parameters"),

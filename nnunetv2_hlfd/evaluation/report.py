@@ -1,210 +1,33 @@
-"""The benchmark's analysis and its output folder: tables, markdown report and figures.
-
-`analyse` turns the per-case table into aggregates, paired tests against the reference
-trainer and DSC by tumour size; `write_benchmark` writes every table as CSV (the per-case
-one also as JSON), `report.md` and the figures. docs/EVALUATION.md lists every file.
+"""The benchmark's output folder, rendered from its analysis (`analysis.BenchmarkResults`) and the compression
+table: `write_benchmark` writes every table as CSV (the per-case one also as JSON), `report.md` and the figures.
+It computes nothing itself. docs/EVALUATION.md lists every file.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
-from nnunetv2_hlfd.evaluation.metrics import TERCILE_NAMES, dsc_by_volume_tercile
-from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
-from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.analysis import BenchmarkResults
+from nnunetv2_hlfd.evaluation.compression import ModelCosts
+from nnunetv2_hlfd.evaluation.paired_tests import smallest_pairs_for
+from nnunetv2_hlfd.evaluation.per_case import write_per_case_csv, write_per_case_json
 from nnunetv2_hlfd.evaluation.statistics import (
     MIN_TRAININGS_FOR_A_METHOD_CLAIM,
     PAIRING_RULE,
     PRIMARY_FAMILY,
-    across_fold_summary,
-    compare_to_reference,
-    per_fold_summary,
     reference_absent,
-    smallest_pairs_for,
-    write_per_case_csv,
-    write_per_case_json,
 )
+from nnunetv2_hlfd.evaluation.tables import TableColumn, frame_to_markdown, render_markdown_table
 from nnunetv2_hlfd.evaluation.timing.prediction import MEMORY_MEASURES
 from nnunetv2_hlfd.evaluation.timing.verdict import verdict_note
-from nnunetv2_hlfd.utilities.markdown import markdown_table
 
 # Shown in percent, as the paper's tables do.
 PAPER_LAYOUT_METRICS = (("DSC (%)", "dsc"), ("RVD (%)", "rvd"))
-
-
-# --- markdown of the summary tables ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableColumn:
-    """One "mean ± std" column of the results table, e.g. TableColumn("Tumour DSC", "tumour", "dsc")."""
-
-    header: str
-    class_name: str
-    metric: str
-    decimals: int = 3
-    scale: float = 1.0  # e.g. 100 to show DSC in percent
-
-
-_SPREADS = {"cases": ("case_mean", "case_std", "n_valid"), "folds": ("fold_mean", "fold_std", "n_folds")}
-# Distances: one empty mask scores the image diagonal, which dominates a mean; the median does not.
-MEDIAN_METRICS = ("hd95",)
-
-
-def format_p_value(p: float) -> str:
-    if math.isnan(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _format_mean_std(mean: float, std: float, column: TableColumn) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    spread = "n/a" if math.isnan(std) else f"{std * column.scale:.{column.decimals}f}"
-    return f"{mean * column.scale:.{column.decimals}f} ± {spread}"
-
-
-def _lookup(frame: pd.DataFrame, trainer: str, column: TableColumn) -> pd.Series | None:
-    hits = frame[
-        (frame["trainer"] == trainer) & (frame["class"] == column.class_name) & (frame["metric"] == column.metric)
-    ]
-    return None if hits.empty else hits.iloc[0]
-
-
-def _mean_std_cell(summary: pd.DataFrame, trainer: str, column: TableColumn, spread: str) -> str:
-    row = _lookup(summary, trainer, column)
-    if row is None:
-        return "n/a"
-    mean_column, std_column, count_column = _SPREADS[spread]
-    cell = _format_mean_std(float(row[mean_column]), float(row[std_column]), column)
-    if spread == "cases" and "case_mean_ci_low" in row and not math.isnan(row["case_mean_ci_low"]):
-        cell += " [{:.{d}f}, {:.{d}f}]".format(
-            row["case_mean_ci_low"] * column.scale, row["case_mean_ci_high"] * column.scale, d=column.decimals
-        )
-    if column.metric in MEDIAN_METRICS and spread == "cases" and "case_median" in row:
-        cell += f"; median {_format_median_iqr(row, column)}"
-    return f"{cell} (n={int(row[count_column])})"
-
-
-def _format_median_iqr(row: pd.Series, column: TableColumn) -> str:
-    if math.isnan(row["case_median"]):
-        return "n/a"
-    return "{:.{d}f} [{:.{d}f}, {:.{d}f}]".format(
-        *(row[c] * column.scale for c in ("case_median", "case_q25", "case_q75")), d=column.decimals
-    )
-
-
-def _p_value_cell(comparisons: pd.DataFrame, trainer: str, column: TableColumn) -> str:
-    if (comparisons["reference"] == trainer).any():
-        return "ref"
-    row = _lookup(comparisons, trainer, column)
-    if row is None:
-        return "n/a"
-    p = format_p_value(float(row["p_holm"]))
-    few = "n_trainings" in row and row["n_trainings"] < MIN_TRAININGS_FOR_A_METHOD_CLAIM
-    return f"{p} ({int(row['n_trainings'])} training(s) per model: no spread over trainings)" if few else p
-
-
-def render_markdown_table(
-    summary: pd.DataFrame,
-    columns: Sequence[TableColumn],
-    comparisons: pd.DataFrame | None = None,
-    trainers: Sequence[str] | None = None,
-    spread: str = "cases",
-) -> str:
-    """One row per trainer, one "mean ± std (n=...)" column per `TableColumn`.
-
-    `summary` comes from `across_fold_summary`; `spread` "cases" shows the mean and std
-    over all cases (n: the cases with a value), "folds" those of the fold means (n: folds). With `comparisons` (from
-    `compare_to_reference`) a Holm-adjusted p-value column follows for each column;
-    the reference trainer's cells read "ref".
-    """
-    if spread not in _SPREADS:
-        raise ValueError(f"spread must be one of {sorted(_SPREADS)}, got {spread!r}")
-    trainers = list(trainers) if trainers is not None else list(dict.fromkeys(summary["trainer"]))
-    headers = ["Trainer", *(column.header for column in columns)]
-    if comparisons is not None:
-        headers += [f"p ({column.header})" for column in columns]
-    rows = []
-    for trainer in trainers:
-        cells = [trainer, *(_mean_std_cell(summary, trainer, column, spread) for column in columns)]
-        if comparisons is not None:
-            cells += [_p_value_cell(comparisons, trainer, column) for column in columns]
-        rows.append(cells)
-    return markdown_table(headers, rows) + "\n"
-
-
-@dataclass(frozen=True)
-class BenchmarkResults:
-    settings: BenchmarkSettings
-    metrics: tuple[str, ...]
-    per_case: pd.DataFrame
-    per_fold: pd.DataFrame
-    summary: pd.DataFrame
-    comparisons: pd.DataFrame
-    tumour_sizes: pd.DataFrame | None  # None: no tumour class, paper protocol, or under three tumour cases
-    protocol_notes: tuple[str, ...] = ()  # how the protocol was applied to this dataset, e.g. the slice axis
-    provenance: dict = field(default_factory=dict)  # machine, software, split (`provenance.provenance`)
-
-    @property
-    def trainers(self) -> list[str]:
-        return list(dict.fromkeys(self.per_case["trainer"]))
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(dict.fromkeys(self.per_case["class"]))
-
-
-def analyse(
-    table: pd.DataFrame,
-    settings: BenchmarkSettings,
-    metrics: Sequence[str],
-    tumour_name: str | None,
-    protocol_notes: Sequence[str] = (),
-    provenance: dict | None = None,
-    tested_metrics: Sequence[str] | None = None,
-    primary_endpoint: tuple[str, str] | None = None,
-) -> BenchmarkResults:
-    """`metrics` are summarised; `tested_metrics` (default: all of them) tested against the reference,
-    Holm-corrected within the families `primary_endpoint` declares (`statistics.holm_family`)."""
-    metrics = tuple(metrics)
-    comparisons = compare_to_reference(
-        table, settings.reference, tested_metrics or metrics, primary_endpoint=primary_endpoint
-    )
-    tumour_sizes = None
-    if not PROTOCOLS[settings.protocol].tumour_only and tumour_name is not None:
-        tumour_sizes = dsc_by_tumour_size(table, tumour_name)
-    return BenchmarkResults(
-        settings,
-        metrics,
-        table,
-        per_fold_summary(table, metrics),
-        across_fold_summary(table, metrics),
-        comparisons,
-        tumour_sizes,
-        tuple(protocol_notes),
-        provenance or {},
-    )
-
-
-def dsc_by_tumour_size(table: pd.DataFrame, tumour_name: str) -> pd.DataFrame | None:
-    """Each trainer's mean tumour DSC in the small, medium and large thirds of the cases (all
-    folds together) by reference tumour volume; None with fewer than three tumour cases.
-    The thirds are the same cases for every trainer: all are scored on the same cases."""
-    tumour = table[table["class"] == tumour_name]
-    frames = []
-    for trainer, rows in tumour.groupby("trainer", sort=False):
-        if (rows["reference_volume_ml"] > 0).sum() < len(TERCILE_NAMES):
-            return None
-        frames.append(dsc_by_volume_tercile(rows["reference_volume_ml"], rows["dsc"]).assign(trainer=trainer))
-    return pd.concat(frames, ignore_index=True)[["trainer", *frames[0].columns[:-1]]] if frames else None
 
 
 # --- markdown -----------------------------------------------------------------------------
@@ -221,28 +44,6 @@ def paper_layout_columns(class_names: Sequence[str]) -> list[TableColumn]:
 
 def metric_columns_of_class(class_name: str, metrics: Sequence[str]) -> list[TableColumn]:
     return [TableColumn(metric, class_name, metric) for metric in metrics]
-
-
-def format_cell(column: str, value) -> str:
-    """Counts with thousands separators, cost ratios in percent, DSC deltas signed."""
-    if isinstance(value, str):
-        return value
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if column.startswith("p_"):
-        return format_p_value(float(value))
-    if column.startswith("delta_"):
-        return f"{value:+.4f}"
-    if column.endswith("_vs_teacher"):
-        return f"{value:.1%}"
-    if isinstance(value, int) or float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:.4g}"
-
-
-def frame_to_markdown(frame: pd.DataFrame, format_value: Callable[[str, object], str] = format_cell) -> str:
-    rows = ([format_value(column, row[column]) for column in frame.columns] for _, row in frame.iterrows())
-    return markdown_table(list(frame.columns), rows) + "\n"
 
 
 def results_table(results: BenchmarkResults, spread: str = "cases") -> str:
@@ -310,7 +111,7 @@ def provenance_section(provenance: dict) -> list[str]:
 
 def render_report(results: BenchmarkResults, compression: pd.DataFrame, speed: pd.DataFrame | None = None) -> str:
     settings = results.settings
-    undefined, lesions = undefined_values(results.per_case, results.metrics), lesion_counts(results.per_case)
+    undefined, lesions = results.undefined, results.lesion_detection
     sections = [
         (
             f"# Benchmark of {settings.dataset} {settings.configuration}, folds "
@@ -420,55 +221,6 @@ def dataset_description(per_case: pd.DataFrame) -> str:
     return text + ".\n"
 
 
-def undefined_values(per_case: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    """Per trainer, class and metric: how many cases have no value (NaN) and which."""
-    rows = []
-    for (trainer, class_name), cases in per_case.groupby(["trainer", "class"], sort=False):
-        for metric in metrics:
-            lost = cases[cases[metric].isna()]
-            if len(lost):
-                rows.append(
-                    {
-                        "trainer": trainer,
-                        "class": class_name,
-                        "metric": metric,
-                        "n_undefined": len(lost),
-                        "n_cases": len(cases),
-                        "cases": ", ".join(f"fold {f} {c}" for f, c in zip(lost["fold"], lost["case"])),
-                    }
-                )
-    return pd.DataFrame(rows, columns=["trainer", "class", "metric", "n_undefined", "n_cases", "cases"])
-
-
-def lesion_counts(per_case: pd.DataFrame) -> pd.DataFrame | None:
-    """Lesion detection pooled over all cases per trainer and class: detected reference lesions (TP),
-    missed ones (FN), unmatched predicted lesions (FP), FP per case, and the pooled sensitivity and
-    precision; None without lesion counts (paper protocol)."""
-    columns = ["lesion_n_reference", "lesion_n_reference_detected", "lesion_n_predicted", "lesion_n_predicted_matched"]
-    if not set(columns) <= set(per_case.columns):
-        return None
-    pooled = (
-        per_case.groupby(["trainer", "class"], sort=False)
-        .agg(n_cases=("case", "size"), **{column: (column, "sum") for column in columns})
-        .reset_index()
-    )
-    tp, fp = pooled["lesion_n_reference_detected"], pooled["lesion_n_predicted"] - pooled["lesion_n_predicted_matched"]
-    return pd.DataFrame(
-        {
-            "trainer": pooled["trainer"],
-            "class": pooled["class"],
-            "n_cases": pooled["n_cases"],
-            "tp": tp,
-            "fn": pooled["lesion_n_reference"] - tp,
-            "fp": fp,
-            "fp_per_case": fp / pooled["n_cases"],
-            "sensitivity": tp / pooled["lesion_n_reference"].where(pooled["lesion_n_reference"] > 0),
-            "precision": pooled["lesion_n_predicted_matched"]
-            / pooled["lesion_n_predicted"].where(pooled["lesion_n_predicted"] > 0),
-        }
-    )
-
-
 def holm_family_note(comparisons: pd.DataFrame, alpha: float = 0.05) -> list[str]:
     """The declared families, and how many non-zero pairs a test needs before it can be significant."""
     lines = []
@@ -511,11 +263,10 @@ def tumour_source_note(per_case: pd.DataFrame) -> list[str]:
 # --- the output folder --------------------------------------------------------------------
 
 
-def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) -> pd.DataFrame:
-    """Every output file into the empty folder `output`; returns the compression table."""
+def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts, compression: pd.DataFrame) -> None:
+    """Every output file into the empty folder `output`; `compression`: `compression.compression_table`."""
     from nnunetv2_hlfd.evaluation import figures
 
-    compression = compression_table(costs, results.per_case, results.settings.teacher, results.settings.reference)
     write_per_case_csv(results.per_case, output / "per_case.csv")
     write_per_case_json(results.per_case, output / "per_case.json")
     tables = {
@@ -524,8 +275,8 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
         "comparisons": results.comparisons,
         "compression": compression,
         "dsc_by_tumour_size": results.tumour_sizes,
-        "lesion_detection": lesion_counts(results.per_case),
-        "undefined_values": undefined_values(results.per_case, results.metrics),
+        "lesion_detection": results.lesion_detection,
+        "undefined_values": results.undefined,
     }
     for name, table in tables.items():
         if table is not None:
@@ -544,7 +295,6 @@ def write_benchmark(output: Path, results: BenchmarkResults, costs: ModelCosts) 
         None if results.settings.class_tolerances_mm else results.settings.tolerance_mm,
         results.settings.protocol,
     )
-    return compression
 
 
 def console_summary(results: BenchmarkResults, compression: pd.DataFrame, output: Path) -> str:

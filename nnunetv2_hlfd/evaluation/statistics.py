@@ -1,91 +1,41 @@
-"""Aggregates and paired tests over a per-case metrics table: numbers only (report.py renders them).
+"""Aggregates of the per-case table (`per_case`) and its comparisons with the reference trainer: numbers only
+(`report` renders them; the tests themselves are in `paired_tests`).
 
-The per-case table is a pandas DataFrame with one row per trainer, fold, case and class
-(`ID_COLUMNS`) and one numeric column per metric (as `metrics.evaluate_case` names them:
-dsc, rvd, hd95, ...). NaN marks a value that is undefined for that case (see the
-empty-mask policy in `metrics`); every aggregate skips NaN and reports how many values
-were valid. Standard deviations are sample standard deviations (ddof=1).
+NaN marks a value that is undefined for that case (see the empty-mask policy in `metrics`); every aggregate
+skips NaN and reports how many values were valid. Standard deviations are sample standard deviations (ddof=1).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
-from scipy.stats import PermutationMethod, bootstrap, rankdata, wilcoxon
 
-from nnunetv2_hlfd.evaluation.metrics import EMPTY_MASK_RULES
+from nnunetv2_hlfd.evaluation.empty_masks import EMPTY_MASK_RULES
+from nnunetv2_hlfd.evaluation.paired_tests import (
+    PairedTest,
+    bootstrap_mean_ci,
+    holm_adjust,
+    paired_wilcoxon,
+)
+from nnunetv2_hlfd.evaluation.per_case import (
+    MAX_NAMED_CASES,
+    check_per_case_table,
+    long_format,
+    metric_columns,
+    name_rows,
+)
 from nnunetv2_hlfd.utilities.problems import first_and_more
 
-ID_COLUMNS = ("trainer", "fold", "case", "class")
 PAIR_KEYS = ["class", "fold", "case"]
 SUMMARY_KEYS = ["trainer", "class", "metric"]
-_MAX_NAMED_CASES = 20
 
 
 class UnpairedCasesError(ValueError):
     """A trainer and the reference trainer were not evaluated on the same cases."""
-
-
-# --- the per-case table -------------------------------------------------------------
-
-
-def per_case_rows(
-    trainer: str,
-    fold: int | str,
-    case: str,
-    case_metrics: Mapping[int | tuple[int, ...], Mapping[str, float]],
-    class_names: Mapping[int | tuple[int, ...], str] | None = None,
-) -> list[dict]:
-    """Rows of the per-case table from one `evaluate_case` result.
-
-    The class column holds `class_names[label_or_region]`, or nnU-Net's own key for it
-    ("1", "(1, 2)") when no name is given.
-    """
-
-    def class_name(region):
-        return class_names[region] if class_names else label_or_region_to_key(region)
-
-    return [
-        {"trainer": trainer, "fold": fold, "case": case, "class": class_name(region), **values}
-        for region, values in case_metrics.items()
-    ]
-
-
-def metric_columns(table: pd.DataFrame) -> list[str]:
-    """Every numeric column that is not an identifier."""
-    return [
-        column for column in table.columns if column not in ID_COLUMNS and pd.api.types.is_numeric_dtype(table[column])
-    ]
-
-
-def check_per_case_table(table: pd.DataFrame) -> None:
-    missing = [column for column in ID_COLUMNS if column not in table.columns]
-    if missing:
-        raise ValueError(f"per-case table lacks the columns {missing}; it has {list(table.columns)}")
-    duplicated = table[table.duplicated(list(ID_COLUMNS), keep=False)]
-    if not duplicated.empty:
-        raise ValueError(
-            "per-case table has several rows for: " + _name_rows(duplicated[list(ID_COLUMNS)].drop_duplicates())
-        )
-
-
-def _name_rows(keys: pd.DataFrame) -> str:
-    named = ["[" + "; ".join(f"{column} {value}" for column, value in row.items()) + "]" for _, row in keys.iterrows()]
-    return first_and_more(named, _MAX_NAMED_CASES)
-
-
-def _long_format(table: pd.DataFrame, metrics: Sequence[str] | None) -> pd.DataFrame:
-    check_per_case_table(table)
-    metrics = list(metrics) if metrics is not None else metric_columns(table)
-    long = table.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
-    long["value"] = long["value"].astype(float)
-    return long
 
 
 # --- aggregates ---------------------------------------------------------------------
@@ -96,7 +46,7 @@ def per_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = None) 
 
     Columns: trainer, class, metric, fold, mean, std, n_valid, n_cases.
     """
-    grouped = _long_format(table, metrics).groupby(SUMMARY_KEYS + ["fold"])["value"]
+    grouped = long_format(table, metrics).groupby(SUMMARY_KEYS + ["fold"])["value"]
     return grouped.agg(mean="mean", std="std", n_valid="count", n_cases="size").reset_index()
 
 
@@ -112,7 +62,7 @@ def across_fold_summary(table: pd.DataFrame, metrics: Sequence[str] | None = Non
         .groupby(SUMMARY_KEYS)["mean"]
         .agg(fold_mean="mean", fold_std="std", n_folds="count")
     )
-    grouped = _long_format(table, metrics).groupby(SUMMARY_KEYS)["value"]
+    grouped = long_format(table, metrics).groupby(SUMMARY_KEYS)["value"]
     cases = grouped.agg(
         case_mean="mean",
         case_std="std",
@@ -136,9 +86,6 @@ PAIRING_RULE = (
     "one that predicts nothing; a pair is dropped only where a value stays undefined (RVD of an "
     "empty reference; paper protocol: a case without reference tumour slices)"
 )
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
 
 
 def pairing_values(table: pd.DataFrame, metric: str) -> pd.Series:
@@ -161,23 +108,6 @@ def reference_absent(table: pd.DataFrame) -> pd.Series:
     return absent
 
 
-def bootstrap_mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean over cases (SciPy, fixed seed); NaN under two values."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size < 2:
-        return math.nan, math.nan
-    interval = bootstrap(
-        (values,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        method="percentile",
-        rng=BOOTSTRAP_SEED,
-    ).confidence_interval
-    return float(interval.low), float(interval.high)
-
-
 @dataclass(frozen=True)
 class Pairs:
     """One comparison's paired differences (trainer minus reference) and the pairs it dropped."""
@@ -193,7 +123,7 @@ class Pairs:
 
     def dropped_text(self) -> str:
         return "; ".join(
-            f"{len(cases)} {reason} ({first_and_more(cases, _MAX_NAMED_CASES)})"
+            f"{len(cases)} {reason} ({first_and_more(cases, MAX_NAMED_CASES)})"
             for reason, cases in self.dropped.items()
         )
 
@@ -218,105 +148,7 @@ def pair_up(
     return Pairs((ours[valid] - theirs[valid]).to_numpy(), len(valid), dropped, len(folds))
 
 
-# --- paired tests -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Wilcoxon signed-rank test of paired differences (trainer minus reference)."""
-
-    n_pairs: int
-    n_nonzero: int  # the pairs the test ranks
-    statistic: float
-    p_value: float
-    smallest_p: float  # the smallest two-sided p an exact test of n_nonzero pairs can give
-    method: str  # how p was computed (`wilcoxon_method`)
-    rank_biserial: float
-    median_difference: float
-    mean_difference: float
-    mean_difference_ci_low: float  # 95% bootstrap interval over cases
-    mean_difference_ci_high: float
-
-
-def rank_biserial(differences: np.ndarray) -> float:
-    """Matched-pairs rank-biserial correlation (Kerby 2014) of non-zero differences.
-
-    (R+ - R-) / (R+ + R-) with R± the rank sums of |d| of the positive and negative
-    differences: +1 when every difference is positive, -1 when every one is negative.
-    """
-    nonzero = differences[differences != 0]
-    if nonzero.size == 0:
-        return 0.0
-    ranks = rankdata(np.abs(nonzero))
-    return float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
-
-
-def smallest_two_sided_p(n_nonzero: int) -> float:
-    """2 / 2^n: every one of n non-zero differences on one side, the most extreme outcome."""
-    return min(1.0, 2.0 / 2**n_nonzero) if n_nonzero else 1.0
-
-
-EXACT_WILCOXON_LIMIT = 50  # SciPy's own: above it the exact distribution is not enumerated
-PERMUTATION_LIMIT = 13  # 2^13 sign flips fit in SciPy's 9999 resamples, so the permutation test is exhaustive
-
-
-def wilcoxon_method(nonzero: np.ndarray) -> tuple[str, object]:
-    """(what the report says, SciPy's `method`) for non-zero differences, chosen here as SciPy >= 1.15's
-    "auto" chooses, so the report can name it: the exact distribution without ties, an exhaustive
-    permutation test with tied |differences| up to 13 pairs, else the normal approximation (tie-corrected,
-    with continuity correction)."""
-    has_ties = np.unique(np.abs(nonzero)).size < nonzero.size
-    if nonzero.size > EXACT_WILCOXON_LIMIT:
-        return f"normal approximation (more than {EXACT_WILCOXON_LIMIT} pairs)", "asymptotic"
-    if not has_ties:
-        return "exact", "exact"
-    if nonzero.size <= PERMUTATION_LIMIT:
-        return "exact permutation (tied differences)", PermutationMethod()
-    return "normal approximation (tied differences, tie-corrected)", "asymptotic"
-
-
-def paired_wilcoxon(differences: Sequence[float], alternative: str = "two-sided") -> PairedTest:
-    """Wilcoxon signed-rank test; pairs with a NaN difference are left out.
-
-    Zero differences are dropped before ranking (Wilcoxon's method, SciPy's default).
-    Without any non-zero difference there is no evidence of a difference: p = 1.
-    Without any valid pair every result is NaN.
-    """
-    d = np.asarray(differences, dtype=float)
-    d = d[~np.isnan(d)]
-    if d.size == 0:
-        return PairedTest(0, 0, math.nan, math.nan, math.nan, "none (no pair)", *(math.nan,) * 5)
-    nonzero = d[d != 0]
-    mean_and_ci = (float(d.mean()), *bootstrap_mean_ci(d))
-    if nonzero.size == 0:
-        return PairedTest(int(d.size), 0, 0.0, 1.0, 1.0, "none (no non-zero difference)", 0.0, 0.0, *mean_and_ci)
-    method, scipy_method = wilcoxon_method(nonzero)
-    result = wilcoxon(nonzero, alternative=alternative, method=scipy_method, correction=True)  # the normal approx. only
-    return PairedTest(
-        int(d.size),
-        int(nonzero.size),
-        float(result.statistic),
-        float(result.pvalue),
-        smallest_two_sided_p(nonzero.size),
-        method,
-        rank_biserial(d),
-        float(np.median(d)),
-        *mean_and_ci,
-    )
-
-
-def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values, in input order; NaN stays NaN and is not counted.
-
-    The i-th smallest of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j)).
-    """
-    p = np.asarray(p_values, dtype=float)
-    adjusted = np.full(p.shape, math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    scaled = (order.size - np.arange(order.size)) * p[order]
-    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    return adjusted
+# --- comparisons with the reference -----------------------------------------------
 
 
 def _trainer_values(table: pd.DataFrame, trainer: str) -> pd.DataFrame:
@@ -327,7 +159,7 @@ def _check_pairs(candidate: pd.DataFrame, reference: pd.DataFrame, trainer: str,
     missing_from_candidate = reference.index.difference(candidate.index)
     missing_from_reference = candidate.index.difference(reference.index)
     problems = [
-        f"missing for {name!r}: " + _name_rows(missing.to_frame(index=False))
+        f"missing for {name!r}: " + name_rows(missing.to_frame(index=False))
         for name, missing in ((trainer, missing_from_candidate), (reference_trainer, missing_from_reference))
         if len(missing)
     ]
@@ -381,15 +213,6 @@ def holm_within_families(p_values: pd.Series, families: pd.Series) -> np.ndarray
     for _, rows in p_values.groupby(families.to_numpy(), sort=False):
         adjusted[p_values.index.get_indexer(rows.index)] = holm_adjust(rows.to_numpy())
     return adjusted
-
-
-def smallest_pairs_for(alpha: float, family_size: int) -> int:
-    """The fewest non-zero pairs with which an exact two-sided Wilcoxon test can reach p below
-    alpha / family_size, the bar Holm sets for the family's smallest p."""
-    n = 1
-    while smallest_two_sided_p(n) >= alpha / family_size:
-        n += 1
-    return n
 
 
 def compare_to_reference(
@@ -477,24 +300,3 @@ def common_case_means(table: pd.DataFrame, metric: str) -> pd.DataFrame:
             for trainer in dict.fromkeys(table["trainer"])
         ]
     return pd.DataFrame(rows, columns=["class", "trainer", "mean", "n_cases", "n_dropped"])
-
-
-def write_per_case_csv(table: pd.DataFrame, path: str | Path) -> Path:
-    """Every per-case value as CSV; undefined values are empty cells."""
-    path = Path(path)
-    table.to_csv(path, index=False)
-    return path
-
-
-def write_per_case_json(table: pd.DataFrame, path: str | Path) -> Path:
-    """Every per-case value as a JSON list of row objects; undefined values are null."""
-    path = Path(path)
-    path.write_text(table.to_json(orient="records", indent=2))
-    return path
-
-
-def per_case_table(rows: Iterable[Mapping]) -> pd.DataFrame:
-    """The per-case table from rows such as `per_case_rows` gives, checked."""
-    table = pd.DataFrame(list(rows))
-    check_per_case_table(table)
-    return table

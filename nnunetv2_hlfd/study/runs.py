@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap, fisher_exact
 
-from nnunetv2_hlfd.evaluation.statistics import holm_adjust, paired_wilcoxon
+from nnunetv2_hlfd.evaluation.paired_tests import holm_adjust, paired_wilcoxon
 from nnunetv2_hlfd.study.curves import LearningCurve, read_learning_curve
 from nnunetv2_hlfd.study.grid import PLAIN_STUDENT, StudySettings, fold_folder, study_graph
 from nnunetv2_hlfd.utilities.problems import UserFacingError

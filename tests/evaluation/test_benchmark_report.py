@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from nnunetv2_hlfd.evaluation import compression, metrics
+from nnunetv2_hlfd.evaluation.analysis import dsc_by_tumour_size
 from nnunetv2_hlfd.evaluation.command import add_parser, settings_from_args
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
-from nnunetv2_hlfd.evaluation.report import dsc_by_tumour_size, format_cell
 from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
+from nnunetv2_hlfd.evaluation.tables import format_cell
 from nnunetv2_hlfd.evaluation.timing.prediction import volume_summary
 
 
@@ -265,31 +266,6 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
     assert "would be called faster or slower 3.1% of the time" in text
 
 
-# --- scoring: processes and progress -----------------------------------------------------
-
-
-def test_cases_are_scored_by_nnunets_default_process_count_capped_at_the_cpus(monkeypatch):
-    from nnunetv2_hlfd.evaluation import benchmark
-
-    monkeypatch.setattr("nnunetv2.configuration.default_num_processes", 8)
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert benchmark.scoring_processes(None) == 2 and benchmark.scoring_processes(3) == 3
-    assert settings_from_args(parse()).num_processes is None
-
-
-def test_scoring_shows_a_progress_bar_of_the_cases(capsys):
-    from nnunetv2_hlfd.evaluation import benchmark
-
-    def one_row(job):
-        return [{"trainer": "a", "fold": 0, "case": job, "class": "tumor", "dsc": 1.0}]
-
-    table = benchmark.evaluate_cases(["c1", "c2", "c3"], one_row, num_processes=1)
-    assert table["case"].tolist() == ["c1", "c2", "c3"]
-    progress = capsys.readouterr().err
-    assert "Scoring: 100%" in progress and "3/3" in progress
-    assert "\r" not in progress and len(progress.splitlines()) >= 2  # not a terminal: lines, not redrawn frames
-
-
 # --- what the report adds: lesions pooled, values lost, the dataset ----------------------
 
 
@@ -341,7 +317,7 @@ def lesion_table() -> pd.DataFrame:
 
 
 def test_lesions_are_also_pooled_over_cases_with_false_positives_per_case():
-    from nnunetv2_hlfd.evaluation.report import lesion_counts
+    from nnunetv2_hlfd.evaluation.analysis import lesion_counts
 
     row = lesion_counts(lesion_table()).iloc[0]
     assert (row["tp"], row["fn"], row["fp"], row["n_cases"]) == (2, 1, 2, 3)
@@ -350,7 +326,7 @@ def test_lesions_are_also_pooled_over_cases_with_false_positives_per_case():
 
 
 def test_the_cases_each_trainer_lost_to_nan_are_named():
-    from nnunetv2_hlfd.evaluation.report import undefined_values
+    from nnunetv2_hlfd.evaluation.analysis import undefined_values
 
     lost = undefined_values(lesion_table(), ["dsc"]).iloc[0]
     assert (lost["n_undefined"], lost["n_cases"], lost["cases"]) == (1, 3, "fold 1 c3")

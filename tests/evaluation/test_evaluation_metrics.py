@@ -6,24 +6,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunetv2_hlfd.evaluation.metrics import (
-    EmptyConvention,
+from nnunetv2_hlfd.evaluation.analysis import dsc_by_volume_tercile
+from nnunetv2_hlfd.evaluation.empty_masks import EmptyConvention
+from nnunetv2_hlfd.evaluation.lesion_metrics import lesion_detection
+from nnunetv2_hlfd.evaluation.metrics import evaluate_case, evaluate_masks
+from nnunetv2_hlfd.evaluation.overlap_metrics import (
     absolute_relative_volume_difference,
     dice,
-    dsc_by_volume_tercile,
-    evaluate_case,
-    evaluate_masks,
-    hd95,
-    lesion_detection,
     mask_volume_ml,
+    relative_volume_difference,
+    volumetric_overlap_error,
+)
+from nnunetv2_hlfd.evaluation.paper_metrics import (
     paper_protocol_scores,
     paper_protocol_scores_from_probabilities,
     paper_slice_axis,
-    relative_volume_difference,
-    surface_dice,
-    volumetric_overlap_error,
 )
 from nnunetv2_hlfd.evaluation.protocol import STANDARD_METRICS
+from nnunetv2_hlfd.evaluation.surface_metrics import hd95, surface_dice
 
 
 def empty(shape=(6, 6, 6)):

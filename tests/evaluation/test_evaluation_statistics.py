@@ -7,23 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunetv2_hlfd.evaluation.report import TableColumn, format_p_value, render_markdown_table
-from nnunetv2_hlfd.evaluation.statistics import (
-    UnpairedCasesError,
-    across_fold_summary,
+from nnunetv2_hlfd.evaluation.paired_tests import (
     bootstrap_mean_ci,
-    compare_to_reference,
     holm_adjust,
     paired_wilcoxon,
-    per_case_rows,
-    per_case_table,
-    per_fold_summary,
     rank_biserial,
     smallest_pairs_for,
     smallest_two_sided_p,
-    write_per_case_csv,
-    write_per_case_json,
 )
+from nnunetv2_hlfd.evaluation.per_case import per_case_rows, per_case_table, write_per_case_csv, write_per_case_json
+from nnunetv2_hlfd.evaluation.statistics import (
+    UnpairedCasesError,
+    across_fold_summary,
+    compare_to_reference,
+    per_fold_summary,
+)
+from nnunetv2_hlfd.evaluation.tables import TableColumn, format_p_value, render_markdown_table
 
 
 def table_of(values_by_trainer, folds=None, metric="dsc", class_name="tumour"):
