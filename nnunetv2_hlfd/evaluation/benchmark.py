@@ -43,13 +43,12 @@ from nnunetv2_hlfd.evaluation.model_folders import (
 )
 from nnunetv2_hlfd.evaluation.protocol import PROTOCOLS
 from nnunetv2_hlfd.evaluation.settings import BenchmarkSettings
+from nnunetv2_hlfd.evaluation.tumour import tumour_name
 from nnunetv2_hlfd.utilities import output_folder
 from nnunetv2_hlfd.utilities.provenance import provenance
 from nnunetv2_hlfd.utilities.timing import default_device
 
 __all__ = ["run_benchmark"]
-
-TUMOUR_NAMES = ("tumor", "tumour")
 
 
 def compared_metrics(settings: BenchmarkSettings) -> tuple[str, ...]:
@@ -80,12 +79,13 @@ def primary_endpoint(
 
 def tumour_class(dataset: BenchmarkDataset, requested: str | None, required: bool) -> LabelOrRegion | None:
     """The tumour label or region: `requested` (a name or a value such as 2 or (2, 3)), else the
-    class named tumor/tumour in dataset.json. None when there is none and none is required."""
+    class named tumor or tumour in dataset.json (`tumour.tumour_name`). None when there is none and none is
+    required."""
     names = dataset.class_names()
     if requested is not None:
         matches = [c for c, name in names.items() if requested in (name, label_or_region_to_key(c))]
     else:
-        matches = [c for c, name in names.items() if name.lower() in TUMOUR_NAMES]
+        matches = [c for c, name in names.items() if name == tumour_name(names.values())]
     if matches:
         return matches[0]
     if requested is not None or required:

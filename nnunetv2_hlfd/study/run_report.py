@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib import style
 from matplotlib.figure import Figure
 
+from nnunetv2_hlfd.evaluation.tables import format_p_value
 from nnunetv2_hlfd.study.grid import StudySettings
 from nnunetv2_hlfd.study.runs import ONSET_THRESHOLD, POWER, Roles, Run, RunComparison
 from nnunetv2_hlfd.study.teacher_check import RISING_EPOCHS, RISING_MARGIN, TeacherCheck, check_teacher, still_rising
@@ -130,7 +131,7 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
     header = ["family", "student", "endpoint", "alternative", "n", "student", "reference", "p", "p (Holm)"]
     rows = [
         [t.family, short_name(t.student), t.endpoint, t.alternative, t.n, t.student_value, t.reference_value]
-        + [_p(t.p_value), _p(t.p_holm)]
+        + [format_p_value(t.p_value), format_p_value(t.p_holm)]
         for t in comparison.tests
     ]
     lines += [markdown_table(header, rows), ""]
@@ -147,7 +148,7 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
     header = ["student", "class", "trainings per variant", "cases", "mean difference", "p"]
     rows = [
         [short_name(r["student"]), r["class"], r["trainings"], r["cases"], f"{r['mean_difference']:+.3f}"]
-        + [_p(r["p_value"])]
+        + [format_p_value(r["p_value"])]
         for r in comparison.case_level
     ]
     lines += [markdown_table(header, rows), ""]
@@ -168,7 +169,7 @@ def _power_and_gap_markdown(comparison: RunComparison, tumour: str) -> list[str]
                     [
                         short_name(d["student"]),
                         d["pairs"],
-                        _p(d["smallest_p"]),
+                        format_p_value(d["smallest_p"]),
                         _value(d["sd"]),
                         _value(d["difference"]),
                     ]
@@ -202,10 +203,6 @@ def _power_and_gap_markdown(comparison: RunComparison, tumour: str) -> list[str]
 
 def _value(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def _p(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
 def write_run_evidence(

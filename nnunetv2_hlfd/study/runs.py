@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap, fisher_exact
+from scipy.stats import bootstrap, fisher_exact, permutation_test
 
 from nnunetv2_hlfd.evaluation.paired_tests import holm_adjust, paired_wilcoxon
+from nnunetv2_hlfd.evaluation.tumour import tumour_name
 from nnunetv2_hlfd.study.curves import LearningCurve, read_learning_curve
 from nnunetv2_hlfd.study.grid import PLAIN_STUDENT, StudySettings, fold_folder, study_graph
 from nnunetv2_hlfd.utilities.problems import UserFacingError
@@ -109,8 +110,15 @@ def foreground_classes(dataset_json: dict) -> list[str]:
 
 
 def tumour_class(classes: list[str]) -> str:
-    """The class named like a tumour (tumor, tumour, lesion), else the last foreground class."""
-    return next((c for c in classes if c.lower().startswith(("tumo", "lesion"))), classes[-1])
+    """The class named tumor or tumour, by the benchmark's rule (`evaluation.tumour.tumour_name`); a dataset
+    without one is refused, since the study's primary endpoint is the tumour's DSC."""
+    tumour = tumour_name(classes)
+    if tumour is None:
+        raise UserFacingError(
+            f"no class of the dataset ({', '.join(classes)}) is named tumor or tumour, and the study's endpoints "
+            "are the tumour's: name the tumour class tumor in dataset.json's labels"
+        )
+    return tumour
 
 
 def read_summary(folder: Path, classes: list[str], label_values: dict[str, str]) -> tuple[dict, dict]:
@@ -152,27 +160,38 @@ def collect_runs(results: Path, settings: StudySettings, dataset_json: dict) -> 
 
 
 def paired_permutation_p(differences, alternative: str = "greater") -> float:
-    """Exact sign-flip permutation test of paired differences (mean zero under the null); NaN pairs left out.
+    """Sign-flip permutation test of paired differences (mean zero under the null); NaN pairs left out.
 
-    alternative "greater": the probability, over all 2^n sign patterns, of a sum at least the observed one;
-    "two-sided": of an absolute sum at least the observed absolute sum. n = 0 gives p = 1.
+    alternative "greater": the share of sign patterns whose mean is at least the observed one; "two-sided": twice
+    the smaller one-sided share (the sign-flip null is symmetric, so: of an absolute mean at least the observed
+    one). Exact up to EXACT_PERMUTATION_PAIRS pairs, beyond them a seeded Monte Carlo sample. n = 0 gives p = 1.
     """
     d = np.asarray(differences, dtype=float)
-    d = d[~np.isnan(d)]
-    if not d.size:
-        return 1.0
-    if d.size <= EXACT_PERMUTATION_PAIRS:
-        patterns = ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1).astype(np.int8) * 2 - 1
-    else:
-        patterns = np.random.default_rng(0).choice(np.array([-1, 1], dtype=np.int8), (MONTE_CARLO_PATTERNS, d.size))
-    sums = patterns @ d
-    observed = d.sum()
-    tolerance = 1e-12 * max(1.0, float(np.abs(d).sum()))
-    if alternative == "greater":
-        return float(np.mean(sums >= observed - tolerance))
-    if alternative == "two-sided":
-        return float(np.mean(np.abs(sums) >= abs(observed) - tolerance))
-    raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
+    return float(sign_flip_p(d[~np.isnan(d)], alternative))
+
+
+def sign_flip_p(differences: np.ndarray, alternative: str = "greater") -> np.ndarray | float:
+    """SciPy's paired permutation test (one sample, permutation_type "samples": every sign pattern) of the
+    differences along the last axis; a 2-d array gives one p per row, all rows at once."""
+    if alternative not in ("greater", "two-sided"):
+        raise ValueError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
+    n = differences.shape[-1]
+    if n < 2:  # SciPy needs two pairs; one pair's patterns are +d and -d, none leaves only the pattern 0
+        one_sided = np.where(differences[..., 0] > 0, 0.5, 1.0) if n else np.ones(differences.shape[:-1])
+        return one_sided if alternative == "greater" else np.ones_like(one_sided)
+    result = permutation_test(
+        (differences,),
+        np.mean,  # SciPy passes axis=-1: vectorised over the sign patterns
+        permutation_type="samples",
+        vectorized=True,
+        alternative=alternative,
+        # n_resamples at least 2^n makes SciPy enumerate every pattern (exact)
+        n_resamples=2**n if n <= EXACT_PERMUTATION_PAIRS else MONTE_CARLO_PATTERNS,
+        axis=-1,
+        batch=max(1, 2**22 // differences.size),  # about 32 MiB of sign patterns at a time
+        rng=0,
+    )
+    return result.pvalue
 
 
 def _paired(runs: list[Run], student: str, reference: str, value) -> list[float]:
@@ -288,7 +307,7 @@ def detectable_difference(differences, alpha: float, power: float = POWER, seed:
     noise = np.random.default_rng(seed).standard_normal((POWER_SIMULATIONS, n))
 
     def detected(effect: float) -> float:
-        return float(np.mean([paired_permutation_p(effect + spread * z) <= alpha for z in noise]))
+        return float(np.mean(sign_flip_p(effect + spread * noise) <= alpha))  # every simulation in one call
 
     low, high = 0.0, spread
     while detected(high) < power:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pytest
 
 from nnunetv2_hlfd.study.curves import LearningCurve
 from nnunetv2_hlfd.study.grid import StudySettings
-from nnunetv2_hlfd.study.runs import Roles, Run, compare_runs, detectable_difference, gap_share, paired_permutation_p
+from nnunetv2_hlfd.study.runs import (
+    Roles,
+    Run,
+    compare_runs,
+    detectable_difference,
+    gap_share,
+    paired_permutation_p,
+    sign_flip_p,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,6 +34,39 @@ from nnunetv2_hlfd.study.runs import Roles, Run, compare_runs, detectable_differ
 )
 def test_the_permutation_test_counts_sign_patterns(differences, alternative, p):
     assert paired_permutation_p(differences, alternative) == pytest.approx(p)
+
+
+def enumerated_sign_flip_p(differences, alternative: str) -> float:
+    """The reference: every one of the 2^n sign patterns written out, the share reaching the observed sum."""
+    sums = [
+        sum(s * d for s, d in zip(signs, differences)) for signs in itertools.product((1, -1), repeat=len(differences))
+    ]
+    observed, tolerance = sum(differences), 1e-9
+    if alternative == "greater":
+        return sum(total >= observed - tolerance for total in sums) / len(sums)
+    return sum(abs(total) >= abs(observed) - tolerance for total in sums) / len(sums)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "two-sided"])
+@pytest.mark.parametrize(
+    "differences",
+    [
+        [0.3, -0.1, 0.2, 0.5, 0.1, 0.05],
+        [0.02, 0.02, -0.02, 0.04],  # tied sums
+        [-0.4, -0.1, 0.05],  # the student worse: one-sided p near 1
+        [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, -0.05, 0.01],
+        list(np.random.default_rng(3).normal(0.02, 0.05, 9)),
+    ],
+)
+def test_scipys_permutation_test_agrees_with_the_enumerated_sign_patterns(differences, alternative):
+    assert paired_permutation_p(differences, alternative) == pytest.approx(
+        enumerated_sign_flip_p(differences, alternative)
+    )
+
+
+def test_many_simulated_designs_get_their_exact_p_values_in_one_call():
+    designs = np.random.default_rng(0).normal(0.0, 1.0, (5, 6))
+    assert sign_flip_p(designs) == pytest.approx([enumerated_sign_flip_p(list(d), "greater") for d in designs])
 
 
 def test_an_unknown_alternative_is_refused_naming_the_known_ones():
