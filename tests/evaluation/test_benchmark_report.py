@@ -3,12 +3,11 @@
 import argparse
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
+from case_tables import lesion_table
 
 from nnunetv2_hlfd.evaluation import compression, metrics
-from nnunetv2_hlfd.evaluation.analysis import dsc_by_tumour_size
 from nnunetv2_hlfd.evaluation.command import add_parser, settings_from_args
 from nnunetv2_hlfd.evaluation.compression import ModelCosts, compression_table
 from nnunetv2_hlfd.evaluation.settings import ALL_FOLDS, DEFAULT_TOLERANCE_MM, EMPTY_CONVENTIONS
@@ -49,40 +48,6 @@ def test_zero_repetitions_are_refused():
 def test_the_light_command_module_agrees_with_the_metrics_defaults():
     assert DEFAULT_TOLERANCE_MM == metrics.DEFAULT_TOLERANCE_MM
     assert EMPTY_CONVENTIONS == tuple(convention.value for convention in metrics.EmptyConvention)
-
-
-# --- DSC by tumour size ------------------------------------------------------------------
-
-
-def tumour_table(volumes, dsc_by_trainer) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "trainer": trainer,
-                "fold": 0,
-                "case": f"case{i}",
-                "class": "tumor",
-                "reference_volume_ml": volume,
-                "dsc": value,
-            }
-            for trainer, values in dsc_by_trainer.items()
-            for i, (volume, value) in enumerate(zip(volumes, values))
-        ]
-    )
-
-
-def test_tumour_size_terciles_use_the_same_cases_for_every_trainer():
-    volumes = [6.0, 1.0, 0.0, 4.0, 2.0, 5.0, 3.0]  # the tumour-free case drops out
-    terciles = dsc_by_tumour_size(tumour_table(volumes, {"a": np.arange(7) / 10, "b": np.ones(7)}), "tumor")
-    a, b = (terciles[terciles["trainer"] == t].set_index("tercile") for t in ("a", "b"))
-    assert a["volume_max_ml"].tolist() == b["volume_max_ml"].tolist() == [2.0, 4.0, 6.0]
-    # small: volumes 1 and 2 are cases 1 and 4
-    assert a.loc["small", "mean_dsc"] == pytest.approx((0.1 + 0.4) / 2)
-    assert b["mean_dsc"].tolist() == [1.0, 1.0, 1.0]
-
-
-def test_tumour_size_terciles_need_three_tumour_cases():
-    assert dsc_by_tumour_size(tumour_table([1.0, 0.0, 2.0], {"a": [0.5, 0.5, 0.5]}), "tumor") is None
 
 
 # --- the compression table ---------------------------------------------------------------
@@ -191,7 +156,7 @@ def test_report_cells_are_formatted_by_what_the_column_holds(column, value, text
     assert format_cell(column, value) == text
 
 
-# --- latency per whole validation volume -------------------------------------------------
+# --- the volumes timed --------------------------------------------------------------------
 
 
 class FakeDataset:
@@ -266,70 +231,7 @@ def test_the_speed_section_gives_spread_machine_and_no_speed_up_within_the_noise
     assert "would be called faster or slower 3.1% of the time" in text
 
 
-# --- what the report adds: lesions pooled, values lost, the dataset ----------------------
-
-
-def lesion_table() -> pd.DataFrame:
-    """Trainer a on two cases: 2 of 3 reference lesions found, 4 predicted of which 2 match."""
-    return pd.DataFrame(
-        [
-            {
-                "trainer": "a",
-                "fold": 0,
-                "case": "c1",
-                "class": "tumor",
-                "dsc": 0.5,
-                "lesion_n_reference": 2,
-                "lesion_n_reference_detected": 2,
-                "lesion_n_predicted": 3,
-                "lesion_n_predicted_matched": 2,
-                "reference_volume_ml": 3.0,
-                "spacing_mm": "4x0.98x0.98",
-            },
-            {
-                "trainer": "a",
-                "fold": 0,
-                "case": "c2",
-                "class": "tumor",
-                "dsc": 0.0,
-                "lesion_n_reference": 1,
-                "lesion_n_reference_detected": 0,
-                "lesion_n_predicted": 1,
-                "lesion_n_predicted_matched": 0,
-                "reference_volume_ml": 1.0,
-                "spacing_mm": "5x0.78x0.78",
-            },
-            {
-                "trainer": "a",
-                "fold": 1,
-                "case": "c3",
-                "class": "tumor",
-                "dsc": math.nan,
-                "lesion_n_reference": 0,
-                "lesion_n_reference_detected": 0,
-                "lesion_n_predicted": 0,
-                "lesion_n_predicted_matched": 0,
-                "reference_volume_ml": 0.0,
-                "spacing_mm": "3x0.9x0.9",
-            },
-        ]
-    )
-
-
-def test_lesions_are_also_pooled_over_cases_with_false_positives_per_case():
-    from nnunetv2_hlfd.evaluation.analysis import lesion_counts
-
-    row = lesion_counts(lesion_table()).iloc[0]
-    assert (row["tp"], row["fn"], row["fp"], row["n_cases"]) == (2, 1, 2, 3)
-    assert row["fp_per_case"] == pytest.approx(2 / 3)
-    assert (row["sensitivity"], row["precision"]) == pytest.approx((2 / 3, 2 / 4))
-
-
-def test_the_cases_each_trainer_lost_to_nan_are_named():
-    from nnunetv2_hlfd.evaluation.analysis import undefined_values
-
-    lost = undefined_values(lesion_table(), ["dsc"]).iloc[0]
-    assert (lost["n_undefined"], lost["n_cases"], lost["cases"]) == (1, 3, "fold 1 c3")
+# --- what the report adds: the dataset described ------------------------------------------
 
 
 def test_the_dataset_is_described_by_cases_absent_classes_and_spacing():

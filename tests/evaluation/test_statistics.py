@@ -1,41 +1,20 @@
-"""Aggregates, paired tests and reports on constructed per-case tables."""
+"""Aggregates and comparisons with the reference trainer on constructed per-case tables."""
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from case_tables import table_of
 
-from nnunetv2_hlfd.evaluation.paired_tests import (
-    bootstrap_mean_ci,
-    holm_adjust,
-    paired_wilcoxon,
-    rank_biserial,
-    smallest_pairs_for,
-    smallest_two_sided_p,
-)
-from nnunetv2_hlfd.evaluation.per_case import per_case_rows, per_case_table, write_per_case_csv, write_per_case_json
+from nnunetv2_hlfd.evaluation.paired_tests import bootstrap_mean_ci
 from nnunetv2_hlfd.evaluation.statistics import (
     UnpairedCasesError,
     across_fold_summary,
     compare_to_reference,
     per_fold_summary,
 )
-from nnunetv2_hlfd.evaluation.tables import TableColumn, format_p_value, render_markdown_table
-
-
-def table_of(values_by_trainer, folds=None, metric="dsc", class_name="tumour"):
-    """Per-case table: case i of every trainer gets values[i], in fold folds[i]."""
-    n_cases = len(next(iter(values_by_trainer.values())))
-    folds = folds if folds is not None else [0] * n_cases
-    return pd.DataFrame(
-        [
-            {"trainer": trainer, "fold": folds[i], "case": f"case_{i:03d}", "class": class_name, metric: value}
-            for trainer, values in values_by_trainer.items()
-            for i, value in enumerate(values)
-        ]
-    )
+from nnunetv2_hlfd.evaluation.tables import TableColumn, render_markdown_table
 
 
 def summary_row(frame, **keys):
@@ -79,7 +58,7 @@ def test_summary_covers_every_numeric_metric_column():
     assert summary_row(summary, metric="hd95")["case_mean"] == pytest.approx(3.0)
 
 
-# --- paired tests -------------------------------------------------------------------
+# --- comparisons with the reference ----------------------------------------------------
 
 REFERENCE_DSC = [0.62, 0.71, 0.55, 0.80, 0.67, 0.74, 0.59, 0.83, 0.69, 0.77]
 
@@ -91,41 +70,10 @@ def test_uniformly_better_trainer_has_the_exact_smallest_two_sided_p():
     assert result.loc[0, "p_value"] == pytest.approx(2 / 2**10)
 
 
-@pytest.mark.parametrize(
-    "differences, method",
-    [
-        (np.random.default_rng(0).normal(0.02, 0.1, 60), "normal approximation (more than 50 pairs)"),
-        (np.round(np.random.default_rng(1).normal(0.02, 0.1, 30), 2), "normal approximation (tied differences"),
-    ],
-    ids=["60 pairs", "30 tied pairs"],
-)
-def test_the_normal_approximation_has_scipys_continuity_corrected_p(differences, method):
-    from scipy.stats import wilcoxon
-
-    test = paired_wilcoxon(differences)
-    corrected = wilcoxon(differences, method="asymptotic", correction=True).pvalue
-    uncorrected = wilcoxon(differences, method="asymptotic", correction=False).pvalue
-    assert test.method.startswith(method)
-    assert test.p_value == pytest.approx(corrected, rel=1e-12) and test.p_value != pytest.approx(uncorrected, rel=1e-4)
-
-
 def test_identical_trainers_have_p_one_and_no_effect():
     result = compare_to_reference(table_of({"ref": REFERENCE_DSC, "copy": REFERENCE_DSC}), "ref")
     row = result.iloc[0]
     assert (row["p_value"], row["rank_biserial"], row["median_difference"]) == (1.0, 0.0, 0.0)
-
-
-def test_rank_biserial_is_the_signed_rank_sum_share():
-    # |d| ranks 1, 2, 3, 4; positive ranks 1 + 2 + 4 = 7, negative 3: (7 - 3) / 10.
-    assert rank_biserial(np.array([0.1, 0.2, -0.3, 0.4])) == pytest.approx(0.4)
-
-
-def test_rank_biserial_ignores_zero_differences():
-    assert rank_biserial(np.array([0.0, 0.0, -0.1, -0.2])) == pytest.approx(-1.0)
-
-
-def test_median_difference_is_the_median_of_trainer_minus_reference():
-    assert paired_wilcoxon([0.1, 0.2, -0.3, 0.4]).median_difference == pytest.approx(0.15)
 
 
 def test_worse_trainer_has_negative_effect_sizes():
@@ -142,10 +90,6 @@ def test_pairs_with_a_nan_value_are_left_out():
     assert row["n_pairs"] == len(REFERENCE_DSC) - 1
 
 
-def test_a_comparison_without_valid_pairs_has_nan_p():
-    assert math.isnan(paired_wilcoxon([float("nan")] * 3).p_value)
-
-
 def test_values_pair_by_fold_and_case_not_by_row_order():
     shifted = [v + 0.1 for v in REFERENCE_DSC]
     table = table_of({"ref": REFERENCE_DSC, "kd": shifted})
@@ -153,19 +97,6 @@ def test_values_pair_by_fold_and_case_not_by_row_order():
     row = compare_to_reference(shuffled, "ref").iloc[0]
     assert row["median_difference"] == pytest.approx(0.1)
     assert row["rank_biserial"] == pytest.approx(1.0)
-
-
-def test_holm_adjusts_known_p_values():
-    # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 -> raised to 0.06.
-    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005])
-    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
-
-
-def test_holm_caps_at_one_and_leaves_nan_out_of_the_family():
-    # Two valid p-values: 0.5 * 2 = 1.0, then 0.6 * 1 raised to 1.0.
-    adjusted = holm_adjust([0.5, float("nan"), 0.6])
-    assert adjusted[0] == 1.0 and adjusted[2] == 1.0
-    assert math.isnan(adjusted[1])
 
 
 def test_holm_correction_spans_every_trainer_compared():
@@ -194,93 +125,6 @@ def test_duplicate_rows_of_one_case_are_rejected():
     doubled = pd.concat([table, table.iloc[[0]]])
     with pytest.raises(ValueError, match="several rows"):
         compare_to_reference(doubled, "ref")
-
-
-# --- per-case rows and reports ------------------------------------------------------
-
-
-def test_per_case_rows_name_regions_like_nnunet():
-    rows = per_case_rows("kd", 0, "case_000", {1: {"dsc": 0.9}, (1, 2): {"dsc": 0.8}})
-    assert [row["class"] for row in rows] == ["1", "(1, 2)"]
-
-
-def test_per_case_rows_use_given_class_names():
-    rows = per_case_rows("kd", 0, "case_000", {2: {"dsc": 0.5}}, {2: "tumour"})
-    assert rows[0]["class"] == "tumour"
-
-
-SUMMARY = pd.DataFrame(
-    [
-        {
-            "trainer": "teacher",
-            "class": "tumour",
-            "metric": "dsc",
-            "case_mean": 0.8123,
-            "case_std": 0.1049,
-            "fold_mean": 0.81,
-            "fold_std": 0.02,
-            "n_valid": 9,
-            "n_folds": 5,
-        },
-        {
-            "trainer": "hlfd",
-            "class": "tumour",
-            "metric": "dsc",
-            "case_mean": 0.7751,
-            "case_std": 0.1203,
-            "fold_mean": 0.77,
-            "fold_std": float("nan"),
-            "n_valid": 7,
-            "n_folds": 1,
-        },
-    ]
-)
-COMPARISONS = pd.DataFrame(
-    [{"trainer": "hlfd", "reference": "teacher", "class": "tumour", "metric": "dsc", "p_holm": 0.0004}]
-)
-TUMOUR_DSC = TableColumn("Tumour DSC", "tumour", "dsc")
-
-
-def test_markdown_table_shows_mean_std_and_the_number_of_cases():
-    lines = render_markdown_table(SUMMARY, [TUMOUR_DSC]).splitlines()
-    assert lines[0] == "| Trainer | Tumour DSC |"
-    assert lines[2] == "| teacher | 0.812 ± 0.105 (n=9) |"
-
-
-def test_markdown_table_can_show_fold_spread_with_the_number_of_folds_and_scale_to_percent():
-    column = TableColumn("Tumour DSC (%)", "tumour", "dsc", decimals=1, scale=100)
-    lines = render_markdown_table(SUMMARY, [column], spread="folds").splitlines()
-    assert lines[2] == "| teacher | 81.0 ± 2.0 (n=5) |"
-    assert lines[3] == "| hlfd | 77.0 ± n/a (n=1) |"
-
-
-def test_markdown_table_adds_holm_p_values_and_marks_the_reference():
-    lines = render_markdown_table(SUMMARY, [TUMOUR_DSC], COMPARISONS).splitlines()
-    assert lines[0].endswith("| p (Tumour DSC) |")
-    assert lines[2].endswith("| ref |")
-    assert lines[3] == "| hlfd | 0.775 ± 0.120 (n=7) | <0.001 |"
-
-
-def test_p_values_print_with_three_decimals():
-    assert format_p_value(0.04321) == "0.043"
-
-
-def test_json_writer_keeps_every_value_and_writes_nan_as_null(tmp_path):
-    table = table_of({"A": [0.5, float("nan")]})
-    records = json.loads(write_per_case_json(table, tmp_path / "cases.json").read_text())
-    assert [r["dsc"] for r in records] == [0.5, None]
-    assert records[0]["case"] == "case_000"
-
-
-def test_csv_writer_round_trips_the_table(tmp_path):
-    table = table_of({"A": [0.5, float("nan")], "B": [0.25, 0.75]})
-    path = write_per_case_csv(table, tmp_path / "cases.csv")
-    pd.testing.assert_frame_equal(pd.read_csv(path), table)
-
-
-def test_per_case_table_rejects_rows_without_identifiers():
-    with pytest.raises(ValueError, match="lacks the columns"):
-        per_case_table([{"trainer": "A", "dsc": 0.5}])
 
 
 # --- pairing: both empty, and what is dropped ------------------------------------------
@@ -331,17 +175,6 @@ def test_pairs_undefined_for_an_empty_reference_are_dropped_and_named():
     assert row["dropped"].startswith("4 rvd undefined: no reference tumour (fold 0 case_006, ")
 
 
-def test_the_mean_difference_has_the_bootstrap_interval_of_a_normal_mean():
-    differences = np.linspace(-0.1, 0.3, 40)
-    test = paired_wilcoxon(differences)
-    # over 40 evenly spread cases the bootstrap distribution of the mean is close to normal with the
-    # plug-in standard error: mean +- 1.96 std / sqrt(n), to within a tenth of that half-width
-    half_width = 1.96 * differences.std() / math.sqrt(differences.size)
-    assert test.mean_difference == pytest.approx(0.1)
-    assert test.mean_difference_ci_low == pytest.approx(0.1 - half_width, abs=0.1 * half_width)
-    assert test.mean_difference_ci_high == pytest.approx(0.1 + half_width, abs=0.1 * half_width)
-
-
 # --- Holm families ----------------------------------------------------------------------
 
 
@@ -374,11 +207,7 @@ def test_the_primary_endpoint_is_a_holm_family_of_its_own():
     assert secondary_rvd["p_holm"].tolist() == pytest.approx([4 * 2 / 2**10] * 4)
 
 
-@pytest.mark.parametrize("family_size, pairs", [(1, 6), (2, 7), (36, 11)])
-def test_the_pairs_a_test_needs_to_reach_significance_after_holm(family_size, pairs):
-    # exact two-sided Wilcoxon: p >= 2 / 2^n; Holm's bar for the smallest p is 0.05 / family size
-    assert smallest_pairs_for(0.05, family_size) == pairs
-    assert smallest_two_sided_p(pairs) < 0.05 / family_size <= smallest_two_sided_p(pairs - 1)
+TUMOUR_DSC = TableColumn("Tumour DSC", "tumour", "dsc")
 
 
 def test_distances_show_median_and_quartiles_beside_the_mean():
@@ -403,26 +232,6 @@ def test_the_mean_over_cases_has_its_bootstrap_interval_in_summary_and_table():
 
 
 # --- which Wilcoxon method ran, and how many trainings the cases come from ---------------
-
-
-@pytest.mark.parametrize(
-    "differences, method",
-    [
-        ([0.1, 0.2, 0.3, 0.4, -0.05], "exact"),
-        ([0.1, 0.1, 0.3, 0.4, -0.05], "exact permutation (tied differences)"),
-        ([0.1, 0.1, *np.linspace(0.2, 0.5, 14)], "normal approximation (tied differences, tie-corrected)"),
-        (list(np.linspace(-0.2, 0.6, 60)), "normal approximation (more than 50 pairs)"),
-    ],
-)
-def test_the_test_names_the_wilcoxon_method_that_computed_p(differences, method):
-    from scipy.stats import PermutationMethod, wilcoxon
-
-    test = paired_wilcoxon(differences)
-    assert test.method == method
-    scipy_method = {"exact": "exact", "exact permutation (tied differences)": PermutationMethod()}.get(
-        method, "asymptotic"
-    )
-    assert test.p_value == pytest.approx(wilcoxon(differences, method=scipy_method, correction=True).pvalue)
 
 
 def test_comparisons_record_the_wilcoxon_method():
