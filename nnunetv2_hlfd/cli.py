@@ -117,7 +117,7 @@ def _add_export(subparsers) -> None:
 
 
 def _run_export(args) -> None:
-    from nnunetv2_hlfd.export import run
+    from nnunetv2_hlfd.models.export import run
 
     run(args)
 

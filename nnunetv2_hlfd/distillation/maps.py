@@ -12,7 +12,7 @@ from typing import Sequence
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from torch import Tensor, nn
 
-from nnunetv2_hlfd.model_plans import total_stride
+from nnunetv2_hlfd.models.model_plans import total_stride
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The compression report's measurements: what each trained model costs, and the table beside its DSC.
 
 Always: parameters and multiply-adds per patch of the inference network (no deep supervision), counted on the
-meta device by `nnunetv2_hlfd.cost`. Optionally, per device (default: the CPU, and the GPU where torch sees
+meta device by `nnunetv2_hlfd.models.cost`. Optionally, per device (default: the CPU, and the GPU where torch sees
 one): latency and peak memory of one patch and of whole validation volumes (`timing.model_speed`), on the first
 `volume_cases` validation cases of the first benchmarked fold. Speed ratios to the teacher are taken round by
 round; a ratio whose range over the rounds includes 1 is reported as no difference, never as a speed-up
@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.evaluation import model_folders
 from nnunetv2_hlfd.evaluation.model_folders import BenchmarkDataset, ModelFolder
 from nnunetv2_hlfd.evaluation.statistics import common_case_means
 from nnunetv2_hlfd.evaluation.timing.model_speed import measure_speed, timing_devices
 from nnunetv2_hlfd.evaluation.timing.verdict import speed_ratio
-from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.models.cost import model_cost
+from nnunetv2_hlfd.models.model_plans import ModelPlans
 
 
 @dataclass(frozen=True)

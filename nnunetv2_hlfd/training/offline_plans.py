@@ -16,7 +16,7 @@ from nnunetv2.experiment_planning.experiment_planners.residual_unets.residual_en
     nnUNetPlannerResEncL,
 )
 
-from nnunetv2_hlfd.model_plans import total_stride
+from nnunetv2_hlfd.models.model_plans import total_stride
 from nnunetv2_hlfd.utilities.cores import cores_available
 from nnunetv2_hlfd.utilities.environment import temporary_environment
 

@@ -20,7 +20,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
-from nnunetv2_hlfd.cost import ModelCost, model_cost
+from nnunetv2_hlfd.models.cost import ModelCost, model_cost
 
 STUDENT_ARCH_CLASS = "nnunetv2_hlfd.training.student.ResNetStudentUNet"
 # Width factors tried below StudentSize.width_factor, in steps of 1/64 of the plan's widths.

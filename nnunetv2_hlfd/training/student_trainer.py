@@ -10,8 +10,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import nn
 from torch._dynamo import OptimizedModule
 
-from nnunetv2_hlfd.cost import cost_ratio_line, model_cost
-from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.models.cost import cost_ratio_line, model_cost
+from nnunetv2_hlfd.models.model_plans import ModelPlans
 from nnunetv2_hlfd.training.student import RESNET18_STYLE, StudentSize, build_student, student_width_factor
 
 

@@ -26,7 +26,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.models.model_plans import ModelPlans
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.utilities.environment import UserFacingError, env_flag
 from nnunetv2_hlfd.utilities.problems import ProblemListError

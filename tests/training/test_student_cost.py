@@ -6,7 +6,7 @@ and the students of other sizes that nnUNetv2_predict rebuilds from their traine
 import pytest
 from planned_configurations import NUM_CLASSES, PLANNED, configuration, plan_network_cost
 
-from nnunetv2_hlfd.cost import model_cost
+from nnunetv2_hlfd.models.cost import model_cost
 from nnunetv2_hlfd.training.student import WIDTH_STEPS, StudentSize, build_student, student_width_factor
 from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 

@@ -13,8 +13,8 @@ from planned_configurations import (
     plan_network_cost,
 )
 
-from nnunetv2_hlfd.cost import model_cost
 from nnunetv2_hlfd.distillation.maps import NetworkGeometry, teacher_maps
+from nnunetv2_hlfd.models.cost import model_cost
 from nnunetv2_hlfd.training.student import StudentSize, build_student, student_width_factor
 from nnunetv2_hlfd.training.student_mobile import (
     INVERTED_RESIDUAL,

@@ -59,7 +59,7 @@ def one_batch(nnunet_dirs):
 
 
 def test_the_checkpoint_holds_the_inverted_residual_student_and_the_adapters_beside_it(hlfd_mobile_2d):
-    from nnunetv2_hlfd.model_plans import ModelPlans
+    from nnunetv2_hlfd.models.model_plans import ModelPlans
     from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
     checkpoint = load(hlfd_mobile_2d / "checkpoint_final.pth")

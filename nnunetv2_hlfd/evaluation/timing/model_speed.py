@@ -26,7 +26,7 @@ from nnunetv2_hlfd.evaluation.timing.prediction import (
     nnunet_thread_count,
     volume_summary,
 )
-from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.models.model_plans import ModelPlans
 from nnunetv2_hlfd.utilities.provenance import hardware_name
 from nnunetv2_hlfd.utilities.timing import default_device, peak_memory, time_side_by_side
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnunetv2_hlfd.model_plans import ModelPlans
+from nnunetv2_hlfd.models.model_plans import ModelPlans
 from nnunetv2_hlfd.training.safe_checkpoint import load_checkpoint_weights_only
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.utilities.problems import UserFacingError
