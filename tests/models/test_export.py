@@ -12,7 +12,7 @@ from nnunetv2_hlfd import cli
 from nnunetv2_hlfd.models import export
 from nnunetv2_hlfd.models.export import example_patch, export_student, load_student, max_deviation
 from nnunetv2_hlfd.models.model_plans import ModelPlans
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.speed.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student_mobile import InvertedResidualUNet
 from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 

@@ -7,7 +7,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.distillation.maps import NetworkGeometry
 from nnunetv2_hlfd.models.model_plans import ModelPlans, total_stride
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.speed.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import ResNetStudentUNet
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from nnunetv2_hlfd.distillation.config import hlfd_config
+from nnunetv2_hlfd.speed.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.speed.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.speed.report import markdown_report, overhead_breakdown
 from nnunetv2_hlfd.speed.step_time import (
     PRECISION_TOLERANCE,
@@ -13,8 +15,6 @@ from nnunetv2_hlfd.speed.step_time import (
     precision_errors,
 )
 from nnunetv2_hlfd.training import teacher as teachers
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 from nnunetv2_hlfd.utilities.timing import time_side_by_side
 
 TINY_CT = kits_like_fingerprint(10, (8, 32, 32))

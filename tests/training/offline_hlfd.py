@@ -2,8 +2,8 @@
 
 import torch
 
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+from nnunetv2_hlfd.speed.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.speed.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 CPU = torch.device("cpu")
 

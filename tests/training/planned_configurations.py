@@ -8,7 +8,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.models.cost import ModelCost, model_cost
-from nnunetv2_hlfd.training.offline_plans import kits_like_fingerprint, plan
+from nnunetv2_hlfd.speed.offline_plans import kits_like_fingerprint, plan
 from nnunetv2_hlfd.training.student import StudentFamily, StudentSize, build_student, student_width_factor
 
 NUM_CLASSES = 3

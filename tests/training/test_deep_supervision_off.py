@@ -8,7 +8,7 @@ from offline_hlfd import CPU, tiny_plans
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.maps import UNetMaps
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
+from nnunetv2_hlfd.speed.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
 
 
 def without_deep_supervision(trainer_class: type) -> type:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from offline_hlfd import logging_hlfd_trainer
 
+from nnunetv2_hlfd.speed.offline_trainers import synthetic_batch
 from nnunetv2_hlfd.training.gradient_share import SEGMENTATION, describe, gradient_shares
-from nnunetv2_hlfd.training.offline_trainers import synthetic_batch
 from nnunetv2_hlfd.utilities.environment import UserFacingError
 
 

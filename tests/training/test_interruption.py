@@ -11,7 +11,7 @@ import torch
 from nnunet_runs import DATASET_ID, run_command
 from offline_hlfd import CPU, hlfd_trainer, quiet_trainer, tiny_plans
 
-from nnunetv2_hlfd.training.offline_trainers import random_teacher, synthetic_batch
+from nnunetv2_hlfd.speed.offline_trainers import random_teacher, synthetic_batch
 from nnunetv2_hlfd.training.student_trainer import atomic_torch_save
 
 pytestmark = pytest.mark.integration

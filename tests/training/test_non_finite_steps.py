@@ -8,8 +8,8 @@ import pytest
 import torch
 from offline_hlfd import logging_hlfd_trainer
 
+from nnunetv2_hlfd.speed.offline_trainers import synthetic_batch
 from nnunetv2_hlfd.training.distillation_trainer import SKIPPED_STEP
-from nnunetv2_hlfd.training.offline_trainers import synthetic_batch
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from offline_hlfd import CPU, quiet_trainer, tiny_plans, train_epoch
 
 from nnunetv2_hlfd.distillation.config import DistillationConfigError, hlfd_config
-from nnunetv2_hlfd.training.offline_trainers import random_teacher, synthetic_batch
+from nnunetv2_hlfd.speed.offline_trainers import random_teacher, synthetic_batch
 
 AVERAGED = hlfd_config(student_ema_decay=0.9)
 EPOCHS, STOPPED_AFTER = 4, 2

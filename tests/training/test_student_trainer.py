@@ -5,7 +5,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from offline_hlfd import CPU, quiet_trainer, tiny_plans
 
-from nnunetv2_hlfd.training.offline_trainers import initialized_trainer, random_teacher
+from nnunetv2_hlfd.speed.offline_trainers import initialized_trainer, random_teacher
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 
 LATER_FIELD = "written_by_a_later_nnunet"

@@ -8,7 +8,7 @@ from offline_hlfd import CPU, quiet_trainer, tiny_plans, train_epoch
 
 from nnunetv2_hlfd.distillation.config import DistillationConfigError, hlfd_config
 from nnunetv2_hlfd.distillation.schedule import weight_factor
-from nnunetv2_hlfd.training.offline_trainers import random_teacher, synthetic_batch
+from nnunetv2_hlfd.speed.offline_trainers import random_teacher, synthetic_batch
 
 
 @pytest.fixture(scope="module")
