@@ -1,6 +1,6 @@
 """The distillation methods HLFD is compared with, one nnU-Net trainer each.
 
-Terms, maps and the reasons for each weight: nnunetv2_hlfd/distillation/peer_terms.py and
+Terms, maps and the reasons for each weight: nnunetv2_hlfd/distillation/peer_*.py and
 docs/METHODS.md. Every trainer trains the HLFD student against the same teacher with
 nnU-Net's own segmentation loss; only `distillation` differs. Weights are the authors' own,
 on terms reduced as their code reduces them.
@@ -51,7 +51,7 @@ class nnUNetTrainerSKD(nnUNetTrainerDistillation):
 
 class nnUNetTrainerSKD_Holistic(nnUNetTrainerDistillation):
     """Liu et al. 2019, all three terms (the authors' run_train_val.sh): SKD plus the adversarial holistic term
-    (a WGAN critic on the output probabilities, trained through gradient reversal; see peer_terms.SKD_holistic);
+    (a WGAN critic on the output probabilities, trained through gradient reversal; see peer_adversarial.SKD_holistic);
     weights SKD_pixel 10, SKD_pair 0.5, SKD_holistic 0.1 (the authors' lambda_d); T = 1."""
 
     distillation = DistillationConfig(weights={**SKD_WEIGHTS, "SKD_holistic": 0.1}, temperature=1.0)

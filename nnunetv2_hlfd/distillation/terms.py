@@ -4,7 +4,7 @@ A term is built from the teacher/student geometry and the method's configuration
 trainable adapters (if any) are submodules, so they are optimised, saved and restored
 with the engine. `skip_reason` says when a network is too shallow for the term (or the term would
 be identically 0 on it); `options` declares the term's own settings and `option` reads them. The
-peer methods' terms are in peer_terms.py; distillation/__init__.py imports both, so every term is
+peer methods' terms are in the peer_*.py modules; distillation/__init__.py imports them all, so every term is
 in TERMS once the package is imported.
 """
 

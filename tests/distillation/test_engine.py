@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from test_terms import STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
+from term_maps import STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
 
 from nnunetv2_hlfd.distillation.config import hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine

@@ -156,7 +156,7 @@ def shortcuts_taken(monkeypatch) -> list[str]:
 
 def run_every_shortcut_site(device: str) -> None:
     """Every operation that can pick a shortcut, on maps of `device`: resizes, attention maps, the KL, UPD."""
-    from test_terms import STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
+    from term_maps import STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
 
     from nnunetv2_hlfd.distillation.config import hlfd_config
     from nnunetv2_hlfd.distillation.terms import UPD

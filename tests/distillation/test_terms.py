@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from term_maps import CLASSES, STUDENT_CHANNELS, TEACHER_CHANNELS, geometry, random_maps
 
 from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.engine import DistillationEngine
@@ -15,30 +16,7 @@ from nnunetv2_hlfd.distillation.functional import attention_map, kl_divergence, 
 from nnunetv2_hlfd.distillation.maps import DistillationGeometry, NetworkGeometry, UNetMaps
 from nnunetv2_hlfd.distillation.terms import IFD, IPD, TERMS, UFD, UPD, TermOptionError
 
-CLASSES = 3
 SIZES = {2: (32, 32), 3: (32, 32, 32)}  # deep enough that the bottleneck has several positions
-TEACHER_CHANNELS = (8, 16, 32, 64, 64)
-STUDENT_CHANNELS = (4, 8, 16, 32, 32)
-
-
-def random_maps(channels, size, requires_grad=False, classes=CLASSES, batch=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    encoder, outputs = [], []
-    for k, c in enumerate(channels):
-        stage_size = [s // 2**k for s in size]
-        encoder.append(torch.randn(batch, c, *stage_size, generator=generator).requires_grad_(requires_grad))
-        if k < len(channels) - 1:
-            outputs.append(torch.randn(batch, classes, *stage_size, generator=generator).requires_grad_(requires_grad))
-    return UNetMaps(encoder, outputs)
-
-
-def geometry(dims, teacher=TEACHER_CHANNELS, student=STUDENT_CHANNELS, regions=False):
-    return DistillationGeometry(NetworkGeometry(teacher, dims), NetworkGeometry(student, dims), CLASSES, regions)
-
-
-@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
-def dims(request):
-    return request.param
 
 
 @pytest.mark.parametrize("term", [UFD, IFD, UPD, IPD])
