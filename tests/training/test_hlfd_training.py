@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from nnunet_runs import DATASET_ID, nnunet_predict, run_command, train_in_process
+from nnunet_runs import DATASET_ID, run_command, train_in_process
+from student_prediction import assert_predicts_without_the_teacher
 
 from nnunetv2_hlfd.training.student import ResNetStudentUNet
 
@@ -101,20 +102,7 @@ def test_load_checkpoint_restores_trained_adapters(hlfd_2d):
 
 def test_nnunetv2_predict_runs_the_student_without_the_teacher(hlfd_2d, nnunet_dirs, teacher_2d, tmp_path):
     images = nnunet_dirs["nnUNet_raw"] / f"Dataset{DATASET_ID}_SyntheticKidney" / "imagesTr"
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for image in sorted(images.glob("*.nii.gz"))[:2]:
-        shutil.copy(image, inputs)
-    hidden_teacher = teacher_2d.parent.with_name("hidden_teacher")
-    teacher_2d.parent.rename(hidden_teacher)
-    try:
-        nnunet_predict(inputs, tmp_path / "out", "nnUNetTrainerHLFD_tiny")
-    finally:
-        hidden_teacher.rename(teacher_2d.parent)
-    for image in inputs.glob("*.nii.gz"):
-        prediction = sitk.ReadImage(str(tmp_path / "out" / image.name.replace("_0000", "")))
-        assert prediction.GetSize() == sitk.ReadImage(str(image)).GetSize()
-        assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2}
+    assert_predicts_without_the_teacher(images, teacher_2d, tmp_path, "nnUNetTrainerHLFD_tiny")
 
 
 def test_student_baseline_trains_the_same_student_without_a_teacher(nnunet_dirs, teacher_2d):

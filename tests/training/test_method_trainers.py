@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from method_terms import MOBILE_METHODS
 from nnunet_runs import DATASET_ID, DATASET_NAME, nnunet_predict
-from test_student_mobile_training import MOBILE_METHODS
 
 pytestmark = pytest.mark.integration
 

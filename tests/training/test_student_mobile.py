@@ -44,6 +44,15 @@ def plan_id(planned) -> str:
     return "-".join(planned)
 
 
+def on_meta(planner, fingerprint, name, forward):
+    """The plan's configuration, its student and network, and `forward(student, teacher, patch)` run on the meta
+    device: the shapes of a full-size patch without its memory."""
+    cm = configuration(planner, fingerprint, name)
+    with torch.device("meta"):
+        student, teacher = mobile_student(cm), plan_network(cm)
+        return cm, student, teacher, forward(student, teacher, torch.empty(1, 1, *cm.patch_size))
+
+
 @pytest.mark.parametrize("size_name", SIZES)
 @pytest.mark.parametrize("planner, fingerprint, name", MOBILE_PLANNED, ids=[plan_id(p) for p in MOBILE_PLANNED])
 def test_every_size_is_at_most_10_percent_of_the_plans_network(planner, fingerprint, name, size_name):
@@ -65,11 +74,7 @@ def test_sizes_grow_small_default_large_on_the_default_3d_plans(name):
 
 @pytest.mark.parametrize("planner, fingerprint, name", SHAPE_PLANS, ids=[plan_id(p) for p in SHAPE_PLANS])
 def test_deep_supervision_heads_are_at_the_plans_scales_and_the_teachers_shapes(planner, fingerprint, name):
-    cm = configuration(planner, fingerprint, name)
-    patch = (1, 1, *cm.patch_size)
-    with torch.device("meta"):
-        student, teacher = mobile_student(cm), plan_network(cm)
-        outputs, teacher_outputs = student(torch.empty(patch)), teacher(torch.empty(patch))
+    cm, _, _, (outputs, teacher_outputs) = on_meta(planner, fingerprint, name, lambda s, t, x: (s(x), t(x)))
     scale = torch.ones(len(cm.patch_size))
     expected = []
     for stride in cm.pool_op_kernel_sizes[:-1]:  # nnU-Net's deep-supervision scales: every stage but the bottleneck
@@ -82,12 +87,9 @@ def test_deep_supervision_heads_are_at_the_plans_scales_and_the_teachers_shapes(
 @pytest.mark.parametrize("planner, fingerprint, name", SHAPE_PLANS, ids=[plan_id(p) for p in SHAPE_PLANS])
 def test_encoder_stages_match_the_teachers_stage_for_stage(planner, fingerprint, name):
     """The maps every distillation term reads: one student stage per teacher stage, at the teacher's resolution."""
-    cm = configuration(planner, fingerprint, name)
-    patch = (1, 1, *cm.patch_size)
-    with torch.device("meta"):
-        student, teacher = mobile_student(cm), plan_network(cm)
-        heads, encoder = student(torch.empty(patch), return_encoder_maps=True)
-        reference = teacher_maps(teacher, torch.empty(patch))
+    cm, student, teacher, ((heads, encoder), reference) = on_meta(
+        planner, fingerprint, name, lambda s, t, x: (s(x, return_encoder_maps=True), teacher_maps(t, x))
+    )
     assert [m.shape[2:] for m in encoder] == [m.shape[2:] for m in reference.encoder]
     assert [m.shape[1] for m in encoder] == student.encoder.output_channels
     assert [h.shape for h in heads] == [o.shape for o in reference.outputs]

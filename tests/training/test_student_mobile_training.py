@@ -3,32 +3,17 @@ nnUNetTrainerHLFDMobile` and `nnUNetv2_predict` from its checkpoint without the 
 peer method distilling into it for a step (2d, and HLFD in 3d_fullres)."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
-from nnunet_runs import DATASET_ID, DATASET_NAME, nnunet_predict, run_command
+from method_terms import HLFD_TERMS, MOBILE_METHODS
+from nnunet_runs import DATASET_ID, DATASET_NAME, run_command
+from student_prediction import assert_predicts_without_the_teacher
 
 from nnunetv2_hlfd.training.student_mobile import InvertedResidualUNet
 
 pytestmark = pytest.mark.integration
-HLFD_TERMS = ["UFD", "IFD", "UPD", "IPD"]
-# Every distillation trainer of trainers/nnUNetTrainerMobile.py -> the terms it runs on the tiny 2d plan.
-MOBILE_METHODS = {
-    "nnUNetTrainerHLFDMobile": HLFD_TERMS,
-    "nnUNetTrainerHLFDMobileSmall": HLFD_TERMS,
-    "nnUNetTrainerHLFDMobileLarge": HLFD_TERMS,
-    "nnUNetTrainerKDMobile": ["KD"],
-    "nnUNetTrainerATMobile": ["AT"],
-    "nnUNetTrainerFitNetsMobile": ["FitNets"],
-    "nnUNetTrainerSKDMobile": ["SKD_pixel", "SKD_pair"],
-    "nnUNetTrainerSKD_HolisticMobile": ["SKD_pixel", "SKD_pair", "SKD_holistic"],
-    "nnUNetTrainerIFVDMobile": ["IFVD", "IFVD_pixel", "IFVD_holistic"],
-    "nnUNetTrainerCWDMobile": ["CWD"],
-    "nnUNetTrainerEMKDMobile": ["EMKD_PMD", "EMKD_IMD", "EMKD_RAD"],
-}
 TRAINED = "nnUNetTrainerHLFDMobile_tiny"
 
 
@@ -82,20 +67,9 @@ def test_nnunetv2_predict_runs_the_inverted_residual_student_without_the_teacher
     hlfd_mobile_2d, nnunet_dirs, teacher_2d, tmp_path
 ):
     images = nnunet_dirs["nnUNet_raw"] / DATASET_NAME / "imagesTr"
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for image in sorted(images.glob("*.nii.gz"))[:2]:
-        shutil.copy(image, inputs)
-    hidden_teacher = teacher_2d.parent.with_name("hidden_teacher")
-    teacher_2d.parent.rename(hidden_teacher)
-    try:
-        nnunet_predict(inputs, tmp_path / "out", TRAINED, "--disable_tta", "-npp", "1", "-nps", "1")
-    finally:
-        hidden_teacher.rename(teacher_2d.parent)
-    for image in inputs.glob("*.nii.gz"):
-        prediction = sitk.ReadImage(str(tmp_path / "out" / image.name.replace("_0000", "")))
-        assert prediction.GetSize() == sitk.ReadImage(str(image)).GetSize()
-        assert set(np.unique(sitk.GetArrayFromImage(prediction))) <= {0, 1, 2}
+    assert_predicts_without_the_teacher(
+        images, teacher_2d, tmp_path, TRAINED, "--disable_tta", "-npp", "1", "-nps", "1"
+    )
 
 
 def test_the_plain_inverted_residual_student_takes_a_step(one_batch):
