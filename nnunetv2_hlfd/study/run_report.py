@@ -54,6 +54,16 @@ def write_runs_csv(path: Path, runs: list[Run], classes: list[str], tumour: str)
 def learning_curve_figure(
     path: Path, runs: list[Run], classes: list[str], tumour: str, settings: StudySettings
 ) -> Path | None:
+    """`draw_learning_curves`' figure written to `path`; None (and no file) when no run has a curve."""
+    figure = draw_learning_curves(runs, classes, tumour, settings)
+    if figure is None:
+        return None
+    with style.context("default"):
+        figure.savefig(path, dpi=DPI)
+    return path
+
+
+def draw_learning_curves(runs: list[Run], classes: list[str], tumour: str, settings: StudySettings) -> Figure | None:
     """One panel per class (the tumour first): pseudo-Dice against iteration, median line and min-max band
     over each variant's runs; None when no run has a curve."""
     with_curves = [r for r in runs if r.curve is not None]
@@ -83,8 +93,7 @@ def learning_curve_figure(
         axes[0].axhline(ONSET_THRESHOLD, color="grey", linestyle=":", linewidth=1, label="onset threshold")
         axes[0].legend(loc="upper left", fontsize="small")
         figure.suptitle("nnU-Net's per-epoch pseudo-Dice, per variant (line: median, band: min to max)")
-        figure.savefig(path, dpi=DPI)
-    return path
+    return figure
 
 
 def _colours(n: int) -> list:

@@ -39,9 +39,19 @@ def pick_case_and_slice(labels: dict[str, np.ndarray], label_value: int, slice_a
 def validation_slice_figure(
     path: Path, raw_dataset: Path, models: dict[str, Path], slice_axis: int, label_value: int
 ) -> tuple[Path, str]:
-    """Write the figure to `path`: `models` maps a name to its fold folder (validation/ holds nnU-Net's
+    """Write `draw_validation_slice`'s figure to `path`. Returns (path, case)."""
+    figure, case = draw_validation_slice(raw_dataset, models, slice_axis, label_value)
+    with style.context("default"):
+        figure.savefig(path, dpi=DPI)
+    return path, case
+
+
+def draw_validation_slice(
+    raw_dataset: Path, models: dict[str, Path], slice_axis: int, label_value: int
+) -> tuple[Figure, str]:
+    """The figure and its case: `models` maps a name to its fold folder (validation/ holds nnU-Net's
     predictions); the case is the common validation case with the most `label_value` voxels, the slice the one
-    (along `slice_axis`, the axis nnU-Net's 2d configuration slices) with the most. Returns (path, case)."""
+    (along `slice_axis`, the axis nnU-Net's 2d configuration slices) with the most."""
     dataset_json = json.loads((raw_dataset / "dataset.json").read_text())
     ending = dataset_json["file_ending"]
     predicted = [{p.name.removesuffix(ending) for p in (f / "validation").glob(f"*{ending}")} for f in models.values()]
@@ -73,5 +83,4 @@ def validation_slice_figure(
         legend = [Patch(color=COLOURS[(v - 1) % len(COLOURS)], label=names[v]) for v in sorted(names)]
         figure.legend(handles=legend, loc="outside lower center", ncols=len(legend))
         figure.suptitle(f"validation case {case}, slice {index} (axis {slice_axis})")
-        figure.savefig(path, dpi=DPI)
-    return path, case
+    return figure, case
