@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunetv2_hlfd.evaluation.settings import DEFAULT_PLANS
@@ -157,7 +158,8 @@ def parse_model(label: str, default_plans: str, configuration: str, dataset: Ben
     trainer, _, plans = label.partition("__")
     plans = plans or default_plans
     label = trainer if plans == default_plans else f"{trainer}__{plans}"
-    return ModelFolder(label, trainer, plans, configuration, dataset.results / f"{trainer}__{plans}__{configuration}")
+    folder = dataset.results / convert_trainer_plans_config_to_identifier(trainer, plans, configuration)
+    return ModelFolder(label, trainer, plans, configuration, folder)
 
 
 def trained_models(dataset: BenchmarkDataset, configuration: str) -> list[str]:

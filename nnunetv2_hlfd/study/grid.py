@@ -177,8 +177,15 @@ def study_runs(settings: StudySettings) -> list[tuple[str, int | None]]:
 
 
 def fold_folder(results: Path, settings: StudySettings, trainer: str, fold: int, seed: int | None = None) -> Path:
+    # nnU-Net's own name for the folder, imported here: the study's option modules import this one and stay light
+    from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
+
     name = settings.run_name(trainer, seed)
-    return results / f"{name}__{settings.plans}__{settings.configuration}" / f"fold_{fold}"
+    return (
+        results
+        / convert_trainer_plans_config_to_identifier(name, settings.plans, settings.configuration)
+        / f"fold_{fold}"
+    )
 
 
 def is_finished(folder: Path, needs_probabilities: bool) -> bool:

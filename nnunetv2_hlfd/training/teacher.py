@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json
+from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
@@ -124,7 +125,11 @@ def locate_teachers(
     folders = (
         [Path(f) for f in explicit.split(os.pathsep) if f.strip()]
         if explicit
-        else [Path(results_root) / dataset_name / f"{DEFAULT_TEACHER_TRAINER}__{plans_name}__{configuration}"]
+        else [
+            Path(results_root)
+            / dataset_name
+            / convert_trainer_plans_config_to_identifier(DEFAULT_TEACHER_TRAINER, plans_name, configuration)
+        ]
     )
     for folder in folders:
         if explicit and not folder.is_dir():
