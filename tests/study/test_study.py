@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from figure_checks import coloured_fraction, grid_cells, read_png
 from study_helpers import FAKE_DATASET, fake_nnunet, fake_settings, finish, fold_folder, read_calls
 
 from nnunetv2_hlfd.study.grid import StudySettings, study_graph, train_command
@@ -383,7 +384,10 @@ def test_a_replicated_study_writes_its_runs_curves_and_run_level_tests(calls, mo
         "| secondary: onset | HLFD | onset (tumor pseudo-Dice >= 0.2) | greater | 6 | 6/6 | 0/6 | 0.00108 |" in study_md
     )
     assert "## Is the teacher worth distilling?" in study_md
-    assert (run.output / "learning_curves.png").stat().st_size > 10_000
+    curves = read_png(run.output / "learning_curves.png")
+    assert curves.shape[:2] == (552, 1440)  # two classes' panels, 6 x 4.6 inches each at 120 dpi
+    # each panel plots the variants' curves in colour (a blank one has grey axes and text only)
+    assert all(coloured_fraction(panel) > 0.002 for panel in grid_cells(curves, 2))
 
 
 def test_a_repeat_trains_student_by_student_so_an_early_stop_leaves_whole_students():
@@ -421,42 +425,48 @@ def test_repeats_below_one_are_refused_with_exit_status_2_and_no_traceback(calls
     assert "--repeats must be at least 1, got 0" in capsys.readouterr().err and not calls.exists()
 
 
-def test_each_distilled_student_is_paired_with_the_plain_student_of_its_own_size():
-    students = (
-        "nnUNetTrainerStudent",
-        "nnUNetTrainerHLFD",
-        "nnUNetTrainerStudentSmall",
-        "nnUNetTrainerHLFDSmall",
-        "nnUNetTrainerKD",
-        "nnUNetTrainerKDSmall",
-    )
-    settings = fake_settings(students=students)
-    roles = study_roles(settings, student_classes(settings))
-    assert roles.references == {
-        "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
-        "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall",
-        "nnUNetTrainerKD": "nnUNetTrainerStudent",
-        "nnUNetTrainerKDSmall": "nnUNetTrainerStudentSmall",
-    }
-    assert roles.primary == ("nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall")
+# (the study's students, each distilled student's plain reference, the primary family): sizes, then families
+PAIRINGS = {
+    "sizes": (
+        (
+            "nnUNetTrainerStudent",
+            "nnUNetTrainerHLFD",
+            "nnUNetTrainerStudentSmall",
+            "nnUNetTrainerHLFDSmall",
+            "nnUNetTrainerKD",
+            "nnUNetTrainerKDSmall",
+        ),
+        {
+            "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
+            "nnUNetTrainerHLFDSmall": "nnUNetTrainerStudentSmall",
+            "nnUNetTrainerKD": "nnUNetTrainerStudent",
+            "nnUNetTrainerKDSmall": "nnUNetTrainerStudentSmall",
+        },
+        ("nnUNetTrainerHLFD", "nnUNetTrainerHLFDSmall"),
+    ),
+    "inverted-residual family": (
+        (
+            "nnUNetTrainerStudent",
+            "nnUNetTrainerStudentMobile",
+            "nnUNetTrainerHLFDMobile",
+            "nnUNetTrainerHLFD",
+            "nnUNetTrainerKDMobile",
+            "nnUNetTrainerStudentMobileSmall",
+            "nnUNetTrainerHLFDMobileSmall",
+        ),
+        {
+            "nnUNetTrainerHLFDMobile": "nnUNetTrainerStudentMobile",
+            "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
+            "nnUNetTrainerKDMobile": "nnUNetTrainerStudentMobile",
+            "nnUNetTrainerHLFDMobileSmall": "nnUNetTrainerStudentMobileSmall",
+        },
+        ("nnUNetTrainerHLFDMobile", "nnUNetTrainerHLFD", "nnUNetTrainerHLFDMobileSmall"),
+    ),
+}
 
 
-def test_the_inverted_residual_students_are_paired_within_their_family():
-    students = (
-        "nnUNetTrainerStudent",
-        "nnUNetTrainerStudentMobile",
-        "nnUNetTrainerHLFDMobile",
-        "nnUNetTrainerHLFD",
-        "nnUNetTrainerKDMobile",
-        "nnUNetTrainerStudentMobileSmall",
-        "nnUNetTrainerHLFDMobileSmall",
-    )
+@pytest.mark.parametrize("students, references, primary", PAIRINGS.values(), ids=PAIRINGS)
+def test_each_distilled_student_is_paired_with_the_plain_student_of_its_family_and_size(students, references, primary):
     settings = fake_settings(students=students)
     roles = study_roles(settings, student_classes(settings))
-    assert roles.references == {
-        "nnUNetTrainerHLFDMobile": "nnUNetTrainerStudentMobile",
-        "nnUNetTrainerHLFD": "nnUNetTrainerStudent",
-        "nnUNetTrainerKDMobile": "nnUNetTrainerStudentMobile",
-        "nnUNetTrainerHLFDMobileSmall": "nnUNetTrainerStudentMobileSmall",
-    }
-    assert roles.primary == ("nnUNetTrainerHLFDMobile", "nnUNetTrainerHLFD", "nnUNetTrainerHLFDMobileSmall")
+    assert roles.references == references and roles.primary == primary
