@@ -68,6 +68,12 @@ def write_figures(
 
 
 def box_plot(per_case: pd.DataFrame, metric: str, path: Path, label: str | None = None) -> Path:
+    """`draw_box_plot`'s figure written to `path`."""
+    draw_box_plot(per_case, metric, label).savefig(path, dpi=DPI)
+    return path
+
+
+def draw_box_plot(per_case: pd.DataFrame, metric: str, label: str | None = None) -> Figure:
     """One panel per class, one box of per-case values per trainer (n below each), the cases as
     points where there are few; undefined (NaN) values left out."""
     trainers = list(dict.fromkeys(per_case["trainer"]))
@@ -113,8 +119,7 @@ def box_plot(per_case: pd.DataFrame, metric: str, path: Path, label: str | None 
         ncols=3,
         fontsize=8,
     )
-    figure.savefig(path, dpi=DPI)
-    return path
+    return figure
 
 
 def dsc_with_intervals(per_case: pd.DataFrame, trainers: Sequence[str]) -> pd.DataFrame:
@@ -155,6 +160,12 @@ def latency_range(row: pd.Series, column: str) -> list[list[float]] | None:
 def accuracy_versus_cost(
     compression: pd.DataFrame, per_case: pd.DataFrame, path: Path, protocol: str = "standard"
 ) -> Path:
+    """`draw_accuracy_versus_cost`'s figure written to `path`."""
+    draw_accuracy_versus_cost(compression, per_case, protocol).savefig(path, dpi=DPI)
+    return path
+
+
+def draw_accuracy_versus_cost(compression: pd.DataFrame, per_case: pd.DataFrame, protocol: str = "standard") -> Figure:
     """Mean DSC over classes (95% bootstrap interval over cases) against each cost measured, one
     labelled point per model."""
     axes_present = [(column, label) for column, label in COST_AXES if column in compression.columns]
@@ -178,5 +189,4 @@ def accuracy_versus_cost(
         axes.margins(x=0.3, y=0.15)  # room for the labels inside the axes
         axes.set_xlabel(label + (" [range over rounds]" if column.startswith("volume_latency_s_") else ""))
         axes.set_ylabel(dsc_axis_label(protocol, int(dsc["n"].max())))
-    figure.savefig(path, dpi=DPI)
-    return path
+    return figure
