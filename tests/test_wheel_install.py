@@ -242,7 +242,11 @@ def test_every_subpackage_of_the_tree_is_one_the_wheel_ships():
     after install."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {f"nnunetv2_hlfd.{p.parent.name}" for p in (REPO / "nnunetv2_hlfd").glob("*/__init__.py")}
+    package = REPO / "nnunetv2_hlfd"
+    # at any depth: a subpackage's own subpackages (evaluation/deployment/) ship only when listed too
+    folders = {
+        ".".join(("nnunetv2_hlfd", *p.parent.relative_to(package).parts)) for p in package.glob("*/**/__init__.py")
+    }
     mapped = {name for name, folder in setuptools["package-dir"].items() if folder != "nnunetv2_hlfd"}
     assert folders - mapped <= set(setuptools["packages"]), (
         f"not shipped: {sorted(folders - set(setuptools['packages']))}"
