@@ -13,9 +13,7 @@ from nnunetv2.evaluation.evaluate_predictions import label_or_region_to_key
 from nnunetv2_hlfd.utilities.problems import first_and_more
 
 ID_COLUMNS = ("trainer", "fold", "case", "class")
-
-
-MAX_NAMED_CASES = 20
+MAX_NAMED_CASES = 20  # a problem names this many cases, then how many more: a message stays readable
 
 
 def per_case_rows(
