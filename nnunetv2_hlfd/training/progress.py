@@ -35,8 +35,8 @@ class DistillationLocalLogger(LocalLogger):
             _append_panel(os.path.join(output_folder, "progress.png"), _term_panel(curves))
 
 
-def _term_panel(curves: dict[str, list]) -> np.ndarray:
-    """The terms' epoch means, rendered at the width of nnU-Net's figure (30 inches)."""
+def term_figure(curves: dict[str, list]):
+    """The terms' epoch means, one line a term, at the width of nnU-Net's figure (30 inches); the caller closes it."""
     fig, ax = plt.subplots(1, 1, figsize=(30, 12))
     for name, values in curves.items():
         ax.plot(range(len(values)), values, ls="-", label=f"{name} (epoch mean)", linewidth=4)
@@ -44,6 +44,12 @@ def _term_panel(curves: dict[str, list]) -> np.ndarray:
     ax.set_ylabel("distillation term")
     ax.legend(loc=(0, 1))
     fig.tight_layout()
+    return fig
+
+
+def _term_panel(curves: dict[str, list]) -> np.ndarray:
+    """`term_figure` rendered to RGB pixels in [0, 1]."""
+    fig = term_figure(curves)
     fig.canvas.draw()
     panel = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
     plt.close(fig)
