@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from figure_checks import coloured_fraction, grid_cells, painted_fraction, read_png
 
 from nnunetv2_hlfd import demo
 from nnunetv2_hlfd.demo import DemoSettings, prepare_workdir, run_demo
@@ -106,6 +107,12 @@ def test_demo_trains_three_models_and_prints_dice_parameters_and_time(tmp_path, 
     assert "## Results" in study_md and "nnUNetTrainerHLFD_1epochs_2iterations_seed0" in study_md
     # the pictures: a validation slice of every model beside the ground truth, and the learning curves
     for picture in ("validation_slice.png", "learning_curves.png"):
-        assert (settings.workdir / "study" / picture).stat().st_size > 10_000
         assert str(settings.workdir / "study" / picture) in printed
+    slice_png = read_png(settings.workdir / "study" / "validation_slice.png")
+    assert slice_png.shape[:2] == (432, 1800)  # CT, ground truth and three models, 3 x 3.6 inches each at 120 dpi
+    ct, truth, *models = grid_cells(slice_png, 5)
+    # the CT under every panel (a blank one is white but for its title), the labels in colour on the truth
+    assert all(painted_fraction(cell) > 0.1 for cell in (ct, truth, *models)) and coloured_fraction(truth) > 0.001
+    # two classes' panels, 6 x 4.6 inches each; what they plot is checked in tests/study/test_run_report.py
+    assert read_png(settings.workdir / "study" / "learning_curves.png").shape[:2] == (552, 1440)
     assert "## Runs" in study_md
