@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from figure_checks import coloured_fraction, grid_cells, pixel_size, read_png
 from nnunet_runs import DATASET_ID, DATASET_NAME, train_in_process
 
 from nnunetv2_hlfd.evaluation import command
+from nnunetv2_hlfd.evaluation.figures import COST_AXES, DPI
 from nnunetv2_hlfd.utilities.provenance import cpu_model
 
 pytestmark = pytest.mark.integration  # trains two models
@@ -24,7 +26,6 @@ pytestmark = pytest.mark.integration  # trains two models
 TEACHER, STUDENT = "nnUNetTrainer", "nnUNetTrainerStudent_tiny"
 VOLUME_CASES = 2
 CLASSES = {"kidney": "1", "tumor": "2"}  # class name: its label, as nnunet_metrics keys it
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def preprocessed_dataset() -> Path:
@@ -137,9 +138,21 @@ def test_every_output_file_is_written(benchmark_output):
         "report.md",
     ):
         assert (benchmark_output / name).stat().st_size > 0, name
-    figures = ["box_dsc.png", "box_hd95.png", "box_surface_dice.png", "box_lesion_f1.png", "accuracy_vs_cost.png"]
-    for name in figures:
-        assert (benchmark_output / "figures" / name).read_bytes()[:8] == PNG_SIGNATURE, name
+    cases = per_case(benchmark_output)
+    trainers, classes = cases["trainer"].nunique(), list(dict.fromkeys(cases["class"]))
+    for metric in ("dsc", "hd95", "surface_dice", "lesion_f1"):
+        png = read_png(benchmark_output / "figures" / f"box_{metric}.png")
+        # one panel per class, 1.3 inches per trainer box (figures.box_plot)
+        assert png.shape[:2] == pixel_size((1.6 + 1.3 * trainers * len(classes), 4.4), DPI), metric
+        panels = grid_cells(png[: png.shape[0] * 85 // 100], len(classes))  # the legend below them left out
+        for class_name, panel in zip(classes, panels):
+            if cases.loc[cases["class"] == class_name, metric].notna().any():  # a class with values shows them
+                # coloured medians, means and cases: about 0.0015 for one case a trainer, 0 for an empty panel
+                assert coloured_fraction(panel) > 0.0005, (metric, class_name)
+    costs = [column for column, _ in COST_AXES if column in pd.read_csv(benchmark_output / "compression.csv")]
+    png = read_png(benchmark_output / "figures" / "accuracy_vs_cost.png")
+    assert png.shape[:2] == pixel_size((4.8 * len(costs), 4.2), DPI)  # one panel per cost measured
+    assert all(coloured_fraction(panel) > 0.0005 for panel in grid_cells(png, len(costs)))  # each model's point
 
 
 @pytest.mark.parametrize("trainer_fixture", ["teacher_2d", "student_2d"])
