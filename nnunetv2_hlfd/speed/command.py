@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_hlfd.utilities.problems import UserFacingError
+from nnunetv2_hlfd.utilities.problems import ProblemListError, UserFacingError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
 PLANNER_NAMES = ("default", "ResEncL")
@@ -58,6 +58,13 @@ def add_parser(subparsers) -> None:
         "spinning OpenMP threads slow every step many-fold",
     )
     speed.add_argument("--device", default=None, choices=("cpu", "cuda"), help="default: cuda if present, else cpu")
+    speed.add_argument(
+        "--inference",
+        action="store_true",
+        help="instead of training steps, time one forward pass on one patch (eval, no gradients) of the "
+        "teacher and of each student family's default student (--methods, --members, --levers and "
+        "--batch-size do not apply)",
+    )
 
 
 def run(args) -> None:
@@ -76,7 +83,11 @@ def run(args) -> None:
         raise UserFacingError(
             f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown else "--methods names no method"
         )
+    refuse_unknown_methods(methods)  # before any plan is made: a misspelt last method would fail minutes in
     device = torch.device(args.device or default_device())
+    if args.inference:
+        run_inference(args, device)
+        return
     with torch_threads(args.threads):
         print(describe_machine(device))
         results = []
@@ -89,6 +100,36 @@ def run(args) -> None:
                     )
                     print(f"measured {setting.name}", flush=True)
     print(markdown_report(results, methods))
+
+
+def run_inference(args, device) -> None:
+    from nnunetv2_hlfd.speed.inference import inference_table, measure_inference
+    from nnunetv2_hlfd.speed.step_time import Setting
+    from nnunetv2_hlfd.utilities.timing import torch_threads
+
+    with torch_threads(args.threads):
+        print(describe_machine(device))
+        results = []
+        for configuration in args.configurations:
+            for planner in args.planners:
+                setting = Setting(planner, configuration, args.patch_factor)
+                results.append(measure_inference(setting, device, args.warmup, args.steps))
+                print(f"measured {setting.name}", flush=True)
+    print(inference_table(results))
+
+
+def refuse_unknown_methods(methods: list[str]) -> None:
+    """Every method a distillation trainer nnU-Net finds, or one refusal listing each that is not."""
+    from nnunetv2_hlfd.speed.offline_trainers import method_trainer
+
+    problems = []
+    for method in methods:
+        try:
+            method_trainer(method)
+        except UserFacingError as problem:
+            problems.append(str(problem))
+    if problems:
+        raise ProblemListError(problems, headline="--methods names trainers that cannot be timed:")
 
 
 def describe_machine(device) -> str:

@@ -17,6 +17,7 @@ from nnunetv2_hlfd.training.distillation_trainer import nnUNetTrainerDistillatio
 from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.training.teacher import DEFAULT_TEACHER_TRAINER, Teacher, TeacherSource, weights_sha256
 from nnunetv2_hlfd.utilities.environment import temporary_environment
+from nnunetv2_hlfd.utilities.problems import UserFacingError
 from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 
@@ -28,7 +29,10 @@ def method_trainer(method: str | DistillationConfig, name: str = "method") -> ty
     trainer_name = method if method.startswith("nnUNetTrainer") else f"nnUNetTrainer{method}"
     trainer_class = find_trainer_class(trainer_name)
     if not issubclass(trainer_class, nnUNetTrainerDistillation):
-        raise ValueError(f"{trainer_name} is not a distillation trainer (no DistillationConfig to time).")
+        raise UserFacingError(
+            f"{trainer_name} is not a distillation trainer, so it has no distillation step to time; name "
+            f"distillation trainers (e.g. HLFD,KD,HLFDMobile): the plain student's step is timed anyway"
+        )
     return trainer_class
 
 

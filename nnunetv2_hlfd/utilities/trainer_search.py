@@ -37,6 +37,21 @@ def trainer_search_path() -> str:
     return os.pathsep.join(dict.fromkeys(p for p in folders if p))
 
 
+class TrainerNotFoundError(UserFacingError):
+    """No nnUNetTrainer subclass of the name: a misspelt name or a folder missing from nnUNet_extTrainer."""
+
+
 def find_trainer_class(trainer_name: str) -> type:
-    with temporary_environment(nnUNet_extTrainer=trainer_search_path()), contextlib.redirect_stdout(io.StringIO()):
-        return recursive_find_trainer_class_by_name(trainer_name)  # (redirected: nnU-Net narrates its search)
+    """The class as nnU-Net's own search finds it; a name it cannot find is refused as the user's input."""
+    searched = trainer_search_path()
+    with temporary_environment(nnUNet_extTrainer=searched), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return recursive_find_trainer_class_by_name(trainer_name)  # (redirected: nnU-Net narrates its search)
+        except RuntimeError as error:
+            if "Could not find requested nnunet trainer" not in str(error):
+                raise
+    raise TrainerNotFoundError(
+        f"no trainer class named {trainer_name!r}: nnU-Net searched nnunetv2.training.nnUNetTrainer and "
+        f"nnUNet_extTrainer ({searched}); check the name (e.g. nnUNetTrainerHLFD), or add the folder that "
+        f"defines it to nnUNet_extTrainer (paths separated by {os.pathsep!r})"
+    )
