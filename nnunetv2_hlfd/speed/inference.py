@@ -25,6 +25,7 @@ from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 NETWORKS = {
     "teacher": "nnUNetTrainer",
     "ResNet18-style student": "nnUNetTrainerStudent",
+    "ResNet18-style Small student": "nnUNetTrainerStudentSmall",
     "inverted-residual student": "nnUNetTrainerStudentMobile",
 }
 
@@ -60,20 +61,19 @@ def measure_inference(setting: Setting, device: torch.device, warmup: int, steps
 
 
 def inference_table(results: list[InferenceResult]) -> str:
-    students = [name for name in NETWORKS if name != "teacher"]
     header = (
-        "| setting | patch | teacher forward (ms) | "
-        + " | ".join(f"{s} (ms) | teacher / {s} | {s}: parameters / multiply-adds of the teacher's" for s in students)
-        + " |"
+        "| setting | patch | network | forward (ms) | teacher / network | parameters / multiply-adds of the "
+        "teacher's |"
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
-        cells = [r.setting.name, "x".join(map(str, r.patch_size)), _milliseconds(r.times["teacher"])]
-        for s in students:
-            share = r.costs[s].parameters / r.costs["teacher"].parameters
-            macs = r.costs[s].macs_per_patch / r.costs["teacher"].macs_per_patch
-            cells += [_milliseconds(r.times[s]), f"{r.speedup(s):.2f}x", f"{share:.1%} / {macs:.1%}"]
-        rows.append("| " + " | ".join(cells) + " |")
+        teacher = r.costs["teacher"]
+        for name in NETWORKS:
+            cost = r.costs[name]
+            share = f"{cost.parameters / teacher.parameters:.1%} / {cost.macs_per_patch / teacher.macs_per_patch:.1%}"
+            speedup = "-" if name == "teacher" else f"{r.speedup(name):.2f}x"
+            cells = [r.setting.name, "x".join(map(str, r.patch_size)), name, _milliseconds(r.times[name]), speedup, share]
+            rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
