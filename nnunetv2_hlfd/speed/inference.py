@@ -72,7 +72,8 @@ def inference_table(results: list[InferenceResult]) -> str:
             cost = r.costs[name]
             share = f"{cost.parameters / teacher.parameters:.1%} / {cost.macs_per_patch / teacher.macs_per_patch:.1%}"
             speedup = "-" if name == "teacher" else f"{r.speedup(name):.2f}x"
-            cells = [r.setting.name, "x".join(map(str, r.patch_size)), name, _milliseconds(r.times[name]), speedup, share]
+            patch = "x".join(map(str, r.patch_size))
+            cells = [r.setting.name, patch, name, _milliseconds(r.times[name]), speedup, share]
             rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
