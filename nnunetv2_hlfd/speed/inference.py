@@ -62,8 +62,7 @@ def measure_inference(setting: Setting, device: torch.device, warmup: int, steps
 
 def inference_table(results: list[InferenceResult]) -> str:
     header = (
-        "| setting | patch | network | forward (ms) | teacher / network | parameters / multiply-adds of the "
-        "teacher's |"
+        "| setting | patch | network | forward (ms) | teacher / network | parameters / multiply-adds of the teacher's |"
     )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in results:
