@@ -26,7 +26,7 @@ from nnunetv2_hlfd.distillation.maps import (
     teacher_maps,
 )
 from nnunetv2_hlfd.distillation.schedule import weight_factor
-from nnunetv2_hlfd.training import gradient_share
+from nnunetv2_hlfd.training import gradient_share, teacher_checks
 from nnunetv2_hlfd.training import teacher as teachers
 from nnunetv2_hlfd.training.progress import TERM_KEY_PREFIX, DistillationLocalLogger
 from nnunetv2_hlfd.training.safe_checkpoint import CheckpointLoadError, checkpoints_trusted
@@ -68,7 +68,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
             check_method(self.distillation)
             self.teacher_precision = teachers.teacher_precision()
             self.teacher_rotation = teachers.teacher_rotation()  # an ensemble runs one member per step, in turn
-            self.allow_teacher_leak = teachers.leak_allowed()
+            self.allow_teacher_leak = teacher_checks.leak_allowed()
             self.measure_gradient_share = gradient_share.measure_gradients_each_epoch()
             checkpoints_trusted()
         self.logger.local_logger = DistillationLocalLogger()
@@ -166,7 +166,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
         )
 
     def _refuse_incompatible(self, members: list[teachers.Teacher]) -> None:
-        problems = teachers.stage_problems(members) if len(members) > 1 else []
+        problems = teacher_checks.stage_problems(members) if len(members) > 1 else []
         for member in members:
             problems += self._member_problems(member, several=len(members) > 1)
         if problems:
@@ -180,20 +180,21 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
     def _member_problems(self, teacher: teachers.Teacher, several: bool) -> list[str]:
         """Every check of a single teacher; an ensemble's members are each checked alike."""
         problems = (
-            teachers.label_problems(teacher, self.dataset_json)
-            + teachers.channel_problems(teacher, self.dataset_json)
-            + teachers.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
-            + teachers.patch_problems(teacher, self.configuration_manager.patch_size)
+            teacher_checks.label_problems(teacher, self.dataset_json)
+            + teacher_checks.channel_problems(teacher, self.dataset_json)
+            + teacher_checks.preprocessing_problems(teacher, self.plans_manager, self.configuration_manager)
+            + teacher_checks.patch_problems(teacher, self.configuration_manager.patch_size)
         )
         if several:
             problems = [f"{teacher.source.fold_folder}: {problem}" for problem in problems]
         if self.fold == "all":  # nnU-Net "validates" fold all on its training cases: nothing held out can leak
             return problems
         preprocessed = nnUNet_preprocessed.get() if nnUNet_preprocessed.is_set() else None
-        check = teachers.check_leak(teacher, set(self.do_split()[1]), preprocessed)
+        check = teacher_checks.check_leak(teacher, set(self.do_split()[1]), preprocessed)
         if check.caveat:
-            self.print_to_log_file(f"WARNING: {teachers.leak_caveat_message(check)} ({teacher.source.fold_folder}).")
-        leaks = teachers.leak_problems(check, teacher)
+            caveat = teacher_checks.leak_caveat_message(check)
+            self.print_to_log_file(f"WARNING: {caveat} ({teacher.source.fold_folder}).")
+        leaks = teacher_checks.leak_problems(check, teacher)
         if leaks and several:
             leaks = [
                 leaks[0] + ". An ensemble of cross-validation folds has trained on every fold's validation "
@@ -202,7 +203,7 @@ class nnUNetTrainerDistillation(nnUNetTrainerStudent):
                 f"-tr {type(self).__name__})"
             ]
         if leaks and self.allow_teacher_leak:
-            self.print_to_log_file("WARNING: " + leaks[0] + f" ({teachers.ALLOW_LEAK_ENV} is set).")
+            self.print_to_log_file("WARNING: " + leaks[0] + f" ({teacher_checks.ALLOW_LEAK_ENV} is set).")
             return problems
         return problems + leaks
 

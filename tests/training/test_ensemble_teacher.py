@@ -18,7 +18,8 @@ from nnunetv2_hlfd.distillation.config import DistillationConfig, hlfd_config
 from nnunetv2_hlfd.distillation.functional import attention_map
 from nnunetv2_hlfd.distillation.maps import UNetMaps
 from nnunetv2_hlfd.speed.offline_trainers import initialized_trainer, method_trainer, random_teacher, synthetic_batch
-from nnunetv2_hlfd.training.teacher import TeacherError, stage_problems
+from nnunetv2_hlfd.training.teacher import TeacherError
+from nnunetv2_hlfd.training.teacher_checks import stage_problems
 from nnunetv2_hlfd.training.teacher_ensemble import (
     attention_averaging_stack,
     averaged_probability_logits,

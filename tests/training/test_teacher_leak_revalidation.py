@@ -12,14 +12,8 @@ import pytest
 import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, run_command, with_own_log
 
-from nnunetv2_hlfd.training.teacher import (
-    TeacherError,
-    TeacherSource,
-    check_leak,
-    leak_problems,
-    open_teacher,
-    training_split_sizes,
-)
+from nnunetv2_hlfd.training.teacher import TeacherError, TeacherSource, open_teacher
+from nnunetv2_hlfd.training.teacher_checks import check_leak, leak_problems, training_split_sizes
 
 
 def fake_teacher(fold_folder: Path):

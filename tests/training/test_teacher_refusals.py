@@ -13,13 +13,8 @@ import torch
 from nnunet_runs import DATASET_ID, DATASET_NAME, with_own_log
 
 from nnunetv2_hlfd.training.safe_checkpoint import UntrustedCheckpointError, load_checkpoint_weights_only
-from nnunetv2_hlfd.training.teacher import (
-    TeacherError,
-    TeacherSource,
-    _training_cases_or_reason,
-    check_leak,
-    label_problems,
-)
+from nnunetv2_hlfd.training.teacher import TeacherError, TeacherSource
+from nnunetv2_hlfd.training.teacher_checks import _training_cases_or_reason, check_leak, label_problems
 from nnunetv2_hlfd.utilities.environment import UserFacingError, env_flag
 
 pytestmark = pytest.mark.integration
