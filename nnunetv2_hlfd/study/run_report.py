@@ -149,7 +149,7 @@ def runs_markdown(runs: list[Run], comparison: RunComparison, classes: list[str]
         "## Case-level statistics (descriptive)",
         "",
         "Each validation case's DSC averaged over the repeats both variants ran (the same folds and seeds), "
-        "paired with the reference's, Wilcoxon signed-rank over the cases (two-sided, no correction). The cases "
+        "paired with the reference's, Wilcoxon signed-rank over the cases (two-sided, no Holm adjustment). The cases "
         "come from the trainings counted beside them: a case-level p-value says how consistently the cases "
         "differ, not how a new training of the method would do.",
         "",

@@ -85,6 +85,18 @@ def test_refuses_a_model_that_is_not_a_student(tmp_path):
         export_student(fold_folder, tmp_path / "out")
 
 
+def test_a_checkpoint_of_an_unknown_trainer_is_one_line_naming_the_trainer(tmp_path, capsys):
+    fold_folder = write_results_folder(tmp_path)
+    checkpoint = torch.load(fold_folder / "checkpoint_final.pth", weights_only=True)
+    torch.save(checkpoint | {"trainer_name": "nnUNetTrainerNoSuchStudent"}, fold_folder / "checkpoint_final.pth")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["export", str(fold_folder), "-o", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "no trainer class named 'nnUNetTrainerNoSuchStudent'" in error and "nnUNet_extTrainer" in error
+    assert "Traceback" not in error and not (tmp_path / "out").exists()
+
+
 def test_refuses_existing_files_without_overwrite(exported):
     fold_folder, output, _ = exported
     with pytest.raises(FileExistsError, match="--overwrite"):
