@@ -76,6 +76,7 @@ def run_study(settings: StudySettings, show_progress: bool = True, command: str 
     variants = output / "trainers"
     environment["nnUNet_extTrainer"] = trainer_path(variants if settings.has_variants else None)
     ensure_preprocessed(settings, dataset, environment, output / "logs" / "plan_and_preprocess.log")
+    check_tumour_class(dataset, environment)  # the endpoints are the tumour's: refused before hours of training
     if settings.has_variants:
         write_variants_module(variants, settings)
     check_trainers_found(settings, environment)
@@ -295,6 +296,15 @@ def run_logged(command: list[str], environment: dict[str, str], log: Path, drop:
         raise UserFacingError(
             f"{' '.join(command)} failed (exit status {result.returncode}); the end of {log}:\n{log_tail(log)}"
         )
+
+
+def check_tumour_class(dataset: str, environment: dict[str, str]) -> None:
+    import json
+
+    from nnunetv2_hlfd.study.runs import foreground_classes, tumour_class
+
+    dataset_json = json.loads((Path(environment["nnUNet_preprocessed"]) / dataset / "dataset.json").read_text())
+    tumour_class(foreground_classes(dataset_json))
 
 
 def check_trainers_found(settings: StudySettings, environment: dict[str, str]) -> None:

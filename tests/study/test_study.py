@@ -274,6 +274,14 @@ def test_unknown_trainer_is_refused_naming_it(calls):
     assert not calls.exists()
 
 
+def test_a_dataset_without_a_tumour_class_is_refused_before_anything_runs(calls, tmp_path):
+    dataset_json = tmp_path / "nnUNet_preprocessed" / FAKE_DATASET / "dataset.json"
+    dataset_json.write_text(json.dumps({"labels": {"background": 0, "kidney": 1, "cyst": 2}, "file_ending": ".nii.gz"}))
+    with pytest.raises(ValueError, match=r"no class of the dataset \(kidney, cyst\) is named tumor or tumour"):
+        run_study(fake_settings(), show_progress=False)
+    assert not calls.exists()
+
+
 # ---------------------------------------------------------------------------- submitit
 
 
