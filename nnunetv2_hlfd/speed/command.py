@@ -70,9 +70,8 @@ def add_parser(subparsers) -> None:
 def run(args) -> None:
     import torch
 
-    from nnunetv2_hlfd.speed.report import markdown_report
-    from nnunetv2_hlfd.speed.step_time import LEVERS, Setting, measure_setting
-    from nnunetv2_hlfd.utilities.timing import default_device, torch_threads
+    from nnunetv2_hlfd.speed.step_time import LEVERS, Setting
+    from nnunetv2_hlfd.utilities.timing import default_device
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     levers = tuple(lever.strip() for lever in args.levers.split(",") if lever.strip())
@@ -83,53 +82,53 @@ def run(args) -> None:
         raise UserFacingError(
             f"unknown levers {sorted(unknown)} (known: {', '.join(LEVERS)})" if unknown else "--methods names no method"
         )
-    refuse_unknown_methods(methods)  # before any plan is made: a misspelt last method would fail minutes in
     device = torch.device(args.device or default_device())
+    grid = [(c, p) for c in args.configurations for p in args.planners]
     if args.inference:
-        run_inference(args, device)
+        from nnunetv2_hlfd.speed.inference import inference_table, measure_inference
+
+        settings = [Setting(p, c, args.patch_factor) for c, p in grid]
+        results = measure_each(settings, lambda s: measure_inference(s, device, args.warmup, args.steps), args, device)
+        print(inference_table(results))
         return
-    with torch_threads(args.threads):
-        print(describe_machine(device))
-        results = []
-        for configuration in args.configurations:
-            for planner in args.planners:
-                for members in args.members:
-                    setting = Setting(planner, configuration, args.patch_factor, args.batch_size, members=members)
-                    results.append(
-                        measure_setting(setting, {m: m for m in methods}, device, levers, args.warmup, args.steps)
-                    )
-                    print(f"measured {setting.name}", flush=True)
+    from nnunetv2_hlfd.speed.report import markdown_report
+    from nnunetv2_hlfd.speed.step_time import measure_setting
+
+    classes = method_classes(methods)  # before any plan is made: a misspelt last method would fail minutes in
+    settings = [Setting(p, c, args.patch_factor, args.batch_size, members=m) for c, p in grid for m in args.members]
+    results = measure_each(
+        settings, lambda s: measure_setting(s, classes, device, levers, args.warmup, args.steps), args, device
+    )
     print(markdown_report(results, methods))
 
 
-def run_inference(args, device) -> None:
-    from nnunetv2_hlfd.speed.inference import inference_table, measure_inference
-    from nnunetv2_hlfd.speed.step_time import Setting
+def measure_each(settings: list, measure, args, device) -> list:
+    """`measure` of each setting in turn, under the requested torch threads, saying which is done."""
     from nnunetv2_hlfd.utilities.timing import torch_threads
 
     with torch_threads(args.threads):
         print(describe_machine(device))
         results = []
-        for configuration in args.configurations:
-            for planner in args.planners:
-                setting = Setting(planner, configuration, args.patch_factor)
-                results.append(measure_inference(setting, device, args.warmup, args.steps))
-                print(f"measured {setting.name}", flush=True)
-    print(inference_table(results))
+        for setting in settings:
+            results.append(measure(setting))
+            print(f"measured {setting.name}", flush=True)
+    return results
 
 
-def refuse_unknown_methods(methods: list[str]) -> None:
-    """Every method a distillation trainer nnU-Net finds, or one refusal listing each that is not."""
+def method_classes(methods: list[str]) -> dict[str, type]:
+    """Each method's distillation trainer, searched once for every setting; one refusal listing each method
+    that is not one nnU-Net finds."""
     from nnunetv2_hlfd.speed.offline_trainers import method_trainer
 
-    problems = []
+    classes, problems = {}, []
     for method in methods:
         try:
-            method_trainer(method)
+            classes[method] = method_trainer(method)
         except UserFacingError as problem:
             problems.append(str(problem))
     if problems:
         raise ProblemListError(problems, headline="--methods names trainers that cannot be timed:")
+    return classes
 
 
 def describe_machine(device) -> str:

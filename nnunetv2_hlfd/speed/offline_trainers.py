@@ -21,13 +21,17 @@ from nnunetv2_hlfd.utilities.problems import UserFacingError
 from nnunetv2_hlfd.utilities.trainer_search import find_trainer_class
 
 
-def method_trainer(method: str | DistillationConfig, name: str = "method") -> type[nnUNetTrainerDistillation]:
+def method_trainer(method: str | type | DistillationConfig, name: str = "method") -> type[nnUNetTrainerDistillation]:
     """A distillation trainer class: by name ('HLFD' or 'nnUNetTrainerHLFD', as nnU-Net finds
-    trainers), or a trainer declared on the spot for a DistillationConfig."""
+    trainers), the class itself (found once, used for every setting), or a trainer declared on the spot
+    for a DistillationConfig."""
     if isinstance(method, DistillationConfig):
         return type(f"nnUNetTrainer{name}", (nnUNetTrainerDistillation,), {"distillation": method})
-    trainer_name = method if method.startswith("nnUNetTrainer") else f"nnUNetTrainer{method}"
-    trainer_class = find_trainer_class(trainer_name)
+    if isinstance(method, type):
+        trainer_class, trainer_name = method, method.__name__
+    else:
+        trainer_name = method if method.startswith("nnUNetTrainer") else f"nnUNetTrainer{method}"
+        trainer_class = find_trainer_class(trainer_name)
     if not issubclass(trainer_class, nnUNetTrainerDistillation):
         raise UserFacingError(
             f"{trainer_name} is not a distillation trainer, so it has no distillation step to time; name "

@@ -15,6 +15,7 @@ from nnunetv2_hlfd.speed.step_time import (
     precision_errors,
 )
 from nnunetv2_hlfd.training import teacher as teachers
+from nnunetv2_hlfd.training.student_trainer import nnUNetTrainerStudent
 from nnunetv2_hlfd.utilities.timing import time_side_by_side
 
 TINY_CT = kits_like_fingerprint(10, (8, 32, 32))
@@ -111,6 +112,13 @@ def test_unknown_teacher_precision_is_refused(monkeypatch):
 def test_a_trainer_without_distillation_is_not_a_method():
     with pytest.raises(ValueError, match="not a distillation trainer"):
         method_trainer("Student")
+    with pytest.raises(ValueError, match="nnUNetTrainerStudent is not a distillation trainer"):
+        method_trainer(nnUNetTrainerStudent)
+
+
+def test_a_trainer_class_found_once_is_taken_as_it_is():
+    found = method_trainer("HLFD")
+    assert method_trainer(found) is found
 
 
 def test_ensemble_teacher_is_timed_with_all_members_and_in_rotation():
