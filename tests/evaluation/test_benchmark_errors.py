@@ -239,21 +239,26 @@ def test_existing_output_is_kept_without_overwrite(preprocessed_root, results_ro
     assert (tmp_path / "benchmark" / "mine.txt").read_text() == "keep me"
 
 
-def test_overwrite_never_deletes_a_folder_the_benchmark_did_not_write(
-    preprocessed_root, results_root, tmp_path, monkeypatch, capsys
-):
+def overwrite_from_the_command_line(preprocessed_root, results_root, output, monkeypatch, capsys) -> tuple[int, str]:
+    """`nnunetv2_hlfd benchmark ... -o OUTPUT --overwrite` as a user types it: its exit status and stderr."""
     monkeypatch.setattr("nnunetv2.paths.nnUNet_preprocessed", str(preprocessed_root))
     monkeypatch.setattr("nnunetv2.paths.nnUNet_results", str(results_root))
-    thesis = tmp_path / "thesis"
-    thesis.mkdir()
-    (thesis / "thesis.tex").write_text(r"\documentclass{book}")
     with pytest.raises(SystemExit) as exit_status:
         main(
             ["benchmark", "-d", DATASET_NAME, "-c", "2d", "-tr", TEACHER, STUDENT, "-f", "0", "--no-speed"]
-            + ["-o", str(thesis), "--overwrite"]
+            + ["-o", str(output), "--overwrite"]
         )
-    assert exit_status.value.code == 2
-    error = capsys.readouterr().err
+    return exit_status.value.code, capsys.readouterr().err
+
+
+def test_overwrite_never_deletes_a_folder_the_benchmark_did_not_write(
+    preprocessed_root, results_root, tmp_path, monkeypatch, capsys
+):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text(r"\documentclass{book}")
+    exit_status, error = overwrite_from_the_command_line(preprocessed_root, results_root, thesis, monkeypatch, capsys)
+    assert exit_status == 2
     assert f"{thesis} is not empty and was not written by nnunetv2_hlfd benchmark" in error
     assert "not even with --overwrite" in error and "Traceback" not in error
     assert sorted(p.name for p in thesis.iterdir()) == ["thesis.tex"]
@@ -271,19 +276,12 @@ def test_overwrite_replaces_an_earlier_benchmark_whole(preprocessed_root, result
 def test_overwrite_refuses_an_earlier_benchmark_holding_a_file_put_there_since(
     preprocessed_root, shared_run, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("nnunetv2.paths.nnUNet_preprocessed", str(preprocessed_root))
-    monkeypatch.setattr("nnunetv2.paths.nnUNet_results", str(shared_run[0]))
     output = tmp_path / "benchmark"
     shutil.copytree(shared_run[1], output)
     (output / "thesis.tex").write_text(r"\documentclass{book}")
     earlier = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
-    with pytest.raises(SystemExit) as exit_status:
-        main(
-            ["benchmark", "-d", DATASET_NAME, "-c", "2d", "-tr", TEACHER, STUDENT, "-f", "0", "--no-speed"]
-            + ["-o", str(output), "--overwrite"]
-        )
-    assert exit_status.value.code == 2
-    error = capsys.readouterr().err
+    exit_status, error = overwrite_from_the_command_line(preprocessed_root, shared_run[0], output, monkeypatch, capsys)
+    assert exit_status == 2
     assert "holds what nnunetv2_hlfd benchmark did not write there: thesis.tex;" in error and "Traceback" not in error
     assert {p: p.read_bytes() for p in output.rglob("*") if p.is_file()} == earlier
 
